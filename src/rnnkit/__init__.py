@@ -1,0 +1,72 @@
+"""rnnkit: recurrent neural networks made explicit, correct and fast, on PyTorch.
+
+The public API is re-exported here; each name lives in the module named after it.
+Re-exports resolve on first use (PEP 562), so ``import rnnkit`` and the CLI's
+``--help`` do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "CELL_NAMES": "rnnkit.cells",
+    "Cell": "rnnkit.cells",
+    "GRUCell": "rnnkit.cells",
+    "LSTMCell": "rnnkit.cells",
+    "RNNCell": "rnnkit.cells",
+    "RecurrentCell": "rnnkit.cells",
+    "cell_factory": "rnnkit.cells",
+    "BACKENDS": "rnnkit.recurrent",
+    "Recurrent": "rnnkit.recurrent",
+    "RecurrentConfig": "rnnkit.recurrent",
+    "HiddenState": "rnnkit.state",
+    "LSTMState": "rnnkit.state",
+    "detach_state": "rnnkit.state",
+    "map_state": "rnnkit.state",
+    "stack_states": "rnnkit.state",
+    "unstack_state": "rnnkit.state",
+    "where_state": "rnnkit.state",
+    "unroll": "rnnkit.unroll",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:
+    from rnnkit.cells import (
+        CELL_NAMES,
+        Cell,
+        GRUCell,
+        LSTMCell,
+        RecurrentCell,
+        RNNCell,
+        cell_factory,
+    )
+    from rnnkit.recurrent import BACKENDS, Recurrent, RecurrentConfig
+    from rnnkit.state import (
+        HiddenState,
+        LSTMState,
+        detach_state,
+        map_state,
+        stack_states,
+        unstack_state,
+        where_state,
+    )
+    from rnnkit.unroll import unroll
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rnnkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,1 @@
+"""The ``rnnkit`` command line: argparse subcommands, one file each."""

@@ -1,0 +1,395 @@
+"""``Recurrent``: layers × directions of any cell, with a choice of backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.cells import CELL_NAMES, CellFactory, GRUCell, LSTMCell, RNNCell, cell_factory
+from rnnkit.native import native_kernel, run_native
+from rnnkit.state import check_state_like, stack_states, unstack_state
+from rnnkit.unroll import Lengths, check_inputs, check_lengths, unroll
+
+Backend = Literal["auto", "unrolled", "native"]
+BACKENDS: tuple[str, ...] = ("auto", "unrolled", "native")
+
+# torch.nn's module for each built-in cell name, for from_torch/to_torch.
+_TORCH_MODULES: dict[str, tuple[type[nn.RNNBase], dict[str, Any]]] = {
+    "rnn": (nn.RNN, {"nonlinearity": "tanh"}),
+    "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}),
+    "lstm": (nn.LSTM, {}),
+    "gru": (nn.GRU, {}),
+}
+
+
+@dataclass(frozen=True)
+class RecurrentConfig:
+    """Everything that defines a :class:`Recurrent` stack of built-in cells.
+
+    Attributes:
+        cell: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"`` or ``"gru"``.
+        input_size: I, features per step of the input.
+        hidden_size: H, per direction; the stack's outputs have D·H features.
+        num_layers: L; layer l > 0 reads layer l−1's outputs.
+        bidirectional: D = 2 when true (a right-to-left pass per layer), else 1.
+        dropout: dropout on the inputs of layers 1 … L−1 during training, as torch.nn.
+        bias: learn b; ``False`` matches torch.nn's ``bias=False``.
+        backend: ``"auto"``, ``"unrolled"`` or ``"native"`` (see :class:`Recurrent`).
+    """
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    bias: bool = True
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELL_NAMES:
+            raise ValueError(f"cell: expected one of {', '.join(CELL_NAMES)}, got {self.cell!r}")
+        for name in ("input_size", "hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout <= 1.0:
+            raise ValueError(f"dropout: expected a number in [0, 1], got {self.dropout!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}")
+
+
+class Recurrent(nn.Module):
+    """A stack of ``num_layers`` × ``D`` recurrent cells over batch-first sequences.
+
+    ``Recurrent("lstm", I, H, num_layers=2, bidirectional=True)`` computes what
+    ``torch.nn.LSTM(I, H, num_layers=2, bidirectional=True, batch_first=True)``
+    computes, parameter for parameter (see :meth:`from_torch` and :meth:`to_torch`),
+    and also runs any cell that follows the protocol of :mod:`rnnkit.cells.base`.
+
+    Shapes:
+        inputs ``(B, T, I)`` → outputs ``(B, T, D·H)``: for each step, the forward
+        direction's h_t in features ``0 … H−1`` and the backward direction's in
+        ``H … 2H−1`` (torch.nn's layout). Past a row's length, outputs are zero.
+
+        ``final_state`` has the cell's state type (``HiddenState`` or
+        ``LSTMState``) with every field ``(L·D, B, H)``; index ``l·D + d`` is layer
+        ``l``, direction ``d`` (0 = left to right, 1 = right to left), exactly
+        torch.nn's ``h_n``/``c_n``. For a ragged batch it is each row's state at
+        its last valid step (step 0 for the backward direction).
+
+    Backends (all compute the same numbers; tests tie them to torch.nn):
+        ``"unrolled"``: the explicit Python loop of :func:`rnnkit.unroll`, per layer
+            and direction; autograd gives BPTT. Runs any cell.
+        ``"native"``: torch.nn's fused kernels (:mod:`rnnkit.native`) called on
+            this module's own parameters. Only for built-in cells of one kind.
+        ``"auto"``: ``"native"`` whenever it applies, else ``"unrolled"``. The rule
+            comes from ``benchmarks/speed.py``: on every configuration measured
+            (BENCHMARKS.md) native is several times faster than the unrolled loop
+            for training steps, so it is taken wherever it is exact.
+
+    Args:
+        cell: a built-in cell name (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``)
+            or a factory ``(input_size, hidden_size) -> cell``.
+        input_size: I.
+        hidden_size: H, per direction.
+        num_layers: L.
+        bidirectional: two directions per layer.
+        dropout: on the inputs of every layer but the first, in training mode.
+        backend: ``"auto"``, ``"unrolled"`` or ``"native"``.
+        bias: for named cells, learn b; a factory configures its own cells.
+    """
+
+    def __init__(
+        self,
+        cell: str | CellFactory,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        backend: Backend | str = "auto",
+        *,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(cell, str):
+            config = RecurrentConfig(
+                cell, input_size, hidden_size, num_layers, bidirectional, dropout, bias, backend
+            )
+            factory = cell_factory(cell, bias=bias)
+            self.cell_name: str | None = cell
+        elif callable(cell):
+            if not bias:
+                raise ValueError("bias: a cell factory configures its own bias; pass bias=True")
+            # Validate the shared fields through the same dataclass, with a stand-in name.
+            config = RecurrentConfig(
+                "rnn", input_size, hidden_size, num_layers, bidirectional, dropout, bias, backend
+            )
+            factory = cell
+            self.cell_name = None
+        else:
+            raise ValueError(
+                f"cell: expected one of {', '.join(CELL_NAMES)} or a cell factory, got {cell!r}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        self.dropout = float(config.dropout)
+        self.bias = bias
+        self.backend = config.backend
+        self.cells = nn.ModuleList(
+            factory(input_size if layer == 0 else self.num_directions * hidden_size, hidden_size)
+            for layer in range(num_layers)
+            for _ in range(self.num_directions)
+        )
+        for index, built in enumerate(self.cells):
+            for attribute in ("initial_state", "input_size", "hidden_size"):
+                if not hasattr(built, attribute):
+                    raise ValueError(
+                        f"cell: the factory's cell {index} ({type(built).__name__}) has no "
+                        f"{attribute!r}; see the cell protocol in rnnkit.cells.base"
+                    )
+            if built.hidden_size != hidden_size:
+                raise ValueError(
+                    f"cell: the factory's cell {index} has hidden_size {built.hidden_size}, "
+                    f"expected {hidden_size}"
+                )
+        if device is not None or dtype is not None:
+            self.to(device=device, dtype=dtype)
+        if self.backend == "native":
+            self.resolve_backend()  # fail at construction, not at the first batch
+
+    @classmethod
+    def from_config(
+        cls,
+        config: RecurrentConfig,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Recurrent:
+        """Build the stack a :class:`RecurrentConfig` describes."""
+        return cls(
+            config.cell,
+            config.input_size,
+            config.hidden_size,
+            config.num_layers,
+            config.bidirectional,
+            config.dropout,
+            config.backend,
+            bias=config.bias,
+            device=device,
+            dtype=dtype,
+        )
+
+    @property
+    def config(self) -> RecurrentConfig:
+        """This stack as a :class:`RecurrentConfig` (built-in cells only)."""
+        if self.cell_name is None:
+            raise ValueError("config: a stack built from a cell factory has no named config")
+        return RecurrentConfig(
+            self.cell_name,
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bidirectional,
+            self.dropout,
+            self.bias,
+            self.backend,
+        )
+
+    def resolve_backend(self) -> str:
+        """The backend a forward call will use now: ``"native"`` or ``"unrolled"``."""
+        if self.backend == "unrolled":
+            return "unrolled"
+        kernel, why = native_kernel(list(self.cells))
+        if kernel is not None:
+            return "native"
+        if self.backend == "native":
+            raise ValueError(f"backend 'native' cannot run this stack: {why}")
+        return "unrolled"
+
+    def initial_state(
+        self,
+        batch_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Any:
+        """Each cell's initial state, stacked: every field ``(L·D, B, H)``."""
+        return stack_states(
+            [cell.initial_state(batch_size, device=device, dtype=dtype) for cell in self.cells]
+        )
+
+    def forward(
+        self, inputs: Tensor, state: Any = None, lengths: Lengths | None = None
+    ) -> tuple[Tensor, Any]:
+        """Run the stack.
+
+        Args:
+            inputs: ``(B, T, I)``.
+            state: initial state with fields ``(L·D, B, H)``; ``None`` for zeros.
+            lengths: ``(B,)`` valid lengths in ``1 … T``; ``None`` when all are ``T``.
+
+        Returns:
+            ``(outputs (B, T, D·H), final_state)`` as described in the class docstring.
+        """
+        batch, steps = check_inputs(self, inputs)
+        self._check_dtype(inputs)
+        checked = None if lengths is None else check_lengths(lengths, batch, steps)
+        if checked is not None and int(checked.min()) == steps:
+            checked = None  # all rows full length: no masking or packing needed
+        reference = self.initial_state(batch, device=inputs.device, dtype=inputs.dtype)
+        if state is None:
+            state = reference
+        else:
+            check_state_like(state, reference)
+
+        kernel, _ = native_kernel(list(self.cells)) if self.backend != "unrolled" else (None, "")
+        if kernel is not None:
+            return run_native(
+                kernel,
+                list(self.cells),
+                inputs,
+                state,
+                checked,
+                num_layers=self.num_layers,
+                bidirectional=self.bidirectional,
+                dropout=self.dropout,
+                training=self.training,
+            )
+        if self.backend == "native":
+            self.resolve_backend()  # raises with the reason
+        return self._forward_unrolled(inputs, state, checked)
+
+    def _forward_unrolled(
+        self, inputs: Tensor, state: Any, lengths: Tensor | None
+    ) -> tuple[Tensor, Any]:
+        per_cell = unstack_state(state)  # L·D states of (B, H) fields
+        finals = []
+        layer_input = inputs  # (B, T, I) then (B, T, D·H)
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0.0:
+                layer_input = F.dropout(layer_input, self.dropout, self.training)
+            outputs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                output, final = unroll(
+                    self.cells[index],
+                    layer_input,
+                    per_cell[index],
+                    lengths,
+                    reverse=direction == 1,
+                )  # (B, T, H)
+                outputs.append(output)
+                finals.append(final)
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+        return layer_input, stack_states(finals)
+
+    def _check_dtype(self, inputs: Tensor) -> None:
+        parameter = next(self.parameters(), None)
+        if parameter is not None and parameter.dtype != inputs.dtype:
+            raise ValueError(
+                f"inputs: expected dtype {parameter.dtype} like the parameters, got {inputs.dtype}"
+            )
+
+    # ----------------------------------------------------------------- torch.nn interop
+
+    @classmethod
+    def from_torch(cls, module: nn.Module, backend: Backend | str = "auto") -> Recurrent:
+        """A ``Recurrent`` with the same configuration and (copied) weights as a torch.nn RNN.
+
+        Accepts ``nn.RNN`` (tanh or relu), ``nn.LSTM`` (without ``proj_size``) and
+        ``nn.GRU``, batch-first or not; the result is always batch-first. The
+        training/eval mode is copied too.
+        """
+        if isinstance(module, nn.LSTM):
+            if module.proj_size:
+                raise ValueError("from_torch: nn.LSTM with proj_size > 0 is not supported")
+            name = "lstm"
+        elif isinstance(module, nn.GRU):
+            name = "gru"
+        elif isinstance(module, nn.RNN):
+            name = "rnn" if module.nonlinearity == "tanh" else "rnn_relu"
+        else:
+            raise ValueError(
+                f"from_torch: expected nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}"
+            )
+        like = next(module.parameters())
+        result = cls(
+            name,
+            module.input_size,
+            module.hidden_size,
+            module.num_layers,
+            module.bidirectional,
+            module.dropout,
+            backend,
+            bias=module.bias,
+            device=like.device,
+            dtype=like.dtype,
+        )
+        with torch.no_grad():
+            for source, parameter in result._torch_names():
+                parameter.copy_(getattr(module, source))
+        result.train(module.training)
+        return result
+
+    def to_torch(self) -> nn.RNNBase:
+        """The equivalent ``torch.nn`` module (batch_first=True) holding a copy of the weights."""
+        if self.cell_name is None or not all(
+            type(cell) in (RNNCell, LSTMCell, GRUCell) for cell in self.cells
+        ):
+            raise ValueError("to_torch: only stacks of built-in cells have a torch.nn equivalent")
+        module_type, extra = _TORCH_MODULES[self.cell_name]
+        like = next(self.parameters())
+        module = module_type(
+            self.input_size,
+            self.hidden_size,
+            num_layers=self.num_layers,
+            bias=self.bias,
+            batch_first=True,
+            dropout=self.dropout,
+            bidirectional=self.bidirectional,
+            device=like.device,
+            dtype=like.dtype,
+            **extra,
+        )
+        with torch.no_grad():
+            for source, parameter in self._torch_names():
+                getattr(module, source).copy_(parameter)
+        module.train(self.training)
+        return module
+
+    def _torch_names(self) -> list[tuple[str, nn.Parameter]]:
+        """(torch.nn parameter name, this module's parameter), in this module's order."""
+        pairs = []
+        for index, cell in enumerate(self.cells):
+            layer, direction = divmod(index, self.num_directions)
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            for name, parameter in cell.named_parameters():
+                pairs.append((name + suffix, parameter))
+        return pairs
+
+    def extra_repr(self) -> str:
+        parts = [
+            f"cell={self.cell_name or 'custom'}",
+            f"input_size={self.input_size}",
+            f"hidden_size={self.hidden_size}",
+        ]
+        if self.num_layers != 1:
+            parts.append(f"num_layers={self.num_layers}")
+        if self.bidirectional:
+            parts.append("bidirectional=True")
+        if self.dropout:
+            parts.append(f"dropout={self.dropout}")
+        parts.append(f"backend={self.backend!r}")
+        return ", ".join(parts)
+

@@ -1,0 +1,21 @@
+"""Shared test set-up: deterministic, small, and the same on 2-core CI."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from hypothesis import HealthCheck, settings
+
+# CI has two cores and runs two pytest workers; one intra-op thread each keeps them
+# from fighting over the cores.
+torch.set_num_threads(1)
+
+settings.register_profile(
+    "rnnkit",
+    deadline=None,  # timings belong to benchmarks/, never to tests
+    max_examples=int(os.environ.get("RNNKIT_HYPOTHESIS_EXAMPLES", "40")),
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,  # the same examples on every run and machine
+)
+settings.load_profile("rnnkit")

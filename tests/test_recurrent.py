@@ -1,0 +1,226 @@
+"""``Recurrent`` against torch.nn: the whole oracle matrix, every backend, interop, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from rnnkit import HiddenState, LSTMState, Recurrent, RecurrentConfig
+from rnnkit.cells import CELL_NAMES
+from tests.helpers import TOLERANCES, TORCH_STACKS, torch_state_fields, weighted_sum
+
+BATCH, STEPS, INPUT, HIDDEN = 5, 6, 3, 4
+RAGGED = [STEPS, 1, 3, STEPS - 1, 2]  # includes length 1 and full length
+
+
+def torch_name(index: int, num_directions: int, name: str) -> str:
+    layer, direction = divmod(index, num_directions)
+    return f"{name}_l{layer}" + ("_reverse" if direction else "")
+
+
+def run_torch(
+    module: nn.RNNBase, x: Tensor, state: list[Tensor], lengths: list[int] | None
+) -> tuple[Tensor, list[Tensor]]:
+    hx = tuple(state) if len(state) > 1 else state[0]
+    if lengths is None:
+        out, final = module(x, hx)
+        return out, torch_state_fields(final)
+    packed = nn.utils.rnn.pack_padded_sequence(
+        x, torch.tensor(lengths), batch_first=True, enforce_sorted=False
+    )
+    out_packed, final = module(packed, hx)
+    out, _ = nn.utils.rnn.pad_packed_sequence(out_packed, batch_first=True, total_length=x.shape[1])
+    return out, torch_state_fields(final)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("backend", ["unrolled", "native", "auto"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_oracle_matrix(
+    name: str, num_layers: int, bidirectional: bool, ragged: bool, backend: str, dtype: torch.dtype
+) -> None:
+    torch.manual_seed(hash((name, num_layers, bidirectional)) % 2**31)
+    torch_type, extra = TORCH_STACKS[name]
+    reference = torch_type(
+        INPUT, HIDDEN, num_layers=num_layers, bidirectional=bidirectional,
+        batch_first=True, dtype=dtype, **extra,
+    )
+    ours = Recurrent.from_torch(reference, backend=backend)
+    directions = 2 if bidirectional else 1
+    lengths = RAGGED if ragged else None
+
+    x_ours = torch.randn(BATCH, STEPS, INPUT, dtype=dtype, requires_grad=True)
+    x_theirs = x_ours.detach().clone().requires_grad_()
+    n_fields = 2 if name == "lstm" else 1
+    s_ours = [torch.randn(num_layers * directions, BATCH, HIDDEN, dtype=dtype, requires_grad=True) for _ in range(n_fields)]
+    s_theirs = [s.detach().clone().requires_grad_() for s in s_ours]
+    state_type = LSTMState if name == "lstm" else HiddenState
+
+    out, final = ours(x_ours, state_type(*s_ours), lengths=lengths)
+    ref_out, ref_final = run_torch(reference, x_theirs, s_theirs, lengths)
+
+    tol = TOLERANCES[dtype]
+    assert out.shape == (BATCH, STEPS, directions * HIDDEN)
+    assert type(final) is state_type
+    torch.testing.assert_close(out, ref_out, **tol)
+    for a, b in zip(final, ref_final, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+    weighted_sum([out, *final]).backward()
+    weighted_sum([ref_out, *ref_final]).backward()
+    assert x_ours.grad is not None and x_theirs.grad is not None
+    torch.testing.assert_close(x_ours.grad, x_theirs.grad, **tol)
+    for a, b in zip(s_ours, s_theirs, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, **tol)
+    checked = 0
+    for index, cell in enumerate(ours.cells):
+        for pname, p in cell.named_parameters():
+            expected = getattr(reference, torch_name(index, directions, pname)).grad
+            torch.testing.assert_close(p.grad, expected, **tol, msg=lambda m, n=pname: f"{n}: {m}")
+            checked += 1
+    assert checked == num_layers * directions * 4
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("backend", ["unrolled", "native"])
+def test_dropout_between_layers_matches_torch_nn_in_training(name: str, backend: str) -> None:
+    # p = 1 makes dropout deterministic (every inter-layer input is zero), so training
+    # mode can be compared exactly: layer 2 then sees only its biases and state.
+    torch_type, extra = TORCH_STACKS[name]
+    reference = torch_type(INPUT, HIDDEN, num_layers=2, dropout=1.0, batch_first=True, dtype=torch.float64, **extra)
+    ours = Recurrent.from_torch(reference, backend=backend)
+    assert ours.training and ours.dropout == 1.0
+    x = torch.randn(2, 4, INPUT, dtype=torch.float64)
+    out, _ = ours(x)
+    ref_out, _ = reference(x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
+    ours.eval()
+    reference.eval()
+    torch.testing.assert_close(ours(x)[0], reference(x)[0], rtol=1e-10, atol=1e-10)
+    assert not torch.allclose(ours(x)[0], out)  # eval mode really differs
+
+
+def test_dropout_is_not_applied_to_the_first_layer_or_the_outputs() -> None:
+    torch.manual_seed(0)
+    one_layer = Recurrent("gru", 3, 4, num_layers=1, dropout=0.9, backend="unrolled").double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    one_layer.train()
+    train_out = one_layer(x)[0]
+    one_layer.eval()
+    torch.testing.assert_close(train_out, one_layer(x)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_from_torch_accepts_time_major_modules(name: str) -> None:
+    torch_type, extra = TORCH_STACKS[name]
+    reference = torch_type(INPUT, HIDDEN, num_layers=2, bidirectional=True, dtype=torch.float64, **extra)
+    ours = Recurrent.from_torch(reference)
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)  # (T, B, I) for the reference
+    ref_out, ref_final = reference(x)
+    out, final = ours(x.transpose(0, 1))
+    torch.testing.assert_close(out, ref_out.transpose(0, 1), rtol=1e-10, atol=1e-10)
+    for a, b in zip(final, torch_state_fields(ref_final), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_to_torch_round_trip(name: str, bias: bool) -> None:
+    torch.manual_seed(5)
+    ours = Recurrent(name, INPUT, HIDDEN, num_layers=2, bidirectional=True, bias=bias, dtype=torch.float64)
+    module = ours.to_torch()
+    torch_type, extra = TORCH_STACKS[name]
+    assert type(module) is torch_type and module.batch_first and module.bias == bias
+    if extra:
+        assert module.nonlinearity == extra["nonlinearity"]  # type: ignore[attr-defined]
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64)
+    out, final = ours(x, lengths=RAGGED)
+    ref_out, ref_final = run_torch(module, x, list(ours.initial_state(BATCH, dtype=torch.float64)), RAGGED)
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
+    for a, b in zip(final, ref_final, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    back = Recurrent.from_torch(module)
+    for (n1, p1), (n2, p2) in zip(ours.named_parameters(), back.named_parameters(), strict=True):
+        assert n1 == n2
+        assert torch.equal(p1, p2)
+
+
+def test_weights_are_shared_not_copied_by_the_native_backend() -> None:
+    # Training through the native kernel must move rnnkit's own parameters.
+    stack = Recurrent("lstm", 3, 4, backend="native")
+    before = stack.cells[0].weight_hh.detach().clone()
+    optimizer = torch.optim.SGD(stack.parameters(), lr=0.1)
+    stack(torch.randn(2, 5, 3))[0].pow(2).sum().backward()
+    optimizer.step()
+    assert not torch.equal(before, stack.cells[0].weight_hh)
+
+
+def test_auto_backend_rule() -> None:
+    assert Recurrent("lstm", 3, 4).resolve_backend() == "native"
+    assert Recurrent("gru", 3, 4, backend="unrolled").resolve_backend() == "unrolled"
+
+    class MyCell(nn.Module):
+        def __init__(self, i: int, h: int) -> None:
+            super().__init__()
+            self.input_size, self.hidden_size = i, h
+            self.lin = nn.Linear(i + h, h)
+
+        def forward(self, x: Tensor, s: HiddenState) -> tuple[Tensor, HiddenState]:
+            h = torch.tanh(self.lin(torch.cat([x, s.h], 1)))
+            return h, HiddenState(h)
+
+        def initial_state(self, b: int, *, device=None, dtype=None) -> HiddenState:  # type: ignore[no-untyped-def]
+            return HiddenState(torch.zeros(b, self.hidden_size, device=device, dtype=dtype))
+
+    custom = Recurrent(MyCell, 3, 4, num_layers=2)
+    assert custom.resolve_backend() == "unrolled"
+    assert custom(torch.randn(2, 3, 3))[0].shape == (2, 3, 4)
+    with pytest.raises(ValueError, match="backend 'native' cannot run this stack: MyCell is not one of rnnkit's built-in cells"):
+        Recurrent(MyCell, 3, 4, backend="native")
+
+
+def test_initial_state_is_stacked() -> None:
+    stack = Recurrent("lstm", 3, 4, num_layers=3, bidirectional=True)
+    state = stack.initial_state(2)
+    assert type(state) is LSTMState
+    assert state.h.shape == state.c.shape == (6, 2, 4)
+
+
+def test_config_round_trip_and_validation() -> None:
+    config = RecurrentConfig("gru", 3, 4, num_layers=2, bidirectional=True, dropout=0.1)
+    stack = Recurrent.from_config(config)
+    assert stack.config == config
+    with pytest.raises(Exception, match="cannot assign"):
+        config.hidden_size = 5  # type: ignore[misc]
+    with pytest.raises(ValueError, match="cell: expected one of rnn, rnn_relu, lstm, gru, got 'transformer'"):
+        RecurrentConfig("transformer", 3, 4)
+    with pytest.raises(ValueError, match="num_layers: expected a positive int, got 0"):
+        RecurrentConfig("gru", 3, 4, num_layers=0)
+    with pytest.raises(ValueError, match=r"dropout: expected a number in \[0, 1\], got 1.5"):
+        RecurrentConfig("gru", 3, 4, dropout=1.5)
+    with pytest.raises(ValueError, match="backend: expected one of auto, unrolled, native, got 'cuda'"):
+        RecurrentConfig("gru", 3, 4, backend="cuda")
+
+
+def test_bad_input_to_recurrent() -> None:
+    stack = Recurrent("lstm", 3, 4, num_layers=2)
+    with pytest.raises(ValueError, match="unknown cell|cell: expected one of"):
+        Recurrent("lsmt", 3, 4)
+    with pytest.raises(ValueError, match=r"inputs: expected \(B, T, 3\), got \(2, 5, 7\)"):
+        stack(torch.randn(2, 5, 7))
+    with pytest.raises(ValueError, match=r"inputs: expected dtype torch.float32 like the parameters, got torch.float64"):
+        stack(torch.randn(2, 5, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"lengths: expected every length in 1..5, got values in 0..5"):
+        stack(torch.randn(2, 5, 3), lengths=[5, 0])
+    with pytest.raises(ValueError, match=r"state: expected LSTMState\(h=\(2, 2, 4\), c=\(2, 2, 4\)\), got LSTMState\(h=\(1, 2, 4\)"):
+        stack(torch.randn(2, 5, 3), LSTMState(torch.zeros(1, 2, 4), torch.zeros(1, 2, 4)))
+    with pytest.raises(ValueError, match=r"got Tensor\(2, 2, 4\)"):
+        stack(torch.randn(2, 5, 3), torch.zeros(2, 2, 4))
+    with pytest.raises(ValueError, match="from_torch: expected nn.RNN, nn.LSTM or nn.GRU, got Linear"):
+        Recurrent.from_torch(nn.Linear(2, 3))
+    with pytest.raises(ValueError, match="proj_size > 0 is not supported"):
+        Recurrent.from_torch(nn.LSTM(3, 4, proj_size=2))
