@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnkit import HiddenState, LSTMState, detach_state, map_state, stack_states, unstack_state, where_state
+from rnnkit import (
+    HiddenState,
+    LSTMState,
+    detach_state,
+    map_state,
+    stack_states,
+    unstack_state,
+    where_state,
+)
 from rnnkit.state import check_state_like, describe_state
 
 
@@ -30,7 +38,9 @@ def test_where_state_chooses_per_row() -> None:
 
 
 def test_stack_and_unstack_are_inverse() -> None:
-    states = [LSTMState(torch.full((2, 3), float(i)), torch.full((2, 3), -float(i))) for i in range(4)]
+    states = [
+        LSTMState(torch.full((2, 3), float(i)), torch.full((2, 3), -float(i))) for i in range(4)
+    ]
     stacked = stack_states(states)
     assert type(stacked) is LSTMState and stacked.h.shape == (4, 2, 3)
     assert stacked.c[2, 0, 0] == -2.0
@@ -43,10 +53,15 @@ def test_stack_and_unstack_are_inverse() -> None:
 
 
 def test_describe_and_check() -> None:
-    assert describe_state(LSTMState(torch.zeros(2, 3), torch.zeros(2, 3))) == "LSTMState(h=(2, 3), c=(2, 3))"
+    assert (
+        describe_state(LSTMState(torch.zeros(2, 3), torch.zeros(2, 3)))
+        == "LSTMState(h=(2, 3), c=(2, 3))"
+    )
     assert describe_state(torch.zeros(4)) == "Tensor(4,)"
     assert describe_state(None) == "NoneType"
     reference = HiddenState(torch.zeros(2, 3))
     check_state_like(HiddenState(torch.ones(2, 3)), reference)
-    with pytest.raises(ValueError, match=r"expected HiddenState\(h=\(2, 3\)\), got HiddenState\(h=\(3, 2\)\)"):
+    with pytest.raises(
+        ValueError, match=r"expected HiddenState\(h=\(2, 3\)\), got HiddenState\(h=\(3, 2\)\)"
+    ):
         check_state_like(HiddenState(torch.ones(3, 2)), reference)

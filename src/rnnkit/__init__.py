@@ -31,10 +31,30 @@ _EXPORTS: dict[str, str] = {
     "stack_states": "rnnkit.state",
     "unstack_state": "rnnkit.state",
     "where_state": "rnnkit.state",
-    "unroll": "rnnkit.unroll",
+    "unroll": "rnnkit.unrolling",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "BACKENDS",
+    "CELL_NAMES",
+    "Cell",
+    "GRUCell",
+    "HiddenState",
+    "LSTMCell",
+    "LSTMState",
+    "RNNCell",
+    "Recurrent",
+    "RecurrentCell",
+    "RecurrentConfig",
+    "__version__",
+    "cell_factory",
+    "detach_state",
+    "map_state",
+    "stack_states",
+    "unroll",
+    "unstack_state",
+    "where_state",
+]
 
 if TYPE_CHECKING:
     from rnnkit.cells import (
@@ -56,7 +76,7 @@ if TYPE_CHECKING:
         unstack_state,
         where_state,
     )
-    from rnnkit.unroll import unroll
+    from rnnkit.unrolling import unroll
 
 
 def __getattr__(name: str) -> Any:

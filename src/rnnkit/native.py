@@ -37,10 +37,10 @@ def native_kernel(cells: Sequence[nn.Module]) -> tuple[Kernel | None, str]:
     if kind not in (RNNCell, LSTMCell, GRUCell):
         return None, f"{kind.__name__} is not one of rnnkit's built-in cells"
     first = cells[0]
-    if any(cell.bias != first.bias for cell in cells):  # type: ignore[union-attr]
+    if any(cell.bias != first.bias for cell in cells):
         return None, "the cells disagree on bias"
     if kind is RNNCell:
-        nonlinearities = {cell.nonlinearity for cell in cells}  # type: ignore[union-attr]
+        nonlinearities = {cell.nonlinearity for cell in cells}
         if len(nonlinearities) != 1:
             return None, "the RNN cells mix nonlinearities"
         name = "rnn_tanh" if first.nonlinearity == "tanh" else "rnn_relu"
@@ -81,10 +81,8 @@ def run_native(
     """
     weights: list[Tensor] = []
     for cell in cells:  # torch.nn's flat order: per (layer, direction) w_ih, w_hh, b_ih, b_hh
-        weights.extend(p for p in (cell.weight_ih, cell.weight_hh) if p is not None)
-        if cell.bias:
-            weights.extend((cell.bias_ih, cell.bias_hh))  # type: ignore[arg-type]
-    has_bias = bool(cells[0].bias)
+        weights.extend(p for _, p in cell.named_parameters())
+    has_bias = len(weights) == 4 * len(cells)
     steps = inputs.shape[1]
     # LSTM's kernel takes (h, c) as a tuple, the others take h alone.
     options = (has_bias, num_layers, float(dropout), training, bidirectional)
@@ -92,7 +90,7 @@ def run_native(
     if lengths is None:
         hx: Any = tuple(state) if len(state) > 1 else state[0]
         result = kernel(inputs, hx, weights, *options, True)  # batch_first=True
-        return result[0], type(state)(*result[1:])  # type: ignore[call-arg]
+        return result[0], type(state)(*result[1:])
 
     packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
     assert packed.sorted_indices is not None and packed.unsorted_indices is not None
@@ -104,4 +102,4 @@ def run_native(
     )
     outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=steps)
     final = [field.index_select(1, packed.unsorted_indices) for field in result[1:]]
-    return outputs, type(state)(*final)  # type: ignore[call-arg]
+    return outputs, type(state)(*final)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -12,13 +13,13 @@ from torch import Tensor, nn
 from rnnkit.cells import CELL_NAMES, CellFactory, GRUCell, LSTMCell, RNNCell, cell_factory
 from rnnkit.native import native_kernel, run_native
 from rnnkit.state import check_state_like, stack_states, unstack_state
-from rnnkit.unroll import Lengths, check_inputs, check_lengths, unroll
+from rnnkit.unrolling import Lengths, check_inputs, check_lengths, unroll
 
 Backend = Literal["auto", "unrolled", "native"]
 BACKENDS: tuple[str, ...] = ("auto", "unrolled", "native")
 
 # torch.nn's module for each built-in cell name, for from_torch/to_torch.
-_TORCH_MODULES: dict[str, tuple[type[nn.RNNBase], dict[str, Any]]] = {
+_TORCH_MODULES: dict[str, tuple[Callable[..., nn.RNNBase], dict[str, Any]]] = {
     "rnn": (nn.RNN, {"nonlinearity": "tanh"}),
     "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}),
     "lstm": (nn.LSTM, {}),
@@ -60,7 +61,9 @@ class RecurrentConfig:
         if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout <= 1.0:
             raise ValueError(f"dropout: expected a number in [0, 1], got {self.dropout!r}")
         if self.backend not in BACKENDS:
-            raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}")
+            raise ValueError(
+                f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}"
+            )
 
 
 class Recurrent(nn.Module):
@@ -225,8 +228,9 @@ class Recurrent(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> Any:
         """Each cell's initial state, stacked: every field ``(L·D, B, H)``."""
+        cells: list[Any] = list(self.cells)  # protocol cells: initial_state is not on nn.Module
         return stack_states(
-            [cell.initial_state(batch_size, device=device, dtype=dtype) for cell in self.cells]
+            [cell.initial_state(batch_size, device=device, dtype=dtype) for cell in cells]
         )
 
     def forward(
@@ -392,4 +396,3 @@ class Recurrent(nn.Module):
             parts.append(f"dropout={self.dropout}")
         parts.append(f"backend={self.backend!r}")
         return ", ".join(parts)
-

@@ -8,7 +8,7 @@ Then it times a training step of each backend against torch.nn on the same data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +19,7 @@ from rnnkit.cells import CELL_NAMES
 from rnnkit.recurrent import Recurrent
 from rnnkit.timing import time_interleaved, training_step
 
-_TORCH_TYPES: dict[str, tuple[type[nn.RNNBase], dict[str, str]]] = {
+_TORCH_TYPES: dict[str, tuple[Callable[..., nn.RNNBase], dict[str, str]]] = {
     "rnn": (nn.RNN, {"nonlinearity": "tanh"}),
     "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}),
     "lstm": (nn.LSTM, {}),
@@ -85,7 +85,7 @@ def check_agreement(config: SelfCheckConfig) -> list[Agreement]:
             inputs = x.clone().requires_grad_()
             outputs, final = ours(inputs, lengths=lengths)
             values = [outputs, *final]
-            _loss(values).backward()
+            torch.autograd.backward(_loss(values))
             grads = [inputs.grad, *(p.grad for p in ours.parameters())]
             rows.append(
                 Agreement(name, backend, _max_diff(values, ref_values), _max_diff(grads, ref_grads))
@@ -118,7 +118,7 @@ def _torch_run(module: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[list[Ten
     out_packed, final = module(packed)
     outputs, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=x.shape[1])
     values = [outputs, *(final if isinstance(final, tuple) else (final,))]
-    _loss(values).backward()
+    torch.autograd.backward(_loss(values))
     return values, [inputs.grad, *(p.grad for p in module.parameters())]  # type: ignore[list-item]
 
 
@@ -131,7 +131,7 @@ def _loss(values: list[Tensor]) -> Tensor:
     )
 
 
-def _max_diff(ours: list[Tensor | None], theirs: list[Tensor | None]) -> float:
+def _max_diff(ours: Sequence[Tensor | None], theirs: Sequence[Tensor | None]) -> float:
     worst = 0.0
     for a, b in zip(ours, theirs, strict=True):
         if a is None or b is None:

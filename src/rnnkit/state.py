@@ -116,6 +116,10 @@ def check_state_like(state: object, reference: tuple[Tensor, ...], what: str = "
         if not isinstance(field, Tensor) or field.shape != ref.shape:
             raise ValueError(f"{what}: expected {expected}, got {describe_state(state)}")
         if field.dtype != ref.dtype:
-            raise ValueError(f"{what}: expected dtype {ref.dtype} like the inputs, got {field.dtype}")
+            raise ValueError(
+                f"{what}: expected dtype {ref.dtype} like the inputs, got {field.dtype}"
+            )
         if field.device != ref.device:
-            raise ValueError(f"{what}: expected device {ref.device} like the inputs, got {field.device}")
+            raise ValueError(
+                f"{what}: expected device {ref.device} like the inputs, got {field.device}"
+            )

@@ -62,4 +62,3 @@ def training_step(module: nn.Module, inputs: Tensor) -> Callable[[], None]:
         outputs.square().mean().backward()
 
     return step
-

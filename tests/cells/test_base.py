@@ -72,9 +72,10 @@ def test_gradcheck_float64(name: str) -> None:
     torch.manual_seed(1)
     cell = cell_factory(name)(3, 4).double()
     x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
-    fields = [torch.randn(2, 4, dtype=torch.float64, requires_grad=True) for _ in range(
-        len(cell.initial_state(1))
-    )]
+    fields = [
+        torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+        for _ in range(len(cell.initial_state(1)))
+    ]
     params = list(cell.parameters())
     names = [n for n, _ in cell.named_parameters()]
 
@@ -136,7 +137,7 @@ def test_wrong_state_names_expected_and_actual(name: str) -> None:
 def test_bad_constructor_arguments() -> None:
     with pytest.raises(ValueError, match="hidden_size must be a positive int, got 0"):
         LSTMCell(3, 0)
-    with pytest.raises(ValueError, match="input_size must be a positive int, got 2.5"):
+    with pytest.raises(ValueError, match=r"input_size must be a positive int, got 2\.5"):
         GRUCell(2.5, 4)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="nonlinearity must be one of"):
         RNNCell(3, 4, nonlinearity="sigmoid")

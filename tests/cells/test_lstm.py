@@ -65,7 +65,9 @@ def test_forget_gate_bias_preserves_memory() -> None:
             p.fill_(0.0)
         cell.bias_ih[0] = -50.0  # type: ignore[index]  # i closed
         cell.bias_ih[1] = 50.0  # type: ignore[index]  # f open
-    state = LSTMState(torch.zeros(1, 1, dtype=torch.float64), torch.full((1, 1), 0.7, dtype=torch.float64))
+    state = LSTMState(
+        torch.zeros(1, 1, dtype=torch.float64), torch.full((1, 1), 0.7, dtype=torch.float64)
+    )
     for _ in range(20):
         _, state = cell(torch.randn(1, 1, dtype=torch.float64), state)
     assert state.c.item() == pytest.approx(0.7, abs=1e-12)

@@ -11,7 +11,7 @@ from rnnkit import HiddenState, RNNCell
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_step_is_f_of_Ux_plus_Wh_plus_b(nonlinearity: str) -> None:
+def test_step_is_f_of_u_x_plus_w_h_plus_b(nonlinearity: str) -> None:
     torch.manual_seed(0)
     cell = RNNCell(3, 4, nonlinearity=nonlinearity).double()
     x = torch.randn(2, 3, dtype=torch.float64)

@@ -115,7 +115,9 @@ class RecurrentCell(nn.Module):
         self, batch_size: int, device: torch.device | str | None, dtype: torch.dtype | None
     ) -> Tensor:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"initial_state: batch_size must be a positive int, got {batch_size!r}")
+            raise ValueError(
+                f"initial_state: batch_size must be a positive int, got {batch_size!r}"
+            )
         return torch.zeros(
             batch_size,
             self.hidden_size,
@@ -135,7 +137,7 @@ class RecurrentCell(nn.Module):
                 f"got {describe_state(state)}"
             )
         expected = (x_t.shape[0], self.hidden_size)
-        for field in state:  # type: ignore[attr-defined]
+        for field in state:
             if field.shape != expected:
                 raise ValueError(
                     f"{name}: expected every state field of shape {expected}, "

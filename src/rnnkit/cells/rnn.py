@@ -82,4 +82,6 @@ class RNNCell(RecurrentCell):
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
-        return text if self.nonlinearity == "tanh" else f"{text}, nonlinearity={self.nonlinearity!r}"
+        return (
+            text if self.nonlinearity == "tanh" else f"{text}, nonlinearity={self.nonlinearity!r}"
+        )

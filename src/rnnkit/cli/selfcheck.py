@@ -24,10 +24,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--steps", type=_positive, default=50, help="timing sequence length T (50)")
     parser.add_argument("--input-size", type=_positive, default=32, help="timing input size I (32)")
     parser.add_argument("--hidden", type=_positive, default=128, help="timing hidden size H (128)")
-    parser.add_argument("--repeats", type=_positive, default=5, help="interleaved timing rounds (5)")
+    parser.add_argument(
+        "--repeats", type=_positive, default=5, help="interleaved timing rounds (5)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and data (0)")
     parser.add_argument("--no-timing", action="store_true", help="check agreement only")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of tables"
+    )
     parser.set_defaults(run=run)
 
 
@@ -48,12 +52,16 @@ def run(args: argparse.Namespace) -> int:
     ok = all(max(r.outputs, r.gradients) <= config.tolerance for r in agreement)
     speed = [] if args.no_timing else measure_speed(config)
     if args.json:
-        print(json.dumps({
-            "config": asdict(config),
-            "agree": ok,
-            "agreement": [asdict(r) for r in agreement],
-            "speed": [asdict(r) for r in speed],
-        }))
+        print(
+            json.dumps(
+                {
+                    "config": asdict(config),
+                    "agree": ok,
+                    "agreement": [asdict(r) for r in agreement],
+                    "speed": [asdict(r) for r in speed],
+                }
+            )
+        )
         return 0 if ok else 1
 
     print(f"rnnkit selfcheck: torch {torch.__version__}, {torch.get_num_threads()} threads")

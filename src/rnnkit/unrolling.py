@@ -51,10 +51,12 @@ def unroll(
     """
     batch, steps = check_inputs(cell, inputs)
     valid = _valid_mask(lengths, batch, steps, inputs.device)  # (B, T) or None
+    protocol: Any = cell  # initial_state comes from the protocol, not from nn.Module
+    start = protocol.initial_state(batch, device=inputs.device, dtype=inputs.dtype)
     if state is None:
-        state = cell.initial_state(batch, device=inputs.device, dtype=inputs.dtype)
+        state = start
     else:
-        check_state_like(state, cell.initial_state(batch, device=inputs.device, dtype=inputs.dtype))
+        check_state_like(state, start)
 
     outputs: list[Tensor] = [inputs] * steps  # placeholders, each overwritten below
     for t in range(steps - 1, -1, -1) if reverse else range(steps):
@@ -75,7 +77,11 @@ def unroll(
 def check_lengths(lengths: Lengths, batch: int, steps: int) -> Tensor:
     """Validate ``lengths`` against a ``(B, T, ·)`` batch; return them as a CPU int64 ``(B,)`` tensor."""
     if isinstance(lengths, Tensor):
-        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        if (
+            lengths.dtype.is_floating_point
+            or lengths.dtype.is_complex
+            or lengths.dtype == torch.bool
+        ):
             raise ValueError(f"lengths: expected an integer tensor, got dtype {lengths.dtype}")
         result = lengths.detach().to("cpu", torch.int64)
     else:
@@ -87,7 +93,9 @@ def check_lengths(lengths: Lengths, batch: int, steps: int) -> Tensor:
         raise ValueError(f"lengths: expected shape ({batch},), got {tuple(result.shape)}")
     low, high = int(result.min()), int(result.max())
     if low < 1 or high > steps:
-        raise ValueError(f"lengths: expected every length in 1..{steps}, got values in {low}..{high}")
+        raise ValueError(
+            f"lengths: expected every length in 1..{steps}, got values in {low}..{high}"
+        )
     return result
 
 
@@ -107,7 +115,7 @@ def _expand(rows: Tensor, like: Tensor) -> Tensor:
     return rows.view(rows.shape[0], *([1] * (like.dim() - 1)))
 
 
-def check_inputs(cell: nn.Module, inputs: Tensor) -> tuple[int, int]:
+def check_inputs(cell: object, inputs: Tensor) -> tuple[int, int]:
     """Validate a ``(B, T, I)`` batch for ``cell`` (or a stack with ``input_size``); return (B, T)."""
     if not isinstance(inputs, Tensor):
         raise ValueError(f"inputs: expected a tensor (B, T, I), got {type(inputs).__name__}")
@@ -124,5 +132,7 @@ def check_inputs(cell: nn.Module, inputs: Tensor) -> tuple[int, int]:
         raise ValueError(f"inputs: expected a floating-point tensor, got dtype {inputs.dtype}")
     batch, steps = inputs.shape[0], inputs.shape[1]
     if batch < 1 or steps < 1:
-        raise ValueError(f"inputs: expected at least one row and one step, got {tuple(inputs.shape)}")
+        raise ValueError(
+            f"inputs: expected at least one row and one step, got {tuple(inputs.shape)}"
+        )
     return batch, steps

@@ -265,7 +265,9 @@ def test_property_unroll_agrees_with_torch_nn_on_any_ragged_batch(problem: dict)
         for pname, p in cell.named_parameters():
             getattr(oracle, pname + suffix).copy_(p)
     full = [T] * B if lengths is None else lengths
-    packed = nn.utils.rnn.pack_padded_sequence(x, torch.tensor(full), batch_first=True, enforce_sorted=False)
+    packed = nn.utils.rnn.pack_padded_sequence(
+        x, torch.tensor(full), batch_first=True, enforce_sorted=False
+    )
     out_packed, state = oracle(packed)
     expected, _ = nn.utils.rnn.pad_packed_sequence(out_packed, batch_first=True, total_length=T)
     half = slice(H, 2 * H) if reverse else slice(0, H)
@@ -282,7 +284,9 @@ def test_property_unroll_agrees_with_torch_nn_on_any_ragged_batch(problem: dict)
     st.lists(st.integers(1, 6), min_size=1, max_size=4),
     st.booleans(),
 )
-def test_property_rows_are_independent(batch: int, hidden: int, raw: list[int], reverse: bool) -> None:
+def test_property_rows_are_independent(
+    batch: int, hidden: int, raw: list[int], reverse: bool
+) -> None:
     torch.manual_seed(batch * 100 + hidden)
     steps = max(raw)
     lengths = (raw * batch)[:batch]
@@ -305,7 +309,9 @@ def test_bad_inputs_name_expected_and_actual() -> None:
         unroll(cell, torch.randn(5, 3))
     with pytest.raises(ValueError, match=r"inputs: expected \(B, T, 3\), got \(2, 5, 4\)"):
         unroll(cell, torch.randn(2, 5, 4))
-    with pytest.raises(ValueError, match=r"inputs: expected a floating-point tensor, got dtype torch.int64"):
+    with pytest.raises(
+        ValueError, match=r"inputs: expected a floating-point tensor, got dtype torch.int64"
+    ):
         unroll(cell, torch.ones(2, 5, 3, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"at least one row and one step, got \(2, 0, 3\)"):
         unroll(cell, torch.randn(2, 0, 3))
@@ -331,11 +337,22 @@ def test_bad_lengths(lengths: object, message: str) -> None:
 def test_bad_state() -> None:
     cell = cell_factory("lstm")(3, 4)
     x = torch.randn(2, 5, 3)
-    with pytest.raises(ValueError, match=r"state: expected LSTMState\(h=\(2, 4\), c=\(2, 4\)\), got HiddenState\(h=\(2, 4\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"state: expected LSTMState\(h=\(2, 4\), c=\(2, 4\)\), got HiddenState\(h=\(2, 4\)\)",
+    ):
         unroll(cell, x, HiddenState(torch.zeros(2, 4)))
     with pytest.raises(ValueError, match=r"got LSTMState\(h=\(3, 4\), c=\(3, 4\)\)"):
         unroll(cell, x, LSTMState(torch.zeros(3, 4), torch.zeros(3, 4)))
     with pytest.raises(ValueError, match=r"got tuple\(0=\(2, 4\), 1=\(2, 4\)\)"):
         unroll(cell, x, (torch.zeros(2, 4), torch.zeros(2, 4)))
-    with pytest.raises(ValueError, match=r"expected dtype torch.float32 like the inputs, got torch.float64"):
-        unroll(cell, x, LSTMState(torch.zeros(2, 4, dtype=torch.float64), torch.zeros(2, 4, dtype=torch.float64)))
+    with pytest.raises(
+        ValueError, match=r"expected dtype torch.float32 like the inputs, got torch.float64"
+    ):
+        unroll(
+            cell,
+            x,
+            LSTMState(
+                torch.zeros(2, 4, dtype=torch.float64), torch.zeros(2, 4, dtype=torch.float64)
+            ),
+        )

@@ -1,0 +1,32 @@
+"""The public API: every name resolves, and importing it stays cheap."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import rnnkit
+
+
+def test_every_public_name_resolves_to_what_it_says() -> None:
+    for name in rnnkit.__all__:
+        value = getattr(rnnkit, name)
+        assert value is not None
+    # A submodule import must not shadow a public function of the same concept.
+    unrolling = importlib.import_module("rnnkit.unrolling")
+    assert callable(rnnkit.unroll)
+    assert rnnkit.unroll is unrolling.unroll
+
+
+def test_all_lists_exactly_the_exports() -> None:
+    assert set(rnnkit.__all__) == set(rnnkit._EXPORTS) | {"__version__"}
+
+
+def test_importing_the_cli_does_not_import_torch() -> None:
+    # `rnnkit --help` must answer at once; importing torch takes seconds.
+    code = "import sys, rnnkit, rnnkit.cli.main; print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
