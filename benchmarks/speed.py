@@ -1,0 +1,118 @@
+"""Training-step speed of every rnnkit backend against torch.nn, measured in the same run.
+
+A training step is forward + backward of a loss over all outputs (float32). For
+each configuration and cell, torch.nn and each rnnkit backend run round-robin
+(interleaved repeats), so machine noise hits all of them alike; the table reports
+min and median milliseconds and the speed ratio against torch.nn's median
+(> 1 is faster than torch.nn).
+
+    python benchmarks/speed.py                      # print the table
+    python benchmarks/speed.py --write BENCHMARKS.md  # also replace the table there
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rnnkit import Recurrent
+from rnnkit.timing import time_interleaved, training_step
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark configuration: batch B, steps T, input size I, hidden size H."""
+
+    label: str
+    batch: int
+    steps: int
+    input_size: int
+    hidden_size: int
+
+    def __str__(self) -> str:
+        return f"({self.label}) B{self.batch} T{self.steps} I{self.input_size} H{self.hidden_size}"
+
+
+PROBLEMS = {
+    "a": Problem("a", 32, 100, 64, 256),
+    "b": Problem("b", 64, 100, 128, 512),
+    "c": Problem("c", 16, 1000, 32, 128),
+}
+TORCH_TYPES: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+BACKENDS = ("native", "unrolled")
+BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
+
+
+def measure(problem: Problem, cell: str, repeats: int) -> list[tuple[str, float, float, float]]:
+    """(candidate, min ms, median ms, speed vs torch.nn) for torch.nn and each backend."""
+    torch.manual_seed(0)
+    reference = TORCH_TYPES[cell](problem.input_size, problem.hidden_size, batch_first=True)
+    inputs = torch.randn(problem.batch, problem.steps, problem.input_size)
+    candidates: dict[str, Callable[[], object]] = {"torch.nn": training_step(reference, inputs)}
+    for backend in BACKENDS:
+        candidates[backend] = training_step(
+            Recurrent.from_torch(reference, backend=backend), inputs
+        )
+    timings = time_interleaved(candidates, repeats)
+    base = timings["torch.nn"].median
+    return [(name, t.min * 1e3, t.median * 1e3, base / t.median) for name, t in timings.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="a,b,c", help="comma-separated of a, b, c (a,b,c)")
+    parser.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (7)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (2)")
+    parser.add_argument("--write", type=Path, help="replace the speed table in this markdown file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    auto = Recurrent("lstm", 2, 2).resolve_backend()
+
+    lines = [
+        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
+        f"({os.cpu_count()} cores visible), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, float32, median of {args.repeats} interleaved "
+        f"repeats after one warm-up. `auto` resolves to `{auto}` for built-in cells.",
+        "",
+        "Command: `python benchmarks/speed.py "
+        + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a)
+        + "`",
+        "",
+        "| config | cell | backend | min ms | median ms | speed vs torch.nn |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for key in args.configs.split(","):
+        problem = PROBLEMS[key]
+        for cell in args.cells.split(","):
+            for name, low, median, ratio in measure(problem, cell, args.repeats):
+                row = f"| {problem} | {cell} | {name} | {low:.1f} | {median:.1f} | {ratio:.2f}× |"
+                print(row, flush=True)
+                lines.append(row)
+    table = "\n".join(lines)
+    if args.write:
+        text = args.write.read_text() if args.write.exists() else f"{BEGIN}\n{END}\n"
+        block = f"{BEGIN}\n{table}\n{END}"
+        if BEGIN not in text:
+            text = text.rstrip() + "\n\n" + block + "\n"
+        else:
+            text = re.sub(
+                re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S
+            )
+        args.write.write_text(text)
+        print(f"wrote {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

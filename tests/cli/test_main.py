@@ -1,0 +1,104 @@
+"""The CLI through ``main(argv)``: help everywhere, exit codes, and the selfcheck job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from rnnkit.cli.main import build_parser, main
+
+
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(actions) == 1
+    return dict(actions[0].choices)
+
+
+def test_every_command_and_option_has_help_text() -> None:
+    parser = build_parser()
+    commands = subcommand_parsers()
+    assert commands, "no subcommands registered"
+    helps = {a.dest: a.help for a in parser._actions if isinstance(a, argparse._SubParsersAction)}
+    assert helps
+    for name, sub in commands.items():
+        assert sub.description, f"{name} has no description"
+        assert "example:" in sub.description, f"{name} has no example"
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help text"
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    assert "selfcheck" in capsys.readouterr().out
+
+
+def test_unknown_flag_exits_two(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["selfcheck", "--repeats", "0"])
+    assert stop.value.code == 2
+    assert "expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_selfcheck_reports_agreement_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["selfcheck", "--no-timing", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert report["agree"] is True
+    rows = report["agreement"]
+    assert {(r["cell"], r["backend"]) for r in rows} == {
+        (c, b) for c in ("rnn", "rnn_relu", "lstm", "gru") for b in ("unrolled", "native")
+    }
+    assert all(r["outputs"] <= 1e-10 and r["gradients"] <= 1e-10 for r in rows)
+
+
+def test_selfcheck_table_with_timing(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["selfcheck", "--batch", "2", "--steps", "3", "--hidden", "4", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "all cells and backends agree with torch.nn" in out
+    for cell in ("rnn", "lstm", "gru"):
+        for backend in ("torch.nn", "native", "unrolled"):
+            assert any(line.split()[:2] == [cell, backend] for line in out.splitlines())
+
+
+def test_selfcheck_fails_loudly_on_a_mismatch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Break the GRU's equations; the check must notice and exit 1.
+    from rnnkit.cells import gru
+
+    original = gru.GRUCell.forward
+
+    def broken(self, x_t, state):  # type: ignore[no-untyped-def]
+        output, new_state = original(self, x_t, state)
+        return output * 1.001, type(new_state)(new_state.h * 1.001)
+
+    monkeypatch.setattr(gru.GRUCell, "forward", broken)
+    status = main(["selfcheck", "--no-timing"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "MISMATCH" in out
+    verdicts = {tuple(line.split()[:2]): line.split()[-1] for line in out.splitlines() if line}
+    assert verdicts[("gru", "unrolled")] == "MISMATCH"
+    assert verdicts[("lstm", "unrolled")] == "ok"
+
+
+def test_library_value_errors_become_one_line_exit_two(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rnnkit.selfcheck
+
+    def bad(config: object) -> None:
+        raise ValueError("hidden_size: expected a positive int, got 0")
+
+    monkeypatch.setattr(rnnkit.selfcheck, "check_agreement", bad)
+    status = main(["selfcheck", "--no-timing"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == "rnnkit selfcheck: error: hidden_size: expected a positive int, got 0\n"
