@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from rnnkit import HiddenState, LSTMState, Recurrent, RecurrentConfig
@@ -259,3 +261,45 @@ def test_bad_input_to_recurrent() -> None:
         Recurrent.from_torch(nn.Linear(2, 3))
     with pytest.raises(ValueError, match="proj_size > 0 is not supported"):
         Recurrent.from_torch(nn.LSTM(3, 4, proj_size=2))
+
+
+@given(
+    name=st.sampled_from(CELL_NAMES),
+    num_layers=st.integers(1, 3),
+    bidirectional=st.booleans(),
+    batch=st.integers(1, 4),
+    steps=st.integers(1, 6),
+    hidden=st.integers(1, 5),
+    data=st.data(),
+)
+@settings(max_examples=25)
+def test_property_stacks_agree_with_torch_nn(
+    name: str,
+    num_layers: int,
+    bidirectional: bool,
+    batch: int,
+    steps: int,
+    hidden: int,
+    data: st.DataObject,
+) -> None:
+    lengths = data.draw(st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
+    torch.manual_seed(batch * 31 + steps)
+    torch_type, extra = TORCH_STACKS[name]
+    reference = torch_type(
+        2,
+        hidden,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        batch_first=True,
+        dtype=torch.float64,
+        **extra,
+    )
+    x = torch.randn(batch, steps, 2, dtype=torch.float64)
+    zeros = list(Recurrent.from_torch(reference).initial_state(batch, dtype=torch.float64))
+    ref_out, ref_final = run_torch(reference, x, zeros, lengths)
+    for backend in ("unrolled", "native"):
+        out, final = Recurrent.from_torch(reference, backend=backend)(x, lengths=lengths)
+        assert out.shape == (batch, steps, (2 if bidirectional else 1) * hidden)
+        torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
+        for a, b in zip(final, ref_final, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
