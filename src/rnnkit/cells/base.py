@@ -38,7 +38,7 @@ The output map ŷ_t = g(V·h_t + c) is not part of a cell: models add it as a
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -64,16 +64,18 @@ class Cell(Protocol):
     ) -> Any: ...
 
 
-class RecurrentCell(nn.Module):
-    """Base of the built-in cells: torch.nn's parameter layout and input checks.
+S = TypeVar("S", bound=tuple[Tensor, ...])
 
-    Subclasses set ``num_gates`` and ``state_type`` and implement ``forward`` and
-    ``initial_state``. This class holds no step logic: each cell's ``forward``
-    is its own equations.
+
+class RecurrentCell(nn.Module, Generic[S]):
+    """Base of the built-in cells: torch.nn's parameter layout, zero initial state, input checks.
+
+    Subclasses set ``num_gates`` and ``state_type`` and implement ``forward``.
+    This class holds no step logic: each cell's ``forward`` is its own equations.
     """
 
     num_gates: ClassVar[int]
-    state_type: ClassVar[type[tuple[Tensor, ...]]]
+    state_type: type[S]  # the NamedTuple of (B, H) fields this cell carries
 
     def __init__(
         self,
@@ -111,19 +113,26 @@ class RecurrentCell(nn.Module):
             for weight in self.parameters():
                 weight.uniform_(-bound, bound)
 
-    def _zeros(
-        self, batch_size: int, device: torch.device | str | None, dtype: torch.dtype | None
-    ) -> Tensor:
+    def initial_state(
+        self,
+        batch_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> S:
+        """The state before the first step: every field zero, ``(B, H)`` (h_0 = 0, c_0 = 0).
+
+        ``device`` and ``dtype`` default to the parameters'.
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
                 f"initial_state: batch_size must be a positive int, got {batch_size!r}"
             )
-        return torch.zeros(
-            batch_size,
-            self.hidden_size,
-            device=self.weight_hh.device if device is None else device,
-            dtype=self.weight_hh.dtype if dtype is None else dtype,
-        )
+        shape = (batch_size, self.hidden_size)
+        device = self.weight_hh.device if device is None else device
+        dtype = self.weight_hh.dtype if dtype is None else dtype
+        names: tuple[str, ...] = self.state_type._fields  # type: ignore[attr-defined]
+        return self.state_type(*(torch.zeros(shape, device=device, dtype=dtype) for _ in names))
 
     def check_step(self, x_t: Tensor, state: object) -> None:
         """Raise ValueError unless ``x_t`` is ``(B, I)`` and ``state`` is this cell's ``(B, H)`` state."""

@@ -12,7 +12,7 @@ from rnnkit.cells.base import RecurrentCell
 from rnnkit.state import HiddenState
 
 
-class GRUCell(RecurrentCell):
+class GRUCell(RecurrentCell[HiddenState]):
     r"""GRU cell, one time step, gate order r, z, n as in torch.nn.
 
     Equations::
@@ -39,7 +39,7 @@ class GRUCell(RecurrentCell):
     """
 
     num_gates: ClassVar[int] = 3
-    state_type: ClassVar[type[tuple[Tensor, ...]]] = HiddenState
+    state_type = HiddenState
 
     def forward(self, x_t: Tensor, state: HiddenState) -> tuple[Tensor, HiddenState]:
         self.check_step(x_t, state)
@@ -50,13 +50,3 @@ class GRUCell(RecurrentCell):
         n = torch.tanh(x_n + r * h_n)  # (B, H)
         h = (1 - z) * n + z * state.h  # (B, H)
         return h, HiddenState(h)
-
-    def initial_state(
-        self,
-        batch_size: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> HiddenState:
-        """h_0 = 0, ``(B, H)``."""
-        return HiddenState(self._zeros(batch_size, device, dtype))

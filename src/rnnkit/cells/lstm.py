@@ -12,7 +12,7 @@ from rnnkit.cells.base import RecurrentCell
 from rnnkit.state import LSTMState
 
 
-class LSTMCell(RecurrentCell):
+class LSTMCell(RecurrentCell[LSTMState]):
     r"""LSTM cell, one time step, gate order i, f, g, o as in torch.nn.
 
     Equations (σ = logistic sigmoid, ⊙ = elementwise product)::
@@ -38,7 +38,7 @@ class LSTMCell(RecurrentCell):
     """
 
     num_gates: ClassVar[int] = 4
-    state_type: ClassVar[type[tuple[Tensor, ...]]] = LSTMState
+    state_type = LSTMState
 
     def forward(self, x_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         self.check_step(x_t, state)
@@ -49,15 +49,3 @@ class LSTMCell(RecurrentCell):
         c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)  # (B, H)
         h = torch.sigmoid(o) * torch.tanh(c)  # (B, H)
         return h, LSTMState(h, c)
-
-    def initial_state(
-        self,
-        batch_size: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> LSTMState:
-        """h_0 = c_0 = 0, ``(B, H)`` each."""
-        return LSTMState(
-            self._zeros(batch_size, device, dtype), self._zeros(batch_size, device, dtype)
-        )

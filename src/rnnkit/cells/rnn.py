@@ -15,7 +15,7 @@ from rnnkit.state import HiddenState
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.tanh, "relu": torch.relu}
 
 
-class RNNCell(RecurrentCell):
+class RNNCell(RecurrentCell[HiddenState]):
     r"""Elman RNN cell, one time step.
 
     Equations (the seeds' notation, torch.nn's parameter names)::
@@ -42,7 +42,7 @@ class RNNCell(RecurrentCell):
     """
 
     num_gates: ClassVar[int] = 1
-    state_type: ClassVar[type[tuple[Tensor, ...]]] = HiddenState
+    state_type = HiddenState
 
     def __init__(
         self,
@@ -69,16 +69,6 @@ class RNNCell(RecurrentCell):
         )  # (B, H)
         h = self.f(pre)  # (B, H)
         return h, HiddenState(h)
-
-    def initial_state(
-        self,
-        batch_size: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> HiddenState:
-        """h_0 = 0, ``(B, H)``."""
-        return HiddenState(self._zeros(batch_size, device, dtype))
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
