@@ -49,7 +49,7 @@ PROBLEMS = {
     "c": Problem("c", 16, 1000, 32, 128),
 }
 TORCH_TYPES: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-BACKENDS = ("native", "unrolled")
+BACKENDS = ("auto", "native", "unrolled")
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
 
 

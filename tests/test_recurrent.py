@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from rnnkit import HiddenState, LSTMState, Recurrent, RecurrentConfig
+from rnnkit import GRUCell, HiddenState, LSTMCell, LSTMState, Recurrent, RecurrentConfig
 from rnnkit.cells import CELL_NAMES
 from tests.helpers import TOLERANCES, TORCH_STACKS, torch_state_fields, weighted_sum
 
@@ -45,7 +45,8 @@ def run_torch(
 def test_oracle_matrix(
     name: str, num_layers: int, bidirectional: bool, ragged: bool, backend: str, dtype: torch.dtype
 ) -> None:
-    torch.manual_seed(hash((name, num_layers, bidirectional)) % 2**31)
+    # A stable seed per case (str hashes change between processes).
+    torch.manual_seed(CELL_NAMES.index(name) * 100 + num_layers * 10 + int(bidirectional))
     torch_type, extra = TORCH_STACKS[name]
     reference = torch_type(
         INPUT,
@@ -202,6 +203,41 @@ def test_auto_backend_rule() -> None:
         match="backend 'native' cannot run this stack: MyCell is not one of rnnkit's built-in cells",
     ):
         Recurrent(MyCell, 3, 4, backend="native")
+
+
+def test_factory_cells_of_the_wrong_size_are_refused() -> None:
+    # A mis-sized cell would make torch.nn's kernel read the weights with the wrong stride.
+    with pytest.raises(ValueError, match="cell: the factory's cell 0 has input_size 5, expected 2"):
+        Recurrent(lambda i, h: LSTMCell(5, h), 2, 3, backend="native")
+    with pytest.raises(ValueError, match="cell: the factory's cell 2 has input_size 3, expected 6"):
+        Recurrent(lambda i, h: GRUCell(3, h), 3, 3, num_layers=2, bidirectional=True)
+    with pytest.raises(
+        ValueError, match="cell: the factory's cell 0 has hidden_size 4, expected 3"
+    ):
+        Recurrent(lambda i, h: GRUCell(i, 4), 3, 3)
+
+
+def test_frozen_weights_stay_frozen_both_ways() -> None:
+    reference = nn.GRU(3, 4, num_layers=2)
+    reference.weight_hh_l1.requires_grad_(False)
+    ours = Recurrent.from_torch(reference)
+    assert not ours.cells[1].weight_hh.requires_grad
+    assert ours.cells[0].weight_hh.requires_grad
+    back = ours.to_torch()
+    assert not back.weight_hh_l1.requires_grad and back.weight_hh_l0.requires_grad
+
+
+def test_to_torch_with_single_layer_dropout_does_not_warn() -> None:
+    # filterwarnings = error turns torch.nn's single-layer dropout warning into a failure.
+    module = Recurrent("lstm", 3, 4, dropout=0.3).to_torch()
+    assert module.num_layers == 1
+
+
+def test_config_rejects_non_boolean_flags() -> None:
+    with pytest.raises(ValueError, match="bidirectional: expected True or False, got 2"):
+        RecurrentConfig("gru", 3, 4, bidirectional=2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"dropout: expected a number in \[0, 1\], got True"):
+        Recurrent("gru", 3, 4, dropout=True)
 
 
 def test_initial_state_is_stacked() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -122,8 +123,12 @@ def test_custom_cell_state_type_and_ragged_lengths() -> None:
     assert final.count.flatten().tolist() == [5.0, 2.0, 1.0]
     assert final.total.tolist() == [[5.0, 5.0], [2.0, 2.0], [1.0, 1.0]]
     assert outputs[1, :, 0].tolist() == [2.0, 4.0, 0.0, 0.0, 0.0]
-    _, backwards = unroll(CounterCell(), x, lengths=[5, 2, 1], reverse=True)
+    # Reverse: the output at step t sums x over t … length−1, so order shows.
+    steps = torch.arange(1.0, 6.0, dtype=torch.float64)[None, :, None].expand(3, 5, 2)
+    backward_out, backwards = unroll(CounterCell(), steps, lengths=[5, 2, 1], reverse=True)
     assert backwards.count.flatten().tolist() == [5.0, 2.0, 1.0]
+    assert backward_out[0, :, 0].tolist() == [30.0, 28.0, 24.0, 18.0, 10.0]
+    assert backward_out[1, :, 0].tolist() == [6.0, 4.0, 0.0, 0.0, 0.0]
 
 
 def test_custom_cells_stack_in_recurrent_and_backpropagate() -> None:
@@ -177,27 +182,32 @@ def test_reverse_is_forward_over_the_flipped_valid_part(name: str) -> None:
         torch.testing.assert_close(a, c)
 
 
-def test_padded_positions_influence_nothing() -> None:
+@pytest.mark.parametrize("garbage", [1e6, float("nan"), float("inf")])
+def test_padded_positions_influence_nothing(garbage: float) -> None:
     torch.manual_seed(2)
     cell = cell_factory("lstm")(3, 4).double()
-    x = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
+    clean = torch.randn(2, 6, 3, dtype=torch.float64)
+    noisy = clean.clone()
+    noisy[1, 3:] = garbage
     lengths = torch.tensor([6, 3])
-    out, final = unroll(cell, x, lengths=lengths)
-    noisy = x.detach().clone()
-    noisy[1, 3:] = 1e6  # garbage in the padding
-    out2, final2 = unroll(cell, noisy, lengths=lengths)
-    torch.testing.assert_close(out, out2)
-    torch.testing.assert_close(final.h, final2.h)
-    weighted_sum([out, *final]).backward()
-    assert x.grad is not None and not x.grad[1, 3:].any()
-
-
-def test_nan_in_padding_does_not_leak() -> None:
-    cell = cell_factory("gru")(2, 3)
-    x = torch.randn(2, 4, 2)
-    x[0, 2:] = float("nan")
-    outputs, final = unroll(cell, x, lengths=[2, 4])
-    assert torch.isfinite(outputs).all() and torch.isfinite(final.h).all()
+    results = []
+    for data in (clean, noisy):
+        x = data.clone().requires_grad_()
+        out, final = unroll(cell, x, lengths=lengths)
+        cell.zero_grad()
+        weighted_sum([out, *final]).backward()
+        grads = [p.grad.clone() for p in cell.parameters() if p.grad is not None]
+        results.append((out, final, x.grad, grads))
+    (out, final, x_grad, grads), (out2, final2, x_grad2, grads2) = results
+    torch.testing.assert_close(out, out2, rtol=0, atol=0)
+    torch.testing.assert_close(final.h, final2.h, rtol=0, atol=0)
+    torch.testing.assert_close(final.c, final2.c, rtol=0, atol=0)
+    assert len(grads) == len(grads2) == 4
+    for a, b in zip(grads, grads2, strict=True):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert x_grad2 is not None and not x_grad2[1, 3:].any()
+    torch.testing.assert_close(x_grad, x_grad2, rtol=0, atol=0)
 
 
 def test_full_lengths_equal_no_lengths() -> None:
@@ -326,12 +336,33 @@ def test_bad_inputs_name_expected_and_actual() -> None:
         (torch.tensor([[3, 2]]), r"lengths: expected shape \(2,\), got \(1, 2\)"),
         (torch.tensor([3.0, 2.0]), r"lengths: expected an integer tensor, got dtype torch.float32"),
         (["a", "b"], r"lengths: expected a sequence of ints"),
+        ([2.7, 4.0], r"lengths: expected a sequence of ints, got \[2.7, 4.0\]"),
+        ([True, 4], r"lengths: expected a sequence of ints"),
+        (np.array([2.5, 4.0]), r"lengths: expected a sequence of ints"),
+        (5, r"lengths: expected a sequence of ints, got 5"),
     ],
 )
 def test_bad_lengths(lengths: object, message: str) -> None:
     cell = cell_factory("gru")(3, 4)
     with pytest.raises(ValueError, match=message):
         unroll(cell, torch.randn(2, 5, 3), lengths=lengths)  # type: ignore[arg-type]
+
+
+def test_numpy_integer_lengths_are_accepted() -> None:
+    cell = cell_factory("gru")(3, 4)
+    x = torch.randn(2, 5, 3)
+    a, _ = unroll(cell, x, lengths=np.array([5, 2]))
+    b, _ = unroll(cell, x, lengths=[5, 2])
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_dtype_mismatch_is_a_value_error() -> None:
+    cell = cell_factory("lstm")(3, 4).double()
+    with pytest.raises(
+        ValueError,
+        match=r"inputs: expected dtype torch.float64 like the parameters, got torch.float32",
+    ):
+        unroll(cell, torch.randn(2, 5, 3))
 
 
 def test_bad_state() -> None:

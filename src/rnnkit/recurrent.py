@@ -58,7 +58,15 @@ class RecurrentConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout <= 1.0:
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"bidirectional: expected True or False, got {self.bidirectional!r}")
+        if not isinstance(self.bias, bool):
+            raise ValueError(f"bias: expected True or False, got {self.bias!r}")
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, int | float)
+            or not 0.0 <= self.dropout <= 1.0
+        ):
             raise ValueError(f"dropout: expected a number in [0, 1], got {self.dropout!r}")
         if self.backend not in BACKENDS:
             raise ValueError(
@@ -161,11 +169,18 @@ class Recurrent(nn.Module):
                         f"cell: the factory's cell {index} ({type(built).__name__}) has no "
                         f"{attribute!r}; see the cell protocol in rnnkit.cells.base"
                     )
-            if built.hidden_size != hidden_size:
-                raise ValueError(
-                    f"cell: the factory's cell {index} has hidden_size {built.hidden_size}, "
-                    f"expected {hidden_size}"
-                )
+            expected_input = (
+                input_size if index < self.num_directions else self.num_directions * hidden_size
+            )
+            for attribute, expected in (
+                ("input_size", expected_input),
+                ("hidden_size", hidden_size),
+            ):
+                if getattr(built, attribute) != expected:
+                    raise ValueError(
+                        f"cell: the factory's cell {index} has {attribute} "
+                        f"{getattr(built, attribute)}, expected {expected}"
+                    )
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
         if self.backend == "native":
@@ -247,7 +262,6 @@ class Recurrent(nn.Module):
             ``(outputs (B, T, D·H), final_state)`` as described in the class docstring.
         """
         batch, steps = check_inputs(self, inputs)
-        self._check_dtype(inputs)
         checked = None if lengths is None else check_lengths(lengths, batch, steps)
         if checked is not None and int(checked.min()) == steps:
             checked = None  # all rows full length: no masking or packing needed
@@ -298,13 +312,6 @@ class Recurrent(nn.Module):
             layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
         return layer_input, stack_states(finals)
 
-    def _check_dtype(self, inputs: Tensor) -> None:
-        parameter = next(self.parameters(), None)
-        if parameter is not None and parameter.dtype != inputs.dtype:
-            raise ValueError(
-                f"inputs: expected dtype {parameter.dtype} like the parameters, got {inputs.dtype}"
-            )
-
     # ----------------------------------------------------------------- torch.nn interop
 
     @classmethod
@@ -342,7 +349,9 @@ class Recurrent(nn.Module):
         )
         with torch.no_grad():
             for source, parameter in result._torch_names():
-                parameter.copy_(getattr(module, source))
+                original = getattr(module, source)
+                parameter.copy_(original)
+                parameter.requires_grad_(original.requires_grad)  # frozen stays frozen
         result.train(module.training)
         return result
 
@@ -360,7 +369,8 @@ class Recurrent(nn.Module):
             num_layers=self.num_layers,
             bias=self.bias,
             batch_first=True,
-            dropout=self.dropout,
+            # torch.nn warns about dropout on a single layer, where it has no effect.
+            dropout=self.dropout if self.num_layers > 1 else 0.0,
             bidirectional=self.bidirectional,
             device=like.device,
             dtype=like.dtype,
@@ -369,6 +379,7 @@ class Recurrent(nn.Module):
         with torch.no_grad():
             for source, parameter in self._torch_names():
                 getattr(module, source).copy_(parameter)
+                getattr(module, source).requires_grad_(parameter.requires_grad)
         module.train(self.training)
         return module
 

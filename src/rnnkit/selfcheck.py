@@ -136,5 +136,8 @@ def _max_diff(ours: Sequence[Tensor | None], theirs: Sequence[Tensor | None]) ->
     for a, b in zip(ours, theirs, strict=True):
         if a is None or b is None:
             return float("inf")  # a missing gradient is a disagreement
-        worst = max(worst, float((a.detach() - b.detach()).abs().max()))
+        diff = float((a.detach() - b.detach()).abs().max())
+        if diff != diff:  # NaN: max() would silently keep the old value
+            return float("inf")
+        worst = max(worst, diff)
     return worst

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,10 @@ def unroll(
     """
     batch, steps = check_inputs(cell, inputs)
     valid = _valid_mask(lengths, batch, steps, inputs.device)  # (B, T) or None
+    if valid is not None:
+        # Zero the padding once: a cell never sees garbage (NaN, inf) there, so the
+        # masked-out branch of the backward pass multiplies finite numbers by zero.
+        inputs = inputs.masked_fill(~valid[:, :, None], 0.0)  # (B, T, I)
     protocol: Any = cell  # initial_state comes from the protocol, not from nn.Module
     start = protocol.initial_state(batch, device=inputs.device, dtype=inputs.dtype)
     if state is None:
@@ -85,10 +90,14 @@ def check_lengths(lengths: Lengths, batch: int, steps: int) -> Tensor:
             raise ValueError(f"lengths: expected an integer tensor, got dtype {lengths.dtype}")
         result = lengths.detach().to("cpu", torch.int64)
     else:
+        raw: Any = lengths  # user input: the annotation is a promise, not a fact
         try:
-            result = torch.as_tensor(list(lengths), dtype=torch.int64)
-        except (TypeError, ValueError, RuntimeError) as error:
-            raise ValueError(f"lengths: expected a sequence of ints, got {lengths!r}") from error
+            values: list[object] = list(raw)
+        except TypeError:
+            raise ValueError(f"lengths: expected a sequence of ints, got {lengths!r}") from None
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"lengths: expected a sequence of ints, got {lengths!r}")
+        result = torch.tensor([int(v) for v in values], dtype=torch.int64)  # type: ignore[call-overload]
     if result.shape != (batch,):
         raise ValueError(f"lengths: expected shape ({batch},), got {tuple(result.shape)}")
     low, high = int(result.min()), int(result.max())
@@ -130,6 +139,11 @@ def check_inputs(cell: object, inputs: Tensor) -> tuple[int, int]:
         )
     if not inputs.dtype.is_floating_point:
         raise ValueError(f"inputs: expected a floating-point tensor, got dtype {inputs.dtype}")
+    parameter = next(cell.parameters(), None) if isinstance(cell, nn.Module) else None
+    if parameter is not None and parameter.dtype != inputs.dtype:
+        raise ValueError(
+            f"inputs: expected dtype {parameter.dtype} like the parameters, got {inputs.dtype}"
+        )
     batch, steps = inputs.shape[0], inputs.shape[1]
     if batch < 1 or steps < 1:
         raise ValueError(

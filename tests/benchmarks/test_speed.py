@@ -48,7 +48,7 @@ def test_writes_the_table_between_markers(
     assert "old table" not in text
     assert text.startswith("# title") and text.rstrip().endswith("footer")
     rows = [line for line in text.splitlines() if line.startswith("| (a)")]
-    assert len(rows) == 6  # 2 cells × (torch.nn, native, unrolled)
+    assert len(rows) == 8  # 2 cells × (torch.nn, auto, native, unrolled)
     assert all(row.endswith("× |") for row in rows)
     assert "python benchmarks/speed.py --configs a" in text
     assert "wrote" in capsys.readouterr().out

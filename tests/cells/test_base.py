@@ -132,6 +132,18 @@ def test_wrong_state_names_expected_and_actual(name: str) -> None:
         cell(torch.randn(4, 3), wrong_type)
     with pytest.raises(ValueError, match=r"expected state of type"):
         cell(torch.randn(4, 3), good[0])  # a bare tensor is not a state
+    holey = type(good)(*([None] * len(good)))
+    with pytest.raises(
+        ValueError, match=r"expected every state field of shape \(4, 5\), got \w+\(h=NoneType"
+    ):
+        cell(torch.randn(4, 3), holey)
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_dtype_mismatch_names_the_dtypes(name: str) -> None:
+    cell = cell_factory(name)(3, 5)
+    with pytest.raises(ValueError, match=r"like the parameters, got x_t torch.float64"):
+        cell(torch.randn(4, 3, dtype=torch.float64), cell.initial_state(4))
 
 
 def test_bad_constructor_arguments() -> None:
@@ -152,7 +164,8 @@ def test_docstrings_give_equations_and_parameter_names() -> None:
         doc = cell.__doc__ or ""
         for needed in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "U", "W", "h_{t−1}"):
             assert needed in doc, f"{cell.__name__} docstring lacks {needed!r}"
-    assert "V·h_t + c" in (RNNCell.__doc__ or "")
+    for cell in (RNNCell, LSTMCell, GRUCell):
+        assert "V·h_t + c" in (cell.__doc__ or ""), f"{cell.__name__} does not name V and c"
     assert "i, f, g, o" in (LSTMCell.__doc__ or "")
     assert "r, z, n" in (GRUCell.__doc__ or "")
 

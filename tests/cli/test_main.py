@@ -21,8 +21,10 @@ def test_every_command_and_option_has_help_text() -> None:
     parser = build_parser()
     commands = subcommand_parsers()
     assert commands, "no subcommands registered"
-    helps = {a.dest: a.help for a in parser._actions if isinstance(a, argparse._SubParsersAction)}
-    assert helps
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                assert choice.help, f"{choice.dest} has no one-line help in `rnnkit --help`"
     for name, sub in commands.items():
         assert sub.description, f"{name} has no description"
         assert "example:" in sub.description, f"{name} has no example"
@@ -87,6 +89,24 @@ def test_selfcheck_fails_loudly_on_a_mismatch(
     verdicts = {tuple(line.split()[:2]): line.split()[-1] for line in out.splitlines() if line}
     assert verdicts[("gru", "unrolled")] == "MISMATCH"
     assert verdicts[("lstm", "unrolled")] == "ok"
+
+
+def test_selfcheck_treats_nan_as_a_mismatch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rnnkit.cells import gru
+
+    original = gru.GRUCell.forward
+
+    def poisoned(self, x_t, state):  # type: ignore[no-untyped-def]
+        output, new_state = original(self, x_t, state)
+        return output * float("nan"), new_state
+
+    monkeypatch.setattr(gru.GRUCell, "forward", poisoned)
+    assert main(["selfcheck", "--no-timing", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    row = next(r for r in report["agreement"] if (r["cell"], r["backend"]) == ("gru", "unrolled"))
+    assert row["outputs"] == float("inf")
 
 
 def test_library_value_errors_become_one_line_exit_two(

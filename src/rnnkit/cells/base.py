@@ -147,11 +147,17 @@ class RecurrentCell(nn.Module, Generic[S]):
             )
         expected = (x_t.shape[0], self.hidden_size)
         for field in state:
-            if field.shape != expected:
+            if not isinstance(field, Tensor) or field.shape != expected:
                 raise ValueError(
                     f"{name}: expected every state field of shape {expected}, "
                     f"got {describe_state(state)}"
                 )
+        dtypes = {x_t.dtype, self.weight_hh.dtype, *(field.dtype for field in state)}
+        if len(dtypes) != 1:
+            raise ValueError(
+                f"{name}: expected x_t and state of dtype {self.weight_hh.dtype} like the "
+                f"parameters, got x_t {x_t.dtype} and state {[f.dtype for f in state]}"
+            )
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"

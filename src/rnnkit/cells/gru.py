@@ -22,6 +22,9 @@ class GRUCell(RecurrentCell[HiddenState]):
         n_t = tanh(U_n·x_t + b_in + r_t ⊙ (W_n·h_{t−1} + b_hn))  candidate
         h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}
 
+    The output of the step is h_t; a model's output map ŷ_t = g(V·h_t + c) is a
+    separate ``Linear`` (V = its weight, c = its bias).
+
     Where this differs from Cho et al. on purpose: the paper resets *before* the
     matrix multiply, n_t = tanh(U_n·x_t + W_n·(r_t ⊙ h_{t−1}) + b_n). torch.nn (and
     cuDNN) reset *after* it, so W·h_{t−1} for all three gates is one matrix multiply

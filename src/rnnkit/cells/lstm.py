@@ -24,6 +24,9 @@ class LSTMCell(RecurrentCell[LSTMState]):
         c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
         h_t = o_t ⊙ tanh(c_t)
 
+    The output of the step is h_t; a model's output map ŷ_t = g(V·h_t + c) is a
+    separate ``Linear`` (V = its weight, c = its bias).
+
     U stacks U_i, U_f, U_g, U_o row-wise, and likewise W and b: one matrix multiply
     per source yields all four pre-activations, which are then split by name.
 
