@@ -99,9 +99,10 @@ class Recurrent(nn.Module):
         ``"native"``: torch.nn's fused kernels (:mod:`rnnkit.native`) called on
             this module's own parameters. Only for built-in cells of one kind.
         ``"auto"``: ``"native"`` whenever it applies, else ``"unrolled"``. The rule
-            comes from ``benchmarks/speed.py``: on every configuration measured
-            (BENCHMARKS.md) native is several times faster than the unrolled loop
-            for training steps, so it is taken wherever it is exact.
+            comes from ``benchmarks/speed.py`` (BENCHMARKS.md): for training steps
+            native runs at torch.nn's speed and the unrolled loop is slower on every
+            configuration measured (0.30–0.98× torch.nn), so native is taken
+            wherever it is exact.
 
     Args:
         cell: a built-in cell name (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``)
