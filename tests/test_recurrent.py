@@ -37,7 +37,7 @@ def run_torch(
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("backend", ["unrolled", "native", "auto"])
+@pytest.mark.parametrize("backend", ["unrolled", "native", "fused", "auto"])
 @pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2])
@@ -97,7 +97,7 @@ def test_oracle_matrix(
 
 
 @pytest.mark.parametrize("name", CELL_NAMES)
-@pytest.mark.parametrize("backend", ["unrolled", "native"])
+@pytest.mark.parametrize("backend", ["unrolled", "native", "fused"])
 def test_dropout_between_layers_matches_torch_nn_in_training(name: str, backend: str) -> None:
     # p = 1 makes dropout deterministic (every inter-layer input is zero), so training
     # mode can be compared exactly: layer 2 then sees only its biases and state.
@@ -168,9 +168,10 @@ def test_to_torch_round_trip(name: str, bias: bool) -> None:
         assert torch.equal(p1, p2)
 
 
-def test_weights_are_shared_not_copied_by_the_native_backend() -> None:
-    # Training through the native kernel must move rnnkit's own parameters.
-    stack = Recurrent("lstm", 3, 4, backend="native")
+@pytest.mark.parametrize("backend", ["native", "fused"])
+def test_weights_are_shared_not_copied_by_the_backend(backend: str) -> None:
+    # Training through a kernel must move rnnkit's own parameters.
+    stack = Recurrent("lstm", 3, 4, backend=backend)
     before = stack.cells[0].weight_hh.detach().clone()
     optimizer = torch.optim.SGD(stack.parameters(), lr=0.1)
     stack(torch.randn(2, 5, 3))[0].pow(2).sum().backward()
@@ -179,8 +180,17 @@ def test_weights_are_shared_not_copied_by_the_native_backend() -> None:
 
 
 def test_auto_backend_rule() -> None:
+    # The rule BENCHMARKS.md measures: fused for RNN/GRU training on the CPU, native
+    # for LSTM (oneDNN is faster there), for inference and on CUDA.
     assert Recurrent("lstm", 3, 4).resolve_backend() == "native"
+    for name in ("rnn", "rnn_relu", "gru"):
+        stack = Recurrent(name, 3, 4)
+        assert stack.resolve_backend() == "fused"
+        assert stack.resolve_backend(torch.device("cuda")) == "native"
+        with torch.no_grad():
+            assert stack.resolve_backend() == "native"
     assert Recurrent("gru", 3, 4, backend="unrolled").resolve_backend() == "unrolled"
+    assert Recurrent("lstm", 3, 4, backend="fused").resolve_backend() == "fused"
 
     class MyCell(nn.Module):
         def __init__(self, i: int, h: int) -> None:
@@ -203,6 +213,11 @@ def test_auto_backend_rule() -> None:
         match="backend 'native' cannot run this stack: MyCell is not one of rnnkit's built-in cells",
     ):
         Recurrent(MyCell, 3, 4, backend="native")
+    with pytest.raises(
+        ValueError,
+        match="backend 'fused' cannot run this stack: MyCell is not one of rnnkit's built-in cells",
+    ):
+        Recurrent(MyCell, 3, 4, backend="fused")
 
 
 def test_factory_cells_of_the_wrong_size_are_refused() -> None:
@@ -262,7 +277,7 @@ def test_config_round_trip_and_validation() -> None:
     with pytest.raises(ValueError, match=r"dropout: expected a number in \[0, 1\], got 1.5"):
         RecurrentConfig("gru", 3, 4, dropout=1.5)
     with pytest.raises(
-        ValueError, match="backend: expected one of auto, unrolled, native, got 'cuda'"
+        ValueError, match="backend: expected one of auto, unrolled, native, fused, got 'cuda'"
     ):
         RecurrentConfig("gru", 3, 4, backend="cuda")
 
@@ -333,7 +348,7 @@ def test_property_stacks_agree_with_torch_nn(
     x = torch.randn(batch, steps, 2, dtype=torch.float64)
     zeros = list(Recurrent.from_torch(reference).initial_state(batch, dtype=torch.float64))
     ref_out, ref_final = run_torch(reference, x, zeros, lengths)
-    for backend in ("unrolled", "native"):
+    for backend in ("unrolled", "native", "fused"):
         out, final = Recurrent.from_torch(reference, backend=backend)(x, lengths=lengths)
         assert out.shape == (batch, steps, (2 if bidirectional else 1) * hidden)
         torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)

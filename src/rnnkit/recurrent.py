@@ -10,13 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.bptt.fused import fused_supported, run_fused
 from rnnkit.cells import CELL_NAMES, CellFactory, GRUCell, LSTMCell, RNNCell, cell_factory
 from rnnkit.native import native_kernel, run_native
 from rnnkit.state import check_state_like, stack_states, unstack_state
 from rnnkit.unrolling import Lengths, check_inputs, check_lengths, unroll
 
-Backend = Literal["auto", "unrolled", "native"]
-BACKENDS: tuple[str, ...] = ("auto", "unrolled", "native")
+Backend = Literal["auto", "unrolled", "native", "fused"]
+BACKENDS: tuple[str, ...] = ("auto", "unrolled", "native", "fused")
 
 # torch.nn's module for each built-in cell name, for from_torch/to_torch.
 _TORCH_MODULES: dict[str, tuple[Callable[..., nn.RNNBase], dict[str, Any]]] = {
@@ -39,7 +40,8 @@ class RecurrentConfig:
         bidirectional: D = 2 when true (a right-to-left pass per layer), else 1.
         dropout: dropout on the inputs of layers 1 … L−1 during training, as torch.nn.
         bias: learn b; ``False`` matches torch.nn's ``bias=False``.
-        backend: ``"auto"``, ``"unrolled"`` or ``"native"`` (see :class:`Recurrent`).
+        backend: ``"auto"``, ``"unrolled"``, ``"native"`` or ``"fused"`` (see
+            :class:`Recurrent`).
     """
 
     cell: str
@@ -96,13 +98,16 @@ class Recurrent(nn.Module):
     Backends (all compute the same numbers; tests tie them to torch.nn):
         ``"unrolled"``: the explicit Python loop of :func:`rnnkit.unroll`, per layer
             and direction; autograd gives BPTT. Runs any cell.
-        ``"native"``: torch.nn's fused kernels (:mod:`rnnkit.native`) called on
-            this module's own parameters. Only for built-in cells of one kind.
-        ``"auto"``: ``"native"`` whenever it applies, else ``"unrolled"``. The rule
-            comes from ``benchmarks/speed.py`` (BENCHMARKS.md): for training steps
-            native runs at torch.nn's speed and the unrolled loop is slower on every
-            configuration measured (0.30–0.98× torch.nn), so native is taken
-            wherever it is exact.
+        ``"native"``: torch.nn's kernels (:mod:`rnnkit.native`) called on this
+            module's own parameters. Only for built-in cells of one kind.
+        ``"fused"``: rnnkit's hand-derived BPTT (:mod:`rnnkit.bptt.fused`), one
+            autograd Function per layer and direction. Built-in cells of one kind.
+        ``"auto"``: the fastest exact choice, from ``benchmarks/speed.py``
+            (BENCHMARKS.md): ``"fused"`` for RNN and GRU stacks on the CPU when
+            gradients are being recorded (1.4–2.5× torch.nn per training step);
+            ``"native"`` for LSTM stacks (torch.nn's oneDNN LSTM beats the fused
+            loop on the CPU), on CUDA (cuDNN) and for inference; ``"unrolled"``
+            for any other cell.
 
     Args:
         cell: a built-in cell name (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``)
@@ -112,7 +117,7 @@ class Recurrent(nn.Module):
         num_layers: L.
         bidirectional: two directions per layer.
         dropout: on the inputs of every layer but the first, in training mode.
-        backend: ``"auto"``, ``"unrolled"`` or ``"native"``.
+        backend: ``"auto"``, ``"unrolled"``, ``"native"`` or ``"fused"``.
         bias: for named cells, learn b; a factory configures its own cells.
     """
 
@@ -184,7 +189,7 @@ class Recurrent(nn.Module):
                     )
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
-        if self.backend == "native":
+        if self.backend in ("native", "fused"):
             self.resolve_backend()  # fail at construction, not at the first batch
 
     @classmethod
@@ -225,16 +230,39 @@ class Recurrent(nn.Module):
             self.backend,
         )
 
-    def resolve_backend(self) -> str:
-        """The backend a forward call will use now: ``"native"`` or ``"unrolled"``."""
+    def resolve_backend(self, device: torch.device | None = None) -> str:
+        """The backend a forward call would use now: ``"native"``, ``"fused"`` or ``"unrolled"``.
+
+        ``"auto"`` depends on the cells, on ``device`` (default: the parameters')
+        and on whether autograd is recording (``torch.is_grad_enabled()``).
+
+        Raises:
+            ValueError: ``"native"`` or ``"fused"`` was asked for and cannot run
+                this stack; the message says why.
+        """
         if self.backend == "unrolled":
             return "unrolled"
-        kernel, why = native_kernel(list(self.cells))
-        if kernel is not None:
-            return "native"
+        cells = list(self.cells)
+        if self.backend == "fused":
+            why = fused_supported(cells)
+            if why:
+                raise ValueError(f"backend 'fused' cannot run this stack: {why}")
+            return "fused"
+        kernel, why = native_kernel(cells)
         if self.backend == "native":
-            raise ValueError(f"backend 'native' cannot run this stack: {why}")
-        return "unrolled"
+            if kernel is None:
+                raise ValueError(f"backend 'native' cannot run this stack: {why}")
+            return "native"
+        if kernel is None:
+            return "unrolled"  # not a built-in stack: only the explicit loop runs it
+        if device is None:
+            device = next(self.parameters()).device
+        fused_wins = (
+            device.type == "cpu"
+            and torch.is_grad_enabled()
+            and isinstance(cells[0], RNNCell | GRUCell)
+        )
+        return "fused" if fused_wins else "native"
 
     def initial_state(
         self,
@@ -272,21 +300,19 @@ class Recurrent(nn.Module):
         else:
             check_state_like(state, reference)
 
-        kernel, _ = native_kernel(list(self.cells)) if self.backend != "unrolled" else (None, "")
-        if kernel is not None:
-            return run_native(
-                kernel,
-                list(self.cells),
-                inputs,
-                state,
-                checked,
-                num_layers=self.num_layers,
-                bidirectional=self.bidirectional,
-                dropout=self.dropout,
-                training=self.training,
-            )
-        if self.backend == "native":
-            self.resolve_backend()  # raises with the reason
+        backend = self.resolve_backend(inputs.device)
+        options: dict[str, Any] = {
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "dropout": self.dropout,
+            "training": self.training,
+        }
+        if backend == "fused":
+            return run_fused(list(self.cells), inputs, state, checked, **options)
+        if backend == "native":
+            kernel, _ = native_kernel(list(self.cells))
+            assert kernel is not None
+            return run_native(kernel, list(self.cells), inputs, state, checked, **options)
         return self._forward_unrolled(inputs, state, checked)
 
     def _forward_unrolled(

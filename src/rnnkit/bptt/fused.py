@@ -1,0 +1,654 @@
+"""The ``"fused"`` backend: one autograd Function per cell type, with BPTT written by hand.
+
+Autograd differentiates the explicit loop of :func:`rnnkit.unroll` one small
+operation at a time: every step records a dozen nodes, and the backward pass
+replays them, including one small matrix multiply per step for each of ∂L/∂U,
+∂L/∂W and ∂L/∂x. The Functions here instead run the recurrence themselves and
+differentiate it with the BPTT recursion derived in ``docs/bptt.md``:
+
+* **Outside the loops**, everything that does not depend on the previous step is
+  one large operation: the input projections U·x_t + b of all T steps are one
+  matrix multiply before the forward loop; the activation derivatives of all
+  steps are computed at once before the backward loop; and after it, ∂L/∂U,
+  ∂L/∂W, ∂L/∂b and ∂L/∂x are each one matrix multiply (or sum) over all T·B rows.
+* **Inside the loops** only what truly depends on the previous step is left: the
+  ``W·h_{t−1}`` product and a few fused elementwise operations, written into
+  slices of preallocated buffers (no lists, no stacking). Per step:
+
+  ======  ===================================  ===================================
+  cell    forward                              backward
+  ======  ===================================  ===================================
+  RNN     addmm, activation (2)                addmm, mul (2)
+  LSTM    addmm, sigmoid, tanh, mul, addcmul,  addmm, addcmul, mul, mul, mul (5)
+          tanh, mul (7)
+  GRU     addmm, add, sigmoid, addcmul, tanh,  addcmul, addmm, mul (3)
+          lerp (6)
+  ======  ===================================  ===================================
+
+The Functions take time-major inputs ``(T, B, I)`` whose batch is sorted by
+length, longest first, and run left to right. Step t then updates only the first
+``batch_sizes[t]`` rows (the rows whose sequences are still running), exactly as a
+``PackedSequence`` does; :func:`run_fused` does the sorting, the reversal for
+right-to-left directions, the layering and the undoing, all with ordinary
+differentiable tensor operations around the Functions.
+
+Naming follows ``docs/bptt.md``: ``gi`` = U·x_t + b (all steps), ``Y`` = h_t for all
+steps (the output), ``G`` = ∂L/∂h_t arriving from the outputs and, as the backward
+loop runs, the total δ_t; ``dA`` = ∂L/∂(pre-activations) per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from rnnkit.cells import GRUCell, LSTMCell, RNNCell
+
+BatchSizes = tuple[int, ...] | None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """x·weightᵀ (+ bias) for 2-D x: one matrix multiply."""
+    return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
+
+
+def _combined_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+    return None if b_ih is None or b_hh is None else b_ih + b_hh
+
+
+def _padding_mask(batch_sizes: tuple[int, ...], batch: int, device: torch.device) -> Tensor:
+    """(T, B, 1) bool, true where row b is past its length at step t."""
+    sizes = torch.tensor(batch_sizes, device=device)  # (T,)
+    rows = torch.arange(batch, device=device)  # (B,)
+    return (rows[None, :] >= sizes[:, None])[:, :, None]
+
+
+def _last_index(batch_sizes: tuple[int, ...], batch: int, device: torch.device) -> Tensor:
+    """(B,) the step index of each (sorted) row's last valid step."""
+    sizes = torch.tensor(batch_sizes, device=device)  # (T,)
+    rows = torch.arange(batch, device=device)  # (B,)
+    return (rows[None, :] < sizes[:, None]).sum(0) - 1  # lengths − 1
+
+
+def _take_last(buffer: Tensor, batch_sizes: BatchSizes) -> Tensor:
+    """Each row's value at its last valid step: (T, B, H) → (B, H), a new tensor."""
+    if batch_sizes is None:
+        return buffer[-1].clone()
+    batch = buffer.shape[1]
+    last = _last_index(batch_sizes, batch, buffer.device)
+    return buffer[last, torch.arange(batch, device=buffer.device)]
+
+
+def _fold_final_grad(G: Tensor, grad_final: Tensor | None, batch_sizes: BatchSizes) -> None:
+    """Add ∂L/∂(final h) into G at each row's last valid step, in place."""
+    if grad_final is None:
+        return
+    if batch_sizes is None:
+        G[-1] += grad_final
+        return
+    batch = G.shape[1]
+    last = _last_index(batch_sizes, batch, G.device)
+    G.index_put_((last, torch.arange(batch, device=G.device)), grad_final, accumulate=True)
+
+
+def _output_grad(grad_Y: Tensor | None, like: Tensor, batch_sizes: BatchSizes) -> Tensor:
+    """A private, contiguous copy of ∂L/∂Y with padded positions zeroed: G."""
+    if grad_Y is None:
+        return torch.zeros_like(like)
+    G = grad_Y.clone(memory_format=torch.contiguous_format)  # (T, B, H); becomes δ_t
+    if batch_sizes is not None:
+        # Outputs at padding are constant zeros: whatever gradient arrives there is moot.
+        G.masked_fill_(_padding_mask(batch_sizes, G.shape[1], G.device), 0.0)
+    return G
+
+
+def _weight_grads(
+    dA: Tensor, x: Tensor, h0: Tensor, Y: Tensor, w_ih: Tensor, needs: tuple[bool, ...]
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """∂L/∂x, ∂L/∂U, ∂L/∂W, ∂L/∂b from the pre-activation gradients of all steps.
+
+    Each is one matrix multiply (or one sum) over all T·B rows: the per-step
+    terms of the sum ∂L/∂W = Σ_t dA_tᵀ·h_{t−1} are never formed one by one.
+    h_{t−1} is h0 for t = 0 and Y[t − 1] after, so ∂L/∂W is split in two
+    products rather than copying [h0, Y[:-1]] into one tensor.
+    ``needs`` = (x, U, W, b) from ``ctx.needs_input_grad``.
+    """
+    T, B, GH = dA.shape
+    flat = dA.view(T * B, GH)  # (T·B, G·H)
+    dx = torch.mm(flat, w_ih).view(T, B, -1) if needs[0] else None  # (T, B, I)
+    dU = torch.mm(flat.t(), x.reshape(T * B, -1)) if needs[1] else None  # (G·H, I)
+    dW = None
+    if needs[2]:
+        dW = torch.mm(dA[0].t(), h0)  # (G·H, H)
+        if T > 1:
+            dW.addmm_(flat[B:].t(), Y[:-1].reshape((T - 1) * B, -1))
+    db = flat.sum(0) if needs[3] else None  # (G·H,)
+    return dx, dU, dW, db
+
+
+def _check_batch_sizes(batch_sizes: BatchSizes, steps: int, batch: int) -> None:
+    if batch_sizes is None:
+        return
+    if len(batch_sizes) != steps or batch_sizes[0] != batch:
+        raise ValueError(
+            f"batch_sizes: expected {steps} sizes starting at {batch}, got {batch_sizes}"
+        )
+    if (
+        any(b < a for a, b in zip(batch_sizes[1:], batch_sizes, strict=False))
+        or min(batch_sizes) < 0
+    ):
+        # Trailing zeros are fine: steps past the longest row, when T exceeds it.
+        raise ValueError(f"batch_sizes: expected non-increasing sizes ≥ 0, got {batch_sizes}")
+
+
+# --------------------------------------------------------------------------- Elman RNN
+
+
+class FusedRNN(torch.autograd.Function):
+    """Elman RNN over all steps: h_t = f(U·x_t + b_ih + W·h_{t−1} + b_hh), f = tanh or ReLU.
+
+    ``apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_sizes, relu)``
+    with x ``(T, B, I)`` time-major, h0 ``(B, H)``; biases may be ``None``.
+    Returns ``(Y (T, B, H), h_final (B, H))``.
+
+    Backward (``docs/bptt.md`` §RNN): with D_t = f'(a_t) and δ_t = ∂L/∂h_t,
+    dA_t = δ_t ⊙ D_t and δ_{t−1} = G_{t−1} + dA_t·W.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        h0: Tensor,
+        w_ih: Tensor,
+        w_hh: Tensor,
+        b_ih: Tensor | None,
+        b_hh: Tensor | None,
+        batch_sizes: BatchSizes,
+        relu: bool,
+    ) -> tuple[Tensor, Tensor]:
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        _check_batch_sizes(batch_sizes, T, B)
+        # Y starts as U·x_t + b for every step; step t adds W·h_{t−1} in place, then f.
+        Y = _project(x.view(T * B, I), w_ih, _combined_bias(b_ih, b_hh)).view(T, B, H)
+        w_t = w_hh.t().contiguous()  # (H, H): a contiguous right operand multiplies faster
+        activate = torch.relu_ if relu else torch.tanh_
+        ys = Y.unbind(0)  # per-step views, made once
+        h = h0
+        if batch_sizes is None:
+            for t in range(T):
+                activate(ys[t].addmm_(h, w_t))  # h_t = f(U·x_t + b + W·h_{t−1})
+                h = ys[t]
+        else:
+            for t in range(T):
+                b = batch_sizes[t]
+                activate(ys[t][:b].addmm_(h[:b], w_t))
+                h = ys[t]
+            Y.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)  # outputs past the end
+        ctx.save_for_backward(x, h0, w_ih, w_hh, Y)
+        ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
+        ctx.relu = relu  # type: ignore[attr-defined]
+        ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
+        return Y, _take_last(Y, batch_sizes)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None) -> tuple[Any, ...]:
+        x, h0, w_ih, w_hh, Y = ctx.saved_tensors
+        batch_sizes: BatchSizes = ctx.batch_sizes
+        T, B = Y.shape[:2]
+        G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
+        _fold_final_grad(G, grad_h, batch_sizes)
+        # D_t = f'(a_t) for all steps at once; the loop turns it into dA_t in place.
+        dA = (Y > 0).to(Y.dtype) if ctx.relu else 1.0 - Y * Y  # (T, B, H)
+        if batch_sizes is not None:
+            dA.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)
+        gs, das = G.unbind(0), dA.unbind(0)
+        if batch_sizes is None:
+            das[T - 1].mul_(gs[T - 1])
+            for t in range(T - 2, -1, -1):
+                gs[t].addmm_(das[t + 1], w_hh)  # δ_t = G_t + dA_{t+1}·W
+                das[t].mul_(gs[t])  # dA_t = δ_t ⊙ f'(a_t)
+        else:
+            b = batch_sizes[T - 1]
+            das[T - 1][:b].mul_(gs[T - 1][:b])
+            for t in range(T - 2, -1, -1):
+                b = batch_sizes[t]
+                gs[t][:b].addmm_(das[t + 1][:b], w_hh)
+                das[t][:b].mul_(gs[t][:b])
+        needs = ctx.needs_input_grad
+        dx, dU, dW, db = _weight_grads(
+            dA, x, h0, Y, w_ih, (needs[0], needs[2], needs[3], ctx.has_bias)
+        )
+        dh0 = torch.mm(das[0], w_hh) if needs[1] else None  # (B, H)
+        # The same db for both biases, as separate tensors: .grad must never alias.
+        db_ih = db if needs[4] else None
+        db_hh = db.clone() if needs[5] and db is not None else None
+        return dx, dh0, dU, dW, db_ih, db_hh, None, None
+
+
+# --------------------------------------------------------------------------- LSTM
+
+# Inside the Function the gates are kept in the order (o, i, f, g): the three
+# gates whose gradient is proportional to ∂L/∂c_t (i, f, g) are then one
+# contiguous block (one multiply per step in the backward loop). torch.nn's order
+# is (i, f, g, o).
+_LSTM_TO_INTERNAL = (3, 0, 1, 2)  # internal block k holds torch.nn block _LSTM_TO_INTERNAL[k]
+_LSTM_TO_TORCH = (1, 2, 3, 0)
+
+
+def _permute_blocks(
+    tensor: Tensor | None, order: tuple[int, ...], scale_last: float = 1.0
+) -> Tensor | None:
+    """Reorder the 4 row blocks (gates) of a (4H, ...) or (4H,) tensor; scale the last."""
+    if tensor is None:
+        return None
+    blocks = list(tensor.chunk(4, dim=0))
+    blocks = [blocks[k] for k in order]
+    if scale_last != 1.0:
+        blocks[-1] = blocks[-1] * scale_last
+    return torch.cat(blocks, dim=0)
+
+
+class FusedLSTM(torch.autograd.Function):
+    """LSTM over all steps, torch.nn's equations and parameters (gates i, f, g, o).
+
+    ``apply(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, batch_sizes)`` with
+    x ``(T, B, I)`` time-major, h0 and c0 ``(B, H)``. Returns
+    ``(Y (T, B, H), h_final (B, H), c_final (B, H))``.
+
+    One sigmoid per step computes all four gates: the g rows of U, W and b are
+    doubled (exact in floating point), so the g slot holds ĝ = σ(2·a_g) and
+    g = tanh(a_g) = 2ĝ − 1. Strided ``tanh`` is several times slower than a
+    contiguous ``sigmoid`` on CPU, which is why.
+
+    Backward (``docs/bptt.md`` §LSTM): δ_t = G_t + dA_{t+1}·W;
+    ε_t = ∂L/∂c_t = ε_{t+1} ⊙ f_{t+1} + δ_t ⊙ o_t ⊙ (1 − tanh²c_t);
+    dA_t = [δ_t ⊙ K^o_t, ε_t ⊙ K^i_t, ε_t ⊙ K^f_t, ε_t ⊙ K^g_t] with the K
+    coefficients computed for all steps before the loop.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        w_ih: Tensor,
+        w_hh: Tensor,
+        b_ih: Tensor | None,
+        b_hh: Tensor | None,
+        batch_sizes: BatchSizes,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        _check_batch_sizes(batch_sizes, T, B)
+        order = _LSTM_TO_INTERNAL
+        u2 = _permute_blocks(w_ih, order, 2.0)  # [U_o; U_i; U_f; 2·U_g]
+        w = _permute_blocks(w_hh, order)  # [W_o; W_i; W_f; W_g], for the backward
+        w2 = _permute_blocks(w_hh, order, 2.0)
+        assert u2 is not None and w is not None and w2 is not None
+        bias2 = _permute_blocks(_combined_bias(b_ih, b_hh), order, 2.0)
+        # A starts as U·x_t + b (g rows doubled) and becomes [o, i, f, ĝ] step by step.
+        A = _project(x.view(T * B, I), u2, bias2).view(T, B, 4 * H)
+        new = torch.empty if batch_sizes is None else torch.zeros
+        options: dict[str, Any] = {"dtype": x.dtype, "device": x.device}
+        C = new(T, B, H, **options)  # c_t
+        TC = new(T, B, H, **options)  # tanh(c_t)
+        Y = new(T, B, H, **options)  # h_t
+        w_t = w2.t().contiguous()  # (H, 4H): a contiguous right operand multiplies faster
+        acts, cs, tcs, ys = (t.unbind(0) for t in (A, C, TC, Y))
+        o_, i_, f_, g_ = (A[:, :, k * H : (k + 1) * H].unbind(0) for k in range(4))
+        h, c = h0, c0
+        full = batch_sizes is None
+        for t in range(T):
+            b = B if full else batch_sizes[t]  # type: ignore[index]
+            if b == B:
+                a, o, i, f, g, ct, tc, y, hp, cp = (
+                    acts[t], o_[t], i_[t], f_[t], g_[t], cs[t], tcs[t], ys[t], h, c,
+                )  # fmt: skip
+            else:
+                a, o, i, f, g, ct, tc, y = (v[t][:b] for v in (acts, o_, i_, f_, g_, cs, tcs, ys))
+                hp, cp = h[:b], c[:b]
+            a.addmm_(hp, w_t).sigmoid_()  # [a_o, a_i, a_f, 2·a_g] → o, i, f, ĝ
+            torch.mul(f, cp, out=ct)
+            ct.addcmul_(i, g, value=2.0).sub_(i)  # c_t = f ⊙ c_{t−1} + i ⊙ (2ĝ − 1)
+            torch.tanh(ct, out=tc)
+            torch.mul(o, tc, out=y)  # h_t = o ⊙ tanh(c_t)
+            h, c = ys[t], cs[t]
+        ctx.save_for_backward(x, h0, c0, u2, w, Y, A, C, TC)
+        ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
+        ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
+        return Y, _take_last(Y, batch_sizes), _take_last(C, batch_sizes)
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None, grad_c: Tensor | None
+    ) -> tuple[Any, ...]:
+        x, h0, c0, u2, w, Y, A, C, TC = ctx.saved_tensors
+        batch_sizes: BatchSizes = ctx.batch_sizes
+        T, B, H = Y.shape
+        G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
+        _fold_final_grad(G, grad_h, batch_sizes)
+        o, i, f, g_hat = A.chunk(4, dim=2)  # (T, B, H) views
+        # Coefficients of all steps at once; the loop scales them into dA in place.
+        dA = torch.empty_like(A)  # (T, B, 4H), [o, i, f, g]
+        d_o, d_i, d_f, d_g = dA.chunk(4, dim=2)
+        torch.mul(TC, torch.addcmul(o, o, o, value=-1.0), out=d_o)  # K^o = tanh c ⊙ o(1 − o)
+        torch.mul(g_hat * 2.0 - 1.0, torch.addcmul(i, i, i, value=-1.0), out=d_i)  # g ⊙ i(1−i)
+        f_slope = torch.addcmul(f, f, f, value=-1.0)  # f(1 − f)
+        torch.mul(c0, f_slope[0], out=d_f[0])  # K^f = c_{t−1} ⊙ f(1 − f)
+        torch.mul(C[:-1], f_slope[1:], out=d_f[1:])
+        del f_slope
+        # K^g = i ⊙ (1 − g²) = 4 ⊙ i ⊙ ĝ(1 − ĝ)
+        torch.mul(torch.addcmul(g_hat, g_hat, g_hat, value=-1.0), i, out=d_g).mul_(4.0)
+        M = torch.addcmul(o, o, TC * TC, value=-1.0)  # ∂h_t/∂c_t = o ⊙ (1 − tanh²c_t)
+        if batch_sizes is not None:
+            dA.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)
+        gs, das, ms, fs = G.unbind(0), dA.unbind(0), M.unbind(0), f.unbind(0)
+        ifg = dA[:, :, H:].view(T, B, 3, H).unbind(0)  # (B, 3, H) views per step
+        do_ = d_o.unbind(0)
+        eps = torch.zeros(B, H, dtype=Y.dtype, device=Y.device)  # ε_t = ∂L/∂c_t
+        eps_u = eps.unsqueeze(1)  # (B, 1, H) view, broadcast over the i, f, g blocks
+        carry = torch.zeros_like(eps)  # ε_{t+1} ⊙ f_{t+1}: what reaches c_t from the future
+        if grad_c is not None and batch_sizes is None:
+            carry.copy_(grad_c)
+        joined = 0  # rows whose backward pass has started (sorted batch: a prefix)
+        for t in range(T - 1, -1, -1):
+            b = B if batch_sizes is None else batch_sizes[t]
+            if batch_sizes is not None and b > joined:
+                # Rows whose last step is t start here; ∂L/∂c_final enters their ε.
+                if grad_c is not None:
+                    carry[joined:b] = grad_c[joined:b]
+                joined = b
+            if b == B:
+                gt, mt, ft, it, ot, e, eu, k = (
+                    gs[t], ms[t], fs[t], ifg[t], do_[t], eps, eps_u, carry,
+                )  # fmt: skip
+                if t < T - 1:
+                    gt.addmm_(das[t + 1], w)  # δ_t = G_t + dA_{t+1}·W
+            else:
+                gt, mt, ft, it, ot, e, eu, k = (
+                    gs[t][:b], ms[t][:b], fs[t][:b], ifg[t][:b], do_[t][:b],
+                    eps[:b], eps_u[:b], carry[:b],
+                )  # fmt: skip
+                if t < T - 1:
+                    gt.addmm_(das[t + 1][:b], w)
+            torch.addcmul(k, gt, mt, out=e)  # ε_t = ε_{t+1} ⊙ f_{t+1} + δ_t ⊙ ∂h_t/∂c_t
+            ot.mul_(gt)  # dA^o_t = δ_t ⊙ K^o
+            it.mul_(eu)  # dA^{i,f,g}_t = ε_t ⊙ K^{i,f,g}
+            torch.mul(e, ft, out=k)  # ε_t ⊙ f_t, for step t − 1
+        needs = ctx.needs_input_grad
+        u = _permute_blocks(u2, (0, 1, 2, 3), 0.5)  # undo the doubled g rows
+        assert u is not None
+        dx, dU, dW, db = _weight_grads(
+            dA, x, h0, Y, u, (needs[0], needs[3], needs[4], ctx.has_bias)
+        )
+        dh0 = torch.mm(das[0], w) if needs[1] else None  # (B, H)
+        dc0 = carry if needs[2] else None  # ε_0 ⊙ f_0
+        dU, dW, db = (_permute_blocks(t, _LSTM_TO_TORCH) for t in (dU, dW, db))
+        db_ih = db if needs[5] else None
+        db_hh = db.clone() if needs[6] and db is not None else None
+        return dx, dh0, dc0, dU, dW, db_ih, db_hh, None
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+class FusedGRU(torch.autograd.Function):
+    """GRU over all steps, torch.nn's equations and parameters (gates r, z, n).
+
+    ``apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_sizes)`` with
+    x ``(T, B, I)`` time-major and h0 ``(B, H)``. Returns ``(Y (T, B, H), h_final)``.
+
+    Forward, per step, in one buffer S_t of width 3H: one matrix multiply adds
+    W·h_{t−1} to [U_r·x + b_r, U_z·x + b_z, b_hn] (prepared for all steps), then the
+    r, z part becomes σ(·) in place, so S_t = [r_t, z_t, W_n·h_{t−1} + b_hn] holds
+    exactly what the backward needs. Backward (``docs/bptt.md`` §GRU):
+    δ_t = G_t + z_{t+1} ⊙ δ_{t+1} + dS_{t+1}·W and dS_t = δ_t ⊙ Q_t, with Q computed
+    for all steps before the loop.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        h0: Tensor,
+        w_ih: Tensor,
+        w_hh: Tensor,
+        b_ih: Tensor | None,
+        b_hh: Tensor | None,
+        batch_sizes: BatchSizes,
+    ) -> tuple[Tensor, Tensor]:
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        _check_batch_sizes(batch_sizes, T, B)
+        # S starts as [U_r·x + b_r, U_z·x + b_z, b_hn] (both biases of r and z sum
+        # outside σ; b_hn stays inside the reset) and becomes [r, z, W_n·h + b_hn].
+        S = _project(x.view(T * B, I), w_ih, b_ih).view(T, B, 3 * H)  # U·x + b_ih
+        if b_hh is not None:
+            S[:, :, : 2 * H] += b_hh[: 2 * H]
+        gi_n = S[:, :, 2 * H :].clone()  # U_n·x + b_in, (T, B, H)
+        S[:, :, 2 * H :] = 0.0 if b_hh is None else b_hh[2 * H :]
+        new = torch.empty if batch_sizes is None else torch.zeros
+        options: dict[str, Any] = {"dtype": x.dtype, "device": x.device}
+        N = new(T, B, H, **options)  # n_t
+        Y = new(T, B, H, **options)  # h_t
+        w_t = w_hh.t().contiguous()  # (H, 3H): a contiguous right operand multiplies faster
+        gns, ss, ns, ys = (t.unbind(0) for t in (gi_n, S, N, Y))
+        rz_, r_, z_, hn_ = (
+            S[:, :, a:b_].unbind(0) for a, b_ in ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H))
+        )
+        h = h0
+        full = batch_sizes is None
+        for t in range(T):
+            b = B if full else batch_sizes[t]  # type: ignore[index]
+            if b == B:
+                s, rz, r, z, hn, n, y, xn, hp = (
+                    ss[t], rz_[t], r_[t], z_[t], hn_[t], ns[t], ys[t], gns[t], h,
+                )  # fmt: skip
+            else:
+                s, rz, r, z, hn, n, y, xn = (v[t][:b] for v in (ss, rz_, r_, z_, hn_, ns, ys, gns))
+                hp = h[:b]
+            s.addmm_(hp, w_t)  # [a_r, a_z, W_n·h_{t−1} + b_hn], (b, 3H)
+            rz.sigmoid_()  # r, z
+            torch.addcmul(xn, r, hn, out=n).tanh_()  # n = tanh(U_n·x + b_in + r ⊙ (W_n·h + b_hn))
+            torch.lerp(n, hp, z, out=y)  # h_t = n + z ⊙ (h_{t−1} − n)
+            h = ys[t]
+        ctx.save_for_backward(x, h0, w_ih, w_hh, Y, S, N)
+        ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
+        ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
+        return Y, _take_last(Y, batch_sizes)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None) -> tuple[Any, ...]:
+        x, h0, w_ih, w_hh, Y, S, N = ctx.saved_tensors
+        batch_sizes: BatchSizes = ctx.batch_sizes
+        T, B, H = Y.shape
+        G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
+        _fold_final_grad(G, grad_h, batch_sizes)
+        r, z, hn = S.chunk(3, dim=2)  # (T, B, H) views
+        # ∂h_t/∂a^n_t = (1 − z) ⊙ (1 − n²), for all steps at once.
+        dn = torch.mul(N, N).sub_(1.0).mul_(z - 1.0)  # (n² − 1)(z − 1), (T, B, H)
+        Q = torch.empty_like(S)  # (T, B, 3H), becomes dS_t = ∂L/∂(W·h_{t−1} + b_hh)
+        q_r, q_z, q_n = Q.chunk(3, dim=2)
+        torch.mul(dn * hn, torch.addcmul(r, r, r, value=-1.0), out=q_r)  # ∂h/∂a^n ⊙ hn ⊙ r(1−r)
+        torch.sub(Y[:-1], N[1:], out=q_z[1:])  # h_{t−1} − n_t
+        torch.sub(h0, N[0], out=q_z[0])
+        q_z.mul_(torch.addcmul(z, z, z, value=-1.0))  # Q^z = (h_{t−1} − n) ⊙ z(1 − z)
+        torch.mul(dn, r, out=q_n)  # Q^n = ∂h/∂a^n ⊙ r
+        if batch_sizes is not None:
+            Q.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)
+        gs, zs = G.unbind(0), z.unbind(0)
+        qs = Q.view(T, B, 3, H).unbind(0)  # (B, 3, H) views per step
+        q2 = Q.unbind(0)
+        for t in range(T - 1, -1, -1):
+            b = B if batch_sizes is None else batch_sizes[t]
+            if b == B:
+                gt = gs[t]
+                if t < T - 1:
+                    gt.addcmul_(zs[t + 1], gs[t + 1])  # δ_t = G_t + z_{t+1} ⊙ δ_{t+1}
+                    gt.addmm_(q2[t + 1], w_hh)  # … + dS_{t+1}·W
+                qs[t].mul_(gt.unsqueeze(1))  # dS_t = δ_t ⊙ Q_t
+            else:
+                gt = gs[t][:b]
+                if t < T - 1:
+                    gt.addcmul_(zs[t + 1][:b], gs[t + 1][:b])
+                    gt.addmm_(q2[t + 1][:b], w_hh)
+                qs[t][:b].mul_(gt.unsqueeze(1))
+        needs = ctx.needs_input_grad
+        # ∂L/∂a (U-side pre-activations): r, z parts equal dS's, the n part is δ ⊙ ∂h/∂a^n.
+        dgi = torch.cat([Q[:, :, : 2 * H], dn.mul_(G)], dim=2)  # (T, B, 3H)
+        dx, dU, _, db_ih = _weight_grads(
+            dgi, x, h0, Y, w_ih, (needs[0], needs[2], False, ctx.has_bias and needs[4])
+        )
+        _, _, dW, db_hh = _weight_grads(
+            Q, x, h0, Y, w_ih, (False, False, needs[3], ctx.has_bias and needs[5])
+        )
+        dh0 = None
+        if needs[1]:
+            dh0 = torch.mm(q2[0], w_hh)  # (B, H)
+            dh0.addcmul_(zs[0], gs[0])
+        return dx, dh0, dU, dW, db_ih, db_hh, None
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+def fused_supported(cells: Sequence[nn.Module]) -> str:
+    """Why the fused backend cannot run this stack, or ``""`` when it can.
+
+    The Functions implement exactly the built-in cells; a subclass may compute
+    something else, so exact types only, all of one kind and one dtype/device.
+    """
+    kinds = {type(cell) for cell in cells}
+    if len(kinds) != 1:
+        return f"the stack mixes cell types {sorted(k.__name__ for k in kinds)}"
+    kind = next(iter(kinds))
+    if kind not in (RNNCell, LSTMCell, GRUCell):
+        return f"{kind.__name__} is not one of rnnkit's built-in cells"
+    if kind is RNNCell and len({cell.nonlinearity for cell in cells}) != 1:
+        return "the RNN cells mix nonlinearities"
+    if len({cell.bias for cell in cells}) != 1:
+        return "the cells disagree on bias"
+    params = [p for cell in cells for p in cell.parameters()]
+    if len({p.dtype for p in params}) != 1 or len({p.device for p in params}) != 1:
+        return "the cells' parameters are spread over several dtypes or devices"
+    return ""
+
+
+def _run_cell(
+    cell: nn.Module, x: Tensor, state: tuple[Tensor, ...], batch_sizes: BatchSizes
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One direction of one layer: (T, B, I) time-major → (Y (T, B, H), final fields)."""
+    params = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    if isinstance(cell, LSTMCell):
+        Y, h, c = FusedLSTM.apply(  # type: ignore[no-untyped-call]
+            x, state[0], state[1], *params, batch_sizes
+        )
+        return Y, (h, c)
+    if isinstance(cell, GRUCell):
+        Y, h = FusedGRU.apply(  # type: ignore[no-untyped-call]
+            x, state[0], *params, batch_sizes
+        )
+        return Y, (h,)
+    assert isinstance(cell, RNNCell)
+    Y, h = FusedRNN.apply(  # type: ignore[no-untyped-call]
+        x, state[0], *params, batch_sizes, cell.nonlinearity == "relu"
+    )
+    return Y, (h,)
+
+
+def run_fused(
+    cells: Sequence[nn.Module],
+    inputs: Tensor,
+    state: tuple[Tensor, ...],
+    lengths: Tensor | None,
+    *,
+    num_layers: int,
+    bidirectional: bool,
+    dropout: float,
+    training: bool,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """Run a stack of built-in cells with the fused Functions.
+
+    Args:
+        cells: layer-major, direction-minor (torch.nn's order), as checked by
+            :func:`fused_supported`.
+        inputs: ``(B, T, I)``.
+        state: stacked initial state, every field ``(L·D, B, H)``.
+        lengths: validated CPU int64 ``(B,)``, or ``None`` when every row is full length.
+
+    Returns:
+        ``(outputs (B, T, D·H), final_state)``, ``final_state`` of ``state``'s type.
+    """
+    directions = 2 if bidirectional else 1
+    batch, steps = inputs.shape[0], inputs.shape[1]
+    device = inputs.device
+    if lengths is None:
+        batch_sizes: BatchSizes = None
+        order = inverse = None
+        x = inputs.transpose(0, 1).contiguous()  # (T, B, I)
+        reverse_index: Tensor | None = None
+    else:
+        # Sort rows longest first, so the rows still running at step t are a prefix.
+        sorted_lengths, order_cpu = torch.sort(lengths, descending=True, stable=True)
+        batch_sizes = tuple(
+            int(n) for n in (sorted_lengths[None, :] > torch.arange(steps)[:, None]).sum(1)
+        )
+        order = order_cpu.to(device)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(batch, device=device)
+        x = inputs.index_select(0, order).transpose(0, 1)  # (T, B, I), sorted
+        valid = torch.arange(steps)[:, None] < sorted_lengths[None, :]  # (T, B)
+        # Padding never reaches a sum: zero it (NaN ⋅ 0 would still be NaN).
+        x = x.masked_fill(~valid.to(device)[:, :, None], 0.0).contiguous()
+        # Right-to-left over each row's own valid part: step t reads step len − 1 − t;
+        # padding maps to itself. The map is its own inverse.
+        t_index = torch.arange(steps)[:, None].expand(steps, batch)
+        reverse_index = torch.where(valid, sorted_lengths[None, :] - 1 - t_index, t_index).to(
+            device
+        )
+    columns = torch.arange(batch, device=device)[None, :]
+    sorted_state = (
+        state if order is None else tuple(field.index_select(1, order) for field in state)
+    )
+
+    finals: list[tuple[Tensor, ...]] = []
+    for layer in range(num_layers):
+        if layer > 0 and dropout > 0.0:
+            x = F.dropout(x, dropout, training)
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            start = tuple(field[index] for field in sorted_state)
+            if direction == 0:
+                Y, final = _run_cell(cells[index], x, start, batch_sizes)
+            elif reverse_index is None:
+                Y, final = _run_cell(cells[index], x.flip(0), start, batch_sizes)
+                Y = Y.flip(0)
+            else:
+                x_rev = x[reverse_index, columns]  # (T, B, I)
+                Y, final = _run_cell(cells[index], x_rev, start, batch_sizes)
+                Y = Y[reverse_index, columns]
+            outputs.append(Y)
+            finals.append(final)
+        x = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)  # (T, B, D·H)
+
+    out = x.transpose(0, 1)  # (B, T, D·H)
+    fields = [torch.stack(parts, dim=0) for parts in zip(*finals, strict=True)]  # (L·D, B, H)
+    if inverse is not None:
+        out = out.index_select(0, inverse)
+        fields = [field.index_select(1, inverse) for field in fields]
+    return out, type(state)(*fields)  # a transposed view, as torch.nn with batch_first
