@@ -1,0 +1,1 @@
+"""Data: datasets, the user's files, vocabularies and batching."""
