@@ -37,7 +37,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/speed.py --write BENCHMARKS.md
+	$(PY) benchmarks/speed.py --memory --write BENCHMARKS.md
+	$(PY) benchmarks/stream_memory.py --write BENCHMARKS.md
+	$(PY) benchmarks/gradient_flow.py --out docs
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

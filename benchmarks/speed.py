@@ -1,10 +1,16 @@
-"""Training-step speed of every rnnkit backend against torch.nn, measured in the same run.
+"""Training-step speed and peak memory of every rnnkit backend against torch.nn.
 
 A training step is forward + backward of a loss over all outputs (float32). For
 each configuration and cell, torch.nn and each rnnkit backend run round-robin
 (interleaved repeats), so machine noise hits all of them alike; the table reports
 min and median milliseconds and the speed ratio against torch.nn's median
 (> 1 is faster than torch.nn).
+
+Peak memory (``--memory``): each candidate runs one training step in a fresh
+process; the figure is the peak resident set size during that step minus the
+resident size just before it (Linux ``/proc/self/status`` VmHWM, reset through
+``/proc/self/clear_refs``), so it counts everything the step allocates: saved
+activations, gradients, workspace.
 
     python benchmarks/speed.py                      # print the table
     python benchmarks/speed.py --write BENCHMARKS.md  # also replace the table there
@@ -14,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import os
 import platform
 import re
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,23 +57,63 @@ PROBLEMS = {
     "c": Problem("c", 16, 1000, 32, 128),
 }
 TORCH_TYPES: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-BACKENDS = ("auto", "native", "unrolled")
+BACKENDS = ("auto", "fused", "native", "unrolled")
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
+
+
+def build(problem: Problem, cell: str, candidate: str) -> tuple[nn.Module, torch.Tensor]:
+    """The module for a candidate (``torch.nn`` or a backend) and the inputs, seeded."""
+    torch.manual_seed(0)
+    reference = TORCH_TYPES[cell](problem.input_size, problem.hidden_size, batch_first=True)
+    inputs = torch.randn(problem.batch, problem.steps, problem.input_size)
+    if candidate == "torch.nn":
+        return reference, inputs
+    return Recurrent.from_torch(reference, backend=candidate), inputs
 
 
 def measure(problem: Problem, cell: str, repeats: int) -> list[tuple[str, float, float, float]]:
     """(candidate, min ms, median ms, speed vs torch.nn) for torch.nn and each backend."""
-    torch.manual_seed(0)
-    reference = TORCH_TYPES[cell](problem.input_size, problem.hidden_size, batch_first=True)
-    inputs = torch.randn(problem.batch, problem.steps, problem.input_size)
-    candidates: dict[str, Callable[[], object]] = {"torch.nn": training_step(reference, inputs)}
-    for backend in BACKENDS:
-        candidates[backend] = training_step(
-            Recurrent.from_torch(reference, backend=backend), inputs
-        )
+    candidates: dict[str, Callable[[], object]] = {}
+    for name in ("torch.nn", *BACKENDS):
+        candidates[name] = training_step(*build(problem, cell, name))
     timings = time_interleaved(candidates, repeats)
     base = timings["torch.nn"].median
     return [(name, t.min * 1e3, t.median * 1e3, base / t.median) for name, t in timings.items()]
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def peak_step_memory(problem_key: str, cell: str, candidate: str, threads: int) -> float:
+    """MiB: peak RSS of one training step over the RSS before it (run in this process)."""
+    torch.set_num_threads(threads)
+    module, inputs = build(PROBLEMS[problem_key], cell, candidate)
+    step = training_step(module, inputs)
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to now
+    before = _status_kib("VmRSS")
+    step()
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def measure_memory(problem: Problem, cell: str, threads: int) -> dict[str, float]:
+    """Peak step memory (MiB) of every candidate, each in a fresh process."""
+    result = {}
+    for name in ("torch.nn", *BACKENDS):
+        here = str(Path(__file__).resolve().parent)
+        code = (
+            f"import sys; sys.path.insert(0, {here!r}); import speed; "
+            f"print(speed.peak_step_memory({problem.label!r}, {cell!r}, {name!r}, {threads}))"
+        )
+        output = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        result[name] = float(output.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,28 +123,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (7)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (2)")
     parser.add_argument("--write", type=Path, help="replace the speed table in this markdown file")
+    parser.add_argument(
+        "--memory", action="store_true", help="also measure peak step memory (Linux)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    auto = Recurrent("lstm", 2, 2).resolve_backend()
+    auto = {name: Recurrent(name, 2, 2).resolve_backend() for name in TORCH_TYPES}
+    resolved = ", ".join(f"`{backend}` for {name}" for name, backend in auto.items())
 
     lines = [
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
         f"({os.cpu_count()} cores visible), torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, float32, median of {args.repeats} interleaved "
-        f"repeats after one warm-up. `auto` resolves to `{auto}` for built-in cells.",
+        f"repeats after one warm-up. In training, `auto` resolves to {resolved}.",
         "",
         "Command: `python benchmarks/speed.py "
         + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a)
         + "`",
         "",
-        "| config | cell | backend | min ms | median ms | speed vs torch.nn |",
-        "|---|---|---|---:|---:|---:|",
+        "| config | cell | backend | min ms | median ms | speed vs torch.nn |"
+        + (" peak MiB | memory vs torch.nn |" if args.memory else ""),
+        "|---|---|---|---:|---:|---:|" + ("---:|---:|" if args.memory else ""),
     ]
     for key in args.configs.split(","):
         problem = PROBLEMS[key]
         for cell in args.cells.split(","):
+            memory = measure_memory(problem, cell, args.threads) if args.memory else {}
             for name, low, median, ratio in measure(problem, cell, args.repeats):
                 row = f"| {problem} | {cell} | {name} | {low:.1f} | {median:.1f} | {ratio:.2f}× |"
+                if args.memory:
+                    row += f" {memory[name]:.1f} | {memory[name] / memory['torch.nn']:.2f}× |"
                 print(row, flush=True)
                 lines.append(row)
     table = "\n".join(lines)

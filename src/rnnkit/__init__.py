@@ -21,6 +21,11 @@ _EXPORTS: dict[str, str] = {
     "RNNCell": "rnnkit.cells",
     "RecurrentCell": "rnnkit.cells",
     "cell_factory": "rnnkit.cells",
+    "StatefulStream": "rnnkit.bptt.truncated",
+    "TBPTTConfig": "rnnkit.bptt.truncated",
+    "truncated_bptt": "rnnkit.bptt.truncated",
+    "GradientFlow": "rnnkit.diagnostics.gradflow",
+    "gradient_flow": "rnnkit.diagnostics.gradflow",
     "BACKENDS": "rnnkit.recurrent",
     "Recurrent": "rnnkit.recurrent",
     "RecurrentConfig": "rnnkit.recurrent",
@@ -39,6 +44,7 @@ __all__ = [
     "CELL_NAMES",
     "Cell",
     "GRUCell",
+    "GradientFlow",
     "HiddenState",
     "LSTMCell",
     "LSTMState",
@@ -46,17 +52,22 @@ __all__ = [
     "Recurrent",
     "RecurrentCell",
     "RecurrentConfig",
+    "StatefulStream",
+    "TBPTTConfig",
     "__version__",
     "cell_factory",
     "detach_state",
+    "gradient_flow",
     "map_state",
     "stack_states",
+    "truncated_bptt",
     "unroll",
     "unstack_state",
     "where_state",
 ]
 
 if TYPE_CHECKING:
+    from rnnkit.bptt.truncated import StatefulStream, TBPTTConfig, truncated_bptt
     from rnnkit.cells import (
         CELL_NAMES,
         Cell,
@@ -66,6 +77,7 @@ if TYPE_CHECKING:
         RNNCell,
         cell_factory,
     )
+    from rnnkit.diagnostics.gradflow import GradientFlow, gradient_flow
     from rnnkit.recurrent import BACKENDS, Recurrent, RecurrentConfig
     from rnnkit.state import (
         HiddenState,

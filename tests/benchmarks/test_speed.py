@@ -48,7 +48,15 @@ def test_writes_the_table_between_markers(
     assert "old table" not in text
     assert text.startswith("# title") and text.rstrip().endswith("footer")
     rows = [line for line in text.splitlines() if line.startswith("| (a)")]
-    assert len(rows) == 8  # 2 cells × (torch.nn, auto, native, unrolled)
+    assert len(rows) == 10  # 2 cells × (torch.nn, auto, fused, native, unrolled)
     assert all(row.endswith("× |") for row in rows)
     assert "python benchmarks/speed.py --configs a" in text
     assert "wrote" in capsys.readouterr().out
+
+
+def test_peak_step_memory_is_measured_per_candidate() -> None:
+    speed = load_script()
+    # In-process (the script runs it in a fresh process per candidate): the figure
+    # is a non-negative number of MiB, larger for a larger problem.
+    small = speed.peak_step_memory("a", "gru", "fused", 1)
+    assert small >= 0.0

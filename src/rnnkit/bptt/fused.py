@@ -209,7 +209,8 @@ class FusedRNN(torch.autograd.Function):
         G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
         _fold_final_grad(G, grad_h, batch_sizes)
         # D_t = f'(a_t) for all steps at once; the loop turns it into dA_t in place.
-        dA = (Y > 0).to(Y.dtype) if ctx.relu else 1.0 - Y * Y  # (T, B, H)
+        # ReLU: [h > 0]; tanh: 1 − h².
+        dA = (Y > 0).to(Y.dtype) if ctx.relu else torch.mul(Y, Y).neg_().add_(1.0)  # (T, B, H)
         if batch_sizes is not None:
             dA.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)
         gs, das = G.unbind(0), dA.unbind(0)
@@ -344,15 +345,17 @@ class FusedLSTM(torch.autograd.Function):
         # Coefficients of all steps at once; the loop scales them into dA in place.
         dA = torch.empty_like(A)  # (T, B, 4H), [o, i, f, g]
         d_o, d_i, d_f, d_g = dA.chunk(4, dim=2)
-        torch.mul(TC, torch.addcmul(o, o, o, value=-1.0), out=d_o)  # K^o = tanh c ⊙ o(1 − o)
-        torch.mul(g_hat * 2.0 - 1.0, torch.addcmul(i, i, i, value=-1.0), out=d_i)  # g ⊙ i(1−i)
-        f_slope = torch.addcmul(f, f, f, value=-1.0)  # f(1 − f)
-        torch.mul(c0, f_slope[0], out=d_f[0])  # K^f = c_{t−1} ⊙ f(1 − f)
-        torch.mul(C[:-1], f_slope[1:], out=d_f[1:])
-        del f_slope
-        # K^g = i ⊙ (1 − g²) = 4 ⊙ i ⊙ ĝ(1 − ĝ)
-        torch.mul(torch.addcmul(g_hat, g_hat, g_hat, value=-1.0), i, out=d_g).mul_(4.0)
-        M = torch.addcmul(o, o, TC * TC, value=-1.0)  # ∂h_t/∂c_t = o ⊙ (1 − tanh²c_t)
+        # Each K is built in its own slice of dA with in-place ops (no temporaries):
+        # x ⊙ s(1 − s) is computed as y = x ⊙ s, then y − y ⊙ s.
+        torch.mul(o, TC, out=d_o).addcmul_(d_o, o, value=-1.0)  # K^o = tanh c ⊙ o(1 − o)
+        torch.mul(g_hat, 2.0, out=d_i).sub_(1.0).mul_(i)  # g ⊙ i, with g = 2ĝ − 1
+        d_i.addcmul_(d_i, i, value=-1.0)  # K^i = g ⊙ i(1 − i)
+        torch.mul(c0, f[0], out=d_f[0])
+        torch.mul(C[:-1], f[1:], out=d_f[1:])
+        d_f.addcmul_(d_f, f, value=-1.0)  # K^f = c_{t−1} ⊙ f(1 − f)
+        torch.mul(g_hat, i, out=d_g).addcmul_(d_g, g_hat, value=-1.0).mul_(4.0)  # K^g
+        # ∂h_t/∂c_t = o ⊙ (1 − tanh²c_t), (T, B, H)
+        M = torch.mul(TC, TC).neg_().add_(1.0).mul_(o)
         if batch_sizes is not None:
             dA.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)
         gs, das, ms, fs = G.unbind(0), dA.unbind(0), M.unbind(0), f.unbind(0)
@@ -479,15 +482,17 @@ class FusedGRU(torch.autograd.Function):
         G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
         _fold_final_grad(G, grad_h, batch_sizes)
         r, z, hn = S.chunk(3, dim=2)  # (T, B, H) views
-        # ∂h_t/∂a^n_t = (1 − z) ⊙ (1 − n²), for all steps at once.
-        dn = torch.mul(N, N).sub_(1.0).mul_(z - 1.0)  # (n² − 1)(z − 1), (T, B, H)
+        # Coefficients of all steps at once, each built in place in its own buffer
+        # (x ⊙ (1 − s) is computed as x − x ⊙ s: no temporaries).
+        dn = torch.mul(N, N).neg_().add_(1.0)  # 1 − n², (T, B, H)
+        dn.addcmul_(dn, z, value=-1.0)  # ∂h_t/∂a^n_t = (1 − z) ⊙ (1 − n²)
         Q = torch.empty_like(S)  # (T, B, 3H), becomes dS_t = ∂L/∂(W·h_{t−1} + b_hh)
         q_r, q_z, q_n = Q.chunk(3, dim=2)
-        torch.mul(dn * hn, torch.addcmul(r, r, r, value=-1.0), out=q_r)  # ∂h/∂a^n ⊙ hn ⊙ r(1−r)
-        torch.sub(Y[:-1], N[1:], out=q_z[1:])  # h_{t−1} − n_t
-        torch.sub(h0, N[0], out=q_z[0])
-        q_z.mul_(torch.addcmul(z, z, z, value=-1.0))  # Q^z = (h_{t−1} − n) ⊙ z(1 − z)
         torch.mul(dn, r, out=q_n)  # Q^n = ∂h/∂a^n ⊙ r
+        torch.mul(q_n, hn, out=q_r).addcmul_(q_r, r, value=-1.0)  # ∂h/∂a^n ⊙ ĥ ⊙ r(1 − r)
+        torch.sub(h0, N[0], out=q_z[0])  # h_{t−1} − n_t
+        torch.sub(Y[:-1], N[1:], out=q_z[1:])
+        q_z.mul_(z).addcmul_(q_z, z, value=-1.0)  # Q^z = (h_{t−1} − n) ⊙ z(1 − z)
         if batch_sizes is not None:
             Q.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)
         gs, zs = G.unbind(0), z.unbind(0)
@@ -508,11 +513,20 @@ class FusedGRU(torch.autograd.Function):
                     gt.addmm_(q2[t + 1][:b], w_hh)
                 qs[t][:b].mul_(gt.unsqueeze(1))
         needs = ctx.needs_input_grad
-        # ∂L/∂a (U-side pre-activations): r, z parts equal dS's, the n part is δ ⊙ ∂h/∂a^n.
-        dgi = torch.cat([Q[:, :, : 2 * H], dn.mul_(G)], dim=2)  # (T, B, 3H)
-        dx, dU, _, db_ih = _weight_grads(
-            dgi, x, h0, Y, w_ih, (needs[0], needs[2], False, ctx.has_bias and needs[4])
-        )
+        # ∂L/∂a on the U side: the r, z blocks equal dS's, the n block is δ ⊙ ∂h/∂a^n
+        # (not multiplied by r). Taken block by block, so dS is never copied.
+        dgi_n = dn.mul_(G)  # (T, B, H)
+        TB = T * B
+        rz = Q.view(TB, 3 * H)[:, : 2 * H]  # (T·B, 2H) strided view
+        flat_n = dgi_n.view(TB, H)
+        dx = dU = db_ih = None
+        if needs[0]:
+            dx = torch.mm(rz, w_ih[: 2 * H]).addmm_(flat_n, w_ih[2 * H :]).view(T, B, -1)
+        if needs[2]:
+            x2 = x.reshape(TB, -1)
+            dU = torch.cat([torch.mm(rz.t(), x2), torch.mm(flat_n.t(), x2)], dim=0)
+        if ctx.has_bias and needs[4]:
+            db_ih = torch.cat([rz.sum(0), flat_n.sum(0)])
         _, _, dW, db_hh = _weight_grads(
             Q, x, h0, Y, w_ih, (False, False, needs[3], ctx.has_bias and needs[5])
         )

@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor
+
 from rnnkit.diagnostics.gradflow import GradientFlow
 
 
@@ -23,6 +26,11 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _positive(values: Tensor) -> Any:
+    """As a NumPy array with exact zeros as NaN (left out of a log-scale line)."""
+    return torch.where(values > 0, values, torch.nan).numpy()
 
 
 def plot_gradient_flow(
@@ -49,11 +57,12 @@ def plot_gradient_flow(
     figure, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.6), constrained_layout=True)
     for name, flow in flows.items():
         steps = range(flow.steps)
-        axes[0].semilogy(steps, flow.state_grad_norms.clamp_min(1e-300).numpy(), label=name)
-        axes[1].semilogy(steps, flow.share(parameter).clamp_min(1e-300).numpy(), label=name)
+        axes[0].semilogy(steps, _positive(flow.state_grad_norms), label=name)
+        # Step 0's W-term is exactly 0 when h_{−1} = 0: a gap, not a plunge to 1e-300.
+        axes[1].semilogy(steps, _positive(flow.share(parameter)), label=name)
         if with_jacobians:
             assert flow.jacobian_norms is not None
-            axes[2].semilogy(steps, flow.jacobian_norms.clamp_min(1e-300).numpy(), label=name)
+            axes[2].semilogy(steps, _positive(flow.jacobian_norms), label=name)
     axes[0].set_title("‖∂L/∂h_t‖")
     axes[1].set_title(f"step t's share of ‖∂L/∂{parameter}‖")
     if with_jacobians:
