@@ -25,7 +25,7 @@ _TORCH_TYPES: dict[str, tuple[Callable[..., nn.RNNBase], dict[str, str]]] = {
     "lstm": (nn.LSTM, {}),
     "gru": (nn.GRU, {}),
 }
-_BACKENDS = ("unrolled", "native")
+_BACKENDS = ("unrolled", "native", "fused")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def test_selfcheck_reports_agreement_as_json(capsys: pytest.CaptureFixture[str])
     assert report["agree"] is True
     rows = report["agreement"]
     assert {(r["cell"], r["backend"]) for r in rows} == {
-        (c, b) for c in ("rnn", "rnn_relu", "lstm", "gru") for b in ("unrolled", "native")
+        (c, b) for c in ("rnn", "rnn_relu", "lstm", "gru") for b in ("unrolled", "native", "fused")
     }
     assert all(r["outputs"] <= 1e-10 and r["gradients"] <= 1e-10 for r in rows)
 
@@ -65,7 +65,7 @@ def test_selfcheck_table_with_timing(capsys: pytest.CaptureFixture[str]) -> None
     assert status == 0
     assert "all cells and backends agree with torch.nn" in out
     for cell in ("rnn", "lstm", "gru"):
-        for backend in ("torch.nn", "native", "unrolled"):
+        for backend in ("torch.nn", "native", "unrolled", "fused"):
             assert any(line.split()[:2] == [cell, backend] for line in out.splitlines())
 
 

@@ -408,6 +408,12 @@ class FusedLSTM(torch.autograd.Function):
 # --------------------------------------------------------------------------- GRU
 
 
+def _gru_candidate_slope(N: Tensor, z: Tensor, *, out: Tensor) -> Tensor:
+    """∂h_t/∂a^n_t = (1 − z_t) ⊙ (1 − n_t²) for all steps, written into ``out``."""
+    torch.mul(N, N, out=out).neg_().add_(1.0)  # 1 − n²
+    return out.addcmul_(out, z, value=-1.0)  # x − x ⊙ z = x ⊙ (1 − z)
+
+
 class FusedGRU(torch.autograd.Function):
     """GRU over all steps, torch.nn's equations and parameters (gates r, z, n).
 
@@ -441,14 +447,13 @@ class FusedGRU(torch.autograd.Function):
         S = _project(x.view(T * B, I), w_ih, b_ih).view(T, B, 3 * H)  # U·x + b_ih
         if b_hh is not None:
             S[:, :, : 2 * H] += b_hh[: 2 * H]
-        gi_n = S[:, :, 2 * H :].clone()  # U_n·x + b_in, (T, B, H)
+        N = S[:, :, 2 * H :].clone()  # U_n·x + b_in, (T, B, H); becomes n_t step by step
         S[:, :, 2 * H :] = 0.0 if b_hh is None else b_hh[2 * H :]
         new = torch.empty if batch_sizes is None else torch.zeros
         options: dict[str, Any] = {"dtype": x.dtype, "device": x.device}
-        N = new(T, B, H, **options)  # n_t
         Y = new(T, B, H, **options)  # h_t
         w_t = w_hh.t().contiguous()  # (H, 3H): a contiguous right operand multiplies faster
-        gns, ss, ns, ys = (t.unbind(0) for t in (gi_n, S, N, Y))
+        ss, ns, ys = (t.unbind(0) for t in (S, N, Y))
         rz_, r_, z_, hn_ = (
             S[:, :, a:b_].unbind(0) for a, b_ in ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H))
         )
@@ -457,15 +462,15 @@ class FusedGRU(torch.autograd.Function):
         for t in range(T):
             b = B if full else batch_sizes[t]  # type: ignore[index]
             if b == B:
-                s, rz, r, z, hn, n, y, xn, hp = (
-                    ss[t], rz_[t], r_[t], z_[t], hn_[t], ns[t], ys[t], gns[t], h,
+                s, rz, r, z, hn, n, y, hp = (
+                    ss[t], rz_[t], r_[t], z_[t], hn_[t], ns[t], ys[t], h,
                 )  # fmt: skip
             else:
-                s, rz, r, z, hn, n, y, xn = (v[t][:b] for v in (ss, rz_, r_, z_, hn_, ns, ys, gns))
+                s, rz, r, z, hn, n, y = (v[t][:b] for v in (ss, rz_, r_, z_, hn_, ns, ys))
                 hp = h[:b]
             s.addmm_(hp, w_t)  # [a_r, a_z, W_n·h_{t−1} + b_hn], (b, 3H)
             rz.sigmoid_()  # r, z
-            torch.addcmul(xn, r, hn, out=n).tanh_()  # n = tanh(U_n·x + b_in + r ⊙ (W_n·h + b_hn))
+            n.addcmul_(r, hn).tanh_()  # n = tanh(U_n·x + b_in + r ⊙ (W_n·h + b_hn))
             torch.lerp(n, hp, z, out=y)  # h_t = n + z ⊙ (h_{t−1} − n)
             h = ys[t]
         ctx.save_for_backward(x, h0, w_ih, w_hh, Y, S, N)
@@ -484,11 +489,10 @@ class FusedGRU(torch.autograd.Function):
         r, z, hn = S.chunk(3, dim=2)  # (T, B, H) views
         # Coefficients of all steps at once, each built in place in its own buffer
         # (x ⊙ (1 − s) is computed as x − x ⊙ s: no temporaries).
-        dn = torch.mul(N, N).neg_().add_(1.0)  # 1 − n², (T, B, H)
-        dn.addcmul_(dn, z, value=-1.0)  # ∂h_t/∂a^n_t = (1 − z) ⊙ (1 − n²)
         Q = torch.empty_like(S)  # (T, B, 3H), becomes dS_t = ∂L/∂(W·h_{t−1} + b_hh)
         q_r, q_z, q_n = Q.chunk(3, dim=2)
-        torch.mul(dn, r, out=q_n)  # Q^n = ∂h/∂a^n ⊙ r
+        _gru_candidate_slope(N, z, out=q_n)  # ∂h_t/∂a^n_t = (1 − z) ⊙ (1 − n²)
+        q_n.mul_(r)  # Q^n = ∂h/∂a^n ⊙ r
         torch.mul(q_n, hn, out=q_r).addcmul_(q_r, r, value=-1.0)  # ∂h/∂a^n ⊙ ĥ ⊙ r(1 − r)
         torch.sub(h0, N[0], out=q_z[0])  # h_{t−1} − n_t
         torch.sub(Y[:-1], N[1:], out=q_z[1:])
@@ -513,20 +517,6 @@ class FusedGRU(torch.autograd.Function):
                     gt.addmm_(q2[t + 1][:b], w_hh)
                 qs[t][:b].mul_(gt.unsqueeze(1))
         needs = ctx.needs_input_grad
-        # ∂L/∂a on the U side: the r, z blocks equal dS's, the n block is δ ⊙ ∂h/∂a^n
-        # (not multiplied by r). Taken block by block, so dS is never copied.
-        dgi_n = dn.mul_(G)  # (T, B, H)
-        TB = T * B
-        rz = Q.view(TB, 3 * H)[:, : 2 * H]  # (T·B, 2H) strided view
-        flat_n = dgi_n.view(TB, H)
-        dx = dU = db_ih = None
-        if needs[0]:
-            dx = torch.mm(rz, w_ih[: 2 * H]).addmm_(flat_n, w_ih[2 * H :]).view(T, B, -1)
-        if needs[2]:
-            x2 = x.reshape(TB, -1)
-            dU = torch.cat([torch.mm(rz.t(), x2), torch.mm(flat_n.t(), x2)], dim=0)
-        if ctx.has_bias and needs[4]:
-            db_ih = torch.cat([rz.sum(0), flat_n.sum(0)])
         _, _, dW, db_hh = _weight_grads(
             Q, x, h0, Y, w_ih, (False, False, needs[3], ctx.has_bias and needs[5])
         )
@@ -534,6 +524,13 @@ class FusedGRU(torch.autograd.Function):
         if needs[1]:
             dh0 = torch.mm(q2[0], w_hh)  # (B, H)
             dh0.addcmul_(zs[0], gs[0])
+        # ∂L/∂a on the U side equals dS in the r and z blocks; in the n block it is
+        # δ ⊙ ∂h/∂a^n, not multiplied by r. dS is used up, so its n block is
+        # overwritten in place and Q becomes ∂L/∂a: no second (T, B, 3H) buffer.
+        _gru_candidate_slope(N, z, out=q_n).mul_(G)  # δ is 0 past each row's end
+        dx, dU, _, db_ih = _weight_grads(
+            Q, x, h0, Y, w_ih, (needs[0], needs[2], False, ctx.has_bias and needs[4])
+        )
         return dx, dh0, dU, dW, db_ih, db_hh, None
 
 
