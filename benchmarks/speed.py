@@ -85,6 +85,22 @@ def measure(problem: Problem, cell: str, repeats: int) -> list[tuple[str, float,
     return [(name, t.min * 1e3, t.median * 1e3, base / t.median) for name, t in timings.items()]
 
 
+def measure_inference(problem: Problem, cell: str, repeats: int) -> list[tuple[str, float, float]]:
+    """(candidate, median ms, speed vs torch.nn) of a forward pass under ``torch.no_grad``."""
+    candidates: dict[str, Callable[[], object]] = {}
+    for name in ("torch.nn", "auto", "fused", "native"):
+        module, inputs = build(problem, cell, name)
+
+        def forward(module: nn.Module = module, inputs: torch.Tensor = inputs) -> None:
+            with torch.no_grad():
+                module(inputs)
+
+        candidates[name] = forward
+    timings = time_interleaved(candidates, repeats)
+    base = timings["torch.nn"].median
+    return [(name, t.median * 1e3, base / t.median) for name, t in timings.items()]
+
+
 def _status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -134,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory", action="store_true", help="also measure peak step memory (Linux)"
     )
+    parser.add_argument(
+        "--inference", action="store_true", help="also time forward passes under no_grad"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     auto = {name: Recurrent(name, 2, 2).resolve_backend() for name in TORCH_TYPES}
@@ -143,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
         f"({os.cpu_count()} cores visible), torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, float32, median of {args.repeats} interleaved "
-        f"repeats after one warm-up. In training, `auto` resolves to {resolved}.",
+        f"repeats after one warm-up. On the CPU, `auto` resolves to {resolved}.",
         "",
         "Command: `python benchmarks/speed.py "
         + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a)
@@ -163,6 +182,20 @@ def main(argv: list[str] | None = None) -> int:
                     row += f" {memory[name]:.1f} | {memory[name] / memory['torch.nn']:.2f}× |"
                 print(row, flush=True)
                 lines.append(row)
+    if args.inference:
+        lines += [
+            "",
+            "Inference (forward only, `torch.no_grad()`), median ms:",
+            "",
+            "| config | cell | backend | median ms | speed vs torch.nn |",
+            "|---|---|---|---:|---:|",
+        ]
+        for key in args.configs.split(","):
+            for cell in args.cells.split(","):
+                for name, median, ratio in measure_inference(PROBLEMS[key], cell, args.repeats):
+                    row = f"| {PROBLEMS[key]} | {cell} | {name} | {median:.1f} | {ratio:.2f}× |"
+                    print(row, flush=True)
+                    lines.append(row)
     table = "\n".join(lines)
     if args.write:
         text = args.write.read_text() if args.write.exists() else f"{BEGIN}\n{END}\n"

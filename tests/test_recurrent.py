@@ -180,15 +180,15 @@ def test_weights_are_shared_not_copied_by_the_backend(backend: str) -> None:
 
 
 def test_auto_backend_rule() -> None:
-    # The rule BENCHMARKS.md measures: fused for RNN/GRU training on the CPU, native
-    # for LSTM (oneDNN is faster there), for inference and on CUDA.
+    # The rule BENCHMARKS.md measures: fused for RNN/GRU on the CPU, training and
+    # inference alike; native for LSTM (oneDNN is faster there) and on CUDA.
     assert Recurrent("lstm", 3, 4).resolve_backend() == "native"
     for name in ("rnn", "rnn_relu", "gru"):
         stack = Recurrent(name, 3, 4)
         assert stack.resolve_backend() == "fused"
         assert stack.resolve_backend(torch.device("cuda")) == "native"
         with torch.no_grad():
-            assert stack.resolve_backend() == "native"
+            assert stack.resolve_backend() == "fused"
     assert Recurrent("gru", 3, 4, backend="unrolled").resolve_backend() == "unrolled"
     assert Recurrent("lstm", 3, 4, backend="fused").resolve_backend() == "fused"
 

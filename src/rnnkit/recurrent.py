@@ -103,11 +103,11 @@ class Recurrent(nn.Module):
         ``"fused"``: rnnkit's hand-derived BPTT (:mod:`rnnkit.bptt.fused`), one
             autograd Function per layer and direction. Built-in cells of one kind.
         ``"auto"``: the fastest exact choice, from ``benchmarks/speed.py``
-            (BENCHMARKS.md): ``"fused"`` for RNN and GRU stacks on the CPU when
-            gradients are being recorded (1.4–2.5× torch.nn per training step);
+            (BENCHMARKS.md): ``"fused"`` for RNN and GRU stacks on the CPU
+            (1.1–2.5× torch.nn per training step, 1.0–1.5× for inference);
             ``"native"`` for LSTM stacks (torch.nn's oneDNN LSTM beats the fused
-            loop on the CPU), on CUDA (cuDNN) and for inference; ``"unrolled"``
-            for any other cell.
+            loop on the CPU) and on CUDA (cuDNN, which a Python loop cannot
+            match); ``"unrolled"`` for any other cell.
 
     Args:
         cell: a built-in cell name (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``)
@@ -231,10 +231,9 @@ class Recurrent(nn.Module):
         )
 
     def resolve_backend(self, device: torch.device | None = None) -> str:
-        """The backend a forward call would use now: ``"native"``, ``"fused"`` or ``"unrolled"``.
+        """The backend a forward call would use: ``"native"``, ``"fused"`` or ``"unrolled"``.
 
-        ``"auto"`` depends on the cells, on ``device`` (default: the parameters')
-        and on whether autograd is recording (``torch.is_grad_enabled()``).
+        ``"auto"`` depends on the cells and on ``device`` (default: the parameters').
 
         Raises:
             ValueError: ``"native"`` or ``"fused"`` was asked for and cannot run
@@ -257,11 +256,7 @@ class Recurrent(nn.Module):
             return "unrolled"  # not a built-in stack: only the explicit loop runs it
         if device is None:
             device = next(self.parameters()).device
-        fused_wins = (
-            device.type == "cpu"
-            and torch.is_grad_enabled()
-            and isinstance(cells[0], RNNCell | GRUCell)
-        )
+        fused_wins = device.type == "cpu" and isinstance(cells[0], RNNCell | GRUCell)
         return "fused" if fused_wins else "native"
 
     def initial_state(

@@ -39,6 +39,7 @@ def test_writes_the_table_between_markers(
             "1",
             "--threads",
             "1",
+            "--inference",
             "--write",
             str(target),
         ]
@@ -48,7 +49,8 @@ def test_writes_the_table_between_markers(
     assert "old table" not in text
     assert text.startswith("# title") and text.rstrip().endswith("footer")
     rows = [line for line in text.splitlines() if line.startswith("| (a)")]
-    assert len(rows) == 10  # 2 cells × (torch.nn, auto, fused, native, unrolled)
+    # Training: 2 cells × (torch.nn, auto, fused, native, unrolled); inference: 2 × 4.
+    assert len(rows) == 10 + 8
     assert all(row.endswith("× |") for row in rows)
     assert "python benchmarks/speed.py --configs a" in text
     assert "wrote" in capsys.readouterr().out

@@ -1,0 +1,140 @@
+"""Where a training step's time goes: matrix multiplies, elementwise work, the rest.
+
+For each cell and configuration, one training step of torch.nn and of the fused
+backend runs under ``torch.profiler``; ATen operators' self CPU time is grouped
+into matrix multiplies (``mm``, ``addmm``, ``addmm_``, ``bmm``, oneDNN's RNN
+kernels count here too since they are matmul-bound), elementwise and other
+operators, and the remainder of the wall time (Python, autograd's engine,
+dispatch between operators). The profiler adds overhead to every operator call,
+so absolute times are inflated; the split is what to read. The op counts per step
+are the number of ATen calls divided by T.
+
+    python benchmarks/profile_step.py --write BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from rnnkit.timing import training_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import PROBLEMS, build
+
+BEGIN, END = "<!-- profile:begin -->", "<!-- profile:end -->"
+MATMUL = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::mkldnn_rnn_layer"}
+MATMUL_PREFIXES = ("aten::mkldnn_rnn", "aten::_mkldnn")
+STRUCTURAL = {
+    "aten::select",
+    "aten::slice",
+    "aten::unbind",
+    "aten::as_strided",
+    "aten::view",
+    "aten::unsqueeze",
+    "aten::transpose",
+    "aten::t",
+    "aten::expand",
+    "aten::resolve_conj",
+    "aten::chunk",
+    "aten::split",
+    "aten::detach",
+    "aten::empty",
+    "aten::empty_like",
+    "aten::reshape",
+    "aten::_reshape_alias",
+}
+
+
+def split(problem_key: str, cell: str, candidate: str) -> dict[str, float]:
+    module, inputs = build(PROBLEMS[problem_key], cell, candidate)
+    step = training_step(module, inputs)
+    step()  # warm-up
+    plain = []
+    for _ in range(3):
+        start = time.perf_counter()
+        step()
+        plain.append(time.perf_counter() - start)
+    with profile(activities=[ProfilerActivity.CPU]):
+        step()  # the profiler's own start-up cost lands here, not in the measured run
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    wall = (time.perf_counter() - start) * 1e3
+    matmul = elementwise = 0.0
+    calls = 0
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::") or event.key in STRUCTURAL:
+            continue
+        ms = event.self_cpu_time_total / 1e3
+        if event.key in MATMUL or event.key.startswith(MATMUL_PREFIXES):
+            matmul += ms
+        else:
+            elementwise += ms
+        calls += event.count
+    steps = PROBLEMS[problem_key].steps
+    return {
+        "plain": sorted(plain)[1] * 1e3,
+        "wall": wall,
+        "matmul": matmul,
+        "elementwise": elementwise,
+        "rest": max(wall - matmul - elementwise, 0.0),
+        "ops_per_step": calls / steps,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="a,c", help="comma-separated of a, b, c (a,c)")
+    parser.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells")
+    parser.add_argument("--write", type=Path, help="replace the table in this markdown file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    rows = [
+        "| config | cell | candidate | ms unprofiled | ms profiled | matmul "
+        "| elementwise + other ops | Python, autograd, dispatch | ATen calls per step |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in args.configs.split(","):
+        for cell in args.cells.split(","):
+            for candidate in ("torch.nn", "fused"):
+                r = split(key, cell, candidate)
+                row = (
+                    f"| {PROBLEMS[key]} | {cell} | {candidate} | {r['plain']:.1f} | {r['wall']:.1f} "
+                    f"| {r['matmul']:.1f} ({r['matmul'] / r['wall']:.0%}) "
+                    f"| {r['elementwise']:.1f} ({r['elementwise'] / r['wall']:.0%}) "
+                    f"| {r['rest']:.1f} ({r['rest'] / r['wall']:.0%}) | {r['ops_per_step']:.1f} |"
+                )
+                print(row, flush=True)
+                rows.append(row)
+    table = "\n".join(
+        [
+            "Command: `python benchmarks/profile_step.py "
+            + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a)
+            + "`",
+            "",
+            *rows,
+        ]
+    )
+    if args.write:
+        text = args.write.read_text()
+        block = f"{BEGIN}\n{table}\n{END}"
+        if BEGIN in text:
+            text = re.sub(
+                re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S
+            )
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+        args.write.write_text(text)
+        print(f"wrote {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
