@@ -37,7 +37,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/speed.py --memory --write BENCHMARKS.md
+	$(PY) benchmarks/speed.py --memory --inference --write BENCHMARKS.md
+	$(PY) benchmarks/profile_step.py --configs a,b,c --write BENCHMARKS.md
 	$(PY) benchmarks/stream_memory.py --write BENCHMARKS.md
 	$(PY) benchmarks/gradient_flow.py --out docs
 

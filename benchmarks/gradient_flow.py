@@ -24,7 +24,8 @@ from rnnkit.cells.init import gate_bias_
 from rnnkit.data.synthetic import adding_problem
 from rnnkit.diagnostics import GradientFlow, gradient_flow, plot_gradient_flow
 
-BEGIN, END = "<!-- gradflow:begin -->", "<!-- gradflow:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_block
 
 
 def flows(steps: int, hidden: int, gate_bias: float | None) -> dict[str, GradientFlow]:
@@ -71,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {float(flow.share('weight_hh')[:10].sum()):.1e} |"
             )
     table = "\n".join(["Command: `python benchmarks/gradient_flow.py --out docs`", "", *rows])
-    doc = args.out / "gradient-flow.md"
-    text = doc.read_text() if doc.exists() else f"{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    doc.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    write_block(args.out / "gradient-flow.md", "gradflow", table)
     print(table)
     return 0
 

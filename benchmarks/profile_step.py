@@ -15,7 +15,6 @@ are the number of ATen calls divided by T.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -26,9 +25,9 @@ from torch.profiler import ProfilerActivity, profile
 from rnnkit.timing import training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_block
 from speed import PROBLEMS, build
 
-BEGIN, END = "<!-- profile:begin -->", "<!-- profile:end -->"
 MATMUL = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::mkldnn_rnn_layer"}
 MATMUL_PREFIXES = ("aten::mkldnn_rnn", "aten::_mkldnn")
 STRUCTURAL = {
@@ -123,15 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     if args.write:
-        text = args.write.read_text()
-        block = f"{BEGIN}\n{table}\n{END}"
-        if BEGIN in text:
-            text = re.sub(
-                re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S
-            )
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-        args.write.write_text(text)
+        write_block(args.write, "profile", table)
         print(f"wrote {args.write}")
     return 0
 

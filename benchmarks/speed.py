@@ -23,7 +23,6 @@ import datetime
 import gc
 import os
 import platform
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -35,6 +34,9 @@ from torch import nn
 
 from rnnkit import Recurrent
 from rnnkit.timing import time_interleaved, training_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MEASURING_ENV, reset_peak, status_kib, write_block
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,6 @@ PROBLEMS = {
 }
 TORCH_TYPES: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 BACKENDS = ("auto", "fused", "native", "unrolled")
-# glibc serves every allocation above 64 KiB with its own mmap and unmaps it on free,
-# so the resident set tracks live tensors exactly and its high-water mark is the peak
-# (by default glibc keeps freed memory around, which blurs the figure).
-MEASURING_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
 
 
 def build(problem: Problem, cell: str, candidate: str) -> tuple[nn.Module, torch.Tensor]:
@@ -101,23 +98,16 @@ def measure_inference(problem: Problem, cell: str, repeats: int) -> list[tuple[s
     return [(name, t.median * 1e3, base / t.median) for name, t in timings.items()]
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def peak_step_memory(problem_key: str, cell: str, candidate: str, threads: int) -> float:
     """MiB: peak RSS of one training step over the RSS before it (run in this process)."""
     torch.set_num_threads(threads)
     module, inputs = build(PROBLEMS[problem_key], cell, candidate)
     step = training_step(module, inputs)
     gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to now
-    before = _status_kib("VmRSS")
+    reset_peak()
+    before = status_kib("VmRSS")
     step()
-    return (_status_kib("VmHWM") - before) / 1024
+    return (status_kib("VmHWM") - before) / 1024
 
 
 def measure_memory(problem: Problem, cell: str, threads: int) -> dict[str, float]:
@@ -198,15 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                     lines.append(row)
     table = "\n".join(lines)
     if args.write:
-        text = args.write.read_text() if args.write.exists() else f"{BEGIN}\n{END}\n"
-        block = f"{BEGIN}\n{table}\n{END}"
-        if BEGIN not in text:
-            text = text.rstrip() + "\n\n" + block + "\n"
-        else:
-            text = re.sub(
-                re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S
-            )
-        args.write.write_text(text)
+        write_block(args.write, "speed", table)
         print(f"wrote {args.write}")
     return 0
 

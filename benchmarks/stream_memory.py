@@ -23,26 +23,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-# glibc serves every allocation above 64 KiB with its own mmap and unmaps it on free,
-# so the resident set tracks live tensors exactly and its high-water mark is the peak
-# (by default glibc keeps freed memory around, which blurs the figure).
-MEASURING_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-BEGIN, END = "<!-- stream:begin -->", "<!-- stream:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MEASURING_ENV, reset_peak, status_kib, write_block
+
 BATCH, INPUT, HIDDEN, CHUNK = 16, 32, 128, 50
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def run(mode: str, steps: int) -> tuple[float, float]:
@@ -68,8 +57,8 @@ def run(mode: str, steps: int) -> tuple[float, float]:
         return head(outputs), state
 
     gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
+    reset_peak()
+    before = status_kib("VmRSS")
     start = time.perf_counter()
     stream = StatefulStream()
     if mode == "stream":
@@ -101,7 +90,7 @@ def run(mode: str, steps: int) -> tuple[float, float]:
         nn.functional.mse_loss(outputs, data[:, 1:]).backward()
         optimizer.step()
     seconds = time.perf_counter() - start
-    return (_status_kib("VmHWM") - before) / 1024, seconds
+    return (status_kib("VmHWM") - before) / 1024, seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,15 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     if args.write:
-        text = args.write.read_text()
-        block = f"{BEGIN}\n{table}\n{END}"
-        if BEGIN in text:
-            text = re.sub(
-                re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S
-            )
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-        args.write.write_text(text)
+        write_block(args.write, "stream", table)
         print(f"wrote {args.write}")
     return 0
 

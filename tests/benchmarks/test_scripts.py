@@ -30,10 +30,36 @@ def test_stream_memory_runs_each_mode(mode: str) -> None:
 def test_gradient_flow_script_writes_figures_and_table(tmp_path: Path) -> None:
     script = load("gradient_flow")
     doc = tmp_path / "gradient-flow.md"
-    doc.write_text(f"intro\n{script.BEGIN}\nold\n{script.END}\noutro\n")
+    doc.write_text("intro\n<!-- gradflow:begin -->\nold\n<!-- gradflow:end -->\noutro\n")
     assert script.main(["--out", str(tmp_path), "--steps", "12"]) == 0
     text = doc.read_text()
     assert "old" not in text and text.startswith("intro") and text.rstrip().endswith("outro")
     assert text.count("| torch.nn default |") == 3
     assert (tmp_path / "gradient-flow.png").stat().st_size > 1000
     assert (tmp_path / "gradient-flow-default.png").stat().st_size > 1000
+
+
+def test_write_block_replaces_between_markers_or_appends(tmp_path: Path) -> None:
+    common = load("common")
+    doc = tmp_path / "doc.md"
+    common.write_block(doc, "x", "first")  # a new file
+    assert doc.read_text() == "<!-- x:begin -->\nfirst\n<!-- x:end -->\n"
+    doc.write_text("head\n" + doc.read_text() + "tail\n")
+    common.write_block(doc, "x", "second")
+    assert doc.read_text() == "head\n<!-- x:begin -->\nsecond\n<!-- x:end -->\ntail\n"
+    common.write_block(doc, "y", "other")
+    assert doc.read_text().endswith("tail\n\n<!-- y:begin -->\nother\n<!-- y:end -->\n")
+
+
+def test_profile_step_splits_a_step_into_matmul_elementwise_and_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = load("profile_step")
+    speed = sys.modules["speed"]  # imported by profile_step from benchmarks/
+    monkeypatch.setitem(speed.PROBLEMS, "a", speed.Problem("a", 2, 3, 4, 5))
+    doc = tmp_path / "B.md"
+    assert profile.main(["--configs", "a", "--cells", "gru", "--write", str(doc)]) == 0
+    rows = [line for line in doc.read_text().splitlines() if line.startswith("| (a)")]
+    assert [row.split(" | ")[2] for row in rows] == ["torch.nn", "fused"]
+    parts = profile.split("a", "gru", "fused")
+    assert parts["matmul"] > 0 and parts["elementwise"] > 0 and parts["ops_per_step"] > 0

@@ -28,7 +28,7 @@ def test_writes_the_table_between_markers(
     # Shrink the problem so the test checks the plumbing, not the machine.
     monkeypatch.setitem(speed.PROBLEMS, "a", speed.Problem("a", 2, 3, 4, 5))
     target = tmp_path / "BENCH.md"
-    target.write_text(f"# title\n\n{speed.BEGIN}\nold table\n{speed.END}\n\nfooter\n")
+    target.write_text("# title\n\n<!-- speed:begin -->\nold table\n<!-- speed:end -->\n\nfooter\n")
     status = speed.main(
         [
             "--configs",

@@ -99,6 +99,12 @@ def _fold_final_grad(G: Tensor, grad_final: Tensor | None, batch_sizes: BatchSiz
     G.index_put_((last, torch.arange(batch, device=G.device)), grad_final, accumulate=True)
 
 
+def _one_minus_square(x: Tensor, *, out: Tensor | None = None) -> Tensor:
+    """1 − x² in one pass (tanh′ from tanh's output)."""
+    one = torch.ones((), dtype=x.dtype, device=x.device).expand_as(x)
+    return torch.addcmul(one, x, x, value=-1.0, out=out)
+
+
 def _output_grad(grad_Y: Tensor | None, like: Tensor, batch_sizes: BatchSizes) -> Tensor:
     """A private, contiguous copy of ∂L/∂Y with padded positions zeroed: G."""
     if grad_Y is None:
@@ -206,20 +212,25 @@ class FusedRNN(torch.autograd.Function):
         x, h0, w_ih, w_hh, Y = ctx.saved_tensors
         batch_sizes: BatchSizes = ctx.batch_sizes
         T, B = Y.shape[:2]
-        G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
-        _fold_final_grad(G, grad_h, batch_sizes)
         # D_t = f'(a_t) for all steps at once; the loop turns it into dA_t in place.
         # ReLU: [h > 0]; tanh: 1 − h².
-        dA = (Y > 0).to(Y.dtype) if ctx.relu else torch.mul(Y, Y).neg_().add_(1.0)  # (T, B, H)
-        if batch_sizes is not None:
-            dA.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)
-        gs, das = G.unbind(0), dA.unbind(0)
+        dA = (Y > 0).to(Y.dtype) if ctx.relu else _one_minus_square(Y)  # (T, B, H)
+        das = dA.unbind(0)
         if batch_sizes is None:
-            das[T - 1].mul_(gs[T - 1])
+            # δ_t is needed only to form dA_t, so one (B, H) buffer holds it; ∂L/∂Y is
+            # read in place, never copied.
+            gy = torch.zeros_like(Y) if grad_Y is None else grad_Y
+            delta = gy[T - 1] if grad_h is None else gy[T - 1] + grad_h  # (B, H)
+            das[T - 1].mul_(delta)
+            delta = torch.empty_like(delta)
             for t in range(T - 2, -1, -1):
-                gs[t].addmm_(das[t + 1], w_hh)  # δ_t = G_t + dA_{t+1}·W
-                das[t].mul_(gs[t])  # dA_t = δ_t ⊙ f'(a_t)
+                torch.addmm(gy[t], das[t + 1], w_hh, out=delta)  # δ_t = G_t + dA_{t+1}·W
+                das[t].mul_(delta)  # dA_t = δ_t ⊙ f'(a_t)
         else:
+            G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
+            _fold_final_grad(G, grad_h, batch_sizes)
+            dA.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)
+            gs = G.unbind(0)
             b = batch_sizes[T - 1]
             das[T - 1][:b].mul_(gs[T - 1][:b])
             for t in range(T - 2, -1, -1):
@@ -355,7 +366,7 @@ class FusedLSTM(torch.autograd.Function):
         d_f.addcmul_(d_f, f, value=-1.0)  # K^f = c_{t−1} ⊙ f(1 − f)
         torch.mul(g_hat, i, out=d_g).addcmul_(d_g, g_hat, value=-1.0).mul_(4.0)  # K^g
         # ∂h_t/∂c_t = o ⊙ (1 − tanh²c_t), (T, B, H)
-        M = torch.mul(TC, TC).neg_().add_(1.0).mul_(o)
+        M = _one_minus_square(TC).mul_(o)
         if batch_sizes is not None:
             dA.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)
         gs, das, ms, fs = G.unbind(0), dA.unbind(0), M.unbind(0), f.unbind(0)
@@ -410,7 +421,7 @@ class FusedLSTM(torch.autograd.Function):
 
 def _gru_candidate_slope(N: Tensor, z: Tensor, *, out: Tensor) -> Tensor:
     """∂h_t/∂a^n_t = (1 − z_t) ⊙ (1 − n_t²) for all steps, written into ``out``."""
-    torch.mul(N, N, out=out).neg_().add_(1.0)  # 1 − n²
+    _one_minus_square(N, out=out)  # 1 − n²
     return out.addcmul_(out, z, value=-1.0)  # x − x ⊙ z = x ⊙ (1 − z)
 
 

@@ -1,0 +1,43 @@
+"""What the benchmark scripts share: writing a table into markdown, reading peak memory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# glibc serves every allocation above 64 KiB with its own mmap and unmaps it on free,
+# so the resident set tracks live tensors exactly and its high-water mark is the peak
+# (by default glibc keeps freed memory around, which blurs the figure). Set it in the
+# environment of the process that measures.
+MEASURING_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+
+
+def write_block(path: Path, name: str, table: str) -> None:
+    """Replace the text between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in ``path``.
+
+    The markers are appended (to a new file if needed) when they are not there yet;
+    everything outside them is kept as it is.
+    """
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
+        text = head + block + tail
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + block + "\n"
+    path.write_text(text)
+
+
+def status_kib(field: str) -> int:
+    """A field of /proc/self/status in KiB (VmRSS, VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak() -> None:
+    """Reset this process's high-water mark (VmHWM) to its current resident size."""
+    Path("/proc/self/clear_refs").write_text("5")
