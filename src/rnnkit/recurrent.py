@@ -104,7 +104,7 @@ class Recurrent(nn.Module):
             autograd Function per layer and direction. Built-in cells of one kind.
         ``"auto"``: the fastest exact choice, from ``benchmarks/speed.py``
             (BENCHMARKS.md): ``"fused"`` for RNN and GRU stacks on the CPU
-            (1.1–2.5× torch.nn per training step, 1.0–1.5× for inference);
+            (1.3–2.7× torch.nn per training step, 1.0–1.5× for inference);
             ``"native"`` for LSTM stacks (torch.nn's oneDNN LSTM beats the fused
             loop on the CPU) and on CUDA (cuDNN, which a Python loop cannot
             match); ``"unrolled"`` for any other cell.

@@ -18,11 +18,11 @@ differentiate it with the BPTT recursion derived in ``docs/bptt.md``:
   ======  ===================================  ===================================
   cell    forward                              backward
   ======  ===================================  ===================================
-  RNN     addmm, activation (2)                addmm, mul (2)
-  LSTM    addmm, sigmoid, tanh, mul, addcmul,  addmm, addcmul, mul, mul, mul (5)
-          tanh, mul (7)
-  GRU     addmm, add, sigmoid, addcmul, tanh,  addcmul, addmm, mul (3)
-          lerp (6)
+  RNN     addmm_, tanh_ (2)                    addmm, mul_ (2)
+  LSTM    addmm_, sigmoid_, mul, addcmul_,     addmm_, addcmul, mul_, mul_, mul (5)
+          sub_, tanh, mul (7)
+  GRU     addmm_, sigmoid_, addcmul_, tanh_,   addcmul_, addmm_, mul_ (3)
+          lerp (5)
   ======  ===================================  ===================================
 
 The Functions take time-major inputs ``(T, B, I)`` whose batch is sorted by
@@ -32,9 +32,14 @@ length, longest first, and run left to right. Step t then updates only the first
 right-to-left directions, the layering and the undoing, all with ordinary
 differentiable tensor operations around the Functions.
 
-Naming follows ``docs/bptt.md``: ``gi`` = U·x_t + b (all steps), ``Y`` = h_t for all
-steps (the output), ``G`` = ∂L/∂h_t arriving from the outputs and, as the backward
-loop runs, the total δ_t; ``dA`` = ∂L/∂(pre-activations) per step.
+Naming follows ``docs/bptt.md``: ``A``/``S`` = pre-activations, filled with U·x_t + b
+for all steps before the loop and completed in place; ``Y`` = h_t for all steps
+(the output); ``G`` = ∂L/∂h_t arriving from the outputs and, as the backward loop
+runs, the total δ_t; ``dA`` = ∂L/∂(pre-activations) per step.
+
+Limits: first derivatives only (a double backward raises, as ``once_differentiable``
+makes it); the ops are device-agnostic, but only the CPU is measured and tested,
+and on CUDA ``"auto"`` picks cuDNN instead.
 """
 
 from __future__ import annotations
