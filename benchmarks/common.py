@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 # glibc serves every allocation above 64 KiB with its own mmap and unmaps it on free,
@@ -41,3 +43,17 @@ def status_kib(field: str) -> int:
 def reset_peak() -> None:
     """Reset this process's high-water mark (VmHWM) to its current resident size."""
     Path("/proc/self/clear_refs").write_text("5")
+
+
+def run_isolated(call: str) -> str:
+    """Evaluate ``call`` (an expression over the benchmark modules) in a fresh Python.
+
+    The new process can import the scripts in ``benchmarks/`` and measures with
+    :data:`MEASURING_ENV`; the printed value comes back as text.
+    """
+    here = str(Path(__file__).resolve().parent)
+    code = f"import sys; sys.path.insert(0, {here!r}); print({call})"
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=MEASURING_ENV
+    ).stdout
+    return output.strip().splitlines()[-1]

@@ -23,7 +23,6 @@ import datetime
 import gc
 import os
 import platform
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from rnnkit import Recurrent
 from rnnkit.timing import time_interleaved, training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEASURING_ENV, reset_peak, status_kib, write_block
+from common import reset_peak, run_isolated, status_kib, write_block
 
 
 @dataclass(frozen=True)
@@ -114,19 +113,8 @@ def measure_memory(problem: Problem, cell: str, threads: int) -> dict[str, float
     """Peak step memory (MiB) of every candidate, each in a fresh process."""
     result = {}
     for name in ("torch.nn", *BACKENDS):
-        here = str(Path(__file__).resolve().parent)
-        code = (
-            f"import sys; sys.path.insert(0, {here!r}); import speed; "
-            f"print(speed.peak_step_memory({problem.label!r}, {cell!r}, {name!r}, {threads}))"
-        )
-        output = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=MEASURING_ENV,
-        ).stdout
-        result[name] = float(output.strip().splitlines()[-1])
+        call = f"__import__('speed').peak_step_memory({problem.label!r}, {cell!r}, {name!r}, {threads})"
+        result[name] = float(run_isolated(call))
     return result
 
 

@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEASURING_ENV, reset_peak, status_kib, write_block
+from common import reset_peak, run_isolated, status_kib, write_block
 
 BATCH, INPUT, HIDDEN, CHUNK = 16, 32, 128, 50
 
@@ -99,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, help="replace the table in this markdown file")
     args = parser.parse_args(argv)
     lengths = [int(n) for n in args.steps.split(",")]
-    here = str(Path(__file__).resolve().parent)
     rows = []
     for label, mode in (
         ("stream k=50", "stream"),
@@ -110,17 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             if mode == "full" and steps > 10_000:
                 rows.append(f"| {label} | {steps:,} | not run (several GB) | |")
                 continue
-            code = (
-                f"import sys; sys.path.insert(0, {here!r}); import stream_memory as m; "
-                f"print(*m.run({mode!r}, {steps}))"
-            )
-            out = subprocess.run(
-                [sys.executable, "-c", code],
-                capture_output=True,
-                text=True,
-                check=True,
-                env=MEASURING_ENV,
-            ).stdout.split()
+            out = run_isolated(
+                f"*__import__('stream_memory').run({mode!r}, {steps}), sep=' '"
+            ).split()
             peak, seconds = float(out[-2]), float(out[-1])
             row = f"| {label} | {steps:,} | {peak:.1f} | {seconds:.1f} |"
             print(row, flush=True)

@@ -140,7 +140,8 @@ def truncated_bptt(
 
     Args:
         model: ``model(inputs, state) -> (outputs, state)`` over batch-first inputs.
-        inputs: ``(B, T, ...)``.
+        inputs: ``(B, T, ...)``, every row a full-length stream (no padding: a
+            window cuts every row at the same steps).
         loss_fn: ``loss_fn(outputs, window)`` → scalar, where ``outputs`` are the
             model's outputs for the window's loss steps, ``(B, stop − loss_start, ...)``.
             Targets are sliced by the caller with ``window.loss_start:window.stop``.
