@@ -14,6 +14,19 @@ from pathlib import Path
 MEASURING_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
 
 
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The markdown line naming the command that produced a table."""
+    args = argv if argv is not None else sys.argv[1:]
+    return f"Command: `{' '.join(['python', f'benchmarks/{script}', *(a for a in args if a)])}`"
+
+
+def publish(path: Path | None, name: str, table: str) -> None:
+    """Write ``table`` into ``path`` between the ``name`` markers (when a path is given)."""
+    if path is not None:
+        write_block(path, name, table)
+        print(f"wrote {path}")
+
+
 def write_block(path: Path, name: str, table: str) -> None:
     """Replace the text between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in ``path``.
 

@@ -25,7 +25,7 @@ from rnnkit.data.synthetic import adding_problem
 from rnnkit.diagnostics import GradientFlow, gradient_flow, plot_gradient_flow
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_block
+from common import command_line, write_block
 
 
 def flows(steps: int, hidden: int, gate_bias: float | None) -> dict[str, GradientFlow]:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {label} | {name} | {flow.decay():.1e} | {float(flow.jacobian_norms[0]):.1e} "
                 f"| {float(flow.share('weight_hh')[:10].sum()):.1e} |"
             )
-    table = "\n".join(["Command: `python benchmarks/gradient_flow.py --out docs`", "", *rows])
+    table = "\n".join([command_line("gradient_flow.py", argv), "", *rows])
     write_block(args.out / "gradient-flow.md", "gradflow", table)
     print(table)
     return 0

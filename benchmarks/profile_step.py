@@ -25,7 +25,7 @@ from torch.profiler import ProfilerActivity, profile
 from rnnkit.timing import training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_block
+from common import command_line, publish
 from speed import PROBLEMS, build
 
 MATMUL = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::mkldnn_rnn_layer"}
@@ -114,16 +114,12 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
     table = "\n".join(
         [
-            "Command: `python benchmarks/profile_step.py "
-            + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a)
-            + "`",
+            command_line("profile_step.py", argv),
             "",
             *rows,
         ]
     )
-    if args.write:
-        write_block(args.write, "profile", table)
-        print(f"wrote {args.write}")
+    publish(args.write, "profile", table)
     return 0
 
 

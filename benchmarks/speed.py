@@ -35,7 +35,7 @@ from rnnkit import Recurrent
 from rnnkit.timing import time_interleaved, training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import reset_peak, run_isolated, status_kib, write_block
+from common import command_line, publish, reset_peak, run_isolated, status_kib
 
 
 @dataclass(frozen=True)
@@ -142,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads, float32, median of {args.repeats} interleaved "
         f"repeats after one warm-up. On the CPU, `auto` resolves to {resolved}.",
         "",
-        "Command: `python benchmarks/speed.py "
-        + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a)
-        + "`",
+        command_line("speed.py", argv),
         "",
         "| config | cell | backend | min ms | median ms | speed vs torch.nn |"
         + (" peak MiB | memory vs torch.nn |" if args.memory else ""),
@@ -175,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(row, flush=True)
                     lines.append(row)
     table = "\n".join(lines)
-    if args.write:
-        write_block(args.write, "speed", table)
-        print(f"wrote {args.write}")
+    publish(args.write, "speed", table)
     return 0
 
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import reset_peak, run_isolated, status_kib, write_block
+from common import command_line, publish, reset_peak, run_isolated, status_kib
 
 BATCH, INPUT, HIDDEN, CHUNK = 16, 32, 128, 50
 
@@ -120,18 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             f"Measured {datetime.date.today().isoformat()}, GRU I{INPUT} H{HIDDEN} B{BATCH}, "
             "2 threads, one fresh process per row.",
             "",
-            "Command: `python benchmarks/stream_memory.py "
-            + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a)
-            + "`",
+            command_line("stream_memory.py", argv),
             "",
             "| training | stream steps | peak MiB over the start | seconds |",
             "|---|---:|---:|---:|",
             *rows,
         ]
     )
-    if args.write:
-        write_block(args.write, "stream", table)
-        print(f"wrote {args.write}")
+    publish(args.write, "stream", table)
     return 0
 
 

@@ -63,3 +63,11 @@ def test_profile_step_splits_a_step_into_matmul_elementwise_and_the_rest(
     assert [row.split(" | ")[2] for row in rows] == ["torch.nn", "fused"]
     parts = profile.split("a", "gru", "fused")
     assert parts["matmul"] > 0 and parts["elementwise"] > 0 and parts["ops_per_step"] > 0
+
+
+def test_command_line_names_the_script_and_its_arguments() -> None:
+    common = load("common")
+    assert common.command_line("speed.py", ["--configs", "a", ""]) == (
+        "Command: `python benchmarks/speed.py --configs a`"
+    )
+    assert common.command_line("speed.py", []) == "Command: `python benchmarks/speed.py`"
