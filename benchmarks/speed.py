@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from rnnkit import Recurrent
+from rnnkit.bptt import compiled
 from rnnkit.timing import time_interleaved, training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -102,6 +103,7 @@ def peak_step_memory(problem_key: str, cell: str, candidate: str, threads: int) 
     torch.set_num_threads(threads)
     module, inputs = build(PROBLEMS[problem_key], cell, candidate)
     step = training_step(module, inputs)
+    compiled.load()  # loading the compiled loops is not part of the step
     gc.collect()
     reset_peak()
     before = status_kib("VmRSS")
@@ -133,14 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    auto = {name: Recurrent(name, 2, 2).resolve_backend() for name in TORCH_TYPES}
-    resolved = ", ".join(f"`{backend}` for {name}" for name, backend in auto.items())
+    training = {name: Recurrent(name, 2, 2).resolve_backend() for name in TORCH_TYPES}
+    with torch.no_grad():
+        inference = {name: Recurrent(name, 2, 2).resolve_backend() for name in TORCH_TYPES}
+    resolved = ", ".join(
+        f"`{training[name]}` for {name}"
+        + (f" (`{inference[name]}` for inference)" if inference[name] != training[name] else "")
+        for name in TORCH_TYPES
+    )
 
     lines = [
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
         f"({os.cpu_count()} cores visible), torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, float32, median of {args.repeats} interleaved "
-        f"repeats after one warm-up. On the CPU, `auto` resolves to {resolved}.",
+        f"repeats after one warm-up. On the CPU, `auto` resolves to {resolved}; "
+        f"the fused backend runs {compiled.status()}.",
         "",
         command_line("speed.py", argv),
         "",

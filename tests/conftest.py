@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import torch
 from hypothesis import HealthCheck, settings
@@ -19,3 +20,14 @@ settings.register_profile(
     derandomize=True,  # the same examples on every run and machine
 )
 settings.load_profile("rnnkit")
+
+# The fused backend compiles its time loops on first use (rnnkit.bptt.compiled).
+# Build them once here, before any test runs, so no test's time includes the
+# build; without a C++ compiler the Python loops are tested alone and the tests
+# of the compiled loops skip, saying why.
+if shutil.which(os.environ.get("CXX", "c++")) is None:
+    os.environ.setdefault("RNNKIT_COMPILED_LOOPS", "0")
+else:
+    from rnnkit.bptt import compiled
+
+    compiled.load()

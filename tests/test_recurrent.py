@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from rnnkit import GRUCell, HiddenState, LSTMCell, LSTMState, Recurrent, RecurrentConfig
+from rnnkit.bptt import compiled
 from rnnkit.cells import CELL_NAMES
 from tests.helpers import TOLERANCES, TORCH_STACKS, torch_state_fields, weighted_sum
 
@@ -181,8 +182,16 @@ def test_weights_are_shared_not_copied_by_the_backend(backend: str) -> None:
 
 def test_auto_backend_rule() -> None:
     # The rule BENCHMARKS.md measures: fused for RNN/GRU on the CPU, training and
-    # inference alike; native for LSTM (oneDNN is faster there) and on CUDA.
-    assert Recurrent("lstm", 3, 4).resolve_backend() == "native"
+    # inference alike; for the LSTM, fused for training with the compiled loops and
+    # native otherwise (oneDNN's forward is faster); native on CUDA.
+    lstm = Recurrent("lstm", 3, 4)
+    assert lstm.resolve_backend() == ("fused" if compiled.load() is not None else "native")
+    with compiled.enabled(False):
+        assert lstm.resolve_backend() == "native"
+    with torch.no_grad():
+        assert lstm.resolve_backend() == "native"
+    assert lstm.resolve_backend(torch.device("cuda")) == "native"
+    assert lstm.to(torch.bfloat16).resolve_backend() == "native"
     for name in ("rnn", "rnn_relu", "gru"):
         stack = Recurrent(name, 3, 4)
         assert stack.resolve_backend() == "fused"

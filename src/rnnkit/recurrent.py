@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.bptt import compiled
 from rnnkit.bptt.fused import fused_supported, run_fused
 from rnnkit.cells import CELL_NAMES, CellFactory, GRUCell, LSTMCell, RNNCell, cell_factory
 from rnnkit.native import native_kernel, run_native
@@ -233,7 +234,12 @@ class Recurrent(nn.Module):
     def resolve_backend(self, device: torch.device | None = None) -> str:
         """The backend a forward call would use: ``"native"``, ``"fused"`` or ``"unrolled"``.
 
-        ``"auto"`` depends on the cells and on ``device`` (default: the parameters').
+        ``"auto"`` depends on the cells, on ``device`` (default: the parameters') and,
+        for the LSTM, on whether gradients are being recorded. The rule follows what
+        BENCHMARKS.md measures on the CPU: fused for the RNN and GRU (training and
+        inference); for the LSTM, fused for training steps when the compiled loops
+        (:mod:`rnnkit.bptt.compiled`) are available, and torch.nn's kernel for
+        inference, where its forward is faster. On CUDA, torch.nn's kernels (cuDNN).
 
         Raises:
             ValueError: ``"native"`` or ``"fused"`` was asked for and cannot run
@@ -256,8 +262,13 @@ class Recurrent(nn.Module):
             return "unrolled"  # not a built-in stack: only the explicit loop runs it
         if device is None:
             device = next(self.parameters()).device
-        fused_wins = device.type == "cpu" and isinstance(cells[0], RNNCell | GRUCell)
-        return "fused" if fused_wins else "native"
+        if device.type != "cpu":
+            return "native"
+        if isinstance(cells[0], RNNCell | GRUCell):
+            return "fused"
+        weight = next(cells[0].parameters())
+        lstm_training = torch.is_grad_enabled() and compiled.loops_for(weight) is not None
+        return "fused" if lstm_training else "native"
 
     def initial_state(
         self,

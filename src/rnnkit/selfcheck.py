@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnkit.bptt import compiled
 from rnnkit.cells import CELL_NAMES
 from rnnkit.recurrent import Recurrent
 from rnnkit.timing import time_interleaved, training_step
@@ -80,17 +81,26 @@ def check_agreement(config: SelfCheckConfig) -> list[Agreement]:
         )
         x = torch.randn(4, 7, 3, dtype=torch.float64)
         ref_values, ref_grads = _torch_run(reference, x, lengths)
-        for backend in _BACKENDS:
+        for backend, label in _agreement_candidates():
             ours = Recurrent.from_torch(reference, backend=backend)
             inputs = x.clone().requires_grad_()
-            outputs, final = ours(inputs, lengths=lengths)
-            values = [outputs, *final]
-            torch.autograd.backward(_loss(values))
+            with compiled.enabled(label != "fused-py"):
+                outputs, final = ours(inputs, lengths=lengths)
+                values = [outputs, *final]
+                torch.autograd.backward(_loss(values))
             grads = [inputs.grad, *(p.grad for p in ours.parameters())]
             rows.append(
-                Agreement(name, backend, _max_diff(values, ref_values), _max_diff(grads, ref_grads))
+                Agreement(name, label, _max_diff(values, ref_values), _max_diff(grads, ref_grads))
             )
     return rows
+
+
+def _agreement_candidates() -> list[tuple[str, str]]:
+    """(backend, label) pairs: every backend, and the fused one over both of its loops."""
+    candidates = [(backend, backend) for backend in _BACKENDS]
+    if compiled.load() is not None:
+        candidates.append(("fused", "fused-py"))  # the Python loops, checked as well
+    return candidates
 
 
 def measure_speed(config: SelfCheckConfig) -> list[Speed]:

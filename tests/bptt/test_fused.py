@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from rnnkit import Recurrent, unroll
+from rnnkit.bptt import compiled
 from rnnkit.bptt.fused import FusedGRU, FusedLSTM, FusedRNN, fused_supported, run_fused
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell, cell_factory
 from rnnkit.state import HiddenState, LSTMState
@@ -53,13 +54,25 @@ def apply(function: Any, args: list[Any], sizes: tuple[int, ...] | None, name: s
     return function.apply(*args, sizes)
 
 
+@pytest.fixture(params=["python", "compiled"])
+def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test over the Python loops and over the compiled ones (in chunks of 2)."""
+    if request.param == "python":
+        monkeypatch.setattr(compiled, "_enabled", False)
+    else:
+        if compiled.load() is None:
+            pytest.skip(f"no compiled loops here: {compiled.status()}")
+        monkeypatch.setattr(compiled, "chunk", 2)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
 @pytest.mark.parametrize("name", ["rnn", "rnn_relu", "lstm", "gru"])
-def test_gradcheck_of_each_fused_function(name: str, ragged: bool, bias: bool) -> None:
-    steps, batch = 4, 3
+def test_gradcheck_of_each_fused_function(name: str, ragged: bool, bias: bool, loops: str) -> None:
+    steps, batch = 5, 3
     function, args, _ = function_inputs(name, steps, batch, bias, seed=7)
-    sizes = batch_sizes_of([4, 2, 1], steps) if ragged else None
+    sizes = batch_sizes_of([5, 2, 1], steps) if ragged else None
     if name == "rnn_relu":
         # Keep pre-activations away from ReLU's kink, where finite differences lie.
         with torch.no_grad():

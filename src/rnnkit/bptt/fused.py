@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from rnnkit.bptt import compiled
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 
 BatchSizes = tuple[int, ...] | None
@@ -195,7 +196,10 @@ class FusedRNN(torch.autograd.Function):
         activate = torch.relu_ if relu else torch.tanh_
         ys = Y.unbind(0)  # per-step views, made once
         h = h0
-        if batch_sizes is None:
+        loops = compiled.loops_for(x, h0, w_hh)
+        if loops is not None:
+            loops.rnn_forward(Y, h0, w_t, batch_sizes or (), relu)
+        elif batch_sizes is None:
             for t in range(T):
                 activate(ys[t].addmm_(h, w_t))  # h_t = f(U·x_t + b + W·h_{t−1})
                 h = ys[t]
@@ -216,10 +220,45 @@ class FusedRNN(torch.autograd.Function):
     def backward(ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None) -> tuple[Any, ...]:
         x, h0, w_ih, w_hh, Y = ctx.saved_tensors
         batch_sizes: BatchSizes = ctx.batch_sizes
+        needs = ctx.needs_input_grad
+        wanted = (needs[0], needs[2], needs[3], ctx.has_bias)  # x, U, W, b
+        loops = compiled.loops_for(Y)
+        if loops is not None:
+            if batch_sizes is None:
+                # ∂L/∂Y is read in place, never copied; ∂L/∂h_final joins at the last step.
+                G = torch.zeros_like(Y) if grad_Y is None else grad_Y
+                final = grad_h
+            else:
+                G = _output_grad(grad_Y, Y, batch_sizes)
+                _fold_final_grad(G, grad_h, batch_sizes)
+                final = None
+            dx, dU, dW, db, dh0 = loops.rnn_backward(
+                G, final, Y, x, h0, w_ih, w_hh, batch_sizes or (), ctx.relu, wanted, compiled.chunk
+            )
+        else:
+            dA, das = FusedRNN._backward_loop(Y, grad_Y, grad_h, w_hh, batch_sizes, ctx.relu)
+            dx, dU, dW, db = _weight_grads(dA, x, h0, Y, w_ih, wanted)
+            dh0 = torch.mm(das[0], w_hh)  # (B, H)
+        dh0 = dh0 if needs[1] else None
+        # The same db for both biases, as separate tensors: .grad must never alias.
+        db_ih = db if needs[4] else None
+        db_hh = db.clone() if needs[5] and db is not None else None
+        return dx, dh0, dU, dW, db_ih, db_hh, None, None
+
+    @staticmethod
+    def _backward_loop(
+        Y: Tensor,
+        grad_Y: Tensor | None,
+        grad_h: Tensor | None,
+        w_hh: Tensor,
+        batch_sizes: BatchSizes,
+        relu: bool,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The backward time loop in Python: dA (T, B, H) and its per-step views."""
         T, B = Y.shape[:2]
         # D_t = f'(a_t) for all steps at once; the loop turns it into dA_t in place.
         # ReLU: [h > 0]; tanh: 1 − h².
-        dA = (Y > 0).to(Y.dtype) if ctx.relu else _one_minus_square(Y)  # (T, B, H)
+        dA = (Y > 0).to(Y.dtype) if relu else _one_minus_square(Y)  # (T, B, H)
         das = dA.unbind(0)
         if batch_sizes is None:
             # δ_t is needed only to form dA_t, so one (B, H) buffer holds it; ∂L/∂Y is
@@ -242,15 +281,7 @@ class FusedRNN(torch.autograd.Function):
                 b = batch_sizes[t]
                 gs[t][:b].addmm_(das[t + 1][:b], w_hh)
                 das[t][:b].mul_(gs[t][:b])
-        needs = ctx.needs_input_grad
-        dx, dU, dW, db = _weight_grads(
-            dA, x, h0, Y, w_ih, (needs[0], needs[2], needs[3], ctx.has_bias)
-        )
-        dh0 = torch.mm(das[0], w_hh) if needs[1] else None  # (B, H)
-        # The same db for both biases, as separate tensors: .grad must never alias.
-        db_ih = db if needs[4] else None
-        db_hh = db.clone() if needs[5] and db is not None else None
-        return dx, dh0, dU, dW, db_ih, db_hh, None, None
+        return dA, das
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -317,12 +348,29 @@ class FusedLSTM(torch.autograd.Function):
         bias2 = _permute_blocks(_combined_bias(b_ih, b_hh), order, 2.0)
         # A starts as U·x_t + b (g rows doubled) and becomes [o, i, f, ĝ] step by step.
         A = _project(x.view(T * B, I), u2, bias2).view(T, B, 4 * H)
+        w_t = w2.t().contiguous()  # (H, 4H): a contiguous right operand multiplies faster
+        loops = compiled.loops_for(x, h0, c0, w_hh)
+        if loops is not None:
+            C, Y = loops.lstm_forward(A, h0, c0, w_t, batch_sizes or ())
+            TC: Tensor | None = None  # the compiled backward recomputes tanh(c_t)
+        else:
+            C, TC, Y = FusedLSTM._forward_loop(A, h0, c0, w_t, batch_sizes)
+        ctx.save_for_backward(x, h0, c0, u2, w, Y, A, C, *(() if TC is None else (TC,)))
+        ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
+        ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
+        return Y, _take_last(Y, batch_sizes), _take_last(C, batch_sizes)
+
+    @staticmethod
+    def _forward_loop(
+        A: Tensor, h0: Tensor, c0: Tensor, w_t: Tensor, batch_sizes: BatchSizes
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The forward time loop in Python: A becomes [o, i, f, ĝ]; returns (C, TC, Y)."""
+        T, B, H = A.shape[0], A.shape[1], A.shape[2] // 4
         new = torch.empty if batch_sizes is None else torch.zeros
-        options: dict[str, Any] = {"dtype": x.dtype, "device": x.device}
+        options: dict[str, Any] = {"dtype": A.dtype, "device": A.device}
         C = new(T, B, H, **options)  # c_t
         TC = new(T, B, H, **options)  # tanh(c_t)
         Y = new(T, B, H, **options)  # h_t
-        w_t = w2.t().contiguous()  # (H, 4H): a contiguous right operand multiplies faster
         acts, cs, tcs, ys = (t.unbind(0) for t in (A, C, TC, Y))
         o_, i_, f_, g_ = (A[:, :, k * H : (k + 1) * H].unbind(0) for k in range(4))
         h, c = h0, c0
@@ -342,21 +390,52 @@ class FusedLSTM(torch.autograd.Function):
             torch.tanh(ct, out=tc)
             torch.mul(o, tc, out=y)  # h_t = o ⊙ tanh(c_t)
             h, c = ys[t], cs[t]
-        ctx.save_for_backward(x, h0, c0, u2, w, Y, A, C, TC)
-        ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
-        ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
-        return Y, _take_last(Y, batch_sizes), _take_last(C, batch_sizes)
+        return C, TC, Y
 
     @staticmethod
     @once_differentiable
     def backward(
         ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None, grad_c: Tensor | None
     ) -> tuple[Any, ...]:
-        x, h0, c0, u2, w, Y, A, C, TC = ctx.saved_tensors
+        x, h0, c0, u2, w, Y, A, C, *saved_tc = ctx.saved_tensors
+        TC = saved_tc[0] if saved_tc else None
         batch_sizes: BatchSizes = ctx.batch_sizes
-        T, B, H = Y.shape
         G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
         _fold_final_grad(G, grad_h, batch_sizes)
+        needs = ctx.needs_input_grad
+        wanted = (needs[0], needs[3], needs[4], ctx.has_bias)  # x, U, W, b
+        u = _permute_blocks(u2, (0, 1, 2, 3), 0.5)  # undo the doubled g rows
+        assert u is not None
+        loops = compiled.loops_for(Y)
+        if loops is not None:
+            dx, dU, dW, db, dh0, carry = loops.lstm_backward(
+                G, A, C, Y, x, h0, c0, u, w, grad_c, batch_sizes or (), wanted, compiled.chunk
+            )
+        else:
+            TC = torch.tanh(C) if TC is None else TC
+            dA, carry = FusedLSTM._backward_loop(G, A, C, TC, c0, w, grad_c, batch_sizes)
+            dx, dU, dW, db = _weight_grads(dA, x, h0, Y, u, wanted)
+            dh0 = torch.mm(dA[0], w)  # (B, H)
+        dh0 = dh0 if needs[1] else None
+        dc0 = carry if needs[2] else None  # ε_0 ⊙ f_0
+        dU, dW, db = (_permute_blocks(t, _LSTM_TO_TORCH) for t in (dU, dW, db))
+        db_ih = db if needs[5] else None
+        db_hh = db.clone() if needs[6] and db is not None else None
+        return dx, dh0, dc0, dU, dW, db_ih, db_hh, None
+
+    @staticmethod
+    def _backward_loop(
+        G: Tensor,
+        A: Tensor,
+        C: Tensor,
+        TC: Tensor,
+        c0: Tensor,
+        w: Tensor,
+        grad_c: Tensor | None,
+        batch_sizes: BatchSizes,
+    ) -> tuple[Tensor, Tensor]:
+        """The backward time loop in Python: G becomes δ; returns (dA, ∂L/∂c_0)."""
+        T, B, H = G.shape
         o, i, f, g_hat = A.chunk(4, dim=2)  # (T, B, H) views
         # Coefficients of all steps at once; the loop scales them into dA in place.
         dA = torch.empty_like(A)  # (T, B, 4H), [o, i, f, g]
@@ -373,11 +452,11 @@ class FusedLSTM(torch.autograd.Function):
         # ∂h_t/∂c_t = o ⊙ (1 − tanh²c_t), (T, B, H)
         M = _one_minus_square(TC).mul_(o)
         if batch_sizes is not None:
-            dA.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)
+            dA.masked_fill_(_padding_mask(batch_sizes, B, G.device), 0.0)
         gs, das, ms, fs = G.unbind(0), dA.unbind(0), M.unbind(0), f.unbind(0)
         ifg = dA[:, :, H:].view(T, B, 3, H).unbind(0)  # (B, 3, H) views per step
         do_ = d_o.unbind(0)
-        eps = torch.zeros(B, H, dtype=Y.dtype, device=Y.device)  # ε_t = ∂L/∂c_t
+        eps = torch.zeros(B, H, dtype=G.dtype, device=G.device)  # ε_t = ∂L/∂c_t
         eps_u = eps.unsqueeze(1)  # (B, 1, H) view, broadcast over the i, f, g blocks
         carry = torch.zeros_like(eps)  # ε_{t+1} ⊙ f_{t+1}: what reaches c_t from the future
         if grad_c is not None and batch_sizes is None:
@@ -407,18 +486,7 @@ class FusedLSTM(torch.autograd.Function):
             ot.mul_(gt)  # dA^o_t = δ_t ⊙ K^o
             it.mul_(eu)  # dA^{i,f,g}_t = ε_t ⊙ K^{i,f,g}
             torch.mul(e, ft, out=k)  # ε_t ⊙ f_t, for step t − 1
-        needs = ctx.needs_input_grad
-        u = _permute_blocks(u2, (0, 1, 2, 3), 0.5)  # undo the doubled g rows
-        assert u is not None
-        dx, dU, dW, db = _weight_grads(
-            dA, x, h0, Y, u, (needs[0], needs[3], needs[4], ctx.has_bias)
-        )
-        dh0 = torch.mm(das[0], w) if needs[1] else None  # (B, H)
-        dc0 = carry if needs[2] else None  # ε_0 ⊙ f_0
-        dU, dW, db = (_permute_blocks(t, _LSTM_TO_TORCH) for t in (dU, dW, db))
-        db_ih = db if needs[5] else None
-        db_hh = db.clone() if needs[6] and db is not None else None
-        return dx, dh0, dc0, dU, dW, db_ih, db_hh, None
+        return dA, carry
 
 
 # --------------------------------------------------------------------------- GRU
@@ -465,10 +533,25 @@ class FusedGRU(torch.autograd.Function):
             S[:, :, : 2 * H] += b_hh[: 2 * H]
         N = S[:, :, 2 * H :].clone()  # U_n·x + b_in, (T, B, H); becomes n_t step by step
         S[:, :, 2 * H :] = 0.0 if b_hh is None else b_hh[2 * H :]
-        new = torch.empty if batch_sizes is None else torch.zeros
-        options: dict[str, Any] = {"dtype": x.dtype, "device": x.device}
-        Y = new(T, B, H, **options)  # h_t
         w_t = w_hh.t().contiguous()  # (H, 3H): a contiguous right operand multiplies faster
+        loops = compiled.loops_for(x, h0, w_hh)
+        if loops is not None:
+            Y = loops.gru_forward(S, N, h0, w_t, batch_sizes or ())
+        else:
+            Y = FusedGRU._forward_loop(S, N, h0, w_t, batch_sizes)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, Y, S, N)
+        ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
+        ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
+        return Y, _take_last(Y, batch_sizes)
+
+    @staticmethod
+    def _forward_loop(
+        S: Tensor, N: Tensor, h0: Tensor, w_t: Tensor, batch_sizes: BatchSizes
+    ) -> Tensor:
+        """The forward time loop in Python: S becomes [r, z, ĥ], N becomes n; returns Y."""
+        T, B, H = N.shape
+        new = torch.empty if batch_sizes is None else torch.zeros
+        Y = new(T, B, H, dtype=N.dtype, device=N.device)  # h_t
         ss, ns, ys = (t.unbind(0) for t in (S, N, Y))
         rz_, r_, z_, hn_ = (
             S[:, :, a:b_].unbind(0) for a, b_ in ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H))
@@ -489,19 +572,58 @@ class FusedGRU(torch.autograd.Function):
             n.addcmul_(r, hn).tanh_()  # n = tanh(U_n·x + b_in + r ⊙ (W_n·h + b_hn))
             torch.lerp(n, hp, z, out=y)  # h_t = n + z ⊙ (h_{t−1} − n)
             h = ys[t]
-        ctx.save_for_backward(x, h0, w_ih, w_hh, Y, S, N)
-        ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
-        ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
-        return Y, _take_last(Y, batch_sizes)
+        return Y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None) -> tuple[Any, ...]:
         x, h0, w_ih, w_hh, Y, S, N = ctx.saved_tensors
         batch_sizes: BatchSizes = ctx.batch_sizes
-        T, B, H = Y.shape
+        H = Y.shape[2]
         G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
         _fold_final_grad(G, grad_h, batch_sizes)
+        needs = ctx.needs_input_grad
+        loops = compiled.loops_for(Y)
+        if loops is not None:
+            wanted = (
+                needs[0], needs[2], needs[3], ctx.has_bias and needs[4], ctx.has_bias and needs[5]
+            )  # fmt: skip
+            dx, dU, dW, db_ih, db_hh, dh0 = loops.gru_backward(
+                G, S, N, Y, x, h0, w_ih, w_hh, batch_sizes or (), wanted, compiled.chunk
+            )
+            return dx, dh0 if needs[1] else None, dU, dW, db_ih, db_hh, None
+        Q = FusedGRU._backward_loop(G, S, N, Y, h0, w_hh, batch_sizes)
+        z = S[:, :, H : 2 * H]  # (T, B, H)
+        q_n = Q[:, :, 2 * H :]
+        zs, q2 = z.unbind(0), Q.unbind(0)
+        _, _, dW, db_hh = _weight_grads(
+            Q, x, h0, Y, w_ih, (False, False, needs[3], ctx.has_bias and needs[5])
+        )
+        dh0 = None
+        if needs[1]:
+            dh0 = torch.mm(q2[0], w_hh)  # (B, H)
+            dh0.addcmul_(zs[0], G[0])
+        # ∂L/∂a on the U side equals dS in the r and z blocks; in the n block it is
+        # δ ⊙ ∂h/∂a^n, not multiplied by r. dS is used up, so its n block is
+        # overwritten in place and Q becomes ∂L/∂a: no second (T, B, 3H) buffer.
+        _gru_candidate_slope(N, z, out=q_n).mul_(G)  # δ is 0 past each row's end
+        dx, dU, _, db_ih = _weight_grads(
+            Q, x, h0, Y, w_ih, (needs[0], needs[2], False, ctx.has_bias and needs[4])
+        )
+        return dx, dh0, dU, dW, db_ih, db_hh, None
+
+    @staticmethod
+    def _backward_loop(
+        G: Tensor,
+        S: Tensor,
+        N: Tensor,
+        Y: Tensor,
+        h0: Tensor,
+        w_hh: Tensor,
+        batch_sizes: BatchSizes,
+    ) -> Tensor:
+        """The backward time loop in Python: G becomes δ; returns dS (T, B, 3H)."""
+        T, B, H = G.shape
         r, z, hn = S.chunk(3, dim=2)  # (T, B, H) views
         # Coefficients of all steps at once, each built in place in its own buffer
         # (x ⊙ (1 − s) is computed as x − x ⊙ s: no temporaries).
@@ -532,22 +654,7 @@ class FusedGRU(torch.autograd.Function):
                     gt.addcmul_(zs[t + 1][:b], gs[t + 1][:b])
                     gt.addmm_(q2[t + 1][:b], w_hh)
                 qs[t][:b].mul_(gt.unsqueeze(1))
-        needs = ctx.needs_input_grad
-        _, _, dW, db_hh = _weight_grads(
-            Q, x, h0, Y, w_ih, (False, False, needs[3], ctx.has_bias and needs[5])
-        )
-        dh0 = None
-        if needs[1]:
-            dh0 = torch.mm(q2[0], w_hh)  # (B, H)
-            dh0.addcmul_(zs[0], gs[0])
-        # ∂L/∂a on the U side equals dS in the r and z blocks; in the n block it is
-        # δ ⊙ ∂h/∂a^n, not multiplied by r. dS is used up, so its n block is
-        # overwritten in place and Q becomes ∂L/∂a: no second (T, B, 3H) buffer.
-        _gru_candidate_slope(N, z, out=q_n).mul_(G)  # δ is 0 past each row's end
-        dx, dU, _, db_ih = _weight_grads(
-            Q, x, h0, Y, w_ih, (needs[0], needs[2], False, ctx.has_bias and needs[4])
-        )
-        return dx, dh0, dU, dW, db_ih, db_hh, None
+        return Q
 
 
 # --------------------------------------------------------------------------- the stack

@@ -38,6 +38,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from rnnkit.bptt import compiled
     from rnnkit.selfcheck import SelfCheckConfig, check_agreement, measure_speed
 
     config = SelfCheckConfig(
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
                 {
                     "config": asdict(config),
                     "agree": ok,
+                    "fused_loops": compiled.status(),
                     "agreement": [asdict(r) for r in agreement],
                     "speed": [asdict(r) for r in speed],
                 }
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if ok else 1
 
     print(f"rnnkit selfcheck: torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"fused backend: {compiled.status()}  (fused-py: its Python loops)")
     print("\nAgreement with torch.nn (float64; 2 layers, bidirectional, lengths 7,1,4,6):")
     print(f"  {'cell':<9} {'backend':<9} {'max |Δ| outputs':>16} {'max |Δ| grads':>14}  verdict")
     for r in agreement:

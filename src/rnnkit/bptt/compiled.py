@@ -1,0 +1,158 @@
+"""The compiled time loops of the fused backend: built on first use, optional.
+
+``loops.cpp`` (next to this file) holds the forward and backward time loops of
+:mod:`rnnkit.bptt.fused`, each step one matrix multiply plus one pass over its
+elements. It is compiled with the machine's C++ compiler the first time a fused
+Function runs on the CPU in float32 or float64 (about 15 s, once; the build is
+cached under torch's extension folder, ``TORCH_EXTENSIONS_DIR`` to move it), and
+loaded as ``torch.ops.rnnkit_loops``.
+
+Without a compiler, or with ``RNNKIT_COMPILED_LOOPS=0``, the fused Functions run
+their Python loops instead: the same buffers, the same results, slower at small
+sizes. ``RNNKIT_COMPILED_LOOPS=1`` makes a failed build an error instead of a
+warning. :func:`status` says which path is in use and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+_SOURCE = Path(__file__).with_name("loops.cpp")
+_ENV = "RNNKIT_COMPILED_LOOPS"
+_DTYPES = (torch.float32, torch.float64)
+
+_lock = threading.Lock()
+_ops: Any = None  # torch.ops.rnnkit_loops once built
+_failure = ""  # why the build failed, once it has
+_enabled = True  # switched by `enabled()`, for tests and comparisons
+# Steps per chunk of the backward loops' gradient buffers; 0 sizes them to about
+# 4 MiB. Tests set small values to run many chunk boundaries on tiny inputs.
+chunk = 0
+
+
+def _mode() -> str:
+    value = os.environ.get(_ENV, "auto").strip().lower()
+    if value in ("0", "off", "false", "no"):
+        return "off"
+    if value in ("1", "on", "true", "yes", "require"):
+        return "require"
+    return "auto"
+
+
+def _flags() -> list[str]:
+    flags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+    # The float32 passes are written to vectorise; AVX2 + FMA where the CPU has them
+    # (the build folder's name includes the flags, so CPUs never share a build).
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma"]
+    if capability == "AVX512":
+        flags += ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mprefer-vector-width=512"]
+    return flags
+
+
+def _ninja_on_path() -> None:
+    """cpp_extension runs ``ninja`` from PATH; the PyPI wheel's may not be on it."""
+    if shutil.which("ninja") is not None:
+        return
+    with contextlib.suppress(ImportError):
+        import ninja
+
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+
+
+def _build() -> Any:
+    from torch.utils import cpp_extension
+
+    _ninja_on_path()
+    flags = _flags()
+    digest = hashlib.sha256(
+        _SOURCE.read_bytes() + " ".join(flags).encode() + torch.__version__.encode()
+    ).hexdigest()[:12]
+    name = f"rnnkit_loops_{digest}"
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    folder = Path(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / f"{name}.so").exists():
+        print("rnnkit: compiling the fused loops (once, about 15 s) …", file=sys.stderr, flush=True)
+    cpp_extension.load(
+        name=name,
+        sources=[str(_SOURCE)],
+        extra_cflags=flags,
+        build_directory=str(folder),
+        is_python_module=False,
+        verbose=False,
+    )
+    return torch.ops.rnnkit_loops
+
+
+def load() -> Any:
+    """``torch.ops.rnnkit_loops``, building it on first call; ``None`` if unavailable."""
+    global _ops, _failure
+    if _ops is not None or _failure or _mode() == "off":
+        return _ops
+    with _lock:
+        if _ops is None and not _failure:
+            try:
+                _ops = _build()
+            except Exception as error:  # a missing compiler surfaces as many error types
+                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                _failure = f"{type(error).__name__}: {first}"
+                if _mode() == "require":
+                    raise RuntimeError(
+                        f"{_ENV}=1 but the fused loops did not compile: {_failure}"
+                    ) from error
+                warnings.warn(
+                    f"rnnkit: the fused loops did not compile ({_failure}); "
+                    f"using the Python loops (same results, slower). "
+                    f"Set {_ENV}=0 to skip the attempt.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+    return _ops
+
+
+def loops_for(*tensors: Tensor) -> Any:
+    """The compiled loops if they can run on these tensors, else ``None``.
+
+    They run on CPU tensors of float32 or float64; anything else (bf16, CUDA) keeps
+    the Python loops.
+    """
+    if not _enabled or _mode() == "off":
+        return None
+    if any(t.device.type != "cpu" or t.dtype not in _DTYPES for t in tensors):
+        return None
+    return load()
+
+
+@contextlib.contextmanager
+def enabled(flag: bool) -> Iterator[None]:
+    """Within the block, use (True) or bypass (False) the compiled loops."""
+    global _enabled
+    previous, _enabled = _enabled, flag
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def status() -> str:
+    """One line: which loops the fused backend runs on the CPU, and why."""
+    if _mode() == "off":
+        return f"Python loops ({_ENV}=0)"
+    ops = load()
+    if ops is None:
+        return f"Python loops (compiling failed: {_failure})"
+    return "compiled loops (torch.ops.rnnkit_loops)"

@@ -1,0 +1,549 @@
+// The time loops of the fused BPTT Functions (rnnkit/bptt/fused.py), compiled.
+//
+// Why this exists: the Python loops in fused.py already do the least work the
+// equations allow, but each step is several small ATen calls, and at small sizes
+// (B = 16, H = 128) each call costs a few microseconds of Python and dispatch,
+// more than its arithmetic. Here each step is one matrix multiply (ATen's, the
+// same BLAS) plus one pass over the step's elements that does all of the step's
+// elementwise work at once.
+//
+// The buffers and their meaning are exactly those of fused.py and docs/bptt.md:
+// every function takes the tensors the Python loop would use, prepared by the same
+// Python code, and replaces only the loop. Time-major (T, B, ·), contiguous; the
+// batch is sorted longest first and `batch_sizes` (empty when every row is full
+// length) gives the rows still running at each step, as in a PackedSequence.
+//
+// float32 uses a vectorisable exp (Cody-Waite range reduction and the Cephes
+// polynomial, max error a few ulp); float64 uses std::exp and std::tanh, so the
+// float64 oracle tests hold to 1e-10 here as they do for the Python loops.
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// ----------------------------------------------------------------- elementwise math
+
+inline float exp_fast(float x) {
+  // e^x = 2^n · e^r, n = round(x / ln 2), |r| ≤ ln 2 / 2; ln 2 split in two
+  // (Cody-Waite) so that x − n·ln 2 is exact enough in float.
+  // Clamped with comparisons, not fmin/fmax: gcc vectorises these (with
+  // -fno-trapping-math), and the loops calling exp_fast with them.
+  x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float er = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [−126, 127]
+  return er * __builtin_bit_cast(float, bits);
+}
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
+inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+// tanh(x) = 1 − 2 / (1 + e^{2x}): saturates to ±1 without overflow.
+inline float tanh_(float x) { return 1.0f - 2.0f / (1.0f + exp_fast(2.0f * x)); }
+inline double tanh_(double x) { return std::tanh(x); }
+
+// ----------------------------------------------------------------- one row of one step
+// Plain functions over restrict pointers, one sequence row (H units) each, so the
+// compiler vectorises them; the time loops below call them row by row.
+
+template <typename T>
+__attribute__((noinline)) void lstm_forward_row(T* __restrict__ o, T* __restrict__ i, T* __restrict__ f, T* __restrict__ g,
+                      const T* __restrict__ cp, T* __restrict__ c, T* __restrict__ y,
+                      int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T so = sigmoid(o[j]), si = sigmoid(i[j]), sf = sigmoid(f[j]), sg = sigmoid(g[j]);
+    o[j] = so;
+    i[j] = si;
+    f[j] = sf;
+    g[j] = sg;
+    const T cn = sf * cp[j] + si * (T(2) * sg - T(1));  // c_t = f ⊙ c_{t−1} + i ⊙ g
+    const T th = tanh_(cn);
+    c[j] = cn;
+    y[j] = so * th;  // h_t = o ⊙ tanh(c_t)
+  }
+}
+
+template <typename T>
+__attribute__((noinline)) void lstm_backward_row(const T* __restrict__ d, const T* __restrict__ o, const T* __restrict__ i,
+                       const T* __restrict__ f, const T* __restrict__ g, const T* __restrict__ c,
+                       const T* __restrict__ cp, T* __restrict__ d_o, T* __restrict__ d_i,
+                       T* __restrict__ d_f, T* __restrict__ d_g, T* __restrict__ k, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    // tanh(c_t) again rather than saved: one more exp here is cheaper than writing
+    // and reading a (T, B, H) buffer.
+    const T th = tanh_(c[j]);
+    const T eps = k[j] + d[j] * o[j] * (T(1) - th * th);  // ∂L/∂c_t
+    d_o[j] = d[j] * th * o[j] * (T(1) - o[j]);
+    d_i[j] = eps * (T(2) * g[j] - T(1)) * i[j] * (T(1) - i[j]);
+    d_f[j] = eps * cp[j] * f[j] * (T(1) - f[j]);
+    d_g[j] = eps * i[j] * T(4) * g[j] * (T(1) - g[j]);
+    k[j] = eps * f[j];  // what reaches c_{t−1}
+  }
+}
+
+template <typename T>
+__attribute__((noinline)) void gru_forward_row(T* __restrict__ r, T* __restrict__ z, const T* __restrict__ hn,
+                     T* __restrict__ n, const T* __restrict__ hp, T* __restrict__ y, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T sr = sigmoid(r[j]), sz = sigmoid(z[j]);
+    r[j] = sr;
+    z[j] = sz;
+    const T nn = tanh_(n[j] + sr * hn[j]);
+    n[j] = nn;
+    y[j] = nn + sz * (hp[j] - nn);  // h_t = n + z ⊙ (h_{t−1} − n)
+  }
+}
+
+template <typename T>
+__attribute__((noinline)) void gru_backward_row(
+    T* __restrict__ d, const T* __restrict__ d_next, const T* __restrict__ z_next,
+    const T* __restrict__ r, const T* __restrict__ z, const T* __restrict__ hn,
+    const T* __restrict__ n, const T* __restrict__ hp, T* __restrict__ q_r, T* __restrict__ q_z,
+    T* __restrict__ q_n, T* __restrict__ slope, int64_t H) {
+  if (d_next != nullptr) {
+    for (int64_t j = 0; j < H; ++j) d[j] += z_next[j] * d_next[j];  // δ_t += z_{t+1} ⊙ δ_{t+1}
+  }
+  for (int64_t j = 0; j < H; ++j) {
+    const T dn = d[j] * (T(1) - z[j]) * (T(1) - n[j] * n[j]);  // δ ⊙ ∂h/∂a^n
+    slope[j] = dn;
+    q_n[j] = dn * r[j];
+    q_r[j] = dn * hn[j] * r[j] * (T(1) - r[j]);
+    q_z[j] = d[j] * (hp[j] - n[j]) * z[j] * (T(1) - z[j]);
+  }
+}
+
+// ----------------------------------------------------------------- helpers
+
+int64_t rows_at(at::IntArrayRef batch_sizes, int64_t t, int64_t B) {
+  return batch_sizes.empty() ? B : batch_sizes[t];
+}
+
+void check_buffer(const Tensor& x, const char* name, int64_t dim) {
+  TORCH_CHECK(x.device().is_cpu(), "rnnkit loops: ", name, " must be on the CPU");
+  TORCH_CHECK(x.dim() == dim, "rnnkit loops: ", name, " must have ", dim, " dimensions");
+  TORCH_CHECK(x.is_contiguous(), "rnnkit loops: ", name, " must be contiguous");
+}
+
+void check_sizes(at::IntArrayRef batch_sizes, int64_t T) {
+  TORCH_CHECK(batch_sizes.empty() || static_cast<int64_t>(batch_sizes.size()) == T,
+              "rnnkit loops: expected ", T, " batch sizes, got ", batch_sizes.size());
+}
+
+// Run body(first_row, last_row) over rows [0, b), in parallel only when the step
+// has enough elements to pay for it (same grain as ATen's elementwise kernels).
+template <typename F>
+void over_rows(int64_t b, int64_t row_width, const F& body) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_width));
+  at::parallel_for(0, b, grain, body);
+}
+
+// The backward loops keep ∂L/∂(pre-activations) of only the last K steps, in two
+// ring buffers that alternate between consecutive chunks of K steps (step t + 1,
+// needed by step t, may sit in the other one). When a chunk is done, its terms of
+// ∂L/∂x, ∂L/∂U, ∂L/∂W and ∂L/∂b are added with a few matrix multiplies over its
+// K·B rows. Compared with one (T, B, G·H) buffer and one multiply after the loop,
+// this touches K/T of the memory (no page faults for a fresh buffer, which cost
+// as much as the arithmetic here) and the multiplies read rows that are still in
+// cache. K·B·width is about 2^20 elements (4 MiB in float32).
+struct Chunks {
+  int64_t T, B, K;
+  Tensor ring[2];  // (K, B, width) each
+
+  // chunk > 0 forces K (tests use small chunks to cover the chunk boundaries).
+  static int64_t steps_for(int64_t T, int64_t B, int64_t width, int64_t chunk) {
+    if (chunk > 0) return std::min<int64_t>(T, chunk);
+    return std::min<int64_t>(T, std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, B * width)));
+  }
+  Chunks(int64_t T_, int64_t B_, int64_t width, const at::TensorOptions& options, int64_t K_)
+      : T(T_), B(B_), K(K_) {
+    ring[0] = at::empty({K, B, width}, options);
+    ring[1] = at::empty({K, B, width}, options);
+  }
+  int64_t index(int64_t t) const { return (T - 1 - t) / K; }
+  int64_t first(int64_t t) const { return std::max<int64_t>(0, T - (index(t) + 1) * K); }
+  int64_t length(int64_t t) const { return T - index(t) * K - first(t); }
+  // This step's (B, width) slot.
+  Tensor at(int64_t t) const { return ring[index(t) % 2][t - first(t)]; }
+  // The rows of the chunk that ends (going backwards) at step t: (n·B, width).
+  Tensor rows(int64_t t) const {
+    const int64_t n = length(t);
+    return ring[index(t) % 2].narrow(0, 0, n).view({n * B, ring[0].size(2)});
+  }
+};
+
+// ∂L/∂W += Σ_t D_tᵀ·h_{t−1} over the chunk [t0, t0 + n): h_{−1} = h0, h_t = Y[t].
+void add_recurrent_term(Tensor& dW, const Tensor& D, const Tensor& Y, const Tensor& h0,
+                        int64_t t0, int64_t n, int64_t B) {
+  const int64_t H = Y.size(2);
+  if (t0 > 0) {
+    dW.addmm_(D.t(), Y.narrow(0, t0 - 1, n).view({n * B, H}));
+    return;
+  }
+  dW.addmm_(D.narrow(0, 0, B).t(), h0);
+  if (n > 1) dW.addmm_(D.narrow(0, B, (n - 1) * B).t(), Y.narrow(0, 0, n - 1).view({(n - 1) * B, H}));
+}
+
+// ∂L/∂x[t0 : t0 + n] = D·U, ∂L/∂U += Dᵀ·x, ∂L/∂b += Σ D, for the columns [c0, c0 + width)
+// of the gate blocks (U's rows).
+void add_input_terms(Tensor& dx, Tensor& dU, Tensor& db, const Tensor& D, const Tensor& x,
+                     const Tensor& U, int64_t t0, int64_t n, int64_t B, int64_t c0, bool first_part) {
+  const int64_t I = x.size(2), width = D.size(1);
+  if (dx.defined()) {
+    Tensor out = dx.narrow(0, t0, n).view({n * B, I});
+    if (first_part) {
+      at::mm_out(out, D, U.narrow(0, c0, width));
+    } else {
+      out.addmm_(D, U.narrow(0, c0, width));
+    }
+  }
+  if (dU.defined()) dU.narrow(0, c0, width).addmm_(D.t(), x.narrow(0, t0, n).view({n * B, I}));
+  if (db.defined()) db.narrow(0, c0, width).add_(D.sum(0));
+}
+
+Tensor zeros_if(bool needed, at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return needed ? at::zeros(sizes, options) : Tensor();
+}
+
+// ----------------------------------------------------------------- Elman RNN
+
+// Y holds U·x_t + b for every step; step t adds W·h_{t−1} and applies f, in place.
+// Rows past their sequence's end are set to 0 (the outputs there are zeros).
+Tensor rnn_forward(Tensor Y, const Tensor& h0_, const Tensor& w_t, at::IntArrayRef batch_sizes,
+                   bool relu) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  check_buffer(Y, "Y", 3);
+  const Tensor h0 = h0_.contiguous();
+  const int64_t T = Y.size(0), B = Y.size(1), H = Y.size(2);
+  check_sizes(batch_sizes, T);
+  AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "rnn_forward", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t b = rows_at(batch_sizes, t, B);
+      scalar_t* y = Y.data_ptr<scalar_t>() + t * B * H;
+      if (b < B) std::fill(y + b * H, y + B * H, scalar_t(0));
+      if (b == 0) continue;
+      const Tensor hp = (t == 0 ? h0 : Y[t - 1]).narrow(0, 0, b);
+      Y[t].narrow(0, 0, b).addmm_(hp, w_t);  // a_t = U·x_t + b + W·h_{t−1}
+      over_rows(b, H, [&](int64_t r0, int64_t r1) {
+        scalar_t* __restrict__ v = y + r0 * H;
+        const int64_t n = (r1 - r0) * H;
+        if (relu) {
+          for (int64_t k = 0; k < n; ++k) v[k] = v[k] > scalar_t(0) ? v[k] : scalar_t(0);
+        } else {
+          for (int64_t k = 0; k < n; ++k) v[k] = tanh_(v[k]);
+        }
+      });
+    }
+  });
+  return Y;
+}
+
+// δ_T−1 = G_T−1 (+ ∂L/∂h_final), δ_t = G_t + dA_{t+1}·W; dA_t = δ_t ⊙ f'(a_t), with
+// f' read from the outputs (1 − h² for tanh, [h > 0] for ReLU). G (∂L/∂Y, padding
+// zeroed) is only read. needs = (x, U, W, b). Returns (∂L/∂x, ∂L/∂U, ∂L/∂W, ∂L/∂b,
+// ∂L/∂h0); the ones not needed are undefined (None in Python).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
+    const Tensor& G_, const std::optional<Tensor>& grad_h, const Tensor& Y, const Tensor& x_,
+    const Tensor& h0_, const Tensor& w_ih, const Tensor& w_hh, at::IntArrayRef batch_sizes,
+    bool relu, at::IntArrayRef needs, int64_t chunk) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  check_buffer(Y, "Y", 3);
+  const Tensor G = G_.contiguous(), x = x_.contiguous(), h0 = h0_.contiguous();
+  const int64_t T = Y.size(0), B = Y.size(1), H = Y.size(2), I = x.size(2);
+  check_sizes(batch_sizes, T);
+  const auto options = Y.options();
+  Tensor dx = needs[0] ? at::empty({T, B, I}, options) : Tensor();
+  Tensor dU = zeros_if(needs[1], {H, I}, options), dW = zeros_if(needs[2], {H, H}, options);
+  Tensor db = zeros_if(needs[3], {H}, options);
+  Chunks chunks(T, B, H, options, Chunks::steps_for(T, B, H, chunk));
+  Tensor delta = at::empty({B, H}, options);
+  AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "rnn_backward", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t b = rows_at(batch_sizes, t, B);
+      Tensor slot = chunks.at(t);  // (B, H), becomes dA_t
+      scalar_t* da = slot.data_ptr<scalar_t>();
+      if (b < B) std::fill(da + b * H, da + B * H, scalar_t(0));
+      if (b > 0) {
+        Tensor d = delta.narrow(0, 0, b);
+        if (t == T - 1) {
+          d.copy_(G[t].narrow(0, 0, b));
+          if (grad_h.has_value() && grad_h->defined()) d.add_(grad_h->narrow(0, 0, b));
+        } else {
+          at::addmm_out(d, G[t].narrow(0, 0, b), chunks.at(t + 1).narrow(0, 0, b), w_hh);
+        }
+        const scalar_t* __restrict__ dv = delta.data_ptr<scalar_t>();
+        const scalar_t* __restrict__ y = Y.data_ptr<scalar_t>() + t * B * H;
+        over_rows(b, H, [&](int64_t r0, int64_t r1) {
+          for (int64_t k = r0 * H; k < r1 * H; ++k) {
+            const scalar_t slope = relu ? scalar_t(y[k] > scalar_t(0)) : scalar_t(1) - y[k] * y[k];
+            da[k] = dv[k] * slope;
+          }
+        });
+      }
+      if (t == chunks.first(t)) {
+        const Tensor D = chunks.rows(t);
+        const int64_t n = chunks.length(t);
+        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B);
+        add_input_terms(dx, dU, db, D, x, w_ih, t, n, B, 0, true);
+      }
+    }
+  });
+  Tensor dh0 = at::mm(chunks.at(0), w_hh);  // ∂L/∂h0 = dA_0·W
+  return {dx, dU, dW, db, dh0};
+}
+
+// ----------------------------------------------------------------- LSTM
+
+// A holds [U_o·x+b_o, U_i·x+b_i, U_f·x+b_f, 2(U_g·x+b_g)] for every step (the internal
+// gate order of fused.py, g rows doubled); step t adds W·h_{t−1} (W's g rows doubled
+// too, in w_t) and replaces the pre-activations with [o, i, f, ĝ], ĝ = σ(2·a_g), so
+// g = 2ĝ − 1 = tanh(a_g). Returns (C, Y): c_t and h_t, zero past the end.
+std::tuple<Tensor, Tensor> lstm_forward(Tensor A, const Tensor& h0_, const Tensor& c0_,
+                                                const Tensor& w_t, at::IntArrayRef batch_sizes) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  check_buffer(A, "A", 3);
+  const Tensor h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  const int64_t T = A.size(0), B = A.size(1), H = A.size(2) / 4;
+  check_sizes(batch_sizes, T);
+  const bool full = batch_sizes.empty();
+  const auto options = A.options();
+  Tensor C = full ? at::empty({T, B, H}, options) : at::zeros({T, B, H}, options);
+  Tensor Y = full ? at::empty({T, B, H}, options) : at::zeros({T, B, H}, options);
+  AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_forward", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t b = rows_at(batch_sizes, t, B);
+      if (b == 0) continue;
+      const Tensor hp = (t == 0 ? h0 : Y[t - 1]).narrow(0, 0, b);
+      A[t].narrow(0, 0, b).addmm_(hp, w_t);
+      scalar_t* a = A.data_ptr<scalar_t>() + t * B * 4 * H;
+      const scalar_t* cprev = t == 0 ? c0.data_ptr<scalar_t>() : C.data_ptr<scalar_t>() + (t - 1) * B * H;
+      scalar_t* c = C.data_ptr<scalar_t>() + t * B * H;
+      scalar_t* y = Y.data_ptr<scalar_t>() + t * B * H;
+      over_rows(b, 4 * H, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          scalar_t* o = a + r * 4 * H;
+          lstm_forward_row(o, o + H, o + 2 * H, o + 3 * H, cprev + r * H, c + r * H, y + r * H, H);
+        }
+      });
+    }
+  });
+  return {C, Y};
+}
+
+// G is ∂L/∂h_t from the outputs (padding zeroed, ∂L/∂h_final folded in) and becomes
+// δ_t in place. Per step: δ_t += dA_{t+1}·W, then in one pass
+//   ε_t  = carry + δ_t ⊙ o ⊙ (1 − tanh²c_t)           (∂L/∂c_t)
+//   dA_t = [δ_t ⊙ tanh c_t ⊙ o(1 − o), ε_t ⊙ g ⊙ i(1 − i),
+//           ε_t ⊙ c_{t−1} ⊙ f(1 − f), ε_t ⊙ i ⊙ 4ĝ(1 − ĝ)]
+//   carry = ε_t ⊙ f_t                                    (what reaches c_{t−1})
+// ∂L/∂c_final enters a row's carry at its last step. u and w are U and W in the
+// internal gate order (g rows not doubled). needs = (x, U, W, b). Returns
+// (∂L/∂x, ∂L/∂U, ∂L/∂W, ∂L/∂b, ∂L/∂h0, ∂L/∂c0), gradients of U, W, b in the internal
+// order; the ones not needed are undefined.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
+    Tensor G, const Tensor& A, const Tensor& C, const Tensor& Y,
+    const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Tensor& u, const Tensor& w,
+    const std::optional<Tensor>& grad_c_, at::IntArrayRef batch_sizes, at::IntArrayRef needs,
+    int64_t chunk) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  for (const auto& [t, name] : {std::pair<const Tensor&, const char*>{G, "G"}, {A, "A"},
+                                {C, "C"}, {Y, "Y"}}) {
+    check_buffer(t, name, 3);
+  }
+  const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  const int64_t T = G.size(0), B = G.size(1), H = G.size(2), I = x.size(2);
+  check_sizes(batch_sizes, T);
+  const bool full = batch_sizes.empty();
+  const auto options = G.options();
+  Tensor dx = needs[0] ? at::empty({T, B, I}, options) : Tensor();
+  Tensor dU = zeros_if(needs[1], {4 * H, I}, options), dW = zeros_if(needs[2], {4 * H, H}, options);
+  Tensor db = zeros_if(needs[3], {4 * H}, options);
+  Chunks chunks(T, B, 4 * H, options, Chunks::steps_for(T, B, 4 * H, chunk));
+  Tensor carry = at::zeros({B, H}, options);
+  const bool has_grad_c = grad_c_.has_value() && grad_c_->defined();
+  const Tensor grad_c = has_grad_c ? grad_c_->contiguous() : Tensor();
+  if (has_grad_c && full) carry.copy_(grad_c);
+  int64_t joined = 0;  // rows whose backward pass has started (a prefix of the sorted batch)
+  AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "lstm_backward", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t b = rows_at(batch_sizes, t, B);
+      if (!full && b > joined) {
+        if (has_grad_c) carry.narrow(0, joined, b - joined).copy_(grad_c.narrow(0, joined, b - joined));
+        joined = b;
+      }
+      Tensor slot = chunks.at(t);  // (B, 4H), becomes dA_t
+      scalar_t* dat = slot.data_ptr<scalar_t>();
+      if (b < B) std::fill(dat + b * 4 * H, dat + B * 4 * H, scalar_t(0));
+      if (b > 0) {
+        if (t < T - 1) G[t].narrow(0, 0, b).addmm_(chunks.at(t + 1).narrow(0, 0, b), w);
+        const scalar_t* gt = G.data_ptr<scalar_t>() + t * B * H;
+        const scalar_t* at_ = A.data_ptr<scalar_t>() + t * B * 4 * H;
+        const scalar_t* ct = C.data_ptr<scalar_t>() + t * B * H;
+        const scalar_t* cprev =
+            t == 0 ? c0.data_ptr<scalar_t>() : C.data_ptr<scalar_t>() + (t - 1) * B * H;
+        scalar_t* kc = carry.data_ptr<scalar_t>();
+        over_rows(b, 4 * H, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            const scalar_t* o = at_ + r * 4 * H;
+            scalar_t* d_o = dat + r * 4 * H;
+            lstm_backward_row(gt + r * H, o, o + H, o + 2 * H, o + 3 * H, ct + r * H,
+                              cprev + r * H, d_o, d_o + H, d_o + 2 * H, d_o + 3 * H, kc + r * H, H);
+          }
+        });
+      }
+      if (t == chunks.first(t)) {
+        const Tensor D = chunks.rows(t);
+        const int64_t n = chunks.length(t);
+        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B);
+        add_input_terms(dx, dU, db, D, x, u, t, n, B, 0, true);
+      }
+    }
+  });
+  Tensor dh0 = at::mm(chunks.at(0), w);  // ∂L/∂h0 = dA_0·W
+  return {dx, dU, dW, db, dh0, carry};
+}
+
+// ----------------------------------------------------------------- GRU
+
+// S holds [U_r·x + b_r, U_z·x + b_z, b_hn] and N holds U_n·x + b_in for every step.
+// Step t adds W·h_{t−1} to S, then in one pass: S_t = [r, z, W_n·h + b_hn],
+// N_t = n = tanh(N_t + r ⊙ (W_n·h + b_hn)), h_t = n + z ⊙ (h_{t−1} − n).
+// Returns Y (T, B, H), zero past each row's end.
+Tensor gru_forward(Tensor S, Tensor N, const Tensor& h0_, const Tensor& w_t,
+                   at::IntArrayRef batch_sizes) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  check_buffer(S, "S", 3);
+  check_buffer(N, "N", 3);
+  const Tensor h0 = h0_.contiguous();
+  const int64_t T = N.size(0), B = N.size(1), H = N.size(2);
+  check_sizes(batch_sizes, T);
+  Tensor Y = batch_sizes.empty() ? at::empty({T, B, H}, N.options()) : at::zeros({T, B, H}, N.options());
+  AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "gru_forward", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t b = rows_at(batch_sizes, t, B);
+      if (b == 0) continue;
+      const Tensor hp_t = (t == 0 ? h0 : Y[t - 1]);
+      S[t].narrow(0, 0, b).addmm_(hp_t.narrow(0, 0, b), w_t);
+      scalar_t* st = S.data_ptr<scalar_t>() + t * B * 3 * H;
+      scalar_t* nt = N.data_ptr<scalar_t>() + t * B * H;
+      const scalar_t* hprev = hp_t.data_ptr<scalar_t>();
+      scalar_t* yt = Y.data_ptr<scalar_t>() + t * B * H;
+      over_rows(b, 3 * H, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          scalar_t* rg = st + r * 3 * H;
+          gru_forward_row(rg, rg + H, rg + 2 * H, nt + r * H, hprev + r * H, yt + r * H, H);
+        }
+      });
+    }
+  });
+  return Y;
+}
+
+// G is ∂L/∂h_t from the outputs and becomes δ_t in place:
+//   δ_t = G_t + z_{t+1} ⊙ δ_{t+1} + dS_{t+1}·W,
+//   dS_t = [δ_t ⊙ ∂h/∂a^n ⊙ ĥ ⊙ r(1 − r), δ_t ⊙ (h_{t−1} − n) ⊙ z(1 − z), δ_t ⊙ ∂h/∂a^n ⊙ r]
+// with ∂h/∂a^n = (1 − z) ⊙ (1 − n²) and ĥ = W_n·h_{t−1} + b_hn. dS is the gradient of
+// the W side (W·h + b_hh); the U side (U·x + b_ih) has the same r and z blocks and
+// δ ⊙ ∂h/∂a^n as its n block (no r). needs = (x, U, W, b_ih, b_hh). Returns
+// (∂L/∂x, ∂L/∂U, ∂L/∂W, ∂L/∂b_ih, ∂L/∂b_hh, ∂L/∂h0); the ones not needed are undefined.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
+    Tensor G, const Tensor& S, const Tensor& N, const Tensor& Y, const Tensor& x_,
+    const Tensor& h0_, const Tensor& w_ih, const Tensor& w_hh, at::IntArrayRef batch_sizes,
+    at::IntArrayRef needs, int64_t chunk) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  for (const auto& [t, name] : {std::pair<const Tensor&, const char*>{G, "G"}, {S, "S"},
+                                {N, "N"}, {Y, "Y"}}) {
+    check_buffer(t, name, 3);
+  }
+  const Tensor x = x_.contiguous(), h0 = h0_.contiguous();
+  const int64_t T = G.size(0), B = G.size(1), H = G.size(2), I = x.size(2);
+  check_sizes(batch_sizes, T);
+  const auto options = G.options();
+  Tensor dx = needs[0] ? at::empty({T, B, I}, options) : Tensor();
+  Tensor dU = zeros_if(needs[1], {3 * H, I}, options), dW = zeros_if(needs[2], {3 * H, H}, options);
+  Tensor db_ih = zeros_if(needs[3], {3 * H}, options), db_hh = zeros_if(needs[4], {3 * H}, options);
+  const int64_t K = Chunks::steps_for(T, B, 4 * H, chunk);
+  Chunks chunks(T, B, 3 * H, options, K);  // dS_t
+  Chunks slopes(T, B, H, options, K);  // δ_t ⊙ ∂h/∂a^n, same chunk boundaries
+  AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "gru_backward", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t b = rows_at(batch_sizes, t, B);
+      Tensor slot = chunks.at(t), slope_slot = slopes.at(t);
+      scalar_t* qt = slot.data_ptr<scalar_t>();
+      scalar_t* sl = slope_slot.data_ptr<scalar_t>();
+      if (b < B) {
+        std::fill(qt + b * 3 * H, qt + B * 3 * H, scalar_t(0));
+        std::fill(sl + b * H, sl + B * H, scalar_t(0));
+      }
+      if (b > 0) {
+        if (t < T - 1) G[t].narrow(0, 0, b).addmm_(chunks.at(t + 1).narrow(0, 0, b), w_hh);
+        scalar_t* gt = G.data_ptr<scalar_t>() + t * B * H;
+        const scalar_t* gnext = t < T - 1 ? G.data_ptr<scalar_t>() + (t + 1) * B * H : nullptr;
+        const scalar_t* znext =
+            t < T - 1 ? S.data_ptr<scalar_t>() + (t + 1) * B * 3 * H + H : nullptr;
+        const scalar_t* st = S.data_ptr<scalar_t>() + t * B * 3 * H;
+        const scalar_t* nt = N.data_ptr<scalar_t>() + t * B * H;
+        const scalar_t* hprev =
+            t == 0 ? h0.data_ptr<scalar_t>() : Y.data_ptr<scalar_t>() + (t - 1) * B * H;
+        over_rows(b, 3 * H, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            const scalar_t* rg = st + r * 3 * H;
+            scalar_t* q = qt + r * 3 * H;
+            gru_backward_row(gt + r * H, gnext == nullptr ? nullptr : gnext + r * H,
+                             znext == nullptr ? nullptr : znext + r * 3 * H, rg, rg + H,
+                             rg + 2 * H, nt + r * H, hprev + r * H, q, q + H, q + 2 * H,
+                             sl + r * H, H);
+          }
+        });
+      }
+      if (t == chunks.first(t)) {
+        const Tensor D = chunks.rows(t), Dn = slopes.rows(t);  // (n·B, 3H), (n·B, H)
+        const int64_t n = chunks.length(t);
+        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B);
+        if (db_hh.defined()) db_hh.add_(D.sum(0));
+        add_input_terms(dx, dU, db_ih, D.narrow(1, 0, 2 * H), x, w_ih, t, n, B, 0, true);
+        add_input_terms(dx, dU, db_ih, Dn, x, w_ih, t, n, B, 2 * H, false);
+      }
+    }
+  });
+  // ∂L/∂h0 = dS_0·W + z_0 ⊙ δ_0
+  Tensor dh0 = at::mm(chunks.at(0), w_hh);
+  dh0.addcmul_(S[0].narrow(1, H, H), G[0]);
+  return {dx, dU, dW, db_ih, db_hh, dh0};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(rnnkit_loops, m) {
+  m.def("rnn_forward(Tensor(a!) Y, Tensor h0, Tensor w_t, int[] batch_sizes, bool relu) -> Tensor(a!)",
+        &rnn_forward);
+  m.def("rnn_backward(Tensor G, Tensor? grad_h, Tensor Y, Tensor x, Tensor h0, Tensor w_ih, "
+        "Tensor w_hh, int[] batch_sizes, bool relu, int[] needs, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+        &rnn_backward);
+  m.def("lstm_forward(Tensor(a!) A, Tensor h0, Tensor c0, Tensor w_t, int[] batch_sizes) -> (Tensor, Tensor)",
+        &lstm_forward);
+  m.def("lstm_backward(Tensor(a!) G, Tensor A, Tensor C, Tensor Y, Tensor x, Tensor h0, "
+        "Tensor c0, Tensor u, Tensor w, Tensor? grad_c, int[] batch_sizes, int[] needs, int chunk) "
+        "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+        &lstm_backward);
+  m.def("gru_forward(Tensor(a!) S, Tensor(b!) N, Tensor h0, Tensor w_t, int[] batch_sizes) -> Tensor",
+        &gru_forward);
+  m.def("gru_backward(Tensor(a!) G, Tensor S, Tensor N, Tensor Y, Tensor x, Tensor h0, Tensor w_ih, "
+        "Tensor w_hh, int[] batch_sizes, int[] needs, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+        &gru_backward);
+}
