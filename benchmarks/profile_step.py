@@ -4,10 +4,13 @@ For each cell and configuration, one training step of torch.nn and of the fused
 backend runs under ``torch.profiler``; ATen operators' self CPU time is grouped
 into matrix multiplies (``mm``, ``addmm``, ``addmm_``, ``bmm``, oneDNN's RNN
 kernels count here too since they are matmul-bound), elementwise and other
-operators, and the remainder of the wall time (Python, autograd's engine,
-dispatch between operators). The profiler adds overhead to every operator call,
-so absolute times are inflated; the split is what to read. The op counts per step
-are the number of ATen calls divided by T.
+operators (with the self time of rnnkit's compiled loops, ``rnnkit_loops::*``,
+which is their fused elementwise passes), and the remainder of the wall time
+(Python, autograd's engine, dispatch between operators). ``fused-py`` is the fused
+backend on its Python loops (``rnnkit.bptt.compiled.enabled(False)``). The
+profiler adds overhead to every operator call, so absolute times are inflated;
+the split is what to read. The calls per step are the number of operator calls
+(ATen and ``rnnkit_loops``) divided by T.
 
     python benchmarks/profile_step.py --write BENCHMARKS.md
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from rnnkit.bptt import compiled
 from rnnkit.timing import training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,8 +56,14 @@ STRUCTURAL = {
 
 
 def split(problem_key: str, cell: str, candidate: str) -> dict[str, float]:
-    module, inputs = build(PROBLEMS[problem_key], cell, candidate)
-    step = training_step(module, inputs)
+    backend = "fused" if candidate == "fused-py" else candidate
+    module, inputs = build(PROBLEMS[problem_key], cell, backend)
+    compiled_step = training_step(module, inputs)
+
+    def step() -> None:
+        with compiled.enabled(candidate != "fused-py"):
+            compiled_step()
+
     step()  # warm-up
     plain = []
     for _ in range(3):
@@ -69,7 +79,7 @@ def split(problem_key: str, cell: str, candidate: str) -> dict[str, float]:
     matmul = elementwise = 0.0
     calls = 0
     for event in prof.key_averages():
-        if not event.key.startswith("aten::") or event.key in STRUCTURAL:
+        if not event.key.startswith(("aten::", "rnnkit_loops::")) or event.key in STRUCTURAL:
             continue
         ms = event.self_cpu_time_total / 1e3
         if event.key in MATMUL or event.key.startswith(MATMUL_PREFIXES):
@@ -97,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     rows = [
         "| config | cell | candidate | ms unprofiled | ms profiled | matmul "
-        "| elementwise + other ops | Python, autograd, dispatch | ATen calls per step |",
+        "| elementwise + other ops | Python, autograd, dispatch | operator calls per step |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key in args.configs.split(","):
         for cell in args.cells.split(","):
-            for candidate in ("torch.nn", "fused"):
+            for candidate in ("torch.nn", "fused", "fused-py"):
                 r = split(key, cell, candidate)
                 row = (
                     f"| {PROBLEMS[key]} | {cell} | {candidate} | {r['plain']:.1f} | {r['wall']:.1f} "

@@ -122,6 +122,27 @@ def _output_grad(grad_Y: Tensor | None, like: Tensor, batch_sizes: BatchSizes) -
     return G
 
 
+def _loop_output_grads(
+    grad_Y: Tensor | None, grad_h: Tensor | None, Y: Tensor, batch_sizes: BatchSizes
+) -> tuple[Tensor, Tensor | None]:
+    """(G, ∂L/∂h_final) as the compiled backward loops read them.
+
+    Full-length batches pass ∂L/∂Y as it is, any strides, never copied (zeros as a
+    stride-0 view when absent), with ∂L/∂h_final beside it. Ragged batches pass the
+    masked copy of :func:`_output_grad` with ∂L/∂h_final folded in at each row's end.
+    """
+    if batch_sizes is None:
+        G = (
+            torch.zeros((), dtype=Y.dtype, device=Y.device).expand_as(Y)
+            if grad_Y is None
+            else grad_Y
+        )
+        return G, grad_h
+    G = _output_grad(grad_Y, Y, batch_sizes)
+    _fold_final_grad(G, grad_h, batch_sizes)
+    return G, None
+
+
 def _weight_grads(
     dA: Tensor, x: Tensor, h0: Tensor, Y: Tensor, w_ih: Tensor, needs: tuple[bool, ...]
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
@@ -224,14 +245,7 @@ class FusedRNN(torch.autograd.Function):
         wanted = (needs[0], needs[2], needs[3], ctx.has_bias)  # x, U, W, b
         loops = compiled.loops_for(Y)
         if loops is not None:
-            if batch_sizes is None:
-                # ∂L/∂Y is read in place, never copied; ∂L/∂h_final joins at the last step.
-                G = torch.zeros_like(Y) if grad_Y is None else grad_Y
-                final = grad_h
-            else:
-                G = _output_grad(grad_Y, Y, batch_sizes)
-                _fold_final_grad(G, grad_h, batch_sizes)
-                final = None
+            G, final = _loop_output_grads(grad_Y, grad_h, Y, batch_sizes)
             dx, dU, dW, db, dh0 = loops.rnn_backward(
                 G, final, Y, x, h0, w_ih, w_hh, batch_sizes or (), ctx.relu, wanted, compiled.chunk
             )
@@ -400,18 +414,32 @@ class FusedLSTM(torch.autograd.Function):
         x, h0, c0, u2, w, Y, A, C, *saved_tc = ctx.saved_tensors
         TC = saved_tc[0] if saved_tc else None
         batch_sizes: BatchSizes = ctx.batch_sizes
-        G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
-        _fold_final_grad(G, grad_h, batch_sizes)
         needs = ctx.needs_input_grad
         wanted = (needs[0], needs[3], needs[4], ctx.has_bias)  # x, U, W, b
         u = _permute_blocks(u2, (0, 1, 2, 3), 0.5)  # undo the doubled g rows
         assert u is not None
         loops = compiled.loops_for(Y)
         if loops is not None:
+            G, final = _loop_output_grads(grad_Y, grad_h, Y, batch_sizes)
             dx, dU, dW, db, dh0, carry = loops.lstm_backward(
-                G, A, C, Y, x, h0, c0, u, w, grad_c, batch_sizes or (), wanted, compiled.chunk
+                G,
+                final,
+                A,
+                C,
+                Y,
+                x,
+                h0,
+                c0,
+                u,
+                w,
+                grad_c,
+                batch_sizes or (),
+                wanted,
+                compiled.chunk,
             )
         else:
+            G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
+            _fold_final_grad(G, grad_h, batch_sizes)
             TC = torch.tanh(C) if TC is None else TC
             dA, carry = FusedLSTM._backward_loop(G, A, C, TC, c0, w, grad_c, batch_sizes)
             dx, dU, dW, db = _weight_grads(dA, x, h0, Y, u, wanted)
@@ -580,18 +608,19 @@ class FusedGRU(torch.autograd.Function):
         x, h0, w_ih, w_hh, Y, S, N = ctx.saved_tensors
         batch_sizes: BatchSizes = ctx.batch_sizes
         H = Y.shape[2]
-        G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
-        _fold_final_grad(G, grad_h, batch_sizes)
         needs = ctx.needs_input_grad
         loops = compiled.loops_for(Y)
         if loops is not None:
+            G, final = _loop_output_grads(grad_Y, grad_h, Y, batch_sizes)
             wanted = (
                 needs[0], needs[2], needs[3], ctx.has_bias and needs[4], ctx.has_bias and needs[5]
             )  # fmt: skip
             dx, dU, dW, db_ih, db_hh, dh0 = loops.gru_backward(
-                G, S, N, Y, x, h0, w_ih, w_hh, batch_sizes or (), wanted, compiled.chunk
+                G, final, S, N, Y, x, h0, w_ih, w_hh, batch_sizes or (), wanted, compiled.chunk
             )
             return dx, dh0 if needs[1] else None, dU, dW, db_ih, db_hh, None
+        G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
+        _fold_final_grad(G, grad_h, batch_sizes)
         Q = FusedGRU._backward_loop(G, S, N, Y, h0, w_hh, batch_sizes)
         z = S[:, :, H : 2 * H]  # (T, B, H)
         q_n = Q[:, :, 2 * H :]

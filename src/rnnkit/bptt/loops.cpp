@@ -168,7 +168,7 @@ struct Chunks {
   // chunk > 0 forces K (tests use small chunks to cover the chunk boundaries).
   static int64_t steps_for(int64_t T, int64_t B, int64_t width, int64_t chunk) {
     if (chunk > 0) return std::min<int64_t>(T, chunk);
-    return std::min<int64_t>(T, std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, B * width)));
+    return std::min<int64_t>(T, std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, B * width)));
   }
   Chunks(int64_t T_, int64_t B_, int64_t width, const at::TensorOptions& options, int64_t K_)
       : T(T_), B(B_), K(K_) {
@@ -214,6 +214,23 @@ void add_input_terms(Tensor& dx, Tensor& dU, Tensor& db, const Tensor& D, const 
   }
   if (dU.defined()) dU.narrow(0, c0, width).addmm_(D.t(), x.narrow(0, t0, n).view({n * B, I}));
   if (db.defined()) db.narrow(0, c0, width).add_(D.sum(0));
+}
+
+// δ_t for rows [0, b) into `delta`: G_t (+ ∂L/∂h_final at the last step) + D_{t+1}·W.
+// G may have any strides (an expanded or transposed ∂L/∂Y is read in place); rows
+// [b, B) of `delta` are zeroed, so a later, larger step never reads stale rows.
+void seed_delta(Tensor& delta, const Tensor& G, const std::optional<Tensor>& grad_h,
+                const Tensor& next, const Tensor& W, int64_t t, int64_t b) {
+  const int64_t T = G.size(0), B = G.size(1);
+  if (b < B) delta.narrow(0, b, B - b).zero_();
+  if (b == 0) return;
+  Tensor d = delta.narrow(0, 0, b);
+  if (t == T - 1) {
+    d.copy_(G[t].narrow(0, 0, b));
+    if (grad_h.has_value() && grad_h->defined()) d.add_(grad_h->narrow(0, 0, b));
+  } else {
+    at::addmm_out(d, G[t].narrow(0, 0, b), next.narrow(0, 0, b), W);
+  }
 }
 
 Tensor zeros_if(bool needed, at::IntArrayRef sizes, const at::TensorOptions& options) {
@@ -263,7 +280,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
     bool relu, at::IntArrayRef needs, int64_t chunk) {
   at::AutoDispatchBelowADInplaceOrView guard;
   check_buffer(Y, "Y", 3);
-  const Tensor G = G_.contiguous(), x = x_.contiguous(), h0 = h0_.contiguous();
+  const Tensor& G = G_;
+  const Tensor x = x_.contiguous(), h0 = h0_.contiguous();
   const int64_t T = Y.size(0), B = Y.size(1), H = Y.size(2), I = x.size(2);
   check_sizes(batch_sizes, T);
   const auto options = Y.options();
@@ -278,14 +296,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
       Tensor slot = chunks.at(t);  // (B, H), becomes dA_t
       scalar_t* da = slot.data_ptr<scalar_t>();
       if (b < B) std::fill(da + b * H, da + B * H, scalar_t(0));
+      seed_delta(delta, G, grad_h, t < T - 1 ? chunks.at(t + 1) : delta, w_hh, t, b);
       if (b > 0) {
-        Tensor d = delta.narrow(0, 0, b);
-        if (t == T - 1) {
-          d.copy_(G[t].narrow(0, 0, b));
-          if (grad_h.has_value() && grad_h->defined()) d.add_(grad_h->narrow(0, 0, b));
-        } else {
-          at::addmm_out(d, G[t].narrow(0, 0, b), chunks.at(t + 1).narrow(0, 0, b), w_hh);
-        }
         const scalar_t* __restrict__ dv = delta.data_ptr<scalar_t>();
         const scalar_t* __restrict__ y = Y.data_ptr<scalar_t>() + t * B * H;
         over_rows(b, H, [&](int64_t r0, int64_t r1) {
@@ -345,8 +357,8 @@ std::tuple<Tensor, Tensor> lstm_forward(Tensor A, const Tensor& h0_, const Tenso
   return {C, Y};
 }
 
-// G is ∂L/∂h_t from the outputs (padding zeroed, ∂L/∂h_final folded in) and becomes
-// δ_t in place. Per step: δ_t += dA_{t+1}·W, then in one pass
+// G is ∂L/∂h_t from the outputs (ragged batches: padding zeroed and ∂L/∂h_final
+// folded in, grad_h None), only read. Per step: δ_t = G_t + dA_{t+1}·W, then in one pass
 //   ε_t  = carry + δ_t ⊙ o ⊙ (1 − tanh²c_t)           (∂L/∂c_t)
 //   dA_t = [δ_t ⊙ tanh c_t ⊙ o(1 − o), ε_t ⊙ g ⊙ i(1 − i),
 //           ε_t ⊙ c_{t−1} ⊙ f(1 − f), ε_t ⊙ i ⊙ 4ĝ(1 − ĝ)]
@@ -356,13 +368,14 @@ std::tuple<Tensor, Tensor> lstm_forward(Tensor A, const Tensor& h0_, const Tenso
 // (∂L/∂x, ∂L/∂U, ∂L/∂W, ∂L/∂b, ∂L/∂h0, ∂L/∂c0), gradients of U, W, b in the internal
 // order; the ones not needed are undefined.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
-    Tensor G, const Tensor& A, const Tensor& C, const Tensor& Y,
-    const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Tensor& u, const Tensor& w,
-    const std::optional<Tensor>& grad_c_, at::IntArrayRef batch_sizes, at::IntArrayRef needs,
-    int64_t chunk) {
+    const Tensor& G, const std::optional<Tensor>& grad_h, const Tensor& A, const Tensor& C,
+    const Tensor& Y, const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Tensor& u,
+    const Tensor& w, const std::optional<Tensor>& grad_c_, at::IntArrayRef batch_sizes,
+    at::IntArrayRef needs, int64_t chunk) {
   at::AutoDispatchBelowADInplaceOrView guard;
-  for (const auto& [t, name] : {std::pair<const Tensor&, const char*>{G, "G"}, {A, "A"},
-                                {C, "C"}, {Y, "Y"}}) {
+  TORCH_CHECK(G.dim() == 3, "rnnkit loops: G must have 3 dimensions");
+  for (const auto& [t, name] : {std::pair<const Tensor&, const char*>{A, "A"}, {C, "C"},
+                                {Y, "Y"}}) {
     check_buffer(t, name, 3);
   }
   const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
@@ -375,6 +388,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   Tensor db = zeros_if(needs[3], {4 * H}, options);
   Chunks chunks(T, B, 4 * H, options, Chunks::steps_for(T, B, 4 * H, chunk));
   Tensor carry = at::zeros({B, H}, options);
+  Tensor delta = at::empty({B, H}, options);
   const bool has_grad_c = grad_c_.has_value() && grad_c_->defined();
   const Tensor grad_c = has_grad_c ? grad_c_->contiguous() : Tensor();
   if (has_grad_c && full) carry.copy_(grad_c);
@@ -389,9 +403,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
       Tensor slot = chunks.at(t);  // (B, 4H), becomes dA_t
       scalar_t* dat = slot.data_ptr<scalar_t>();
       if (b < B) std::fill(dat + b * 4 * H, dat + B * 4 * H, scalar_t(0));
+      seed_delta(delta, G, grad_h, t < T - 1 ? chunks.at(t + 1) : delta, w, t, b);
       if (b > 0) {
-        if (t < T - 1) G[t].narrow(0, 0, b).addmm_(chunks.at(t + 1).narrow(0, 0, b), w);
-        const scalar_t* gt = G.data_ptr<scalar_t>() + t * B * H;
+        const scalar_t* gt = delta.data_ptr<scalar_t>();
         const scalar_t* at_ = A.data_ptr<scalar_t>() + t * B * 4 * H;
         const scalar_t* ct = C.data_ptr<scalar_t>() + t * B * H;
         const scalar_t* cprev =
@@ -454,7 +468,7 @@ Tensor gru_forward(Tensor S, Tensor N, const Tensor& h0_, const Tensor& w_t,
   return Y;
 }
 
-// G is ∂L/∂h_t from the outputs and becomes δ_t in place:
+// G is ∂L/∂h_t from the outputs (as for the LSTM), only read. Per step:
 //   δ_t = G_t + z_{t+1} ⊙ δ_{t+1} + dS_{t+1}·W,
 //   dS_t = [δ_t ⊙ ∂h/∂a^n ⊙ ĥ ⊙ r(1 − r), δ_t ⊙ (h_{t−1} − n) ⊙ z(1 − z), δ_t ⊙ ∂h/∂a^n ⊙ r]
 // with ∂h/∂a^n = (1 − z) ⊙ (1 − n²) and ĥ = W_n·h_{t−1} + b_hn. dS is the gradient of
@@ -462,12 +476,13 @@ Tensor gru_forward(Tensor S, Tensor N, const Tensor& h0_, const Tensor& w_t,
 // δ ⊙ ∂h/∂a^n as its n block (no r). needs = (x, U, W, b_ih, b_hh). Returns
 // (∂L/∂x, ∂L/∂U, ∂L/∂W, ∂L/∂b_ih, ∂L/∂b_hh, ∂L/∂h0); the ones not needed are undefined.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
-    Tensor G, const Tensor& S, const Tensor& N, const Tensor& Y, const Tensor& x_,
-    const Tensor& h0_, const Tensor& w_ih, const Tensor& w_hh, at::IntArrayRef batch_sizes,
-    at::IntArrayRef needs, int64_t chunk) {
+    const Tensor& G, const std::optional<Tensor>& grad_h, const Tensor& S, const Tensor& N,
+    const Tensor& Y, const Tensor& x_, const Tensor& h0_, const Tensor& w_ih, const Tensor& w_hh,
+    at::IntArrayRef batch_sizes, at::IntArrayRef needs, int64_t chunk) {
   at::AutoDispatchBelowADInplaceOrView guard;
-  for (const auto& [t, name] : {std::pair<const Tensor&, const char*>{G, "G"}, {S, "S"},
-                                {N, "N"}, {Y, "Y"}}) {
+  TORCH_CHECK(G.dim() == 3, "rnnkit loops: G must have 3 dimensions");
+  for (const auto& [t, name] : {std::pair<const Tensor&, const char*>{S, "S"}, {N, "N"},
+                                {Y, "Y"}}) {
     check_buffer(t, name, 3);
   }
   const Tensor x = x_.contiguous(), h0 = h0_.contiguous();
@@ -480,6 +495,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
   const int64_t K = Chunks::steps_for(T, B, 4 * H, chunk);
   Chunks chunks(T, B, 3 * H, options, K);  // dS_t
   Chunks slopes(T, B, H, options, K);  // δ_t ⊙ ∂h/∂a^n, same chunk boundaries
+  Tensor deltas[2] = {at::empty({B, H}, options), at::empty({B, H}, options)};  // δ_t, δ_{t+1}
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "gru_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t b = rows_at(batch_sizes, t, B);
@@ -490,10 +506,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
         std::fill(qt + b * 3 * H, qt + B * 3 * H, scalar_t(0));
         std::fill(sl + b * H, sl + B * H, scalar_t(0));
       }
+      Tensor& delta = deltas[t % 2];
+      seed_delta(delta, G, grad_h, t < T - 1 ? chunks.at(t + 1) : delta, w_hh, t, b);
       if (b > 0) {
-        if (t < T - 1) G[t].narrow(0, 0, b).addmm_(chunks.at(t + 1).narrow(0, 0, b), w_hh);
-        scalar_t* gt = G.data_ptr<scalar_t>() + t * B * H;
-        const scalar_t* gnext = t < T - 1 ? G.data_ptr<scalar_t>() + (t + 1) * B * H : nullptr;
+        scalar_t* gt = delta.data_ptr<scalar_t>();
+        const scalar_t* gnext = t < T - 1 ? deltas[(t + 1) % 2].data_ptr<scalar_t>() : nullptr;
         const scalar_t* znext =
             t < T - 1 ? S.data_ptr<scalar_t>() + (t + 1) * B * 3 * H + H : nullptr;
         const scalar_t* st = S.data_ptr<scalar_t>() + t * B * 3 * H;
@@ -523,7 +540,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
   });
   // ∂L/∂h0 = dS_0·W + z_0 ⊙ δ_0
   Tensor dh0 = at::mm(chunks.at(0), w_hh);
-  dh0.addcmul_(S[0].narrow(1, H, H), G[0]);
+  dh0.addcmul_(S[0].narrow(1, H, H), deltas[0]);
   return {dx, dU, dW, db_ih, db_hh, dh0};
 }
 
@@ -537,13 +554,13 @@ TORCH_LIBRARY(rnnkit_loops, m) {
         &rnn_backward);
   m.def("lstm_forward(Tensor(a!) A, Tensor h0, Tensor c0, Tensor w_t, int[] batch_sizes) -> (Tensor, Tensor)",
         &lstm_forward);
-  m.def("lstm_backward(Tensor(a!) G, Tensor A, Tensor C, Tensor Y, Tensor x, Tensor h0, "
+  m.def("lstm_backward(Tensor G, Tensor? grad_h, Tensor A, Tensor C, Tensor Y, Tensor x, Tensor h0, "
         "Tensor c0, Tensor u, Tensor w, Tensor? grad_c, int[] batch_sizes, int[] needs, int chunk) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
         &lstm_backward);
   m.def("gru_forward(Tensor(a!) S, Tensor(b!) N, Tensor h0, Tensor w_t, int[] batch_sizes) -> Tensor",
         &gru_forward);
-  m.def("gru_backward(Tensor(a!) G, Tensor S, Tensor N, Tensor Y, Tensor x, Tensor h0, Tensor w_ih, "
+  m.def("gru_backward(Tensor G, Tensor? grad_h, Tensor S, Tensor N, Tensor Y, Tensor x, Tensor h0, Tensor w_ih, "
         "Tensor w_hh, int[] batch_sizes, int[] needs, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
         &gru_backward);
 }
