@@ -25,6 +25,13 @@ differentiate it with the BPTT recursion derived in ``docs/bptt.md``:
           lerp (5)
   ======  ===================================  ===================================
 
+That table is the Python loops. Where a C++ compiler is available, the loops run
+compiled instead (``loops.cpp``, built on first use by :mod:`rnnkit.bptt.compiled`):
+each step is then one matrix multiply and one pass doing all of the step's
+elementwise work, and the backward adds its weight-gradient terms chunk by chunk
+(``docs/bptt.md``, "The compiled loops"). Both read and write the same buffers and
+are tested against each other.
+
 The Functions take time-major inputs ``(T, B, I)`` whose batch is sorted by
 length, longest first, and run left to right. Step t then updates only the first
 ``batch_sizes[t]`` rows (the rows whose sequences are still running), exactly as a
