@@ -25,6 +25,9 @@ _EXPORTS: dict[str, str] = {
     "TBPTTConfig": "rnnkit.bptt.truncated",
     "truncated_bptt": "rnnkit.bptt.truncated",
     "GradientFlow": "rnnkit.diagnostics.gradflow",
+    "LossSum": "rnnkit.losses",
+    "Trainer": "rnnkit.training.trainer",
+    "TrainerConfig": "rnnkit.training.trainer",
     "gradient_flow": "rnnkit.diagnostics.gradflow",
     "BACKENDS": "rnnkit.recurrent",
     "Recurrent": "rnnkit.recurrent",
@@ -48,12 +51,15 @@ __all__ = [
     "HiddenState",
     "LSTMCell",
     "LSTMState",
+    "LossSum",
     "RNNCell",
     "Recurrent",
     "RecurrentCell",
     "RecurrentConfig",
     "StatefulStream",
     "TBPTTConfig",
+    "Trainer",
+    "TrainerConfig",
     "__version__",
     "cell_factory",
     "detach_state",
@@ -78,6 +84,7 @@ if TYPE_CHECKING:
         cell_factory,
     )
     from rnnkit.diagnostics.gradflow import GradientFlow, gradient_flow
+    from rnnkit.losses import LossSum
     from rnnkit.recurrent import BACKENDS, Recurrent, RecurrentConfig
     from rnnkit.state import (
         HiddenState,
@@ -88,6 +95,7 @@ if TYPE_CHECKING:
         unstack_state,
         where_state,
     )
+    from rnnkit.training.trainer import Trainer, TrainerConfig
     from rnnkit.unrolling import unroll
 
 

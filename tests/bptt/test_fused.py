@@ -232,3 +232,17 @@ def test_state_types_are_kept() -> None:
     assert type(final) is LSTMState and final.h.shape == final.c.shape == (2, 2, 3)
     out, final = Recurrent("gru", 2, 3, backend="fused")(torch.randn(2, 4, 2))
     assert type(final) is HiddenState and out.shape == (2, 4, 3)
+
+
+def test_fused_under_bf16_autocast_runs_in_the_parameters_dtype() -> None:
+    # The Functions keep one dtype in their buffers: under autocast they run in
+    # float32 and give exactly the float32 result.
+    torch.manual_seed(4)
+    for name in ("rnn", "lstm", "gru"):
+        stack = Recurrent(name, 3, 5, backend="fused")
+        x = torch.randn(2, 6, 3)
+        expected, _ = stack(x, lengths=[6, 3])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            actual, _ = stack(x, lengths=[6, 3])
+        assert actual.dtype == torch.float32
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0)

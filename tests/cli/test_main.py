@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from rnnkit.bptt import compiled
 from rnnkit.cli.main import build_parser, main
 
 
@@ -53,8 +54,12 @@ def test_selfcheck_reports_agreement_as_json(capsys: pytest.CaptureFixture[str])
     assert status == 0
     assert report["agree"] is True
     rows = report["agreement"]
+    backends = ["unrolled", "native", "fused"]
+    if compiled.load() is not None:
+        backends.append("fused-py")  # the fused Functions' Python loops, checked too
+        assert report["fused_loops"] == "compiled loops (torch.ops.rnnkit_loops)"
     assert {(r["cell"], r["backend"]) for r in rows} == {
-        (c, b) for c in ("rnn", "rnn_relu", "lstm", "gru") for b in ("unrolled", "native", "fused")
+        (c, b) for c in ("rnn", "rnn_relu", "lstm", "gru") for b in backends
     }
     assert all(r["outputs"] <= 1e-10 and r["gradients"] <= 1e-10 for r in rows)
 

@@ -721,7 +721,17 @@ def fused_supported(cells: Sequence[nn.Module]) -> str:
 def _run_cell(
     cell: nn.Module, x: Tensor, state: tuple[Tensor, ...], batch_sizes: BatchSizes
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """One direction of one layer: (T, B, I) time-major → (Y (T, B, H), final fields)."""
+    """One direction of one layer: (T, B, I) time-major → (Y (T, B, H), final fields).
+
+    Under autocast the Function runs in its parameters' dtype with autocast off:
+    its in-place buffers must keep one dtype, and a reduced-precision recurrence
+    would round the carried state at every step.
+    """
+    weight: Tensor = cell.weight_hh  # type: ignore[assignment]
+    dtype = weight.dtype
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return _run_cell(cell, x.to(dtype), tuple(f.to(dtype) for f in state), batch_sizes)
     params = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
     if isinstance(cell, LSTMCell):
         Y, h, c = FusedLSTM.apply(  # type: ignore[no-untyped-call]

@@ -1,0 +1,199 @@
+"""What a training run shows and records: a progress bar or plain lines, metrics.csv.
+
+* On a terminal: a tqdm bar per epoch (step, loss, tokens/s, learning rate, ETA),
+  and one line per evaluation above it.
+* Elsewhere (a log file, CI): no bar, one plain line per epoch and per evaluation,
+  so logs stay readable.
+* Always: ``metrics.csv`` in the run folder, one row per value in long form
+  (``step,epoch,split,metric,value,seconds``; epochs count from 1 as on screen),
+  appended as training goes. A
+  resumed run first drops the rows past the step it resumes from, so the file
+  reads as if the run had never stopped.
+* Optionally TensorBoard (``pip install 'rnnkit[tensorboard]'``).
+
+Only rank 0 of a distributed run creates any of this.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+ProgressMode = Literal["auto", "bar", "lines", "off"]
+
+COLUMNS = ("step", "epoch", "split", "metric", "value", "seconds")
+
+
+class MetricsCSV:
+    """``metrics.csv``: appended row by row, flushed at once (a killed run keeps it)."""
+
+    def __init__(self, path: Path, *, resume_step: int | None = None) -> None:
+        self.path = path
+        if resume_step is not None and path.exists():
+            self._truncate_after(resume_step)
+        new = not path.exists() or path.stat().st_size == 0
+        self._file = path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        if new:
+            self._writer.writerow(COLUMNS)
+            self._file.flush()
+
+    def _truncate_after(self, step: int) -> None:
+        with self.path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+        if not rows or tuple(rows[0]) != COLUMNS:
+            raise ValueError(f"{self.path}: not an rnnkit metrics file (header {rows[:1]})")
+        kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= step]
+        with self.path.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows(kept)
+
+    def write(
+        self, step: int, epoch: int, split: str, values: Mapping[str, float], seconds: float
+    ) -> None:
+        for name, value in values.items():
+            self._writer.writerow([step, epoch, split, name, f"{value:.8g}", f"{seconds:.3f}"])
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.csv`` with step/epoch as int and value/seconds as float."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [
+            {
+                "step": int(row["step"]),
+                "epoch": int(row["epoch"]),
+                "split": row["split"],
+                "metric": row["metric"],
+                "value": float(row["value"]),
+                "seconds": float(row["seconds"]),
+            }
+            for row in csv.DictReader(handle)
+        ]
+
+
+class Progress:
+    """The bar or the lines, metrics.csv and TensorBoard of one process."""
+
+    def __init__(
+        self,
+        run_dir: Path | None,
+        *,
+        mode: ProgressMode = "auto",
+        enabled: bool = True,
+        tensorboard: bool = False,
+        resume_step: int | None = None,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        if mode == "auto":
+            mode = "bar" if _is_terminal(self.stream) else "lines"
+        self.mode: ProgressMode = mode if enabled else "off"
+        self.start = time.perf_counter()
+        self.metrics = (
+            MetricsCSV(run_dir / "metrics.csv", resume_step=resume_step)
+            if enabled and run_dir is not None
+            else None
+        )
+        self.board: Any = None
+        if enabled and tensorboard and run_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as error:
+                raise ValueError(
+                    "tensorboard: TensorBoard logging needs the tensorboard package "
+                    "(pip install 'rnnkit[tensorboard]')"
+                ) from error
+            self.board = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self._bar: Any = None
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def start_epoch(self, epoch: int, total: int, done: int = 0) -> None:
+        """A new epoch of ``total`` optimizer steps, ``done`` of them already taken."""
+        if self.mode != "bar":
+            return
+        from tqdm import tqdm  # type: ignore[import-untyped]
+
+        self.close_bar()
+        self._bar = tqdm(
+            total=total,
+            initial=done,
+            desc=f"epoch {epoch}",
+            unit="step",
+            file=self.stream,
+            dynamic_ncols=True,
+            leave=True,
+        )
+
+    def step(self, step: int, epoch: int, values: Mapping[str, float]) -> None:
+        """One optimizer step's training values (loss, tokens/s, lr, …)."""
+        if not self.enabled:
+            return
+        if self.metrics is not None:
+            self.metrics.write(step, epoch, "train", values, self.seconds)
+        if self.board is not None:
+            for name, value in values.items():
+                self.board.add_scalar(f"train/{name}", value, step)
+        if self._bar is not None:
+            self._bar.set_postfix(_short(values), refresh=False)
+            self._bar.update(1)
+
+    def record(self, step: int, epoch: int, split: str, values: Mapping[str, float]) -> None:
+        """Values of an evaluation or an epoch summary: recorded and shown as a line."""
+        if not self.enabled:
+            return
+        if self.metrics is not None:
+            self.metrics.write(step, epoch, split, values, self.seconds)
+        if self.board is not None:
+            for name, value in values.items():
+                self.board.add_scalar(f"{split}/{name}", value, step)
+        text = f"epoch {epoch} step {step} {split}: " + " ".join(
+            f"{name} {_format(value)}" for name, value in values.items()
+        )
+        self.line(text)
+
+    def line(self, text: str) -> None:
+        """A message: above the bar on a terminal, a plain line otherwise."""
+        if self.mode == "off":
+            return
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def close(self) -> None:
+        self.close_bar()
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.board is not None:
+            self.board.close()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _format(value: float) -> str:
+    if value != value or abs(value) >= 1e5 or (0 < abs(value) < 1e-3):
+        return f"{value:.3g}"
+    return f"{value:.4f}"
+
+
+def _short(values: Mapping[str, float]) -> dict[str, str]:
+    return {name: _format(value) for name, value in values.items()}

@@ -1,0 +1,773 @@
+"""The Trainer: the training loop, exact under accumulation, resumable, distributable.
+
+The loop, per optimizer step (``accumulate`` micro-batches, a "window")::
+
+    for each micro-batch of the window:                 # DDP syncs on the last only
+        loss_sum, count = model(batch)                  # sums over real targets
+        loss_sum.backward()                             # un-normalised
+    N = Σ count over the window and all processes       # one all-reduce
+    grads *= world_size / N                             # DDP averaged: now Σ ∂/∂θ / N
+    norm = ‖grads‖; skip the update if not finite       # counted, logged
+    clip (norm, value); set the scheduled lr; optimizer.step()   # once per window
+
+Dividing once by the window's real target count, after every backward, is what
+makes k micro-batches of b equal one batch of k·b with ragged lengths: the loss is
+the mean over all targets of the window, not a mean of per-batch means. Clipping,
+weight decay (the optimizer's), the learning-rate schedule and the step counter
+act once per window, and the last, shorter window of an epoch still steps.
+
+State that makes a resumed run bitwise equal to an uninterrupted one: weights,
+optimizer and schedule state, step, epoch, the position in the epoch's data order
+(a function of seed and epoch, see :mod:`rnnkit.training.order`), best score,
+early-stopping counters and every process's random-number generators (Python,
+NumPy, torch, CUDA), captured at window boundaries. Checkpoints are written by
+:mod:`rnnkit.training.checkpoint` (atomic, hashed, no pickle) into
+``RUN/checkpoints/last`` and ``RUN/checkpoints/best``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnkit.configuration import write_toml
+from rnnkit.losses import LossSum
+from rnnkit.training import distributed
+from rnnkit.training.checkpoint import (
+    CheckpointError,
+    NonFiniteError,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from rnnkit.training.distributed import World
+from rnnkit.training.order import EpochOrder, Shard
+from rnnkit.training.progress import Progress, ProgressMode
+from rnnkit.training.schedule import Schedule, ScheduleConfig
+
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """A torch.optim optimizer.
+
+    Attributes:
+        name: ``sgd``, ``adam``, ``adamw``, ``rmsprop`` or ``adagrad``.
+        lr: the base learning rate (the schedule scales it).
+        weight_decay: L2 penalty (decoupled for ``adamw``), applied once per update.
+        momentum: ``sgd`` and ``rmsprop``.
+        nesterov: ``sgd`` with momentum.
+        betas: ``adam``/``adamw``.
+        eps: ``adam``/``adamw``/``rmsprop``/``adagrad``.
+    """
+
+    name: OptimizerName = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.momentum < 0:
+            raise ValueError("weight_decay and momentum: expected ≥ 0")
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov: needs optimizer sgd with momentum > 0")
+
+    def build(self, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+        params = list(parameters)
+        if self.name == "sgd":
+            return torch.optim.SGD(
+                params,
+                lr=self.lr,
+                momentum=self.momentum,
+                weight_decay=self.weight_decay,
+                nesterov=self.nesterov,
+            )
+        if self.name == "adam":
+            return torch.optim.Adam(
+                params, lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay
+            )
+        if self.name == "adamw":
+            return torch.optim.AdamW(
+                params, lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay
+            )
+        if self.name == "rmsprop":
+            return torch.optim.RMSprop(
+                params,
+                lr=self.lr,
+                momentum=self.momentum,
+                eps=self.eps,
+                weight_decay=self.weight_decay,
+            )
+        return torch.optim.Adagrad(params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when the monitored evaluation value stops improving (Keras' EarlyStopping).
+
+    Attributes:
+        monitor: ``SPLIT_METRIC`` of an evaluation, e.g. ``val_loss``, ``val_accuracy``.
+        mode: ``min`` or ``max``: which direction is better.
+        patience: evaluations without improvement before stopping.
+        min_delta: the least change that counts as an improvement.
+        restore_best: load the best weights when training ends.
+    """
+
+    monitor: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    patience: int = 3
+    min_delta: float = 0.0
+    restore_best: bool = True
+
+    def __post_init__(self) -> None:
+        if self.patience < 0 or self.min_delta < 0:
+            raise ValueError("patience and min_delta: expected ≥ 0")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Everything the training loop does, and nothing about the model or the data.
+
+    Attributes:
+        epochs: passes over the training data (``max_steps`` may end it sooner).
+        max_steps: stop after this many optimizer steps (None: no limit).
+        batch_size: examples per micro-batch per process.
+        accumulate: micro-batches per optimizer step.
+        clip_norm: clip the global gradient norm to this (None: no clipping).
+        clip_value: clip every gradient element to ±this (None: no clipping).
+        max_bad_steps: stop after this many consecutive steps skipped because the
+            gradient norm was not finite.
+        eval_every: evaluate every N optimizer steps (None: only at epoch ends).
+        eval_each_epoch: evaluate at the end of every epoch.
+        checkpoint_every: save ``last`` every N optimizer steps, besides epoch ends,
+            evaluations, the end and Ctrl-C (None: only those).
+        seed: seeds Python, NumPy and torch (+ rank) and the data order.
+        deterministic: torch's deterministic algorithms (slower on CUDA).
+        precision: ``fp32``, or ``bf16`` autocast for the forward pass.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        shuffle: reshuffle the training data every epoch.
+        progress: ``auto`` (a bar on a terminal, lines otherwise), ``bar``, ``lines``
+            or ``off``.
+        tensorboard: also log to ``RUN/tensorboard``.
+        optimizer, schedule, early_stopping: see their classes.
+    """
+
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 32
+    accumulate: int = 1
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    max_bad_steps: int = 10
+    eval_every: int | None = None
+    eval_each_epoch: bool = True
+    checkpoint_every: int | None = None
+    seed: int = 0
+    deterministic: bool = False
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: str = "auto"
+    shuffle: bool = True
+    progress: ProgressMode = "auto"
+    tensorboard: bool = False
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    early_stopping: EarlyStoppingConfig | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "accumulate", "max_bad_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        for name in ("max_steps", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}: expected a positive integer or none, got {value!r}")
+        for name in ("clip_norm", "clip_value"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name}: expected > 0 or none, got {value!r}")
+
+
+# --------------------------------------------------------------------------- results
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. too many non-finite steps); the message says why."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``last`` was saved first. The CLI exits with 130."""
+
+
+@dataclass
+class TrainState:
+    """Where training stands; all of it goes into a checkpoint."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # the epoch in progress (0-based)
+    position: int = 0  # micro-batches of that epoch already used
+    skipped: int = 0  # steps skipped for a non-finite gradient norm, in total
+    bad_in_a_row: int = 0
+    best: float | None = None  # best monitored value so far
+    best_step: int | None = None
+    evaluations_without_improvement: int = 0
+    stop_reason: str = ""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a ``fit`` ended."""
+
+    steps: int
+    epochs: int
+    skipped: int
+    best: float | None
+    best_step: int | None
+    stop_reason: str
+    last_metrics: dict[str, float]
+
+
+class Callback:
+    """Hooks called on every process; override what you need."""
+
+    def on_step_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
+        """After every optimizer step (taken or skipped)."""
+
+    def on_evaluate(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
+        """After every evaluation, with ``SPLIT_METRIC`` keys."""
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        """After every epoch."""
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class Trainer:
+    """Train a model that maps a batch to a :class:`~rnnkit.losses.LossSum`.
+
+    Args:
+        model: ``model(batch) -> LossSum(total, n_targets)``: the loss summed over the
+            batch's real targets and their number.
+        config: the loop's configuration.
+        train: the training examples (anything with ``len`` and indexing).
+        collate: turns a list of examples into a batch (tensors anywhere inside a
+            tuple, list, dict or dataclass are moved to the device).
+        val: evaluation examples (``val_loss`` = summed loss / targets).
+        evaluate: extra evaluation metrics, ``evaluate(model, batches)`` → dict;
+            run on rank 0 over all of ``val``.
+        run_dir: the run folder (config.toml, metrics.csv, checkpoints/); None keeps
+            nothing on disk.
+        resume: continue from ``run_dir/checkpoints/last`` if it exists.
+        artifacts: files saved with every checkpoint (vocabularies, …), name → bytes.
+        callbacks: :class:`Callback` hooks.
+        config_to_save: the resolved configuration written to ``run_dir/config.toml``
+            (default: ``config``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainerConfig,
+        train: Sequence[Any],
+        collate: Callable[[list[Any]], Any],
+        *,
+        val: Sequence[Any] | None = None,
+        evaluate: Callable[[nn.Module, Iterator[Any]], Mapping[str, float]] | None = None,
+        run_dir: Path | str | None = None,
+        resume: bool = False,
+        artifacts: Mapping[str, bytes] | None = None,
+        callbacks: Sequence[Callback] = (),
+        config_to_save: Any = None,
+        world: World | None = None,
+    ) -> None:
+        self.config = config
+        self.world = world if world is not None else distributed.setup(config.device)
+        if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        self.model = model.to(self.world.device)
+        self.train_data = train
+        self.val_data = val
+        self.collate = collate
+        self.evaluate_fn = evaluate
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.artifacts = dict(artifacts or {})
+        self.callbacks = list(callbacks)
+        self.order = EpochOrder(
+            len(train),
+            config.batch_size,
+            seed=config.seed,
+            shuffle=config.shuffle,
+            rank=self.world.rank,
+            world_size=self.world.size,
+        )
+        self.steps_per_epoch = -(-len(self.order) // config.accumulate)
+        total = config.epochs * self.steps_per_epoch
+        self.total_steps = min(total, config.max_steps) if config.max_steps else total
+        self.optimizer = config.optimizer.build([p for p in model.parameters() if p.requires_grad])
+        if config.schedule.name == "plateau" and val is None:
+            raise ValueError("schedule.name: plateau reduces on evaluation results; give val data")
+        self.schedule = Schedule(config.schedule, self.optimizer, self.total_steps)
+        self.state = TrainState()
+        self.monitor = self._monitor()
+        self._best_weights: dict[str, Tensor] | None = None
+        self.ddp: nn.Module = self.model
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.world.device.index] if self.world.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+
+        resumed = False
+        if resume and self.run_dir is not None and has_checkpoint(self._checkpoint_dir("last")):
+            self._load(self._checkpoint_dir("last"))
+            resumed = True
+        elif not resume:
+            seed_everything(config.seed + self.world.rank)
+        if self.run_dir is not None and self.world.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            header = "The resolved configuration of this run, written by rnnkit."
+            write_toml(
+                config_to_save if config_to_save is not None else config,
+                self.run_dir / "config.toml",
+                header=header,
+            )
+        self.progress = Progress(
+            self.run_dir,
+            mode=config.progress,
+            enabled=self.world.main,
+            tensorboard=config.tensorboard,
+            resume_step=self.state.step if resumed else None,
+        )
+        if resumed:
+            self.progress.line(
+                f"resumed from {self._checkpoint_dir('last')} at step {self.state.step} "
+                f"(epoch {self.state.epoch}, micro-batch {self.state.position})"
+            )
+
+    # ----------------------------------------------------------------- public
+
+    def fit(self) -> TrainResult:
+        """Train until the epochs or ``max_steps`` are done, or early stopping."""
+        c = self.config
+        last: dict[str, float] = {}
+        try:
+            while self.state.epoch < c.epochs and not self._done():
+                self.progress.start_epoch(
+                    self.state.epoch + 1, self.steps_per_epoch, self.state.position // c.accumulate
+                )
+                for metrics in self._epoch():
+                    last = metrics
+                    if self._done():
+                        break
+                if self._done() and self.state.position < len(self.order):
+                    break  # stopped mid-epoch: the checkpoint keeps the position
+                self.progress.close_bar()
+                if c.eval_each_epoch and self.val_data is not None:
+                    last.update(self._evaluate())
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self)
+                self.state.epoch += 1
+                self.state.position = 0
+                self._save("last")
+            if not self.state.stop_reason:
+                self.state.stop_reason = (
+                    "max_steps" if c.max_steps and self.state.step >= c.max_steps else "epochs"
+                )
+            self._save("last")
+        except KeyboardInterrupt as interrupt:
+            self.progress.close_bar()
+            self.optimizer.zero_grad(set_to_none=True)
+            self._save("last", rng=self._window_rng, gather=False)
+            self.progress.line(f"interrupted at step {self.state.step}; saved checkpoints/last")
+            self.progress.close()
+            raise Interrupted() from interrupt
+        except TrainingError:
+            self.progress.close()
+            raise
+        self._restore_best()
+        self.progress.close()
+        return TrainResult(
+            steps=self.state.step,
+            epochs=self.state.epoch,
+            skipped=self.state.skipped,
+            best=self.state.best,
+            best_step=self.state.best_step,
+            stop_reason=self.state.stop_reason,
+            last_metrics=last,
+        )
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate on ``val`` now; ``SPLIT_METRIC`` keys (``val_loss``, …)."""
+        return self._evaluate(record=False)
+
+    # ----------------------------------------------------------------- one epoch
+
+    def _epoch(self) -> Iterator[dict[str, float]]:
+        c = self.config
+        shards = self.order.batches(self.state.epoch, self.state.position)
+        window: list[Shard] = []
+        self._window_rng = capture_rng()
+        for shard in shards:
+            window.append(shard)
+            remaining = len(self.order) - self.state.position - len(window)
+            if len(window) < c.accumulate and remaining > 0:
+                continue
+            metrics = self._step(window)
+            window = []
+            self._window_rng = capture_rng()
+            for callback in self.callbacks:
+                callback.on_step_end(self, metrics)
+            if c.eval_every and self.state.step % c.eval_every == 0 and self.val_data is not None:
+                metrics = {**metrics, **self._evaluate()}
+            if c.checkpoint_every and self.state.step % c.checkpoint_every == 0:
+                self._save("last")
+            yield metrics
+            if self._done():
+                return
+
+    def _step(self, window: list[Shard]) -> dict[str, float]:
+        """One optimizer step over ``window``'s micro-batches."""
+        c = self.config
+        started = time.perf_counter()
+        self.ddp.train()
+        loss_sum = 0.0
+        tokens = 0.0
+        for i, shard in enumerate(window):
+            batch = move(
+                self.collate([self.train_data[j] for j in shard.indices]), self.world.device
+            )
+            sync = i == len(window) - 1
+            no_sync = getattr(self.ddp, "no_sync", None)
+            with (
+                no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext(),
+                self._autocast(),
+            ):
+                out = self.ddp(batch)
+                if not isinstance(out, LossSum):
+                    raise TypeError(
+                        f"model: expected forward(batch) to return LossSum(total, n_targets), "
+                        f"got {type(out).__name__}"
+                    )
+                total = out.total * shard.weight
+            total.backward()  # type: ignore[no-untyped-call]
+            loss_sum += float(total.detach())
+            tokens += float(out.n_targets) * shard.weight
+        loss_sum, tokens = distributed.all_sum(self.world, [loss_sum, tokens])
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        metrics: dict[str, float] = {"loss": loss_sum / tokens if tokens else float("nan")}
+        if tokens == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._skip(window, metrics, "the window has no targets")
+            return metrics
+        scale = self.world.size / tokens  # DDP averaged the sums over processes
+        for p in params:
+            p.grad.mul_(scale)  # type: ignore[union-attr]
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        metrics["grad_norm"] = norm
+        if not math.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._skip(window, metrics, f"non-finite gradient norm ({norm})")
+            return metrics
+        clipped = c.clip_norm is not None and norm > c.clip_norm
+        if c.clip_norm is not None and clipped:
+            torch.nn.utils.clip_grads_with_norm_(params, c.clip_norm, torch.tensor(norm))
+        if c.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, c.clip_value)
+        rates = self.schedule.apply(self.state.step)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        # The state moves on only once the update is done: an interrupt before this
+        # line resumes at the start of the window.
+        self.state.step += 1
+        self.state.position += len(window)
+        self.state.bad_in_a_row = 0
+        seconds = time.perf_counter() - started
+        metrics.update(
+            lr=rates[0],
+            clipped=1.0 if clipped else 0.0,
+            skipped=0.0,
+            tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
+        )
+        self.progress.step(self.state.step, self.state.epoch + 1, metrics)
+        return metrics
+
+    def _skip(self, window: list[Shard], metrics: dict[str, float], why: str) -> None:
+        self.state.position += len(window)
+        self.state.skipped += 1
+        self.state.bad_in_a_row += 1
+        metrics.update(skipped=1.0, clipped=0.0)
+        self.progress.step(self.state.step, self.state.epoch + 1, metrics)
+        self.progress.line(
+            f"step {self.state.step + 1} skipped: {why} "
+            f"({self.state.bad_in_a_row} in a row, {self.state.skipped} in total)"
+        )
+        if self.state.bad_in_a_row >= self.config.max_bad_steps:
+            self.state.stop_reason = "non-finite gradients"
+            raise TrainingError(
+                f"training stopped: {self.state.bad_in_a_row} optimizer steps in a row were "
+                f"skipped ({why}); max_bad_steps = {self.config.max_bad_steps}. The weights "
+                f"are those of step {self.state.step}; lower the learning rate or clip "
+                f"gradients (clip_norm)."
+            )
+
+    def _done(self) -> bool:
+        c = self.config
+        return bool(self.state.stop_reason) or (
+            c.max_steps is not None and self.state.step >= c.max_steps
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.config.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.world.device.type, dtype=torch.bfloat16)
+
+    # ----------------------------------------------------------------- evaluation
+
+    def _monitor(self) -> EarlyStoppingConfig | None:
+        if self.config.early_stopping is not None:
+            return self.config.early_stopping
+        if self.val_data is not None:
+            # Without early stopping, "best" still tracks val_loss (checkpoints/best).
+            return EarlyStoppingConfig(patience=0, restore_best=False)
+        return None
+
+    def _evaluate(self, record: bool = True) -> dict[str, float]:
+        assert self.val_data is not None
+        self.ddp.eval()
+        order = EpochOrder(
+            len(self.val_data),
+            self.config.batch_size,
+            seed=0,
+            shuffle=False,
+            rank=self.world.rank,
+            world_size=self.world.size,
+        )
+        total = count = 0.0
+        with torch.no_grad(), self._autocast():
+            for shard in order.batches(0):
+                batch = move(
+                    self.collate([self.val_data[j] for j in shard.indices]), self.world.device
+                )
+                out = self.model(batch)
+                total += float(out.total) * shard.weight
+                count += float(out.n_targets) * shard.weight
+        total, count = distributed.all_sum(self.world, [total, count])
+        values = {"loss": total / count if count else float("nan")}
+        if self.evaluate_fn is not None:
+            extra: Mapping[str, float] = {}
+            if self.world.main:
+                batches = (
+                    move(self.collate([self.val_data[j] for j in s.indices]), self.world.device)
+                    for s in EpochOrder(
+                        len(self.val_data), self.config.batch_size, seed=0, shuffle=False
+                    ).batches(0)
+                )
+                with torch.no_grad():
+                    extra = dict(self.evaluate_fn(self.model, batches))
+            values.update(distributed.broadcast_object(self.world, extra))
+        self.ddp.train()
+        metrics = {f"val_{name}": value for name, value in values.items()}
+        if record:
+            self.progress.record(self.state.step, self.state.epoch + 1, "val", values)
+            self._track_best(metrics)
+            for callback in self.callbacks:
+                callback.on_evaluate(self, metrics)
+        return metrics
+
+    def _track_best(self, metrics: Mapping[str, float]) -> None:
+        monitor = self.monitor
+        if monitor is None:
+            return
+        if monitor.monitor not in metrics:
+            raise TrainingError(
+                f"early_stopping.monitor: {monitor.monitor!r} is not among the evaluation "
+                f"values ({', '.join(sorted(metrics))})"
+            )
+        value = metrics[monitor.monitor]
+        best = self.state.best
+        better = math.isfinite(value) and (
+            best is None
+            or (monitor.mode == "min" and value < best - monitor.min_delta)
+            or (monitor.mode == "max" and value > best + monitor.min_delta)
+        )
+        self.schedule.observe(value)
+        if better:
+            self.state.best = value
+            self.state.best_step = self.state.step
+            self.state.evaluations_without_improvement = 0
+            self._save("best")
+            if self.run_dir is None and monitor.restore_best:
+                self._best_weights = {
+                    k: v.detach().clone() for k, v in self.model.state_dict().items()
+                }
+            return
+        self.state.evaluations_without_improvement += 1
+        if (
+            self.config.early_stopping is not None
+            and self.state.evaluations_without_improvement > monitor.patience
+        ):
+            self.state.stop_reason = (
+                f"early stopping: {monitor.monitor} did not improve for "
+                f"{self.state.evaluations_without_improvement} evaluations "
+                f"(best {best:.6g} at step {self.state.best_step})"
+            )
+            self.progress.line(self.state.stop_reason)
+
+    def _restore_best(self) -> None:
+        monitor = self.config.early_stopping
+        if monitor is None or not monitor.restore_best or self.state.best_step is None:
+            return
+        if self._best_weights is not None:
+            self.model.load_state_dict(self._best_weights)
+        elif self.run_dir is not None and has_checkpoint(self._checkpoint_dir("best")):
+            best = load_checkpoint(self._checkpoint_dir("best"))
+            self.model.load_state_dict(best.weights)
+        self.progress.line(
+            f"restored the best weights (step {self.state.best_step}, "
+            f"{monitor.monitor} {self.state.best:.6g})"
+        )
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def _checkpoint_dir(self, name: str) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / "checkpoints" / name
+
+    def _save(self, name: str, rng: dict[str, Any] | None = None, gather: bool = True) -> None:
+        if self.run_dir is None:
+            return
+        mine = rng if rng is not None else capture_rng()
+        # Every process's generators, so each resumes its own dropout stream. After
+        # Ctrl-C the processes are no longer in step, so rank 0 saves its own only
+        # and the others reseed on resume (their dropout masks then differ).
+        states = distributed.gather_objects(self.world, mine) if gather else [mine]
+        if not self.world.main:
+            return
+        weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        state = {
+            "trainer": vars(copy.copy(self.state)),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": states,
+            "world_size": self.world.size,
+        }
+        try:
+            save_checkpoint(
+                self._checkpoint_dir(name),
+                weights,
+                state,
+                step=self.state.step,
+                artifacts=self.artifacts,
+            )
+        except NonFiniteError as error:
+            self.state.stop_reason = "non-finite weights"
+            raise TrainingError(
+                f"training stopped: {error}; refusing to save non-finite values. The last "
+                f"checkpoint on disk is untouched."
+            ) from error
+
+    def _load(self, folder: Path) -> None:
+        try:
+            checkpoint = load_checkpoint(folder)
+        except CheckpointError as error:
+            raise TrainingError(f"cannot resume: {error}") from error
+        state = checkpoint.state
+        if int(state["world_size"]) != self.world.size:
+            raise TrainingError(
+                f"cannot resume {folder}: it was saved by {state['world_size']} process(es), "
+                f"this run has {self.world.size}; the data order would differ"
+            )
+        self.model.load_state_dict(checkpoint.weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.state = TrainState(**state["trainer"])
+        self.state.stop_reason = ""  # a resumed run goes on to its own limits
+        states = state["rng"]
+        if self.world.rank < len(states):
+            restore_rng(states[self.world.rank])
+        else:
+            seed_everything(self.config.seed + self.world.rank + 7919 * self.state.step)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (every device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every generator's state as plain values (safe for ``weights_only`` loading)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [
+            str(kind),
+            torch.from_numpy(np.asarray(keys).astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def move(batch: Any, device: torch.device) -> Any:
+    """``batch`` with every tensor inside it on ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # NamedTuple
+        return type(batch)(*(move(item, device) for item in batch))
+    if isinstance(batch, list | tuple):
+        return type(batch)(move(item, device) for item in batch)
+    if isinstance(batch, dict):
+        return {key: move(value, device) for key, value in batch.items()}
+    import dataclasses
+
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return dataclasses.replace(
+            batch,
+            **{f.name: move(getattr(batch, f.name), device) for f in dataclasses.fields(batch)},
+        )
+    return batch

@@ -1,0 +1,86 @@
+"""Train the toy tagger in a process of its own: for kill/resume and torchrun tests.
+
+python -m tests.training.run_toy --run-dir R --out W.safetensors [--kill-at N] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from rnnkit.training.trainer import Callback, Interrupted, OptimizerConfig, Trainer, TrainerConfig
+from tests.training.toy import Tagger, collate, examples
+
+
+class Signal(Callback):
+    """Sends this process a signal right after optimizer step ``at``."""
+
+    def __init__(self, at: int, signum: int) -> None:
+        self.at = at
+        self.signum = signum
+
+    def on_step_end(self, trainer: Trainer, metrics: Any) -> None:
+        if trainer.state.step == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run-dir")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--examples", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--accumulate", type=int, default=1)
+    parser.add_argument("--checkpoint-every", type=int)
+    parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--double", action="store_true")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--kill-at", type=int)
+    parser.add_argument("--interrupt-at", type=int)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = Tagger(args.dropout)
+    if args.double:
+        model = model.double()
+    config = TrainerConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        accumulate=args.accumulate,
+        checkpoint_every=args.checkpoint_every,
+        progress="lines",
+        device="cpu",
+        optimizer=OptimizerConfig("adam", lr=0.01),
+    )
+    callbacks: list[Callback] = []
+    if args.kill_at:
+        callbacks.append(Signal(args.kill_at, signal.SIGKILL))
+    if args.interrupt_at:
+        callbacks.append(Signal(args.interrupt_at, signal.SIGINT))
+    trainer = Trainer(
+        model,
+        config,
+        examples(args.examples),
+        collate,
+        run_dir=args.run_dir,
+        resume=args.resume,
+        callbacks=callbacks,
+    )
+    try:
+        trainer.fit()
+    except Interrupted:
+        return 130
+    if trainer.world.main:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

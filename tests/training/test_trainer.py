@@ -1,0 +1,292 @@
+"""The Trainer: exact accumulation, once-per-step clipping, skips, resume, early stopping."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from rnnkit.configuration import from_mapping
+from rnnkit.training.checkpoint import load_checkpoint
+from rnnkit.training.progress import read_metrics
+from rnnkit.training.schedule import ScheduleConfig
+from rnnkit.training.trainer import (
+    Callback,
+    EarlyStoppingConfig,
+    OptimizerConfig,
+    Trainer,
+    TrainerConfig,
+    TrainingError,
+)
+from tests.training.toy import Tagger, collate, examples, weights_of
+
+
+def make(
+    config: TrainerConfig,
+    *,
+    n: int = 37,
+    dropout: float = 0.0,
+    double: bool = False,
+    poison: frozenset[int] = frozenset(),
+    **kwargs: Any,
+) -> Trainer:
+    torch.manual_seed(0)
+    model = Tagger(dropout)
+    if double:
+        model = model.double()
+    return Trainer(model, config, examples(n, poison=poison), collate, **kwargs)
+
+
+def base(**changes: Any) -> TrainerConfig:
+    values: dict[str, Any] = {"epochs": 2, "batch_size": 4, "progress": "off", "device": "cpu"}
+    values.update(changes)
+    return TrainerConfig(**values)
+
+
+# --------------------------------------------------------------------------- accumulation
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        OptimizerConfig("sgd", lr=0.5),
+        OptimizerConfig("sgd", lr=0.3, momentum=0.9, weight_decay=0.01),
+        OptimizerConfig("adamw", lr=0.01, weight_decay=0.1),
+    ],
+    ids=["sgd", "sgd-momentum-decay", "adamw-decay"],
+)
+def test_accumulating_k_micro_batches_equals_one_batch_of_k_times_b(
+    optimizer: OptimizerConfig,
+) -> None:
+    # 37 ragged sequences: micro-batches of 4 in windows of 3 and batches of 12 cut the
+    # epoch the same way (12, 12, 12, 1 examples), so 4 optimizer steps per epoch each.
+    # Clipping is on and binds: it must act once on the window's summed gradient.
+    common = {"optimizer": optimizer, "clip_norm": 0.5, "epochs": 3}
+    accumulated = make(base(batch_size=4, accumulate=3, **common), double=True)
+    whole = make(base(batch_size=12, accumulate=1, **common), double=True)
+    assert accumulated.steps_per_epoch == whole.steps_per_epoch == 4
+    a, b = accumulated.fit(), whole.fit()
+    assert a.steps == b.steps == 12
+    for name, value in weights_of(whole.model).items():
+        torch.testing.assert_close(weights_of(accumulated.model)[name], value, rtol=0, atol=1e-10)
+
+
+def test_the_first_gradient_is_the_mean_over_every_target_of_the_window() -> None:
+    # One SGD step with lr 1: Δθ = −∂L/∂θ with L = Σ loss / Σ targets over the window.
+    trainer = make(
+        base(batch_size=4, accumulate=3, max_steps=1, optimizer=OptimizerConfig("sgd", lr=1.0)),
+        double=True,
+    )
+    before = weights_of(trainer.model)
+    order = trainer.order.permutation(0)[:12]
+    reference = Tagger().double()
+    reference.load_state_dict(before)
+    out = reference(collate([trainer.train_data[i] for i in order]))
+    (out.total / out.n_targets).backward()
+    trainer.fit()
+    for name, param in reference.named_parameters():
+        step = before[name] - weights_of(trainer.model)[name]
+        torch.testing.assert_close(step, param.grad, rtol=0, atol=1e-12)
+
+
+def test_the_last_shorter_window_of_an_epoch_still_steps() -> None:
+    # 10 micro-batches per epoch in windows of 4: 4 + 4 + 2 → 3 steps per epoch.
+    trainer = make(base(batch_size=4, accumulate=4, epochs=2), n=40)
+    steps: list[int] = []
+
+    class Count(Callback):
+        def on_step_end(self, t: Trainer, metrics: Any) -> None:
+            steps.append(t.state.step)
+
+    trainer.callbacks.append(Count())
+    result = trainer.fit()
+    assert result.steps == 6 == math.ceil(10 / 4) * 2
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_clipping_by_norm_bounds_the_update_once_per_step() -> None:
+    trainer = make(
+        base(accumulate=3, max_steps=1, clip_norm=1e-3, optimizer=OptimizerConfig("sgd", lr=1.0)),
+        double=True,
+    )
+    before = weights_of(trainer.model)
+    trainer.fit()
+    after = weights_of(trainer.model)
+    squared = sum(float(((after[k] - before[k]) ** 2).sum()) for k in before)
+    # torch divides by norm + 1e-6, hence not exactly 1e-3.
+    assert math.isclose(math.sqrt(squared), 1e-3, rel_tol=1e-5)
+
+
+def test_clipping_by_value_bounds_every_element() -> None:
+    trainer = make(
+        base(max_steps=1, clip_value=1e-4, optimizer=OptimizerConfig("sgd", lr=1.0)), double=True
+    )
+    before = weights_of(trainer.model)
+    trainer.fit()
+    after = weights_of(trainer.model)
+    largest = max(float((after[k] - before[k]).abs().max()) for k in before)
+    assert math.isclose(largest, 1e-4, rel_tol=1e-9)
+
+
+# --------------------------------------------------------------------------- non-finite
+
+
+def test_a_nan_loss_skips_the_step_and_training_goes_on(tmp_path: Path) -> None:
+    # Example 5 carries a NaN into its batch's loss: that window is skipped.
+    trainer = make(base(epochs=1, accumulate=1), poison=frozenset({5}), run_dir=tmp_path)
+    position = trainer.order.permutation(0).index(5) // 4  # the poisoned micro-batch
+    seen: list[dict[str, float]] = []
+
+    class Record(Callback):
+        def on_step_end(self, t: Trainer, metrics: Any) -> None:
+            seen.append(dict(metrics))
+
+    trainer.callbacks.append(Record())
+    result = trainer.fit()
+    assert result.skipped == 1 and result.steps == len(trainer.order) - 1
+    assert seen[position]["skipped"] == 1.0 and math.isnan(seen[position]["grad_norm"])
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last")
+    assert all(torch.isfinite(v).all() for v in saved.weights.values())
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert sum(1 for r in rows if r["metric"] == "skipped" and r["value"] == 1.0) == 1
+
+
+def test_too_many_non_finite_steps_in_a_row_stop_training_clearly() -> None:
+    poison = frozenset(range(37))
+    trainer = make(base(epochs=1, max_bad_steps=3), poison=poison)
+    before = weights_of(trainer.model)
+    with pytest.raises(TrainingError, match="3 optimizer steps in a row were skipped"):
+        trainer.fit()
+    for name, value in weights_of(trainer.model).items():
+        assert torch.equal(value, before[name])  # no update ever applied
+
+
+def test_non_finite_weights_are_never_saved(tmp_path: Path) -> None:
+    class Break(Callback):
+        def on_step_end(self, t: Trainer, metrics: Any) -> None:
+            if t.state.step == 3:
+                with torch.no_grad():
+                    t.model.out.bias[0] = float("inf")
+
+    trainer = make(base(checkpoint_every=2), run_dir=tmp_path, callbacks=[Break()])
+    with pytest.raises(TrainingError, match="refusing to save non-finite values"):
+        trainer.fit()
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last")
+    assert saved.step == 2 and all(torch.isfinite(v).all() for v in saved.weights.values())
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resume_continues_bitwise_like_an_uninterrupted_run(tmp_path: Path) -> None:
+    # Dropout on: the generators' states must come back too. Stopped mid-epoch (step
+    # 7 of 10 per epoch), so the data position matters as well.
+    config = base(epochs=2, batch_size=4, checkpoint_every=7, shuffle=True)
+    whole = make(config, dropout=0.3)
+    whole.fit()
+    first = make(TrainerConfig(**{**vars(config), "max_steps": 7}), dropout=0.3, run_dir=tmp_path)
+    assert first.fit().steps == 7
+    resumed = make(config, dropout=0.3, run_dir=tmp_path, resume=True)
+    assert (resumed.state.step, resumed.state.epoch, resumed.state.position) == (7, 0, 7)
+    resumed.fit()
+    for name, value in weights_of(whole.model).items():
+        assert torch.equal(weights_of(resumed.model)[name], value), name
+    steps = [r["step"] for r in read_metrics(tmp_path / "metrics.csv") if r["metric"] == "loss"]
+    assert steps == sorted(set(steps))  # no duplicated rows across the restart
+
+
+def test_the_run_folder_holds_config_metrics_and_checkpoints(tmp_path: Path) -> None:
+    config = base(epochs=1, schedule=ScheduleConfig("cosine", warmup_steps=2))
+    make(config, run_dir=tmp_path, val=examples(9, seed=1)).fit()
+    parsed = tomllib.loads((tmp_path / "config.toml").read_text())
+    assert from_mapping(TrainerConfig, parsed) == config
+    assert (tmp_path / "checkpoints" / "last" / "manifest.json").exists()
+    assert (tmp_path / "checkpoints" / "best" / "manifest.json").exists()
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert {r["split"] for r in rows} == {"train", "val"}
+    assert {"loss", "lr", "grad_norm", "tokens_per_s", "clipped", "skipped"} <= {
+        r["metric"] for r in rows if r["split"] == "train"
+    }
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path) -> None:
+    # A learning rate so large that validation gets worse after the first epoch.
+    config = base(
+        epochs=30,
+        optimizer=OptimizerConfig("sgd", lr=30.0),
+        early_stopping=EarlyStoppingConfig(patience=2),
+    )
+    trainer = make(config, run_dir=tmp_path, val=examples(9, seed=1))
+    result = trainer.fit()
+    assert result.stop_reason.startswith("early stopping: val_loss did not improve for 3")
+    assert result.epochs < 30
+    best = load_checkpoint(tmp_path / "checkpoints" / "best")
+    assert best.step == result.best_step
+    for name, value in best.weights.items():
+        assert torch.equal(weights_of(trainer.model)[name], value)
+    assert math.isclose(trainer.evaluate()["val_loss"], result.best or 0.0, rel_tol=1e-6)
+
+
+def test_evaluation_every_n_steps_and_extra_metrics() -> None:
+    calls: list[int] = []
+
+    def accuracy(model: Any, batches: Any) -> dict[str, float]:
+        calls.append(1)
+        return {"accuracy": 0.5}
+
+    trainer = make(
+        base(epochs=1, eval_every=3, eval_each_epoch=False), val=examples(5), evaluate=accuracy
+    )
+    seen: list[dict[str, float]] = []
+
+    class Record(Callback):
+        def on_evaluate(self, t: Trainer, metrics: Any) -> None:
+            seen.append({"step": t.state.step, **metrics})
+
+    trainer.callbacks.append(Record())
+    trainer.fit()
+    assert [s["step"] for s in seen] == [3, 6, 9]
+    assert all(s["val_accuracy"] == 0.5 and s["val_loss"] > 0 for s in seen)
+
+
+def test_training_reduces_the_loss_with_each_optimizer_and_bf16() -> None:
+    # Evaluated on the training examples: each optimizer must fit them (loss at
+    # chance is ln 4 ≈ 1.39; six epochs bring it to 1.0–1.3).
+    for name in ("sgd", "adam", "adamw", "rmsprop", "adagrad"):
+        lr = {"sgd": 1.0, "adagrad": 0.1}.get(name, 0.01)
+        trainer = make(base(epochs=6, optimizer=OptimizerConfig(name, lr=lr)), val=examples(37))  # type: ignore[arg-type]
+        before = trainer.evaluate()["val_loss"]
+        trainer.fit()
+        assert trainer.evaluate()["val_loss"] < before - 0.1, name
+    trainer = make(
+        base(epochs=6, precision="bf16", optimizer=OptimizerConfig("adam", lr=0.01)),
+        val=examples(37),
+    )
+    before = trainer.evaluate()["val_loss"]
+    trainer.fit()
+    after = trainer.evaluate()["val_loss"]
+    assert math.isfinite(after) and after < before - 0.1
+
+
+def test_plain_lines_when_not_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    make(base(epochs=2, progress="auto"), val=examples(5)).fit()
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in err] == ["epoch 1 step 10 val", "epoch 2 step 20 val"]
+
+
+def test_bad_configuration_is_refused_with_the_field_named() -> None:
+    with pytest.raises(ValueError, match="accumulate: expected a positive integer"):
+        TrainerConfig(accumulate=0)
+    with pytest.raises(ValueError, match="clip_norm: expected > 0"):
+        TrainerConfig(clip_norm=0.0)
+    with pytest.raises(ValueError, match="plateau reduces on evaluation results"):
+        make(base(schedule=ScheduleConfig("plateau")))
+    with pytest.raises(ValueError, match="nesterov"):
+        OptimizerConfig("adam", nesterov=True)
