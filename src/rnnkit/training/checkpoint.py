@@ -35,6 +35,10 @@ and fsync'd. A first save killed before step 4 leaves no ``manifest.json``, so
 hashes in the manifest catch the rest (a disk or a person altering a file later):
 :func:`load_checkpoint` checks every file before it parses any.
 
+Files go through memory as bytes (``safetensors.torch.save``/``load``, ``torch.save``
+into a buffer) rather than straight to and from paths, so the hash a save records is
+the hash of exactly the bytes it wrote, and a load parses exactly the bytes it checked.
+
 One process writes a folder at a time; two concurrent savers would remove each
 other's files in step 5.
 """

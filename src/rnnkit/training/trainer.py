@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from rnnkit.configuration import write_toml
 from rnnkit.losses import LossSum
+from rnnkit.state import detach_state
 from rnnkit.training import distributed
 from rnnkit.training.checkpoint import (
     CheckpointError,
@@ -170,6 +171,12 @@ class TrainerConfig:
         progress: ``auto`` (a bar on a terminal, lines otherwise), ``bar``, ``lines``
             or ``off``.
         tensorboard: also log to ``RUN/tensorboard``.
+        carry_state: language-model streams: the batches of an epoch are consecutive
+            chunks of the same streams, and ``model(batch, state)`` returns
+            ``(LossSum, state)``; the state is carried to the next micro-batch
+            detached (truncated BPTT at chunk boundaries, the repackage_hidden of
+            word-language-model training), reset at each epoch start, and saved in
+            checkpoints. Needs ``shuffle = false``.
         optimizer, schedule, early_stopping: see their classes.
     """
 
@@ -190,6 +197,7 @@ class TrainerConfig:
     shuffle: bool = True
     progress: ProgressMode = "auto"
     tensorboard: bool = False
+    carry_state: bool = False
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     early_stopping: EarlyStoppingConfig | None = None
@@ -203,6 +211,8 @@ class TrainerConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}: expected a positive integer or none, got {value!r}")
+        if self.carry_state and self.shuffle:
+            raise ValueError("carry_state: the batches must stay in order; set shuffle = false")
         for name in ("clip_norm", "clip_value"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -333,6 +343,8 @@ class Trainer:
         self.state = TrainState()
         self.monitor = self._monitor()
         self._best_weights: dict[str, Tensor] | None = None
+        self.carry: Any = None  # the detached state carried between stream chunks
+        self._window_carry: Any = None
         self.ddp: nn.Module = self.model
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -400,6 +412,7 @@ class Trainer:
         except KeyboardInterrupt as interrupt:
             self.progress.close_bar()
             self.optimizer.zero_grad(set_to_none=True)
+            self.carry = self._window_carry
             self._save("last", rng=self._window_rng, gather=False)
             self.progress.line(f"interrupted at step {self.state.step}; saved checkpoints/last")
             self.progress.close()
@@ -429,7 +442,10 @@ class Trainer:
         c = self.config
         shards = self.order.batches(self.state.epoch, self.state.position)
         window: list[Shard] = []
+        if self.state.position == 0:
+            self.carry = None  # a new epoch starts the streams afresh
         self._window_rng = capture_rng()
+        self._window_carry = self.carry
         for shard in shards:
             window.append(shard)
             remaining = len(self.order) - self.state.position - len(window)
@@ -438,6 +454,7 @@ class Trainer:
             metrics = self._step(window)
             window = []
             self._window_rng = capture_rng()
+            self._window_carry = self.carry
             for callback in self.callbacks:
                 callback.on_step_end(self, metrics)
             if c.eval_every and self.state.step % c.eval_every == 0 and self.val_data is not None:
@@ -465,7 +482,13 @@ class Trainer:
                 no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext(),
                 self._autocast(),
             ):
-                out = self.ddp(batch)
+                if self.config.carry_state:
+                    out, state = self.ddp(batch, self.carry)
+                    # The one visible line of truncated BPTT: the next chunk starts from
+                    # this state's value, and no gradient flows back into this chunk.
+                    self.carry = detach_state(state)
+                else:
+                    out = self.ddp(batch)
                 if not isinstance(out, LossSum):
                     raise TypeError(
                         f"model: expected forward(batch) to return LossSum(total, n_targets), "
@@ -567,12 +590,16 @@ class Trainer:
             world_size=self.world.size,
         )
         total = count = 0.0
+        carry = None
         with torch.no_grad(), self._autocast():
             for shard in order.batches(0):
                 batch = move(
                     self.collate([self.val_data[j] for j in shard.indices]), self.world.device
                 )
-                out = self.model(batch)
+                if self.config.carry_state:
+                    out, carry = self.model(batch, carry)
+                else:
+                    out = self.model(batch)
                 total += float(out.total) * shard.weight
                 count += float(out.n_targets) * shard.weight
         total, count = distributed.all_sum(self.world, [total, count])
@@ -674,6 +701,7 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "rng": states,
             "world_size": self.world.size,
+            "carry": _plain_state(self.carry),
         }
         try:
             save_checkpoint(
@@ -706,6 +734,7 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         self.state = TrainState(**state["trainer"])
         self.state.stop_reason = ""  # a resumed run goes on to its own limits
+        self.carry = _restore_state(state.get("carry"), self.world.device)
         states = state["rng"]
         if self.world.rank < len(states):
             restore_rng(states[self.world.rank])
@@ -714,6 +743,30 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _plain_state(state: Any) -> Any:
+    """A carried state as plain values: a tensor, or the type's name and its fields."""
+    if state is None or isinstance(state, Tensor):
+        return state
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return {"type": type(state).__name__, "fields": [f.detach().cpu() for f in state]}
+    if isinstance(state, tuple | list):
+        return [_plain_state(item) for item in state]
+    raise TypeError(f"carry_state: cannot checkpoint a state of type {type(state).__name__}")
+
+
+def _restore_state(plain: Any, device: torch.device) -> Any:
+    from rnnkit import state as states
+
+    if plain is None or isinstance(plain, Tensor):
+        return None if plain is None else plain.to(device)
+    if isinstance(plain, dict):
+        kind = getattr(states, plain["type"], None)
+        if kind is None:
+            raise TrainingError(f"cannot resume: unknown carried state type {plain['type']!r}")
+        return kind(*(f.to(device) for f in plain["fields"]))
+    return [_restore_state(item, device) for item in plain]
 
 
 def seed_everything(seed: int) -> None:
