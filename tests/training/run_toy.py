@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--accumulate", type=int, default=1)
     parser.add_argument("--checkpoint-every", type=int)
+    parser.add_argument("--max-steps", type=int)
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--double", action="store_true")
     parser.add_argument("--resume", action="store_true")
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         accumulate=args.accumulate,
         checkpoint_every=args.checkpoint_every,
+        max_steps=args.max_steps,
         progress="lines",
         device="cpu",
         optimizer=OptimizerConfig("adam", lr=0.01),

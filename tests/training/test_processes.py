@@ -88,3 +88,16 @@ def test_two_processes_with_batch_b_equal_one_with_batch_2b(
         "--run-dir", str(tmp_path / "run"), *common, torchrun=2,
     )  # fmt: skip
     assert_same(tmp_path / "one.safetensors", tmp_path / "two.safetensors", atol=1e-6)
+
+
+def test_two_processes_stopped_and_resumed_equal_an_uninterrupted_pair(tmp_path: Path) -> None:
+    # Dropout on: each process's generators are saved (gathered on rank 0) and
+    # restored to the process they belong to.
+    common = ["--examples", "37", "--batch-size", "4", "--dropout", "0.3"]
+    run("--out", str(tmp_path / "whole.safetensors"), *common, torchrun=2)
+    run_dir = str(tmp_path / "run")
+    run("--run-dir", run_dir, "--out", "unused", "--max-steps", "7", *common, torchrun=2)
+    assert load_checkpoint(Path(run_dir) / "checkpoints" / "last").step == 7
+    run("--run-dir", run_dir, "--out", str(tmp_path / "resumed.safetensors"), "--resume",
+        *common, torchrun=2)  # fmt: skip
+    assert_same(tmp_path / "whole.safetensors", tmp_path / "resumed.safetensors")

@@ -290,3 +290,56 @@ def test_bad_configuration_is_refused_with_the_field_named() -> None:
         make(base(schedule=ScheduleConfig("plateau")))
     with pytest.raises(ValueError, match="nesterov"):
         OptimizerConfig("adam", nesterov=True)
+
+
+def test_tensorboard_gets_every_value_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TensorBoard is an optional extra; a stand-in writer records what it is given.
+    import sys
+    import types
+
+    written: list[tuple[str, float, int]] = []
+
+    class Writer:
+        def __init__(self, log_dir: str) -> None:
+            assert log_dir == str(tmp_path / "tensorboard")
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            written.append((tag, value, step))
+
+        def close(self) -> None:
+            written.append(("closed", 0.0, 0))
+
+    module = types.ModuleType("torch.utils.tensorboard")
+    module.SummaryWriter = Writer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
+    make(base(epochs=1, tensorboard=True), run_dir=tmp_path, val=examples(5)).fit()
+    tags = {tag for tag, _, _ in written}
+    assert {"train/loss", "train/grad_norm", "train/lr", "val/loss", "closed"} <= tags
+    assert [s for t, _, s in written if t == "train/loss"] == list(range(1, 11))
+
+
+def test_tensorboard_without_the_package_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ValueError, match=r"pip install 'rnnkit\[tensorboard\]'"):
+        make(base(tensorboard=True), run_dir=tmp_path)
+
+
+def test_deterministic_switch_and_seed_make_runs_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda flag: calls.append(flag))
+    calls: list[bool] = []
+    a = make(base(epochs=1, deterministic=True), dropout=0.3)
+    assert calls == [True]
+    a.fit()
+    b = make(base(epochs=1, deterministic=True), dropout=0.3)
+    b.fit()
+    c = make(base(epochs=1, seed=1), dropout=0.3)
+    c.fit()
+    for name, value in weights_of(a.model).items():
+        assert torch.equal(weights_of(b.model)[name], value)
+    assert any(not torch.equal(weights_of(c.model)[k], v) for k, v in weights_of(a.model).items())

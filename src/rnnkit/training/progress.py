@@ -97,11 +97,6 @@ class Progress:
             mode = "bar" if _is_terminal(self.stream) else "lines"
         self.mode: ProgressMode = mode if enabled else "off"
         self.start = time.perf_counter()
-        self.metrics = (
-            MetricsCSV(run_dir / "metrics.csv", resume_step=resume_step)
-            if enabled and run_dir is not None
-            else None
-        )
         self.board: Any = None
         if enabled and tensorboard and run_dir is not None:
             try:
@@ -112,6 +107,12 @@ class Progress:
                     "(pip install 'rnnkit[tensorboard]')"
                 ) from error
             self.board = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        # Opened last: nothing above may fail and leave the file open.
+        self.metrics = (
+            MetricsCSV(run_dir / "metrics.csv", resume_step=resume_step)
+            if enabled and run_dir is not None
+            else None
+        )
         self._bar: Any = None
 
     @property
