@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import torch
 from torch import Tensor, nn
 
 from rnnkit import Recurrent
+from rnnkit.bptt.truncated import TBPTTConfig, Window, truncated_bptt
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.state import HiddenState
 from rnnkit.training.trainer import OptimizerConfig, Trainer, TrainerConfig
@@ -106,3 +107,81 @@ def test_carried_state_is_checkpointed_and_resume_is_exact(tmp_path: Path) -> No
 def test_carry_state_needs_an_ordered_stream() -> None:
     with pytest.raises(ValueError, match="carry_state: the batches must stay in order"):
         TrainerConfig(carry_state=True, shuffle=True)
+
+
+class Chunk(NamedTuple):
+    inputs: Tensor  # (B, T) tokens
+    targets: Tensor  # (B, T) the next tokens
+
+
+class SequenceLM(nn.Module):
+    """The same network as a sequence model, with a per-window loss, for TBPTT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 5)
+        self.rnn = Recurrent("gru", 5, 6)
+        self.out = nn.Linear(6, VOCAB)
+
+    def forward(self, inputs: Tensor, state: HiddenState | None) -> tuple[Tensor, HiddenState]:
+        h, final = self.rnn(self.embed(inputs), state)
+        return self.out(h), final
+
+    def window_loss(self, logits: Tensor, chunk: Chunk, window: Window) -> LossSum:
+        targets = chunk.targets[:, window.loss_start : window.stop]
+        return masked_cross_entropy(logits, targets, torch.ones_like(targets, dtype=torch.bool))
+
+
+def tbptt_trainer(tbptt: TBPTTConfig, run_dir: Path | None = None, **changes: Any) -> Trainer:
+    torch.manual_seed(0)
+    config = TrainerConfig(
+        **{
+            "epochs": 2, "batch_size": 1, "shuffle": False, "carry_state": True,
+            "tbptt": tbptt, "progress": "off", "device": "cpu",
+            "optimizer": OptimizerConfig("sgd", lr=0.5), **changes,
+        }
+    )  # fmt: skip
+    data = [Chunk(c[:, :-1], c[:, 1:]) for c in chunks()]
+    return Trainer(SequenceLM().double(), config, data, lambda items: items[0], run_dir=run_dir)
+
+
+def test_tbptt_with_k1_equal_to_the_chunk_is_plain_carried_state_training() -> None:
+    plain = make(optimizer=OptimizerConfig("sgd", lr=0.5))
+    plain.model.double()
+    plain.fit()
+    tbptt = tbptt_trainer(TBPTTConfig(5))  # chunks of 5 steps: one window each
+    tbptt.fit()
+    for name, value in weights_of(plain.model).items():
+        torch.testing.assert_close(weights_of(tbptt.model)[name], value, rtol=0, atol=1e-12)
+
+
+def test_tbptt_k1_k2_step_equals_the_engine_run_by_hand() -> None:
+    config = TBPTTConfig(2, 4)
+    trainer = tbptt_trainer(config, max_steps=2)
+    model = SequenceLM().double()
+    model.load_state_dict(weights_of(trainer.model))
+    trainer.fit()
+    # By hand: TBPTT(2, 4) over chunk 0, normalise by its targets, SGD step; chunk 1
+    # from the carried state.
+    state = None
+    for chunk in [Chunk(c[:, :-1], c[:, 1:]) for c in chunks()[:2]]:
+        counts: list[float] = []
+
+        def loss(out: Tensor, w: Window, chunk: Chunk = chunk, counts: list = counts) -> Tensor:
+            part = model.window_loss(out, chunk, w)
+            counts.append(float(part.n_targets))
+            return part.total
+
+        result = truncated_bptt(model, chunk.inputs, loss, config, state)
+        state = result.state
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.5 * p.grad / sum(counts)
+                p.grad = None
+    for name, value in weights_of(model).items():
+        torch.testing.assert_close(weights_of(trainer.model)[name], value, rtol=0, atol=1e-12)
+
+
+def test_tbptt_needs_carried_state() -> None:
+    with pytest.raises(ValueError, match="tbptt: truncated BPTT trains streams"):
+        TrainerConfig(tbptt=TBPTTConfig(2), shuffle=False)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnkit.bptt.truncated import TBPTTConfig, Window, truncated_bptt
 from rnnkit.configuration import write_toml
 from rnnkit.losses import LossSum
 from rnnkit.state import detach_state
@@ -177,6 +178,12 @@ class TrainerConfig:
             detached (truncated BPTT at chunk boundaries, the repackage_hidden of
             word-language-model training), reset at each epoch start, and saved in
             checkpoints. Needs ``shuffle = false``.
+        tbptt: TBPTT(k1, k2) of Williams & Peng within each chunk
+            (:func:`rnnkit.bptt.truncated.truncated_bptt`), with the state carried
+            across chunks; needs ``carry_state``. The model is then a sequence model,
+            ``model(inputs, state) -> (outputs, state)`` over ``batch.inputs``
+            ``(B, T, ...)``, with ``model.window_loss(outputs, batch, window) ->
+            LossSum`` for the outputs of ``window.loss_start … window.stop − 1``.
         optimizer, schedule, early_stopping: see their classes.
     """
 
@@ -198,6 +205,7 @@ class TrainerConfig:
     progress: ProgressMode = "auto"
     tensorboard: bool = False
     carry_state: bool = False
+    tbptt: TBPTTConfig | None = None
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     early_stopping: EarlyStoppingConfig | None = None
@@ -211,6 +219,8 @@ class TrainerConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}: expected a positive integer or none, got {value!r}")
+        if self.tbptt is not None and not self.carry_state:
+            raise ValueError("tbptt: truncated BPTT trains streams; set carry_state = true")
         if self.carry_state and self.shuffle:
             raise ValueError("carry_state: the batches must stay in order; set shuffle = false")
         for name in ("clip_norm", "clip_value"):
@@ -472,7 +482,9 @@ class Trainer:
         self.ddp.train()
         loss_sum = 0.0
         tokens = 0.0
-        for i, shard in enumerate(window):
+        if c.tbptt is not None:
+            loss_sum, tokens = self._tbptt_window(window)
+        for i, shard in enumerate(window if c.tbptt is None else []):
             batch = move(
                 self.collate([self.train_data[j] for j in shard.indices]), self.world.device
             )
@@ -505,7 +517,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self._skip(window, metrics, "the window has no targets")
             return metrics
-        scale = self.world.size / tokens  # DDP averaged the sums over processes
+        # DDP averaged the sums over processes; the TBPTT path summed them itself.
+        scale = (self.world.size if c.tbptt is None else 1.0) / tokens
         for p in params:
             p.grad.mul_(scale)  # type: ignore[union-attr]
         grads = [p.grad for p in params if p.grad is not None]
@@ -537,6 +550,46 @@ class Trainer:
         )
         self.progress.step(self.state.step, self.state.epoch + 1, metrics)
         return metrics
+
+    def _tbptt_window(self, window: list[Shard]) -> tuple[float, float]:
+        """Forward and backward of a window's chunks by TBPTT(k1, k2); (loss, targets).
+
+        DDP's hooks expect one forward per backward; TBPTT makes several of each, so
+        this path runs the bare model and sums the gradients over processes itself.
+        """
+        config = self.config.tbptt
+        assert config is not None
+        loss_sum = tokens = 0.0
+        model: Any = self.model
+        for shard in window:
+            batch = move(
+                self.collate([self.train_data[j] for j in shard.indices]), self.world.device
+            )
+            counts: list[float] = []
+            weight = shard.weight
+
+            def window_loss(
+                outputs: Tensor,
+                part: Window,
+                batch: Any = batch,
+                counts: list[float] = counts,
+                weight: float = weight,
+            ) -> Tensor:
+                out = model.window_loss(outputs, batch, part)
+                counts.append(float(out.n_targets))
+                total: Tensor = out.total * weight
+                return total
+
+            with self._autocast():
+                result = truncated_bptt(model, batch.inputs, window_loss, config, self.carry)
+            self.carry = result.state
+            loss_sum += sum(result.losses)
+            tokens += sum(counts) * weight
+        if self.world.distributed:
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+        return loss_sum, tokens
 
     def _skip(self, window: list[Shard], metrics: dict[str, float], why: str) -> None:
         self.state.position += len(window)
