@@ -1,0 +1,132 @@
+"""Many-to-one: one prediction per sequence (sentiment, spam, forecasting, classification).
+
+    x_1 … x_T ──encoder──▶ o_1 … o_T, h_T ──pooling──▶ p ──head──▶ ŷ = g(V·p + c)
+
+The model is composed from its parts (an input layer, a :class:`~rnnkit.Recurrent`
+encoder, a pooling and a head); :func:`rnnkit.models.build_model` is the one place
+that maps configuration names to those parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.losses import LossSum
+from rnnkit.models.heads import Head
+from rnnkit.recurrent import Recurrent
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """A many-to-one model.
+
+    Attributes:
+        vocab_size: token inputs through an embedding of size ``embed``; ``None``
+            for real-valued inputs of ``input_size`` features per step.
+        input_size: features per step when ``vocab_size`` is None.
+        embed: embedding size for token inputs.
+        hidden, layers, cell, bidirectional, dropout, backend: the encoder
+            (:class:`~rnnkit.Recurrent`).
+        pooling: ``last`` (final state), ``mean``, ``max`` or ``attention``.
+        head: ``binary`` (σ + log loss), ``multiclass`` (softmax + cross-entropy) or
+            ``regression`` (linear + ``loss``).
+        num_classes: classes of a ``multiclass`` head.
+        outputs: values of a ``regression`` head (the forecast horizon × series).
+        loss: ``mse`` or ``huber`` for regression.
+        pad_id: the padding token id (its embedding row stays zero).
+    """
+
+    vocab_size: int | None = None
+    input_size: int | None = None
+    embed: int = 64
+    hidden: int = 128
+    layers: int = 1
+    cell: str = "lstm"
+    bidirectional: bool = False
+    dropout: float = 0.0
+    pooling: Literal["last", "mean", "max", "attention"] = "last"
+    head: Literal["binary", "multiclass", "regression"] = "multiclass"
+    num_classes: int = 2
+    outputs: int = 1
+    loss: Literal["mse", "huber"] = "mse"
+    pad_id: int = 0
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if (self.vocab_size is None) == (self.input_size is None):
+            raise ValueError(
+                "vocab_size, input_size: expected exactly one (tokens or real-valued features)"
+            )
+        for name in ("vocab_size", "input_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}: expected ≥ 1, got {value}")
+        for name in ("embed", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected ≥ 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: expected a value in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class SequenceBatch:
+    """Sequences and one target each.
+
+    Attributes:
+        inputs: ``(B, T)`` token ids, or ``(B, T, F)`` real-valued features.
+        lengths: ``(B,)`` real steps per row (the rest is padding).
+        targets: ``(B,)`` class ids / 0–1 labels, or ``(B, K)`` regression values.
+    """
+
+    inputs: Tensor
+    lengths: Tensor
+    targets: Tensor
+
+    @property
+    def mask(self) -> Tensor:
+        steps = self.inputs.shape[1]
+        return torch.arange(steps, device=self.lengths.device)[None, :] < self.lengths[:, None]
+
+
+class SequenceClassifier(nn.Module):
+    """Input layer → recurrent encoder → pooling → head."""
+
+    def __init__(
+        self, inputs: nn.Module, encoder: Recurrent, pooling: nn.Module, head: Head
+    ) -> None:
+        super().__init__()
+        self.inputs = inputs
+        self.encoder = encoder
+        self.pooling = pooling
+        self.head = head
+
+    def encode(self, inputs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(outputs ``(B, T, D·H)``, final state of the last layer ``(B, D·H)``, mask)."""
+        steps = inputs.shape[1]
+        mask = torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
+        outputs, state = self.encoder(self.inputs(inputs), lengths=lengths)
+        directions = self.encoder.num_directions
+        h = state[0][-directions:]  # (D, B, H): the last layer's directions
+        final = h.transpose(0, 1).reshape(h.shape[1], -1)  # (B, D·H)
+        return outputs, final, mask.to(outputs.device)
+
+    def pooled(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        outputs, final, mask = self.encode(inputs, lengths)
+        return self.pooling(outputs, final, mask)  # type: ignore[no-any-return]
+
+    def forward(self, batch: SequenceBatch) -> LossSum:
+        return self.head.loss(self.pooled(batch.inputs, batch.lengths), batch.targets)
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """The head's prediction: P(y = 1) ``(B,)``, P(y) ``(B, C)`` or ŷ ``(B, K)``."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.head.predict(self.pooled(inputs, lengths))
+        finally:
+            self.train(was_training)

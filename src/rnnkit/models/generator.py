@@ -1,0 +1,159 @@
+"""One-to-many: a sequence generated from one input vector or label (the captioning pattern).
+
+A condition c (a feature vector, or a label through an embedding) enters in one or
+both of the ways captioning models use (Vinyals et al. 2015 set the initial state;
+Karpathy's "multimodal RNN" adds it at every step):
+
+    s_0 = tanh(W_init·c + b)                  (condition_state)
+    x̃_t = [E[y_{t−1}]; W_in·c]                (condition_input)
+    (o_t, s_t) = RNN(x̃_t, s_{t−1}),   P(y_t | y_<t, c) = softmax(V·o_t + b_out)
+
+Training is teacher-forced on ``BOS y_1 … y_n EOS``; generation runs through
+:mod:`rnnkit.decoding` from :meth:`ConditionedGenerator.start`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.losses import LossSum, masked_cross_entropy
+from rnnkit.recurrent import Recurrent
+from rnnkit.state import LSTMState, map_state
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """A conditioned sequence generator.
+
+    Attributes:
+        vocab_size: output tokens (with pad, BOS and EOS).
+        condition_size: features of a real-valued condition vector, or
+        num_labels: labels of a categorical condition (embedded to ``condition_embed``).
+        condition_state: the condition sets the initial state.
+        condition_input: the condition is appended to every step's input.
+        embed, hidden, layers, cell, dropout, backend: token embedding and decoder.
+        pad_id, bos_id, eos_id: special tokens.
+    """
+
+    vocab_size: int
+    condition_size: int | None = None
+    num_labels: int | None = None
+    condition_embed: int = 32
+    condition_state: bool = True
+    condition_input: bool = True
+    embed: int = 64
+    hidden: int = 128
+    layers: int = 1
+    cell: str = "lstm"
+    dropout: float = 0.0
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if (self.condition_size is None) == (self.num_labels is None):
+            raise ValueError(
+                "condition_size, num_labels: expected exactly one (a vector or a label)"
+            )
+        if not (self.condition_state or self.condition_input):
+            raise ValueError("condition_state, condition_input: the condition must enter somewhere")
+        for name in ("vocab_size", "embed", "hidden", "layers", "condition_embed"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected ≥ 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ConditionedBatch:
+    """``condition`` ``(B, F)`` float or ``(B,)`` label ids; ``tokens`` ``(B, T)`` =
+    BOS … EOS then padding; ``lengths`` ``(B,)`` counts BOS and EOS."""
+
+    condition: Tensor
+    tokens: Tensor
+    lengths: Tensor
+
+
+class GeneratorState(NamedTuple):
+    """The decoder's recurrent state (batch in dim 1) and the encoded condition ``(B, C)``."""
+
+    rnn: Any
+    condition: Tensor
+
+
+class ConditionedGenerator(nn.Module):
+    """Condition encoder → recurrent decoder with teacher forcing → token logits."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = config
+        if c.num_labels is not None:
+            self.condition: nn.Module = nn.Embedding(c.num_labels, c.condition_embed)
+        else:
+            assert c.condition_size is not None
+            self.condition = nn.Linear(c.condition_size, c.condition_embed)
+        self.embedding = nn.Embedding(c.vocab_size, c.embed, padding_idx=c.pad_id)
+        width = c.embed + (c.condition_embed if c.condition_input else 0)
+        self.rnn = Recurrent(c.cell, width, c.hidden, num_layers=c.layers, dropout=c.dropout,
+                             backend=c.backend)  # fmt: skip
+        fields = 2 if c.cell == "lstm" else 1
+        self.init = (
+            nn.Linear(c.condition_embed, fields * c.layers * c.hidden)
+            if c.condition_state
+            else None
+        )
+        self.drop = nn.Dropout(c.dropout)
+        self.out = nn.Linear(c.hidden, c.vocab_size)
+
+    def encode_condition(self, condition: Tensor) -> Tensor:
+        encoded: Tensor = self.condition(condition)
+        return torch.tanh(encoded)  # (B, C)
+
+    def initial_state(self, cond: Tensor) -> Any:
+        """s_0: from the condition, or zeros when it only enters the inputs."""
+        batch = cond.shape[0]
+        zeros = self.rnn.initial_state(batch, device=cond.device, dtype=cond.dtype)
+        if self.init is None:
+            return zeros
+        c = self.config
+        values = torch.tanh(self.init(cond))  # (B, fields·L·H)
+        fields = values.view(batch, -1, c.layers, c.hidden).permute(1, 2, 0, 3)  # (fields, L, B, H)
+        if isinstance(zeros, LSTMState):
+            return LSTMState(fields[0].contiguous(), fields[1].contiguous())
+        return type(zeros)(fields[0].contiguous())
+
+    def _inputs(self, tokens: Tensor, cond: Tensor) -> Tensor:
+        e: Tensor = self.drop(self.embedding(tokens))  # (B, T, E)
+        if self.config.condition_input:
+            e = torch.cat([e, cond[:, None, :].expand(-1, tokens.shape[1], -1)], dim=-1)
+        return e  # (B, T, E + C)
+
+    def forward(self, batch: ConditionedBatch) -> LossSum:
+        cond = self.encode_condition(batch.condition)
+        inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]  # predict y_t from y_<t
+        lengths = batch.lengths - 1
+        o, _ = self.rnn(self._inputs(inputs, cond), self.initial_state(cond), lengths)
+        logits = self.out(self.drop(o))  # (B, T−1, V)
+        steps = targets.shape[1]
+        mask = torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+        return masked_cross_entropy(logits, targets, mask)
+
+    # ----------------------------------------------------------------- generation
+
+    def start(self, condition: Tensor) -> tuple[Tensor, GeneratorState]:
+        """BOS tokens ``(B,)`` and the initial decoding state for a batch of conditions."""
+        cond = self.encode_condition(condition)
+        bos = torch.full((cond.shape[0],), self.config.bos_id, dtype=torch.long, device=cond.device)
+        return bos, GeneratorState(self.initial_state(cond), cond)
+
+    def decode_step(self, tokens: Tensor, state: GeneratorState) -> tuple[Tensor, GeneratorState]:
+        o, rnn = self.rnn(self._inputs(tokens[:, None], state.condition), state.rnn)
+        return self.out(o[:, 0]), GeneratorState(rnn, state.condition)
+
+    def reorder_state(self, state: GeneratorState, index: Tensor) -> GeneratorState:
+        rnn = map_state(lambda field: field.index_select(1, index), state.rnn)
+        return GeneratorState(rnn, state.condition.index_select(0, index))

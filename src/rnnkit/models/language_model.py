@@ -1,0 +1,162 @@
+"""Language model (many-to-many, next step): embedding → recurrent → softmax over the vocabulary.
+
+    e_t = E[x_t],   (o_t, s_t) = RNN(e_t, s_{t−1}),   P(x_{t+1} | x_≤t) = softmax(V·o_t + c)
+
+With ``tie_weights`` the output matrix V is the embedding E itself (Press & Wolf
+2017; Inan et al. 2017); when the hidden size differs from the embedding size a
+linear projection maps o_t to the embedding size first.
+
+Three ways to train it, one module:
+
+* sentences or documents in batches: ``forward(batch) -> LossSum``;
+* a long text cut into consecutive chunks, the state carried between them:
+  :class:`StreamLM` (``Trainer(carry_state=True)``);
+* TBPTT(k1, k2) within chunks: :class:`SequenceLM` (``Trainer(tbptt=...)``).
+
+Generation goes through :mod:`rnnkit.decoding` (``decode_step``/``reorder_state``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.bptt.truncated import Window
+from rnnkit.losses import LossSum, masked_cross_entropy
+from rnnkit.recurrent import Recurrent
+from rnnkit.state import map_state
+
+
+@dataclass(frozen=True)
+class LanguageModelConfig:
+    """A recurrent language model.
+
+    Attributes:
+        vocab_size: tokens (characters or words), padding included.
+        embed: embedding size.
+        hidden, layers, cell, dropout, backend: the recurrent stack.
+        tie_weights: share the embedding matrix with the output layer.
+        pad_id: the padding id (never a target).
+    """
+
+    vocab_size: int
+    embed: int = 128
+    hidden: int = 256
+    layers: int = 2
+    cell: str = "lstm"
+    dropout: float = 0.0
+    tie_weights: bool = False
+    pad_id: int = 0
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected ≥ 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: expected a value in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TextBatch:
+    """Inputs and next-token targets, ``(B, T)`` each; ``lengths`` ``(B,)`` real steps."""
+
+    inputs: Tensor
+    targets: Tensor
+    lengths: Tensor
+
+    @property
+    def mask(self) -> Tensor:
+        steps = self.inputs.shape[1]
+        return torch.arange(steps, device=self.lengths.device)[None, :] < self.lengths[:, None]
+
+
+class LanguageModel(nn.Module):
+    """Embedding → :class:`~rnnkit.Recurrent` → dropout → (projection) → logits."""
+
+    def __init__(self, config: LanguageModelConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed, padding_idx=c.pad_id)
+        self.rnn = Recurrent(c.cell, c.embed, c.hidden, num_layers=c.layers, dropout=c.dropout,
+                             backend=c.backend)  # fmt: skip
+        self.drop = nn.Dropout(c.dropout)
+        width = c.hidden
+        self.project: nn.Module = nn.Identity()
+        if c.tie_weights and c.hidden != c.embed:
+            self.project = nn.Linear(c.hidden, c.embed)
+            width = c.embed
+        self.out = nn.Linear(width, c.vocab_size)
+        if c.tie_weights:
+            self.out.weight = self.embedding.weight  # V = E
+
+    def logits(
+        self, inputs: Tensor, state: Any = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor, Any]:
+        """``(logits (B, T, V), final state)`` for token ids ``(B, T)``."""
+        e = self.drop(self.embedding(inputs))  # (B, T, E)
+        o, final = self.rnn(e, state, lengths)  # (B, T, H)
+        return self.out(self.project(self.drop(o))), final
+
+    def forward(self, batch: TextBatch) -> LossSum:
+        logits, _ = self.logits(batch.inputs, None, batch.lengths)
+        return masked_cross_entropy(logits, batch.targets, batch.mask)
+
+    # ----------------------------------------------------------------- generation
+
+    def prime(self, prompt: Tensor) -> tuple[Tensor, Any]:
+        """Read a prompt ``(B, P)``, P ≥ 1: (its last token ``(B,)``, the state before it).
+
+        Decoding then starts from the last prompt token, so its first sampled token
+        is conditioned on the whole prompt.
+        """
+        if prompt.dim() != 2 or prompt.shape[1] < 1:
+            raise ValueError(
+                f"prompt: expected (B, P) token ids with P ≥ 1, got {tuple(prompt.shape)}"
+            )
+        state = None
+        if prompt.shape[1] > 1:
+            _, state = self.logits(prompt[:, :-1])
+        if state is None:
+            state = self.rnn.initial_state(prompt.shape[0], device=prompt.device,
+                                           dtype=self.embedding.weight.dtype)  # fmt: skip
+        return prompt[:, -1], state
+
+    def decode_step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        logits, state = self.logits(tokens[:, None], state)  # (B, 1, V)
+        return logits[:, 0], state
+
+    def reorder_state(self, state: Any, index: Tensor) -> Any:
+        return map_state(lambda field: field.index_select(1, index), state)  # batch is dim 1
+
+
+class StreamLM(nn.Module):
+    """A :class:`LanguageModel` over consecutive chunks: ``forward(batch, state) -> (LossSum, state)``."""
+
+    def __init__(self, model: LanguageModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: TextBatch, state: Any) -> tuple[LossSum, Any]:
+        logits, final = self.model.logits(batch.inputs, state)
+        return masked_cross_entropy(logits, batch.targets, batch.mask), final
+
+
+class SequenceLM(nn.Module):
+    """A :class:`LanguageModel` as a sequence model for TBPTT(k1, k2) in the Trainer."""
+
+    def __init__(self, model: LanguageModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        return self.model.logits(inputs, state)
+
+    def window_loss(self, logits: Tensor, batch: TextBatch, window: Window) -> LossSum:
+        targets = batch.targets[:, window.loss_start : window.stop]
+        mask = batch.mask[:, window.loss_start : window.stop]
+        return masked_cross_entropy(logits, targets, mask)

@@ -1,0 +1,195 @@
+"""Many-to-many aligned tagging: one tag per token (POS, NER), optionally with a CRF.
+
+    x_t = E[w_t]                                    embedding         (B, T, E)
+    h_t = [h→_t ; h←_t] = Recurrent(x)_t            bidirectional     (B, T, D·H)
+    e_t = W_o · dropout(h_t) + b_o                  tag scores        (B, T, C)
+
+Without a CRF each step is an independent softmax over the C tags and the loss is the
+cross-entropy summed over real tokens. With a CRF (:mod:`rnnkit.models.crf`) e_t are
+its emissions, the loss is the sequence NLL log Z − S(y) summed over sentences, and
+prediction is the Viterbi path; both losses count real tokens as their targets, so
+the Trainer reports a per-token loss either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.cells import CELL_NAMES
+from rnnkit.losses import LossSum, masked_cross_entropy
+from rnnkit.models.crf import CRF
+from rnnkit.recurrent import BACKENDS, Recurrent
+
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    """Everything that defines a :class:`Tagger`.
+
+    Attributes:
+        vocab_size: V, token ids are 0 … V−1.
+        num_tags: C, tag ids are 0 … C−1.
+        embed: E, the embedding width.
+        hidden: H per direction; the tag layer reads D·H features.
+        layers: L recurrent layers.
+        cell: ``"lstm"``, ``"gru"``, ``"rnn"`` or ``"rnn_relu"``.
+        bidirectional: read the whole sentence on both sides of each token (D = 2);
+            false gives a causal tagger whose tag at t sees only tokens 0 … t.
+        dropout: on the recurrent outputs before the tag layer, and between
+            recurrent layers when L > 1; only in training mode.
+        crf: score whole tag paths with a CRF (learns which tags may follow which,
+            e.g. I-x only after B-x or I-x) instead of independent per-token softmaxes.
+        pad_id: the padding token id; its embedding row is zero and gets no gradient.
+        backend: the :class:`~rnnkit.recurrent.Recurrent` backend.
+    """
+
+    vocab_size: int
+    num_tags: int
+    embed: int = 64
+    hidden: int = 128
+    layers: int = 1
+    cell: str = "lstm"
+    bidirectional: bool = True
+    dropout: float = 0.0
+    crf: bool = False
+    pad_id: int = 0
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "num_tags", "embed", "hidden", "layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if self.cell not in CELL_NAMES:
+            raise ValueError(f"cell: expected one of {', '.join(CELL_NAMES)}, got {self.cell!r}")
+        for name in ("bidirectional", "crf"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, int | float)
+            or not 0.0 <= self.dropout < 1.0
+        ):
+            raise ValueError(f"dropout: expected a number in [0, 1), got {self.dropout!r}")
+        if (
+            isinstance(self.pad_id, bool)
+            or not isinstance(self.pad_id, int)
+            or not 0 <= self.pad_id < self.vocab_size
+        ):
+            raise ValueError(
+                f"pad_id: expected an int in 0..{self.vocab_size - 1} (vocab_size − 1), "
+                f"got {self.pad_id!r}"
+            )
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}"
+            )
+
+
+@dataclass(frozen=True)
+class TagBatch:
+    """A padded batch of tagged sentences.
+
+    Attributes:
+        tokens: ``(B, T)`` int64 token ids, any id past each row's end.
+        tags: ``(B, T)`` int64 gold tag ids, any value past each row's end.
+        lengths: ``(B,)`` int64 sentence lengths in 1 … T.
+    """
+
+    tokens: Tensor
+    tags: Tensor
+    lengths: Tensor
+
+    def __post_init__(self) -> None:
+        if self.tokens.dim() != 2 or self.tokens.dtype != torch.int64:
+            raise ValueError(
+                f"tokens: expected an int64 tensor (B, T), got {self.tokens.dtype} "
+                f"{tuple(self.tokens.shape)}"
+            )
+        if self.tags.shape != self.tokens.shape or self.tags.dtype != torch.int64:
+            raise ValueError(
+                f"tags: expected an int64 tensor {tuple(self.tokens.shape)} like tokens, "
+                f"got {self.tags.dtype} {tuple(self.tags.shape)}"
+            )
+        if self.lengths.shape != self.tokens.shape[:1] or self.lengths.dtype != torch.int64:
+            raise ValueError(
+                f"lengths: expected an int64 tensor ({self.tokens.shape[0]},), "
+                f"got {self.lengths.dtype} {tuple(self.lengths.shape)}"
+            )
+
+    @property
+    def mask(self) -> Tensor:
+        """``(B, T)`` bool, true on each row's first ``lengths`` steps."""
+        return length_mask(self.lengths, self.tokens.shape[1])
+
+
+def length_mask(lengths: Tensor, steps: int) -> Tensor:
+    """``(B, T)`` bool mask, true where t < lengths[b]."""
+    positions = torch.arange(steps, device=lengths.device)  # (T,)
+    return positions < lengths.unsqueeze(1)  # (B, T)
+
+
+class Tagger(nn.Module):
+    """Embedding → :class:`~rnnkit.recurrent.Recurrent` → dropout → linear tag scores,
+    with an optional :class:`~rnnkit.models.crf.CRF` on top (module docstring)."""
+
+    def __init__(self, config: TaggerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embed, padding_idx=config.pad_id)
+        self.recurrent = Recurrent(
+            config.cell,
+            config.embed,
+            config.hidden,
+            num_layers=config.layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
+            backend=config.backend,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        directions = 2 if config.bidirectional else 1
+        self.output = nn.Linear(directions * config.hidden, config.num_tags)
+        self.crf = CRF(config.num_tags) if config.crf else None
+
+    def emissions(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """Per-token tag scores e_t ``(B, T, C)`` for ``tokens (B, T)`` and ``lengths (B,)``.
+
+        Past a row's end the recurrent outputs are zero, so the scores there are the
+        bias b_o alone: they depend on no padded token, and every consumer masks them.
+        """
+        embedded = self.embedding(tokens)  # (B, T, E)
+        hidden, _ = self.recurrent(embedded, lengths=lengths)  # (B, T, D·H)
+        scores: Tensor = self.output(self.dropout(hidden))  # (B, T, C)
+        return scores
+
+    def forward(self, batch: TagBatch) -> LossSum:
+        """The loss summed over the batch's real tokens, and their number.
+
+        Without a CRF: Σ_t −log softmax(e_t)[y_t]. With one: Σ_rows (log Z − S(y)),
+        which is the NLL of whole sentences; ``n_targets`` is the token count in both.
+        """
+        mask = batch.mask  # (B, T)
+        scores = self.emissions(batch.tokens, batch.lengths)  # (B, T, C)
+        if self.crf is None:
+            return masked_cross_entropy(scores, batch.tags, mask)
+        return self.crf.nll(_at_least_float32(scores), batch.tags, mask)
+
+    @torch.no_grad()
+    def predict(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """The predicted tags ``(B, T)`` int64, 0 past each row's end: the per-token
+        arg max without a CRF, the Viterbi path with one. Dropout still applies in
+        training mode: call ``eval()`` first for deterministic tags."""
+        mask = length_mask(lengths.to(tokens.device), tokens.shape[1])  # (B, T)
+        scores = self.emissions(tokens, lengths)  # (B, T, C)
+        if self.crf is None:
+            return scores.argmax(dim=2).masked_fill(~mask, 0)
+        tags, _ = self.crf.viterbi(_at_least_float32(scores), mask)
+        return tags
+
+
+def _at_least_float32(scores: Tensor) -> Tensor:
+    # bf16/fp16 emissions (autocast): sums of T scores lose whole units in 8 mantissa
+    # bits, so the CRF's recursions run in float32; float64 stays float64.
+    return scores if scores.dtype in (torch.float32, torch.float64) else scores.float()

@@ -1,0 +1,60 @@
+"""Readers for the small real-data files in tests/fixtures, and a one-batch overfit loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.losses import LossSum
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def lines(name: str) -> list[str]:
+    """The lines of a fixture file without its '#' provenance header."""
+    text = (FIXTURES / name).read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+def reviews() -> list[tuple[str, str]]:
+    """(label, text) pairs of the rotten-tomatoes sample."""
+    rows = lines("models_rotten_tomatoes_sample.tsv")[1:]
+    return [tuple(row.split("\t", 1)) for row in rows]  # type: ignore[misc]
+
+
+def air_passengers() -> Tensor:
+    return torch.tensor([float(row.split(",")[1]) for row in lines("models_airpassengers.csv")[1:]])
+
+
+def chorale_roll(low: int = 36, high: int = 88) -> Tensor:
+    """``(T, P)`` 0/1 piano roll of BWV 66.6 on a 16th-note grid, MIDI low … high."""
+    frames = lines("models_bwv66_6_roll.txt")
+    roll = torch.zeros(len(frames), high - low + 1)
+    for t, frame in enumerate(frames):
+        for pitch in frame.split():
+            roll[t, int(pitch) - low] = 1.0
+    return roll
+
+
+def char_ids(
+    texts: list[str], extra: tuple[str, ...] = ("<pad>", "<bos>", "<eos>")
+) -> dict[str, int]:
+    chars = sorted({c for text in texts for c in text})
+    return {symbol: i for i, symbol in enumerate([*extra, *chars])}
+
+
+def overfit(model: nn.Module, batch: object, steps: int, lr: float = 0.02) -> float:
+    """Adam on one batch; returns the final loss per target."""
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    value = float("nan")
+    for _ in range(steps):
+        out: LossSum = model(batch)
+        loss = out.total / out.n_targets
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        value = float(loss.detach())
+    return value
