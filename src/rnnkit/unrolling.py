@@ -79,6 +79,12 @@ def unroll(
     return torch.stack(outputs, dim=1), state  # (B, T, O)
 
 
+def length_mask(lengths: Tensor, steps: int) -> Tensor:
+    """``(B, steps)`` bool, true where t < lengths[b]: the real steps of a ragged batch."""
+    positions = torch.arange(steps, device=lengths.device)  # (T,)
+    return positions < lengths.unsqueeze(1)  # (B, T)
+
+
 def check_lengths(lengths: Lengths, batch: int, steps: int) -> Tensor:
     """Validate ``lengths`` against a ``(B, T, ·)`` batch; return them as a CPU int64 ``(B,)`` tensor."""
     if isinstance(lengths, Tensor):

@@ -115,3 +115,29 @@ def test_config_errors_name_the_field() -> None:
         LanguageModelConfig(0)
     with pytest.raises(ValueError, match="dropout"):
         LanguageModelConfig(5, dropout=-0.1)
+
+
+def test_trains_on_a_stream_through_the_trainer_with_tbptt() -> None:
+    # The song as one long stream cut into 4 parallel streams of consecutive chunks,
+    # the state carried between chunks and TBPTT(4, 8) inside each.
+    from rnnkit.training.trainer import OptimizerConfig, Trainer, TrainerConfig
+
+    ids, _ = song_batch()
+    text = torch.tensor([ids[c] for c in " ".join(lines("models_tempest_song.txt"))])
+    streams = text[: (len(text) - 1) // 4 * 4 + 1]
+    width = (len(streams) - 1) // 4
+    rows = torch.stack([streams[i * width : (i + 1) * width + 1] for i in range(4)])  # (4, W+1)
+    chunks = [
+        TextBatch(rows[:, s : s + 16], rows[:, s + 1 : s + 17], torch.full((4,), 16))
+        for s in range(0, width - 16 + 1, 16)
+    ]
+    torch.manual_seed(0)
+    lm = LanguageModel(LanguageModelConfig(len(ids), embed=16, hidden=48, layers=1))
+    config = TrainerConfig(
+        epochs=30, batch_size=1, shuffle=False, carry_state=True, tbptt=TBPTTConfig(4, 8),
+        progress="off", device="cpu", optimizer=OptimizerConfig("adam", lr=0.02),
+    )  # fmt: skip
+    trainer = Trainer(SequenceLM(lm), config, chunks, lambda items: items[0], val=chunks)
+    before = trainer.evaluate()["val_loss"]
+    trainer.fit()
+    assert trainer.evaluate()["val_loss"] < before / 3

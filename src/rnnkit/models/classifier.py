@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from rnnkit.losses import LossSum
 from rnnkit.models.heads import Head
 from rnnkit.recurrent import Recurrent
+from rnnkit.unrolling import length_mask
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,7 @@ class SequenceBatch:
 
     @property
     def mask(self) -> Tensor:
-        steps = self.inputs.shape[1]
-        return torch.arange(steps, device=self.lengths.device)[None, :] < self.lengths[:, None]
+        return length_mask(self.lengths, self.inputs.shape[1])
 
 
 class SequenceClassifier(nn.Module):
@@ -106,8 +106,7 @@ class SequenceClassifier(nn.Module):
 
     def encode(self, inputs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(outputs ``(B, T, D·H)``, final state of the last layer ``(B, D·H)``, mask)."""
-        steps = inputs.shape[1]
-        mask = torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
+        mask = length_mask(lengths, inputs.shape[1])  # (B, T)
         outputs, state = self.encoder(self.inputs(inputs), lengths=lengths)
         directions = self.encoder.num_directions
         h = state[0][-directions:]  # (D, B, H): the last layer's directions

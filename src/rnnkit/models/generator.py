@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import LSTMState, map_state
+from rnnkit.unrolling import length_mask
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,7 @@ class ConditionedGenerator(nn.Module):
         lengths = batch.lengths - 1
         o, _ = self.rnn(self._inputs(inputs, cond), self.initial_state(cond), lengths)
         logits = self.out(self.drop(o))  # (B, T−1, V)
-        steps = targets.shape[1]
-        mask = torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+        mask = length_mask(lengths, targets.shape[1])  # (B, T−1)
         return masked_cross_entropy(logits, targets, mask)
 
     # ----------------------------------------------------------------- generation

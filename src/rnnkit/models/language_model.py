@@ -21,13 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from rnnkit.bptt.truncated import Window
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import map_state
+from rnnkit.unrolling import length_mask
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,7 @@ class TextBatch:
 
     @property
     def mask(self) -> Tensor:
-        steps = self.inputs.shape[1]
-        return torch.arange(steps, device=self.lengths.device)[None, :] < self.lengths[:, None]
+        return length_mask(self.lengths, self.inputs.shape[1])
 
 
 class LanguageModel(nn.Module):

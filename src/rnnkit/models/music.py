@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from rnnkit.losses import LossSum, bernoulli_nll
 from rnnkit.recurrent import Recurrent
+from rnnkit.unrolling import length_mask
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,7 @@ class PianoRollModel(nn.Module):
         frames = batch.rolls.to(self.inputs.weight.dtype)
         lengths = batch.lengths - 1  # frame t predicts frame t + 1
         logits, _ = self.logits(frames[:, :-1], None, lengths)
-        steps = frames.shape[1] - 1
-        mask = torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]  # (B, T−1)
+        mask = length_mask(lengths, frames.shape[1] - 1)  # (B, T−1)
         return bernoulli_nll(logits, frames[:, 1:], mask)
 
     @torch.no_grad()

@@ -49,6 +49,7 @@ from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.attention import AdditiveAttention, DotAttention, GeneralAttention
 from rnnkit.recurrent import BACKENDS, Recurrent
 from rnnkit.state import map_state, unstack_state
+from rnnkit.unrolling import length_mask
 
 #: The values of :attr:`Seq2SeqConfig.attention`; :func:`build_attention` maps them to classes.
 ATTENTION_NAMES: tuple[str, ...] = ("none", "bahdanau", "dot", "general")
@@ -237,12 +238,6 @@ class PairBatch:
         """``(B, T−1)`` bool, true at the predicted positions 1 … len−1 (shifted to 0 … len−2)."""
         steps = self.target.shape[1] - 1
         return length_mask(self.target_lengths.to(self.target.device) - 1, steps)
-
-
-def length_mask(lengths: Tensor, steps: int) -> Tensor:
-    """``(B, steps)`` bool mask, true where t < lengths[b]."""
-    positions = torch.arange(steps, device=lengths.device)  # (steps,)
-    return positions < lengths.unsqueeze(1)  # (B, steps)
 
 
 class Seq2SeqState(NamedTuple):
@@ -477,5 +472,4 @@ __all__ = [
     "build_attention",
     "check_teacher_forcing",
     "inverse_sigmoid_decay",
-    "length_mask",
 ]

@@ -22,6 +22,7 @@ from rnnkit.cells import CELL_NAMES
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.crf import CRF
 from rnnkit.recurrent import BACKENDS, Recurrent
+from rnnkit.unrolling import length_mask
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,6 @@ class TagBatch:
     def mask(self) -> Tensor:
         """``(B, T)`` bool, true on each row's first ``lengths`` steps."""
         return length_mask(self.lengths, self.tokens.shape[1])
-
-
-def length_mask(lengths: Tensor, steps: int) -> Tensor:
-    """``(B, T)`` bool mask, true where t < lengths[b]."""
-    positions = torch.arange(steps, device=lengths.device)  # (T,)
-    return positions < lengths.unsqueeze(1)  # (B, T)
 
 
 class Tagger(nn.Module):

@@ -649,7 +649,13 @@ class Trainer:
                 batch = move(
                     self.collate([self.val_data[j] for j in shard.indices]), self.world.device
                 )
-                if self.config.carry_state:
+                if self.config.tbptt is not None:
+                    # The whole chunk as one window: evaluation needs no truncation.
+                    steps = batch.inputs.shape[1]
+                    sequence: Any = self.model
+                    outputs, carry = sequence(batch.inputs, carry)
+                    out = sequence.window_loss(outputs, batch, Window(0, 0, steps, steps))
+                elif self.config.carry_state:
                     out, carry = self.model(batch, carry)
                 else:
                     out = self.model(batch)
