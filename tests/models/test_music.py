@@ -35,7 +35,14 @@ def test_loss_is_nll_per_frame_and_ignores_padding() -> None:
     assert int(out.n_targets) == 6 + 3  # frames predicted: lengths − 1
     noisy = rolls.clone()
     noisy[1, 4:] = 1.0 - noisy[1, 4:]  # change only padded frames
-    torch.testing.assert_close(model(RollBatch(noisy, lengths)).total, out.total)
+    grads = []
+    for roll in (rolls, noisy):
+        model.zero_grad()
+        loss = model(RollBatch(roll, lengths)).total
+        loss.backward()
+        grads.append([loss.detach(), *[p.grad.clone() for p in model.parameters()]])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     logits, _ = model.logits(rolls[:1, :-1])
     manual = torch.nn.functional.binary_cross_entropy_with_logits(
         logits, rolls[:1, 1:], reduction="sum"
