@@ -29,6 +29,26 @@ class ConfigError(ValueError):
     """A configuration value or key that is not what the dataclass expects."""
 
 
+# --------------------------------------------------------------------------- validation
+
+
+def check_positive_ints(config: Any, *names: str) -> None:
+    """Each named field is an int ≥ 1 (``None`` allowed: optional fields)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+
+
+def check_dropout(value: object) -> None:
+    """A dropout probability: a number in [0, 1)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0.0 <= value < 1.0:  # type: ignore[operator]
+        raise ValueError(f"dropout: expected a number in [0, 1), got {value!r}")
+
+
 # --------------------------------------------------------------------------- writing
 
 

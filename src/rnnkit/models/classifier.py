@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from rnnkit.configuration import check_dropout, check_positive_ints
 from rnnkit.losses import LossSum
 from rnnkit.models.heads import Head
 from rnnkit.recurrent import Recurrent
@@ -62,15 +63,9 @@ class ClassifierConfig:
             raise ValueError(
                 "vocab_size, input_size: expected exactly one (tokens or real-valued features)"
             )
-        for name in ("vocab_size", "input_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name}: expected ≥ 1, got {value}")
-        for name in ("embed", "hidden", "layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected ≥ 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a value in [0, 1), got {self.dropout}")
+        check_positive_ints(self, "vocab_size", "input_size", "embed", "hidden", "layers")
+        check_positive_ints(self, "num_classes", "outputs")
+        check_dropout(self.dropout)
 
 
 @dataclass(frozen=True)

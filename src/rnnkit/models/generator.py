@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from rnnkit.configuration import check_dropout, check_positive_ints
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import LSTMState, map_state
@@ -63,9 +64,9 @@ class GeneratorConfig:
             )
         if not (self.condition_state or self.condition_input):
             raise ValueError("condition_state, condition_input: the condition must enter somewhere")
-        for name in ("vocab_size", "embed", "hidden", "layers", "condition_embed"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected ≥ 1, got {getattr(self, name)}")
+        check_positive_ints(self, "vocab_size", "condition_size", "num_labels", "condition_embed")
+        check_positive_ints(self, "embed", "hidden", "layers")
+        check_dropout(self.dropout)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from rnnkit.bptt.truncated import Window
+from rnnkit.configuration import check_dropout, check_positive_ints
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import map_state
@@ -53,11 +54,8 @@ class LanguageModelConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embed", "hidden", "layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected ≥ 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a value in [0, 1), got {self.dropout}")
+        check_positive_ints(self, "vocab_size", "embed", "hidden", "layers")
+        check_dropout(self.dropout)
 
 
 @dataclass(frozen=True)

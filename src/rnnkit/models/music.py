@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnnkit.configuration import check_dropout, check_positive_ints
 from rnnkit.losses import LossSum, bernoulli_nll
 from rnnkit.recurrent import Recurrent
 from rnnkit.unrolling import length_mask
@@ -36,9 +37,8 @@ class MusicConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("pitches", "embed", "hidden", "layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected ≥ 1, got {getattr(self, name)}")
+        check_positive_ints(self, "pitches", "embed", "hidden", "layers")
+        check_dropout(self.dropout)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.cells import CELL_NAMES, cell_factory
+from rnnkit.configuration import check_dropout, check_positive_ints
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.attention import AdditiveAttention, DotAttention, GeneralAttention
 from rnnkit.recurrent import BACKENDS, Recurrent
@@ -99,10 +100,7 @@ class Seq2SeqConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("source_vocab", "target_vocab", "embed", "hidden", "layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        check_positive_ints(self, "source_vocab", "target_vocab", "embed", "hidden", "layers")
         if self.cell not in CELL_NAMES:
             raise ValueError(f"cell: expected one of {', '.join(CELL_NAMES)}, got {self.cell!r}")
         if not isinstance(self.bidirectional_encoder, bool):
@@ -118,8 +116,7 @@ class Seq2SeqConfig:
                 "attention: 'dot' needs keys of the decoder's size H, but a bidirectional "
                 "encoder gives 2H; use 'general' or 'bahdanau'"
             )
-        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a number in [0, 1), got {self.dropout!r}")
+        check_dropout(self.dropout)
         check_teacher_forcing(self.teacher_forcing)
         for name in ("pad_id", "bos_id", "eos_id"):
             value = getattr(self, name)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.cells import CELL_NAMES
+from rnnkit.configuration import check_dropout, check_positive_ints
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.crf import CRF
 from rnnkit.recurrent import BACKENDS, Recurrent
@@ -59,21 +60,13 @@ class TaggerConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "num_tags", "embed", "hidden", "layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        check_positive_ints(self, "vocab_size", "num_tags", "embed", "hidden", "layers")
         if self.cell not in CELL_NAMES:
             raise ValueError(f"cell: expected one of {', '.join(CELL_NAMES)}, got {self.cell!r}")
         for name in ("bidirectional", "crf"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
-        if (
-            isinstance(self.dropout, bool)
-            or not isinstance(self.dropout, int | float)
-            or not 0.0 <= self.dropout < 1.0
-        ):
-            raise ValueError(f"dropout: expected a number in [0, 1), got {self.dropout!r}")
+        check_dropout(self.dropout)
         if (
             isinstance(self.pad_id, bool)
             or not isinstance(self.pad_id, int)
