@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from rnnkit import __version__
-from rnnkit.cli import selfcheck
+from rnnkit.cli import datasets, selfcheck
 
 # Each subcommand module has ``register(subparsers)`` and ``run(args) -> int``.
-SUBCOMMANDS = (selfcheck,)
+SUBCOMMANDS = (selfcheck, datasets)
 
 
 class UsageError(Exception):
