@@ -44,6 +44,7 @@ from rnnkit.data.forms import (
     LabelledSequences,
     LabelledTexts,
     Pairs,
+    PianoRolls,
     Series,
     TaggedSentences,
     TextCorpus,
@@ -266,6 +267,7 @@ EXAMPLES: list[Dataset] = [
     Pairs({"train": [("cat", "K AE1 T"), ("cat", "K AA1 T")]}),
     Series({"a": [1.0, 2.5], "b": [-3.0, 1e300]}, ["2000-01", "2000-02"], "monthly", "b"),
     LabelledSequences({"train": [([[0.5, 1.0], [2.0, 3.0]], "1")], "test": [([], "2")]}),
+    PianoRolls({"train": [[[60, 64, 67], [], [36]]], "test": [[]]}, 36, 88, 4),
 ]
 
 
@@ -290,6 +292,7 @@ form_names = st.sampled_from(
         "Pairs",
         "Series",
         "LabelledSequences",
+        "PianoRolls",
         "Other",
     ]
 )
@@ -465,6 +468,15 @@ def observed_counts(name: str, dataset: Dataset) -> dict[str, int]:
         return _pair_counts(dataset)
     if isinstance(dataset, Series):
         return {"steps": len(dataset.times), "columns": len(dataset.values)}
+    if isinstance(dataset, PianoRolls):
+        pieces = [piece for part in dataset.splits.values() for piece in part]
+        return {
+            "pieces": len(pieces),
+            **{split: len(part) for split, part in dataset.splits.items()},
+            "frames": sum(len(piece) for piece in pieces),
+            "min_frames": min(len(piece) for piece in pieces),
+            "max_frames": max(len(piece) for piece in pieces),
+        }
     return _sequence_counts(name, dataset)
 
 
@@ -789,3 +801,22 @@ def test_parsers_raise_only_data_errors_on_damaged_real_files(
         damaged[where] = bytes(changed)
     with contextlib.suppress(DataError):
         sources.PARSERS[name](damaged)
+
+
+def test_bach_chorales_have_four_voices_on_a_16th_grid(data_cache: Path) -> None:
+    # BWV 66.6 (the rnnkit test fixture, parsed independently) is among the pieces.
+    dataset = fetched("bach-chorales", data_cache)
+    assert isinstance(dataset, PianoRolls) and dataset.frames_per_quarter == 4
+    pieces = [piece for part in dataset.splits.values() for piece in part]
+    voices = Counter(len(frame) for piece in pieces for frame in piece)
+    assert voices.most_common(1)[0][0] == 4  # four sounding voices most of the time
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "models_bwv66_6_roll.txt"
+    rows = [line for line in fixture.read_text().splitlines() if not line.startswith("#")]
+    expected = [[int(p) for p in row.split()] for row in rows]
+    assert expected in pieces
+
+
+def test_piano_rolls_refuse_pitches_outside_their_range() -> None:
+    encoded = to_json(PianoRolls({"train": [[[60], [99]]]}, 36, 88, 4))
+    with pytest.raises(DataError, match=r"MIDI pitches in 36\.\.88"):
+        from_json(encoded, path="rolls.json")

@@ -102,7 +102,23 @@ class LabelledSequences:
     splits: dict[str, list[tuple[list[list[float]], str]]]
 
 
-Dataset = TextCorpus | LabelledTexts | TaggedSentences | Pairs | Series | LabelledSequences
+@dataclass(frozen=True)
+class PianoRolls:
+    """Polyphonic pieces on a fixed time grid: ``splits[name][i][t]`` lists the MIDI
+    pitches sounding in frame ``t`` of piece ``i`` (an empty list is silence).
+
+    ``low``/``high`` bound the pitches (inclusive); ``frames_per_quarter`` is the grid.
+    """
+
+    splits: dict[str, list[list[list[int]]]]
+    low: int
+    high: int
+    frames_per_quarter: int
+
+
+Dataset = (
+    TextCorpus | LabelledTexts | TaggedSentences | Pairs | Series | LabelledSequences | PianoRolls
+)
 """Any of the standard forms."""
 
 
@@ -115,6 +131,14 @@ def to_json(dataset: Dataset) -> dict[str, Any]:
             "times": dataset.times,
             "frequency": dataset.frequency,
             "target": dataset.target,
+        }
+    if isinstance(dataset, PianoRolls):
+        return {
+            "form": "PianoRolls",
+            "splits": dataset.splits,
+            "low": dataset.low,
+            "high": dataset.high,
+            "frames_per_quarter": dataset.frames_per_quarter,
         }
     # Every other form is a dict of splits; tuples become JSON lists.
     return {"form": type(dataset).__name__, "splits": dataset.splits}
@@ -173,7 +197,24 @@ def from_json(data: object, *, path: str | None = None) -> Dataset:
                 for name, items in raw.items()
             }
         )
+    if form == "PianoRolls":
+        low, high, grid = (record.get(key) for key in ("low", "high", "frames_per_quarter"))
+        if not (type(low) is int and type(high) is int and type(grid) is int):
+            raise DataError("low, high, frames_per_quarter: expected integers", path=path)
+        pieces = {}
+        for name, items in raw.items():
+            pieces[name] = [
+                [_pitches(frame, low, high, where) for frame in where.items(piece, name)]
+                for piece in where.items(items, name)
+            ]
+        return PianoRolls(pieces, low, high, grid)
     raise DataError(f"form: expected one of the standard forms, got {form!r}", path=path)
+
+
+def _pitches(frame: object, low: int, high: int, where: _Where) -> list[int]:
+    if not isinstance(frame, list) or not all(type(p) is int and low <= p <= high for p in frame):
+        raise where.fail(f"a frame of MIDI pitches in {low}..{high}", frame)
+    return frame
 
 
 def _finite(value: object) -> bool:

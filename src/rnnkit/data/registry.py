@@ -366,6 +366,34 @@ _ENTRIES = (
         pip_options=_WHEEL_ONLY,
     ),
     DatasetInfo(
+        name="bach-chorales",
+        task="polyphonic music modelling (four-part chorales as piano rolls)",
+        form="PianoRolls",
+        package="music21==10.5.1",
+        data_file="music21/corpus/bach/*.mxl",
+        sha256="87429068def74476fd29f1fd561691890f16a3a0d75a6ce268d9383164f4c538",
+        size="20 MB wheel (read as a zip; music21 is never installed or imported)",
+        splits=(
+            "the 364 four-part scores among the corpus's 408 Bach .mxl files, on a "
+            f"16th-note grid, MIDI 36–88; {_SEEDED}"
+        ),
+        license="BSD-3 (music21 and its corpus)",
+        reference=(
+            "JSB chorales NLL per frame: GRU 8.54, LSTM 8.67 (Chung et al. 2014); a different "
+            "preprocessing (the JSB pickle), not comparable"
+        ),
+        counts={
+            "pieces": 364,
+            "train": 292,
+            "valid": 36,
+            "test": 36,
+            "frames": 79240,
+            "min_frames": 96,
+            "max_frames": 772,
+        },
+        pip_options=_WHEEL_ONLY,
+    ),
+    DatasetInfo(
         name="adding",
         task="synthetic long-range regression (the adding problem)",
         form="AddingBatch",

@@ -38,6 +38,7 @@ from rnnkit.data.forms import (
     LabelledSequences,
     LabelledTexts,
     Pairs,
+    PianoRolls,
     Series,
     TaggedSentences,
     TextCorpus,
@@ -557,6 +558,81 @@ def parse_mnist_5k(members: Members) -> LabelledSequences:
     return LabelledSequences(seeded_split(examples, (0.8, 0.1, 0.1), SPLIT_SEED))
 
 
+_STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+BACH_LOW, BACH_HIGH, BACH_GRID = 36, 88, 4  # MIDI C2–E6, 16th notes
+
+
+def _mxl_roll(data: bytes, where: str) -> list[list[int]] | None:
+    """A 4-part chorale's piano roll from a compressed MusicXML (.mxl) file; None otherwise.
+
+    Notes are placed on a 16th-note grid by their onset and duration in MusicXML
+    divisions (``backup``/``forward`` move the cursor between voices); tied notes
+    are consecutive notes, so they simply hold. Repeats are not unfolded.
+    """
+    import io
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            # The container names the score (MusicXML's compressed format).
+            container = ET.fromstring(archive.read("META-INF/container.xml"))
+            rootfile = container.find("rootfiles/rootfile")
+            if rootfile is None or not rootfile.get("full-path"):
+                raise DataError("expected a rootfile in META-INF/container.xml", path=where)
+            root = ET.fromstring(archive.read(str(rootfile.get("full-path"))))
+    except (zipfile.BadZipFile, ET.ParseError, KeyError, OSError) as error:
+        raise DataError(f"not a readable .mxl file ({error})", path=where) from None
+    parts = root.findall("part")
+    if len(parts) != 4:
+        return None  # not a four-part chorale
+    notes: list[tuple[float, float, int]] = []
+    for part in parts:
+        time, divisions = 0.0, 1.0
+        for measure in part.findall("measure"):
+            for element in measure:
+                if element.tag == "attributes" and element.find("divisions") is not None:
+                    divisions = _number(element.findtext("divisions", ""), where, None)
+                elif element.tag in ("backup", "forward"):
+                    step = _number(element.findtext("duration", ""), where, None)
+                    time += step if element.tag == "forward" else -step
+                elif element.tag == "note":
+                    if element.find("grace") is not None or element.find("chord") is not None:
+                        continue  # grace notes take no time; chords share the onset
+                    duration = _number(element.findtext("duration", "0"), where, None)
+                    pitch = element.find("pitch")
+                    if pitch is not None:
+                        midi = (
+                            12 * (int(_number(pitch.findtext("octave", ""), where, None)) + 1)
+                            + _STEPS.get(pitch.findtext("step", ""), 0)
+                            + int(_number(pitch.findtext("alter", "0"), where, None))
+                        )
+                        notes.append((time / divisions, duration / divisions, midi))
+                    time += duration
+    if not notes:
+        return None
+    frames = round(max(start + length for start, length, _ in notes) * BACH_GRID)
+    roll: list[set[int]] = [set() for _ in range(frames)]
+    for start, length, midi in notes:
+        if not BACH_LOW <= midi <= BACH_HIGH:
+            raise DataError(f"pitch {midi} outside MIDI {BACH_LOW}..{BACH_HIGH}", path=where)
+        for frame in range(round(start * BACH_GRID), round((start + length) * BACH_GRID)):
+            roll[frame].add(midi)
+    return [sorted(frame) for frame in roll]
+
+
+def parse_bach_chorales(members: Members) -> PianoRolls:
+    """The four-part Bach chorales of music21's corpus as piano rolls, seeded 80/10/10."""
+    pieces = []
+    for where in sorted(members):
+        roll = _mxl_roll(members[where], where)
+        if roll is not None:
+            pieces.append(roll)
+    return PianoRolls(
+        seeded_split(pieces, (0.8, 0.1, 0.1), SPLIT_SEED), BACH_LOW, BACH_HIGH, BACH_GRID
+    )
+
+
 PARSERS: dict[str, Parser] = {
     "shakespeare": parse_shakespeare,
     "ptb": parse_ptb,
@@ -572,5 +648,6 @@ PARSERS: dict[str, Parser] = {
     "msft": parse_msft,
     "japanese-vowels": parse_japanese_vowels,
     "mnist-5k": parse_mnist_5k,
+    "bach-chorales": parse_bach_chorales,
 }
 """The parser of each dataset that is fetched from a package, by registry name."""
