@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from rnnkit import __version__
-from rnnkit.cli import datasets, selfcheck
+from rnnkit.cli import datasets, evaluate, generate, selfcheck, train
 
 # Each subcommand module has ``register(subparsers)`` and ``run(args) -> int``.
-SUBCOMMANDS = (selfcheck, datasets)
+SUBCOMMANDS = (train, evaluate, generate, datasets, selfcheck)
 
 
 class UsageError(Exception):
