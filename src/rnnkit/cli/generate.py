@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rnnkit.cli.train import _positive
+from rnnkit.cli.arguments import positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -21,14 +21,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN", help="the run folder")
     parser.add_argument("--start", default="\n", help="the prompt (a newline)")
-    parser.add_argument("--length", type=_positive, default=200, help="tokens to generate (200)")
+    parser.add_argument("--length", type=positive_int, default=200, help="tokens to generate (200)")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (1.0)")
-    parser.add_argument("--top-k", type=_positive, help="sample among the k likeliest tokens")
+    parser.add_argument("--top-k", type=positive_int, help="sample among the k likeliest tokens")
     parser.add_argument(
         "--top-p", type=float, help="nucleus sampling: the smallest set with mass p"
     )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
-    parser.add_argument("--num-samples", type=_positive, default=1, help="how many samples (1)")
+    parser.add_argument("--num-samples", type=positive_int, default=1, help="how many samples (1)")
     parser.set_defaults(run=run)
 
 

@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from rnnkit.cli.arguments import positive_int
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -20,12 +22,18 @@ def register(subparsers: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--batch", type=_positive, default=16, help="timing batch size B (16)")
-    parser.add_argument("--steps", type=_positive, default=50, help="timing sequence length T (50)")
-    parser.add_argument("--input-size", type=_positive, default=32, help="timing input size I (32)")
-    parser.add_argument("--hidden", type=_positive, default=128, help="timing hidden size H (128)")
+    parser.add_argument("--batch", type=positive_int, default=16, help="timing batch size B (16)")
     parser.add_argument(
-        "--repeats", type=_positive, default=5, help="interleaved timing rounds (5)"
+        "--steps", type=positive_int, default=50, help="timing sequence length T (50)"
+    )
+    parser.add_argument(
+        "--input-size", type=positive_int, default=32, help="timing input size I (32)"
+    )
+    parser.add_argument(
+        "--hidden", type=positive_int, default=128, help="timing hidden size H (128)"
+    )
+    parser.add_argument(
+        "--repeats", type=positive_int, default=5, help="interleaved timing rounds (5)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and data (0)")
     parser.add_argument("--no-timing", action="store_true", help="check agreement only")
@@ -86,13 +94,3 @@ def run(args: argparse.Namespace) -> int:
             )
     print("\nall cells and backends agree with torch.nn" if ok else "\nMISMATCH: see above")
     return 0 if ok else 1
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value

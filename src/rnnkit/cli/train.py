@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rnnkit.cli.arguments import positive_int
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -29,27 +31,29 @@ def register(subparsers: Any) -> None:
         "--dataset", default="shakespeare", help="a bundled text dataset (shakespeare)"
     )
     lm.add_argument("--level", choices=("char", "word"), default="char", help="token level (char)")
-    lm.add_argument("--batch-size", type=_positive, default=32, help="parallel streams B (32)")
+    lm.add_argument("--batch-size", type=positive_int, default=32, help="parallel streams B (32)")
     lm.add_argument(
-        "--steps", type=_positive, default=100, help="tokens per chunk, the BPTT window (100)"
+        "--steps", type=positive_int, default=100, help="tokens per chunk, the BPTT window (100)"
     )
     lm.add_argument(
         "--cell", choices=("lstm", "gru", "rnn"), default="lstm", help="recurrent cell (lstm)"
     )
-    lm.add_argument("--embed", type=_positive, default=64, help="embedding size (64)")
-    lm.add_argument("--hidden", type=_positive, default=256, help="hidden size per layer (256)")
-    lm.add_argument("--layers", type=_positive, default=2, help="recurrent layers (2)")
+    lm.add_argument("--embed", type=positive_int, default=64, help="embedding size (64)")
+    lm.add_argument("--hidden", type=positive_int, default=256, help="hidden size per layer (256)")
+    lm.add_argument("--layers", type=positive_int, default=2, help="recurrent layers (2)")
     lm.add_argument("--dropout", type=float, default=0.0, help="dropout probability (0)")
     lm.add_argument("--tie-weights", action="store_true", help="share embedding and output weights")
-    lm.add_argument("--epochs", type=_positive, default=1, help="passes over the training text (1)")
-    lm.add_argument("--max-steps", type=_positive, help="stop after this many optimizer steps")
+    lm.add_argument(
+        "--epochs", type=positive_int, default=1, help="passes over the training text (1)"
+    )
+    lm.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps")
     lm.add_argument("--lr", type=float, default=2e-3, help="learning rate (2e-3)")
     lm.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop", "adagrad"),
                     default="adam", help="optimizer (adam)")  # fmt: skip
     lm.add_argument(
         "--grad-clip", type=float, default=5.0, help="clip the global gradient norm (5)"
     )
-    lm.add_argument("--eval-every", type=_positive, help="evaluate every N optimizer steps")
+    lm.add_argument("--eval-every", type=positive_int, help="evaluate every N optimizer steps")
     lm.add_argument("--seed", type=int, default=0, help="seed for weights, data order, dropout (0)")
     lm.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto",
                     help="progress display (auto: a bar on a terminal)")  # fmt: skip
@@ -86,13 +90,3 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"trained {result.steps} steps ({result.stop_reason}){best}; run folder {args.out}")
     return 0
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
