@@ -68,6 +68,17 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def check_unique_columns(header: list[str], path: Path | str, line: int) -> None:
+    """A header names each column once."""
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise DataError(
+            f"column {duplicates[0]!r} appears twice in the header (expected unique column names)",
+            path=path,
+            line=line,
+        )
+
+
 def comment_hint(first: str, line: int, prefix: str = "#") -> str:
     """A hint to add when the line other lines are judged by starts with ``#``.
 

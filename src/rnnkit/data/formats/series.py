@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Literal
 
 from rnnkit.data.errors import DataError
-from rnnkit.data.formats.common import comment_hint, one_line, read_utf8, split_lines
+from rnnkit.data.formats.common import (
+    check_unique_columns,
+    comment_hint,
+    one_line,
+    read_utf8,
+    split_lines,
+)
 
 Fill = Literal["forward", "interpolate"]
 
@@ -180,14 +186,7 @@ def _rows(
                     path=path,
                     line=number,
                 )
-            duplicates = sorted({name for name in header if header.count(name) > 1})
-            if duplicates:
-                raise DataError(
-                    f"column {duplicates[0]!r} appears twice in the header "
-                    "(expected unique column names)",
-                    path=path,
-                    line=number,
-                )
+            check_unique_columns(header, path, number)
             continue
         if len(fields) != len(header):
             raise DataError(

@@ -26,6 +26,7 @@ from rnnkit.data.errors import DataError
 from rnnkit.data.formats.common import (
     OnLong,
     check_limit_arguments,
+    check_unique_columns,
     comment_hint,
     kept_length,
     one_line,
@@ -191,14 +192,7 @@ def _table_rows(
                         path=path,
                         line=line,
                     )
-            duplicates = sorted({name for name in columns if columns.count(name) > 1})
-            if duplicates:
-                raise DataError(
-                    f"column {duplicates[0]!r} appears twice in the header "
-                    "(expected unique column names)",
-                    path=path,
-                    line=line,
-                )
+            check_unique_columns(columns, path, line)
             text_at, label_at = columns.index(text_column), columns.index(label_column)
             continue
         if len(fields) != len(columns):
