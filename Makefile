@@ -21,8 +21,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: a character-level LSTM on Shakespeare for a few minutes, its
+# validation bits per character, and three samples. The run folder stays in
+# runs/shakespeare; running the demo again resumes it (nothing left to do).
 demo: $(STAMP)
-	$(VENV)/bin/rnnkit selfcheck
+	$(VENV)/bin/rnnkit train lm --config examples/shakespeare.toml --out runs/shakespeare --resume
+	$(VENV)/bin/rnnkit evaluate runs/shakespeare --split valid
+	$(VENV)/bin/rnnkit generate runs/shakespeare --start "ROMEO:" --length 300 \
+		--temperature 0.8 --num-samples 3 --seed 1
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

@@ -136,12 +136,58 @@ def replace(config: T, changes: Mapping[str, Any], *, where: str = "") -> T:
     merged = _as_dict(config)
     for head, sub in nested.items():
         inner = getattr(config, head, None)
+        if head not in merged:
+            known = ", ".join(merged)
+            raise ConfigError(f"{_key(where, head)}: unknown key (expected one of: {known})")
+        if inner is None:
+            # An optional table that is off (``early_stopping``, ``tbptt``): a dotted
+            # key turns it on with its defaults, then sets the key.
+            inner = _default_table(type(config), head)
+            if isinstance(inner, dict):  # a table without defaults: its keys are all given
+                merged[head] = sub
+                continue
         if not dataclasses.is_dataclass(inner):
             raise ConfigError(f"{_key(where, head)}: not a table")
         merged[head] = _as_dict(replace(inner, sub, where=_key(where, head)))
     merged.update(flat)
     merged = {k: v for k, v in merged.items() if v is not None}
     return from_mapping(type(config), merged, where=where)
+
+
+def merge(config: T, data: Mapping[str, Any], *, where: str = "") -> T:
+    """``config`` with a parsed TOML mapping laid over it (a config file over defaults).
+
+    Only the keys present change; nested tables merge key by key; unknown keys raise.
+    """
+    return replace(config, flatten(data, where=where), where=where)
+
+
+def flatten(data: Mapping[str, Any], *, where: str = "", prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``: the dotted changes :func:`replace` takes."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a table, got {data!r}")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, where=where, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _default_table(cls: type, name: str) -> Any:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if name not in fields:
+        return None  # reported as an unknown key by from_mapping
+    hint = typing.get_type_hints(cls)[name]
+    for option in typing.get_args(hint) or (hint,):
+        if dataclasses.is_dataclass(option):
+            try:
+                return option()  # type: ignore[operator]
+            except TypeError:  # a table without defaults (``tbptt``): needs its keys
+                return {}
+    return None
 
 
 def _as_dict(config: Any) -> dict[str, Any]:

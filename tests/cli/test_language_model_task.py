@@ -39,8 +39,10 @@ def test_train_evaluate_generate_and_resume(
     assert (out / "config.toml").read_text().count("[task]") == 1
 
     assert main(["evaluate", str(out), "--split", "valid", "--json"]) == 0
-    metrics = json.loads(capsys.readouterr().out)
-    assert metrics["split"] == "valid" and metrics["bits_per_character"] > 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "lm" and report["split"] == "valid"
+    metrics = report["metrics"]
+    assert metrics["bits_per_character"] > 0
     assert abs(metrics["perplexity"] - 2 ** metrics["bits_per_character"]) < 1e-6
 
     args = ["generate", str(out), "--start", "Full", "--length", "30", "--seed", "3",

@@ -62,3 +62,21 @@ def test_a_foreign_metrics_file_is_refused(tmp_path: Path) -> None:
     path.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not an rnnkit metrics file"):
         MetricsCSV(path, resume_step=1)
+
+
+def test_lines_without_a_terminal_report_progress_periodically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rnnkit.training import progress as module
+
+    log = io.StringIO()
+    progress = Progress(tmp_path, stream=log)
+    assert progress.mode == "lines"
+    clock = iter([0.0, 11.0, 20.0])  # one reading per step
+    monkeypatch.setattr(Progress, "seconds", property(lambda self: next(clock)))
+    monkeypatch.setattr(module, "LINE_SECONDS", 20.0)
+    progress.start_epoch(2, total=4, done=1)
+    for step in (2, 3, 4):  # 0 s: too early; 11 s: the first line; 20 s: 20 s to the next
+        progress.step(step, 2, {"loss": 2.0 / step})
+    progress.close()
+    assert log.getvalue().splitlines() == ["epoch 2 step 3 (3/4): loss 0.6667 [11 s]"]

@@ -343,3 +343,19 @@ def test_deterministic_switch_and_seed_make_runs_repeat(monkeypatch: pytest.Monk
     for name, value in weights_of(a.model).items():
         assert torch.equal(weights_of(b.model)[name], value)
     assert any(not torch.equal(weights_of(c.model)[k], v) for k, v in weights_of(a.model).items())
+
+
+def test_max_minutes_stops_after_the_step_that_crosses_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rnnkit.training.progress import Progress
+
+    clock = iter(range(0, 10_000, 20))  # each reading of the clock: 20 s later
+    monkeypatch.setattr(Progress, "seconds", property(lambda self: float(next(clock))))
+    trainer = make(base(max_minutes=1.0), run_dir=tmp_path)
+    result = trainer.fit()
+    assert result.stop_reason == "max_minutes"
+    assert 1 <= result.steps < trainer.total_steps
+    assert load_checkpoint(tmp_path / "checkpoints" / "last").step == result.steps
+    with pytest.raises(ValueError, match="max_minutes"):
+        base(max_minutes=0.0)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 
+class UsageError(ValueError):
+    """Bad input from the user (a flag, a config value): one line, exit status 2."""
+
+
 def positive_int(text: str) -> int:
     """An ``int`` ≥ 1 from the command line."""
     try:

@@ -1,4 +1,4 @@
-"""``rnnkit generate RUN``: sample text from a trained language model."""
+"""``rnnkit generate RUN``: samples from a generative run (lm, caption, music)."""
 
 from __future__ import annotations
 
@@ -11,34 +11,60 @@ from rnnkit.cli.arguments import positive_int
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "generate",
-        help="sample text from a trained language-model run",
+        help="sample text or music from a trained generative run",
         description=(
-            "Continue a prompt with samples from a trained run (seeded, reproducible).\n\n"
+            "Sample from a trained language-model, caption or music run (seeded, "
+            "reproducible). Caption runs take --condition (a label, or a vector as "
+            "comma-separated numbers); music runs write --out (.mid, or .png for a piano "
+            "roll).\n\n"
             "example:\n"
-            '  rnnkit generate runs/shakespeare --start "ROMEO:" --length 300 --temperature 0.8'
+            '  rnnkit generate runs/shakespeare --start "ROMEO:" --length 300 --temperature 0.8\n'
+            "  rnnkit generate runs/caption --condition positive --num-samples 3\n"
+            "  rnnkit generate runs/music --length 64 --out chorale.mid"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN", help="the run folder")
-    parser.add_argument("--start", default="\n", help="the prompt (a newline)")
-    parser.add_argument("--length", type=positive_int, default=200, help="tokens to generate (200)")
+    parser.add_argument(
+        "--start",
+        default="",
+        help="the prompt (lm: default a newline; caption: first words; music: a roll file)",
+    )
+    parser.add_argument("--length", type=positive_int, default=200,
+                        help="tokens (music: frames) to generate (200)")  # fmt: skip
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (1.0)")
     parser.add_argument("--top-k", type=positive_int, help="sample among the k likeliest tokens")
     parser.add_argument(
         "--top-p", type=float, help="nucleus sampling: the smallest set with mass p"
     )
+    parser.add_argument("--beam", type=positive_int, default=1,
+                        help="beam search of this width instead of sampling (1: sample)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     parser.add_argument("--num-samples", type=positive_int, default=1, help="how many samples (1)")
+    parser.add_argument("--condition", help="caption runs: a label or comma-separated vector")
+    parser.add_argument("--out", help="music runs: the .mid or .png file to write")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rnnkit.tasks import language_model as task
+    from rnnkit.cli.arguments import UsageError
+    from rnnkit.tasks import task_module
+    from rnnkit.tasks.task import GenerateOptions, run_kind
 
-    samples = task.generate(
-        args.run_dir, args.start, length=args.length, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed, num_samples=args.num_samples,
+    kind = run_kind(args.run_dir)
+    module = task_module(kind)
+    if not hasattr(module, "generate"):
+        raise UsageError(f"a {kind} run does not generate; try `rnnkit predict {args.run_dir}`")
+    if args.temperature <= 0:
+        raise UsageError(f"--temperature: expected > 0, got {args.temperature}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UsageError(f"--top-p: expected a number in (0, 1], got {args.top_p}")
+    options = GenerateOptions(
+        start=args.start, length=args.length, temperature=args.temperature, top_k=args.top_k,
+        top_p=args.top_p, beam=args.beam, seed=args.seed, num_samples=args.num_samples,
+        condition=args.condition, out=args.out,
     )  # fmt: skip
+    samples = module.generate(args.run_dir, options)
     for index, text in enumerate(samples):
         if len(samples) > 1:
             print(f"--- sample {index + 1} ---")

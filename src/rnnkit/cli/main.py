@@ -11,14 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from rnnkit import __version__
-from rnnkit.cli import datasets, evaluate, generate, selfcheck, train
+from rnnkit.cli import bench, datasets, evaluate, generate, predict, selfcheck, train
+from rnnkit.cli.arguments import UsageError
 
 # Each subcommand module has ``register(subparsers)`` and ``run(args) -> int``.
-SUBCOMMANDS = (train, evaluate, generate, datasets, selfcheck)
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported on one line, exit status 2."""
+SUBCOMMANDS = (train, evaluate, predict, generate, datasets, bench, selfcheck)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Library errors are ValueErrors that already name the field and the expectation.
         print(f"rnnkit {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        # Errors of modules that import torch, recognised without importing them here.
+        kind = _known_error(error)
+        if kind is None:
+            raise
+        print(f"rnnkit {args.command}: error: {error}", file=sys.stderr)
+        return kind
     except KeyboardInterrupt:
         print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -51,6 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return status
+
+
+def _known_error(error: Exception) -> int | None:
+    """2 for a checkpoint that cannot be read (bad input), 1 for training that cannot go on."""
+    checkpoint = sys.modules.get("rnnkit.training.checkpoint")
+    if checkpoint is not None and isinstance(error, checkpoint.CheckpointError):
+        return 2
+    trainer = sys.modules.get("rnnkit.training.trainer")
+    if trainer is not None and isinstance(error, trainer.TrainingError):
+        return 1
+    return None
 
 
 if __name__ == "__main__":

@@ -1,14 +1,21 @@
-"""``rnnkit train TASK``: fill in the task's configuration from flags and train.
+"""``rnnkit train TASK``: resolve the task's configuration, check the data, train.
 
-Only the language-model task exists so far (``lm``); the others follow.
+The configuration is resolved in layers, later ones winning: the task's defaults
+(its ``Run`` dataclass), then ``--config FILE.toml``, then the flags typed. The
+result is printed before training and saved as ``RUN/config.toml``, which is itself
+a valid ``--config`` file for the same task.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import tomllib
+from pathlib import Path
 from typing import Any
 
-from rnnkit.cli.arguments import positive_int
+from rnnkit.cli.arguments import UsageError
+from rnnkit.cli.tasks import TASKS, TaskCommand, dest_of
 
 
 def register(subparsers: Any) -> None:
@@ -16,77 +23,110 @@ def register(subparsers: Any) -> None:
         "train",
         help="train a model on a bundled dataset or your own files",
         description=(
-            "Train a model; the run folder gets config.toml, metrics.csv and checkpoints.\n\n"
+            "Train a model. The run folder gets config.toml (the resolved configuration), "
+            "metrics.csv and checkpoints/; --dry-run prints the configuration and the data "
+            "summary, then stops.\n\n"
             "example:\n"
-            "  rnnkit train lm --dataset shakespeare --hidden 256 --epochs 1 --out runs/shakespeare"
+            "  rnnkit train lm --dataset shakespeare --hidden 256 --epochs 1 --out runs/shakespeare\n"
+            "  rnnkit train classify --config my.toml --lr 3e-3 --dry-run"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True,
-                                  help="what to train (lm)")  # fmt: skip
-    lm = tasks.add_parser("lm", help="a character- or word-level language model")
-    data = lm.add_mutually_exclusive_group()
-    data.add_argument("--data", help="your UTF-8 text file or folder (split 90/5/5)")
-    data.add_argument(
-        "--dataset", default="shakespeare", help="a bundled text dataset (shakespeare)"
-    )
-    lm.add_argument("--level", choices=("char", "word"), default="char", help="token level (char)")
-    lm.add_argument("--batch-size", type=positive_int, default=32, help="parallel streams B (32)")
-    lm.add_argument(
-        "--steps", type=positive_int, default=100, help="tokens per chunk, the BPTT window (100)"
-    )
-    lm.add_argument(
-        "--cell", choices=("lstm", "gru", "rnn"), default="lstm", help="recurrent cell (lstm)"
-    )
-    lm.add_argument("--embed", type=positive_int, default=64, help="embedding size (64)")
-    lm.add_argument("--hidden", type=positive_int, default=256, help="hidden size per layer (256)")
-    lm.add_argument("--layers", type=positive_int, default=2, help="recurrent layers (2)")
-    lm.add_argument("--dropout", type=float, default=0.0, help="dropout probability (0)")
-    lm.add_argument("--tie-weights", action="store_true", help="share embedding and output weights")
-    lm.add_argument(
-        "--epochs", type=positive_int, default=1, help="passes over the training text (1)"
-    )
-    lm.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps")
-    lm.add_argument("--lr", type=float, default=2e-3, help="learning rate (2e-3)")
-    lm.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop", "adagrad"),
-                    default="adam", help="optimizer (adam)")  # fmt: skip
-    lm.add_argument(
-        "--grad-clip", type=float, default=5.0, help="clip the global gradient norm (5)"
-    )
-    lm.add_argument("--eval-every", type=positive_int, help="evaluate every N optimizer steps")
-    lm.add_argument("--seed", type=int, default=0, help="seed for weights, data order, dropout (0)")
-    lm.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto",
-                    help="progress display (auto: a bar on a terminal)")  # fmt: skip
-    lm.add_argument("--out", required=True, help="the run folder")
-    lm.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
+                                  help=f"what to train ({', '.join(TASKS)})")  # fmt: skip
+    for command in TASKS.values():
+        add_task(tasks, command)
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from rnnkit.models.language_model import LanguageModelConfig
-    from rnnkit.tasks import language_model as task
-    from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
+def add_task(tasks: Any, command: TaskCommand) -> None:
+    sub = tasks.add_parser(
+        command.name,
+        help=command.help,
+        description=f"{command.description}\n\nexample:\n  {command.example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for option, key in command.flags():
+        option.add_to(sub, key)
+    run_group = sub.add_argument_group("the run")
+    run_group.add_argument("--config", metavar="FILE.toml",
+                           help="settings to start from (flags typed here win)")  # fmt: skip
+    run_group.add_argument("--out", help=f"the run folder (runs/{command.name})")
+    run_group.add_argument("--resume", action="store_true",
+                           help="continue from OUT/checkpoints/last")  # fmt: skip
+    run_group.add_argument("--dry-run", action="store_true",
+                           help="print the resolved configuration and the data, then stop")  # fmt: skip
 
-    config = task.LanguageModelRun(
-        task=task.LanguageModelTask(
-            dataset=args.dataset, data=args.data, level=args.level,
-            batch_size=args.batch_size, steps=args.steps,
-        ),
-        model=LanguageModelConfig(
-            vocab_size=1, embed=args.embed, hidden=args.hidden, layers=args.layers,
-            cell=args.cell, dropout=args.dropout, tie_weights=args.tie_weights,
-        ),
-        trainer=TrainerConfig(
-            epochs=args.epochs, max_steps=args.max_steps, clip_norm=args.grad_clip,
-            eval_every=args.eval_every, seed=args.seed, progress=args.progress,
-            optimizer=OptimizerConfig(args.optimizer, lr=args.lr), device="cpu",
-        ),
-    )  # fmt: skip
-    result = task.train(config, args.out, resume=args.resume)
+
+def resolve(command: TaskCommand, args: argparse.Namespace, run_type: type) -> Any:
+    """The task's ``Run``: defaults, then ``--config``, then the flags given."""
+    from rnnkit.configuration import ConfigError, merge, replace
+
+    run = run_type()
+    if args.config:
+        path = Path(args.config)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise UsageError(f"--config: cannot read {path}: {error.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise UsageError(f"{path}: not valid TOML: {error}") from None
+        try:
+            run = merge(run, data)
+        except ValueError as error:
+            raise UsageError(f"{path}: {error}") from None
+    typed: list[tuple[str, str, Any]] = []
+    for option, key in command.flags():
+        if not hasattr(args, dest_of(option.flag)):
+            continue  # not typed: the default or the config file's value stands
+        value = getattr(args, dest_of(option.flag))
+        typed.append((option.flag, key, tuple(value) if isinstance(value, list) else value))
+    try:
+        # All at once: flags may only make sense together (--cell rnn --gate-bias 0).
+        run = replace(run, {key: value for _, key, value in typed})
+    except (ConfigError, ValueError) as error:
+        for flag, key, value in typed:  # name the flag that is wrong on its own
+            try:
+                replace(run, {key: value})
+            except (ConfigError, ValueError) as own:
+                raise UsageError(f"{flag}: {own}") from None
+        raise UsageError(str(error)) from None
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnkit.configuration import to_toml
+    from rnnkit.tasks import task_module
+    from rnnkit.training.checkpoint import has_checkpoint
+
+    command = TASKS[args.task]
+    module = task_module(args.task)
+    config = resolve(command, args, module.Run)
+    out = Path(args.out or f"runs/{args.task}")
+    if not args.resume and not args.dry_run and has_checkpoint(out / "checkpoints" / "last"):
+        raise UsageError(
+            f"--out: {out} already holds a run; add --resume to continue it, or choose "
+            "another --out"
+        )
+    prepared = module.prepare(config)
+    print(f"# rnnkit train {args.task}: resolved configuration (saved as {out}/config.toml)")
+    print(to_toml(prepared.run))
+    for line in prepared.summary:
+        print(f"# {line}")
+    sys.stdout.flush()
+    if args.dry_run:
+        print("# dry run: nothing trained")
+        return 0
+    result = module.fit(prepared, out, resume=args.resume)
     best = (
         ""
         if result.best is None
-        else f", best val_loss {result.best:.4f} at step {result.best_step}"
+        else f", best {_monitor(prepared.run)} {result.best:.4f} at step {result.best_step}"
     )
-    print(f"trained {result.steps} steps ({result.stop_reason}){best}; run folder {args.out}")
+    print(f"trained {result.steps} steps ({result.stop_reason}){best}; run folder {out}")
     return 0
+
+
+def _monitor(run: Any) -> str:
+    stopping = getattr(run.trainer, "early_stopping", None)
+    return "val_loss" if stopping is None else str(stopping.monitor)

@@ -58,6 +58,11 @@ def _classifier(config: Any) -> nn.Module:
         inputs, width = nn.Identity(), c.input_size
     encoder = Recurrent(c.cell, width, c.hidden, num_layers=c.layers,
                         bidirectional=c.bidirectional, dropout=c.dropout, backend=c.backend)  # fmt: skip
+    if c.gate_bias:
+        from rnnkit.cells.init import gate_bias_
+
+        for cell in encoder.cells:
+            gate_bias_(cell, c.gate_bias)
     features = c.hidden * (2 if c.bidirectional else 1)
     pooling: nn.Module = {
         "last": LastPooling,

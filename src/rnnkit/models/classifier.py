@@ -40,6 +40,10 @@ class ClassifierConfig:
         outputs: values of a ``regression`` head (the forecast horizon × series).
         loss: ``mse`` or ``huber`` for regression.
         pad_id: the padding token id (its embedding row stays zero).
+        gate_bias: added at initialisation to the LSTM's forget-gate bias or the
+            GRU's update-gate bias (:func:`rnnkit.cells.init.gate_bias_`; Keras'
+            ``unit_forget_bias`` is 1), so the cell starts out remembering; the tanh
+            RNN has no gate, and a non-zero value for it is refused.
     """
 
     vocab_size: int | None = None
@@ -57,8 +61,14 @@ class ClassifierConfig:
     loss: Literal["mse", "huber"] = "mse"
     pad_id: int = 0
     backend: str = "auto"
+    gate_bias: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.gate_bias != 0 and self.cell not in ("lstm", "gru"):
+            raise ValueError(
+                f"gate_bias: only the lstm and gru cells have a gate to bias, got cell "
+                f"{self.cell!r} (set gate_bias = 0)"
+            )
         if (self.vocab_size is None) == (self.input_size is None):
             raise ValueError(
                 "vocab_size, input_size: expected exactly one (tokens or real-valued features)"

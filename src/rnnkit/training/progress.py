@@ -25,6 +25,8 @@ from typing import Any, Literal, TextIO
 
 ProgressMode = Literal["auto", "bar", "lines", "off"]
 
+LINE_SECONDS = 20.0  # how often "lines" mode reports training progress
+
 COLUMNS = ("step", "epoch", "split", "metric", "value", "seconds")
 
 
@@ -114,6 +116,8 @@ class Progress:
             else None
         )
         self._bar: Any = None
+        self._epoch_steps = (0, 0)  # steps of the epoch taken, steps in it
+        self._next_line = LINE_SECONDS / 2  # the first line comes early
 
     @property
     def seconds(self) -> float:
@@ -121,6 +125,7 @@ class Progress:
 
     def start_epoch(self, epoch: int, total: int, done: int = 0) -> None:
         """A new epoch of ``total`` optimizer steps, ``done`` of them already taken."""
+        self._epoch_steps = (done, total)
         if self.mode != "bar":
             return
         from tqdm import tqdm  # type: ignore[import-untyped]
@@ -140,14 +145,25 @@ class Progress:
         """One optimizer step's training values (loss, tokens/s, lr, …)."""
         if not self.enabled:
             return
+        now = self.seconds
         if self.metrics is not None:
-            self.metrics.write(step, epoch, "train", values, self.seconds)
+            self.metrics.write(step, epoch, "train", values, now)
         if self.board is not None:
             for name, value in values.items():
                 self.board.add_scalar(f"train/{name}", value, step)
         if self._bar is not None:
             self._bar.set_postfix(_short(values), refresh=False)
             self._bar.update(1)
+        elif self.mode == "lines":
+            # Without a terminal (a log file, CI), a line every LINE_SECONDS instead of
+            # a bar, as Keras' verbose=2 and Lightning's log lines do.
+            done, total = self._epoch_steps
+            self._epoch_steps = (done + 1, total)
+            if now >= self._next_line:
+                self._next_line = now + LINE_SECONDS
+                shown = " ".join(f"{name} {value}" for name, value in _short(values).items())
+                self.line(f"epoch {epoch} step {step} ({done + 1}/{total}): {shown} "
+                          f"[{now:.0f} s]")  # fmt: skip
 
     def record(self, step: int, epoch: int, split: str, values: Mapping[str, float]) -> None:
         """Values of an evaluation or an epoch summary: recorded and shown as a line."""
@@ -191,8 +207,10 @@ def _is_terminal(stream: TextIO) -> bool:
 
 
 def _format(value: float) -> str:
-    if value != value or abs(value) >= 1e5 or (0 < abs(value) < 1e-3):
+    if value != value or abs(value) >= 1e7 or (0 < abs(value) < 1e-3):
         return f"{value:.3g}"
+    if abs(value) >= 1000:  # a rate (tokens/s) or a count: whole numbers read best
+        return f"{value:,.0f}"
     return f"{value:.4f}"
 
 

@@ -154,6 +154,8 @@ class TrainerConfig:
     Attributes:
         epochs: passes over the training data (``max_steps`` may end it sooner).
         max_steps: stop after this many optimizer steps (None: no limit).
+        max_minutes: stop after the first step that ends this many minutes into the
+            run (wall clock of this process; a resumed run gets the time again).
         batch_size: examples per micro-batch per process.
         accumulate: micro-batches per optimizer step.
         clip_norm: clip the global gradient norm to this (None: no clipping).
@@ -189,6 +191,7 @@ class TrainerConfig:
 
     epochs: int = 10
     max_steps: int | None = None
+    max_minutes: float | None = None
     batch_size: int = 32
     accumulate: int = 1
     clip_norm: float | None = None
@@ -223,7 +226,7 @@ class TrainerConfig:
             raise ValueError("tbptt: truncated BPTT trains streams; set carry_state = true")
         if self.carry_state and self.shuffle:
             raise ValueError("carry_state: the batches must stay in order; set shuffle = false")
-        for name in ("clip_norm", "clip_value"):
+        for name in ("clip_norm", "clip_value", "max_minutes"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name}: expected > 0 or none, got {value!r}")
@@ -353,6 +356,7 @@ class Trainer:
         self.state = TrainState()
         self.monitor = self._monitor()
         self._best_weights: dict[str, Tensor] | None = None
+        self._evaluated_at: int | None = None  # the step of the last recorded evaluation
         self.carry: Any = None  # the detached state carried between stream chunks
         self._window_carry: Any = None
         self.ddp: nn.Module = self.model
@@ -366,7 +370,7 @@ class Trainer:
         if resume and self.run_dir is not None and has_checkpoint(self._checkpoint_dir("last")):
             self._load(self._checkpoint_dir("last"))
             resumed = True
-        elif not resume:
+        else:  # a fresh start, also when --resume finds nothing to resume
             seed_everything(config.seed + self.world.rank)
         if self.run_dir is not None and self.world.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -405,7 +409,13 @@ class Trainer:
                     if self._done():
                         break
                 if self._done() and self.state.position < len(self.order):
-                    break  # stopped mid-epoch: the checkpoint keeps the position
+                    # Stopped mid-epoch (max_steps): the checkpoint keeps the position, and
+                    # the truncated epoch still ends with an evaluation, as a full one does.
+                    self.progress.close_bar()
+                    evaluated = self._evaluated_at == self.state.step
+                    if c.eval_each_epoch and self.val_data is not None and not evaluated:
+                        last.update(self._evaluate())
+                    break
                 self.progress.close_bar()
                 if c.eval_each_epoch and self.val_data is not None:
                     last.update(self._evaluate())
@@ -463,6 +473,8 @@ class Trainer:
                 continue
             metrics = self._step(window)
             window = []
+            if c.max_minutes is not None and self.progress.seconds >= 60 * c.max_minutes:
+                self.state.stop_reason = "max_minutes"  # Lightning's max_time
             self._window_rng = capture_rng()
             self._window_carry = self.carry
             for callback in self.callbacks:
@@ -678,6 +690,7 @@ class Trainer:
         self.ddp.train()
         metrics = {f"val_{name}": value for name, value in values.items()}
         if record:
+            self._evaluated_at = self.state.step
             self.progress.record(self.state.step, self.state.epoch + 1, "val", values)
             self._track_best(metrics)
             for callback in self.callbacks:

@@ -1,0 +1,326 @@
+"""Quality on real data: each row trains with one `rnnkit train` command and reads
+`rnnkit evaluate --json`, then checks the issue's target against the number reached.
+
+Every row is what a user would type: the commands are printed, run as they are
+(subprocesses of the installed `rnnkit`), and written with their results into
+BENCHMARKS.md. A row reports what was reached even when the target is missed.
+
+    python benchmarks/quality.py --list                  # the rows and their commands
+    python benchmarks/quality.py --only adding,airpassengers
+    python benchmarks/quality.py --write BENCHMARKS.md   # run all, then write the table
+
+Results of several invocations accumulate in RUNS/results.json (one entry per row,
+the latest run wins), so rows can be run one at a time and the table written once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import publish
+
+RNNKIT = str(Path(sys.executable).with_name("rnnkit"))
+Report = dict[str, Any]  # `rnnkit evaluate --json` of one run
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reached: str  # what was measured, for the table
+    met: bool
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark: runs trained by `trains` (name → train arguments), then a check.
+
+    Attributes:
+        name: the row's name (``--only``).
+        target: the issue's target, for the table.
+        trains: run name → the arguments after ``rnnkit train``; ``--out`` is added.
+        check: the evaluation reports (run name → JSON) → what was reached.
+        split: the split evaluated.
+    """
+
+    name: str
+    target: str
+    trains: dict[str, list[str]]
+    check: Callable[[dict[str, Report]], Verdict]
+    split: str = "test"
+
+
+def metric(report: Report, name: str) -> float:
+    return float(report["metrics"][name])
+
+
+def _at_most(
+    run: str, name: str, limit: float, scale: float = 1.0, unit: str = ""
+) -> Callable[[dict[str, Report]], Verdict]:
+    def check(reports: dict[str, Report]) -> Verdict:
+        value = metric(reports[run], name) * scale
+        return Verdict(f"{name} {value:.3f}{unit}", value <= limit)
+
+    return check
+
+
+def _at_least(
+    run: str, name: str, limit: float, scale: float = 1.0, unit: str = ""
+) -> Callable[[dict[str, Report]], Verdict]:
+    def check(reports: dict[str, Report]) -> Verdict:
+        value = metric(reports[run], name) * scale
+        return Verdict(f"{name} {value:.2f}{unit}", value >= limit)
+
+    return check
+
+
+def _adding(reports: dict[str, Report]) -> Verdict:
+    mse = {cell: metric(reports[cell], "mse") for cell in ("lstm", "gru", "rnn")}
+    met = mse["lstm"] <= 0.01 and mse["gru"] <= 0.01 and mse["rnn"] >= 0.1
+    shown = ", ".join(f"{cell.upper()} {value:.4f}" for cell, value in mse.items())
+    return Verdict(f"MSE {shown}", met)
+
+
+def _airpassengers(reports: dict[str, Report]) -> Verdict:
+    report = reports["lstm"]
+    ours = metric(report, "mape")
+    seasonal = float(report["details"]["baselines"]["seasonal_naive"]["mape"])
+    return Verdict(
+        f"MAPE {ours:.2f} % (seasonal naive {seasonal:.2f} %)", ours <= 5.0 and ours < seasonal
+    )
+
+
+def _cmudict(reports: dict[str, Report]) -> Verdict:
+    # G2P: the token error rate is the phoneme error rate, the sequence error rate the
+    # word error rate (a word is wrong unless its whole pronunciation is right).
+    report = reports["g2p"]
+    per = metric(report, "token_error_rate") * 100
+    wer = metric(report, "sequence_error_rate") * 100
+    return Verdict(f"PER {per:.1f} %, WER {wer:.1f} %", per <= 10 and wer <= 35)
+
+
+def _wnut16(reports: dict[str, Report]) -> Verdict:
+    return Verdict(f"span F1 {metric(reports['ner'], 'span_f1') * 100:.1f} %", True)
+
+
+def _bach(reports: dict[str, Report]) -> Verdict:
+    ours = metric(reports["gru"], "nll_per_frame")
+    baseline = metric(reports["gru"], "baseline_nll_per_frame")
+    return Verdict(f"NLL/frame {ours:.3f} (per-key Bernoulli {baseline:.3f})", ours < baseline)
+
+
+QUIET = ["--progress", "lines"]
+
+ROWS = [
+    Row(
+        "ptb-char",
+        "test ≤ 1.45 bits per character",
+        {"lstm": ["lm", "--dataset", "ptb-char", "--config", "benchmarks/configs/ptb_char.toml"]},
+        _at_most("lstm", "bits_per_character", 1.45),
+    ),
+    Row(
+        "ptb-word",
+        "test perplexity ≤ 115",
+        {"lstm": ["lm", "--dataset", "ptb", "--config", "benchmarks/configs/ptb_word.toml"]},
+        _at_most("lstm", "perplexity", 115.0),
+    ),
+    Row(
+        "adding",
+        "T = 200: LSTM, GRU MSE ≤ 0.01; tanh RNN ≥ 0.1 (same budget)",
+        {
+            cell: [
+                "seqclass",
+                "--dataset",
+                "adding",
+                "--config",
+                "benchmarks/configs/adding.toml",
+                "--cell",
+                cell,
+                *(["--gate-bias", "0"] if cell == "rnn" else []),
+            ]
+            for cell in ("lstm", "gru", "rnn")
+        },
+        _adding,
+    ),
+    Row(
+        "rotten-tomatoes",
+        "test accuracy ≥ 78 %",
+        {
+            "bilstm": [
+                "classify",
+                "--dataset",
+                "rotten-tomatoes",
+                "--config",
+                "benchmarks/configs/rotten_tomatoes.toml",
+            ]
+        },
+        _at_least("bilstm", "accuracy", 78.0, scale=100, unit=" %"),
+    ),
+    Row(
+        "japanese-vowels",
+        "test accuracy ≥ 97 %",
+        {
+            "lstm": [
+                "seqclass",
+                "--dataset",
+                "japanese-vowels",
+                "--config",
+                "benchmarks/configs/japanese_vowels.toml",
+            ]
+        },
+        _at_least("lstm", "accuracy", 97.0, scale=100, unit=" %"),
+    ),
+    Row(
+        "airpassengers",
+        "12-month backtest MAPE ≤ 5 % and below seasonal naive",
+        {
+            "lstm": [
+                "forecast",
+                "--dataset",
+                "airpassengers",
+                "--config",
+                "benchmarks/configs/airpassengers.toml",
+            ]
+        },
+        _airpassengers,
+    ),
+    Row(
+        "cmudict",
+        "held-out PER ≤ 10 % and WER ≤ 35 %",
+        {"g2p": ["seq2seq", "--dataset", "cmudict", "--config", "benchmarks/configs/cmudict.toml"]},
+        _cmudict,
+    ),
+    Row(
+        "wnut16",
+        "span F1 on the held-out split, reported",
+        {"ner": ["tag", "--dataset", "wnut16", "--config", "benchmarks/configs/wnut16.toml"]},
+        _wnut16,
+    ),
+    Row(
+        "bach-chorales",
+        "NLL per frame below the per-key Bernoulli baseline",
+        {
+            "gru": [
+                "music",
+                "--dataset",
+                "bach-chorales",
+                "--config",
+                "benchmarks/configs/bach_chorales.toml",
+            ]
+        },
+        _bach,
+    ),
+]
+
+
+def command(row: Row, run: str, runs: Path) -> list[str]:
+    return [RNNKIT, "train", *row.trains[run], *QUIET, "--out", str(runs / row.name / run)]
+
+
+def shown(argv: list[str]) -> str:
+    return " ".join(["rnnkit", *argv[1:]])
+
+
+def run_row(row: Row, runs: Path, fresh: bool) -> dict[str, Any]:
+    reports: dict[str, Report] = {}
+    seconds: dict[str, float] = {}
+    for run in row.trains:
+        out = runs / row.name / run
+        if fresh and out.exists():
+            shutil.rmtree(out)
+        argv = command(row, run, runs)
+        print(f"$ {shown(argv)}", flush=True)
+        start = time.perf_counter()
+        subprocess.run([*argv, "--resume"], check=True)
+        seconds[run] = time.perf_counter() - start
+        evaluation = [RNNKIT, "evaluate", str(out), "--split", row.split, "--json"]
+        print(f"$ {shown(evaluation)}", flush=True)
+        result = subprocess.run(evaluation, check=True, capture_output=True, text=True)
+        reports[run] = json.loads(result.stdout)
+        print(json.dumps(reports[run]["metrics"]), flush=True)
+    verdict = row.check(reports)
+    return {
+        "row": row.name,
+        "target": row.target,
+        "reached": verdict.reached,
+        "met": verdict.met,
+        "minutes": {run: round(s / 60, 1) for run, s in seconds.items()},
+        "commands": [shown(command(row, run, runs)) for run in row.trains],
+        "date": datetime.date.today().isoformat(),
+        "host": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| benchmark | target | reached | met | train minutes |",
+        "|---|---|---|---|---|",
+    ]
+    for row in ROWS:
+        r = results.get(row.name)
+        if r is None:
+            lines.append(f"| {row.name} | {row.target} | not run | — | — |")
+            continue
+        minutes = ", ".join(f"{run} {m}" for run, m in r["minutes"].items())
+        met = "yes" if r["met"] else "**no**"
+        lines.append(f"| {row.name} | {r['target']} | {r['reached']} | {met} | {minutes} |")
+    lines += ["", "Commands (each followed by `rnnkit evaluate RUN --split test --json`):", ""]
+    for row in ROWS:
+        r = results.get(row.name)
+        for line in r["commands"] if r else [shown(command(row, run, Path("runs/quality")))
+                                              for run in row.trains]:  # fmt: skip
+            lines.append(f"- `{line}`")
+    dates = sorted({r["date"] for r in results.values()})
+    hosts = sorted({r["host"] for r in results.values()})
+    if dates:
+        lines += ["", f"Run on {', '.join(dates)}; {', '.join(hosts)}; CPU only."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated row names (default: all)")
+    parser.add_argument("--list", action="store_true", help="print the rows and commands")
+    parser.add_argument("--runs", type=Path, default=Path("runs/quality"), help="run folders")
+    parser.add_argument("--resume", action="store_true", help="continue existing run folders")
+    parser.add_argument("--write", type=Path, help="write the table into this markdown file")
+    args = parser.parse_args(argv)
+    names = [row.name for row in ROWS]
+    chosen = names if not args.only else args.only.split(",")
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        parser.error(f"--only: unknown rows {', '.join(unknown)} (expected some of {names})")
+    if args.list:
+        for row in ROWS:
+            print(f"{row.name}: {row.target}")
+            for run in row.trains:
+                print(f"  {shown(command(row, run, args.runs))}")
+        return 0
+    store = args.runs / "results.json"
+    results: dict[str, dict[str, Any]] = json.loads(store.read_text()) if store.exists() else {}
+    for row in ROWS:
+        if row.name in chosen:
+            results[row.name] = run_row(row, args.runs, fresh=not args.resume)
+            store.parent.mkdir(parents=True, exist_ok=True)
+            store.write_text(json.dumps(results, indent=1))
+            print(f"{row.name}: {results[row.name]['reached']} "
+                  f"({'met' if results[row.name]['met'] else 'NOT met'})", flush=True)  # fmt: skip
+    text = table(results)
+    print(text)
+    publish(args.write, "quality", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
