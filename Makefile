@@ -18,17 +18,19 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,report]'
 	touch $(STAMP)
 
 # The main job: a character-level LSTM on Shakespeare for a few minutes, its
 # validation bits per character, and three samples. The run folder stays in
-# runs/shakespeare; running the demo again resumes it (nothing left to do).
+# runs/shakespeare with its page, report.html; running the demo again resumes it
+# (nothing left to do).
 demo: $(STAMP)
 	$(VENV)/bin/rnnkit train lm --config examples/shakespeare.toml --out runs/shakespeare --resume
 	$(VENV)/bin/rnnkit evaluate runs/shakespeare --split valid
 	$(VENV)/bin/rnnkit generate runs/shakespeare --start "ROMEO:" --length 300 \
 		--temperature 0.8 --num-samples 3 --seed 1
+	@echo "the run's page: runs/shakespeare/report.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

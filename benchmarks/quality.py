@@ -8,9 +8,10 @@ BENCHMARKS.md. A row reports what was reached even when the target is missed.
     python benchmarks/quality.py --list                  # the rows and their commands
     python benchmarks/quality.py --only adding,airpassengers
     python benchmarks/quality.py --write BENCHMARKS.md   # run all, then write the table
+    python benchmarks/quality.py --collect --write BENCHMARKS.md   # the table of stored results
 
-Results of several invocations accumulate in RUNS/results.json (one entry per row,
-the latest run wins), so rows can be run one at a time and the table written once.
+Each row's result is kept in RUNS/NAME/result.json (the latest run wins), so rows can
+be run one at a time, or in parallel, and the table written once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +88,10 @@ def _at_least(
 def _adding(reports: dict[str, Report]) -> Verdict:
     mse = {cell: metric(reports[cell], "mse") for cell in ("lstm", "gru", "rnn")}
     met = mse["lstm"] <= 0.01 and mse["gru"] <= 0.01 and mse["rnn"] >= 0.1
-    shown = ", ".join(f"{cell.upper()} {value:.4f}" for cell, value in mse.items())
+    shown = ", ".join(
+        f"{cell.upper()} {value:.1e}" if value < 0.01 else f"{cell.upper()} {value:.3f}"
+        for cell, value in mse.items()
+    )
     return Verdict(f"MSE {shown}", met)
 
 
@@ -232,7 +235,13 @@ def shown(argv: list[str]) -> str:
     return " ".join(["rnnkit", *argv[1:]])
 
 
-def run_row(row: Row, runs: Path, fresh: bool) -> dict[str, Any]:
+def training_seconds(run_dir: Path) -> float:
+    """The run's training time from its metrics.csv (so a resumed row keeps it)."""
+    with (run_dir / "metrics.csv").open() as handle:
+        return max(float(line.rsplit(",", 1)[1]) for line in list(handle)[1:])
+
+
+def run_row(row: Row, runs: Path, fresh: bool, train: bool = True) -> dict[str, Any]:
     reports: dict[str, Report] = {}
     seconds: dict[str, float] = {}
     for run in row.trains:
@@ -241,9 +250,9 @@ def run_row(row: Row, runs: Path, fresh: bool) -> dict[str, Any]:
             shutil.rmtree(out)
         argv = command(row, run, runs)
         print(f"$ {shown(argv)}", flush=True)
-        start = time.perf_counter()
-        subprocess.run([*argv, "--resume"], check=True)
-        seconds[run] = time.perf_counter() - start
+        if train:
+            subprocess.run([*argv, "--resume"], check=True)
+        seconds[run] = training_seconds(out)
         evaluation = [RNNKIT, "evaluate", str(out), "--split", row.split, "--json"]
         print(f"$ {shown(evaluation)}", flush=True)
         result = subprocess.run(evaluation, check=True, capture_output=True, text=True)
@@ -295,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/quality"), help="run folders")
     parser.add_argument("--resume", action="store_true", help="continue existing run folders")
     parser.add_argument("--write", type=Path, help="write the table into this markdown file")
+    parser.add_argument("--no-train", action="store_true",
+                        help="evaluate the existing run folders without training")  # fmt: skip
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: build the table from the stored results")  # fmt: skip
     args = parser.parse_args(argv)
     names = [row.name for row in ROWS]
     chosen = names if not args.only else args.only.split(",")
@@ -307,15 +320,19 @@ def main(argv: list[str] | None = None) -> int:
             for run in row.trains:
                 print(f"  {shown(command(row, run, args.runs))}")
         return 0
-    store = args.runs / "results.json"
-    results: dict[str, dict[str, Any]] = json.loads(store.read_text()) if store.exists() else {}
     for row in ROWS:
-        if row.name in chosen:
-            results[row.name] = run_row(row, args.runs, fresh=not args.resume)
-            store.parent.mkdir(parents=True, exist_ok=True)
-            store.write_text(json.dumps(results, indent=1))
-            print(f"{row.name}: {results[row.name]['reached']} "
-                  f"({'met' if results[row.name]['met'] else 'NOT met'})", flush=True)  # fmt: skip
+        if row.name in chosen and not args.collect:
+            result = run_row(row, args.runs, fresh=not (args.resume or args.no_train),
+                             train=not args.no_train)  # fmt: skip
+            # One file per row: rows run by separate invocations (in parallel) all count.
+            (args.runs / row.name / "result.json").write_text(json.dumps(result, indent=1))
+            print(f"{row.name}: {result['reached']} "
+                  f"({'met' if result['met'] else 'NOT met'})", flush=True)  # fmt: skip
+    results = {
+        row.name: json.loads((args.runs / row.name / "result.json").read_text())
+        for row in ROWS
+        if (args.runs / row.name / "result.json").exists()
+    }
     text = table(results)
     print(text)
     publish(args.write, "quality", text)

@@ -14,7 +14,7 @@ LAYERS = {
     "recurrent": 2, "diagnostics": 2, "selfcheck": 2,
     "losses": 3, "decoding": 3, "models": 3, "metrics": 3,
     "training": 4,
-    "data": 5, "tasks": 5,
+    "data": 5, "tasks": 5, "report": 5,
     "cli": 6, "__main__": 6, "__init__": 6,
 }  # fmt: skip
 

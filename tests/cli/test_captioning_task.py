@@ -29,7 +29,7 @@ def reviews_file(tmp_path: Path) -> Path:
 
 def train(data: Path, out: Path, *extra: str) -> int:
     return main([
-        "train", "caption", "--data", str(data), "--out", str(out), "--batch-size", "4",
+        "train", "caption", "--no-report", "--data", str(data), "--out", str(out), "--batch-size", "4",
         "--embed", "8", "--hidden", "16", "--condition-embed", "4", "--min-freq", "1",
         "--progress", "off", "--lr", "0.01", *extra,
     ])  # fmt: skip

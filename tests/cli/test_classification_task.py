@@ -18,7 +18,7 @@ SAMPLE = str(FIXTURES / "models_rotten_tomatoes_sample.tsv")
 def train(out: Path, *extra: str, data: tuple[str, ...] = (SAMPLE, SAMPLE, SAMPLE)) -> int:
     # The sample has a '#' provenance header: --comment skips it.
     return main([
-        "train", "classify", "--data", *data, "--comment", "#", "--out", str(out),
+        "train", "classify", "--no-report", "--data", *data, "--comment", "#", "--out", str(out),
         "--batch-size", "4", "--embed", "8", "--hidden", "12", "--min-freq", "1",
         "--embed-dropout", "0", "--pool-dropout", "0", "--lr", "0.02", "--progress", "off",
         "--patience", "50",

@@ -16,7 +16,7 @@ AIR = FIXTURES / "models_airpassengers.csv"
 
 def train(data: Path, out: Path, *extra: str) -> int:
     return main([
-        "train", "forecast", "--data", str(data), "--out", str(out), "--window", "24",
+        "train", "forecast", "--no-report", "--data", str(data), "--out", str(out), "--window", "24",
         "--horizon", "12", "--transform", "log", "--hidden", "8", "--batch-size", "16",
         "--progress", "off", *extra,
     ])  # fmt: skip

@@ -33,7 +33,10 @@ def test_train_evaluate_generate_and_resume(
 ) -> None:
     out = tmp_path / "run"
     assert train(text_file, out, "--max-steps", "20") == 0
-    assert "trained 20 steps (max_steps)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "trained 20 steps (max_steps)" in printed
+    # The run's page is written at the end of training (the report extra is in dev).
+    assert f"wrote {out / 'report.html'}" in printed and (out / "report.html").stat().st_size
     assert load_checkpoint(out / "checkpoints" / "last").step == 20
     assert "vocab.json" in load_checkpoint(out / "checkpoints" / "last").artifacts
     assert (out / "config.toml").read_text().count("[task]") == 1

@@ -27,7 +27,7 @@ def parts(tmp_path: Path) -> list[str]:
 
 
 def train(data: list[str], out: Path, *extra: str) -> int:
-    return main(["train", "music", "--data", *data, "--out", str(out), "--embed", "8",
+    return main(["train", "music", "--no-report", "--data", *data, "--out", str(out), "--embed", "8",
                  "--hidden", "16", "--batch-size", "1", "--progress", "off",
                  "--lr", "0.01", *extra])  # fmt: skip
 

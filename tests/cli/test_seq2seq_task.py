@@ -24,7 +24,7 @@ def g2p_file(tmp_path: Path) -> Path:
 
 def train(data: Path, out: Path, *extra: str) -> int:
     return main([
-        "train", "seq2seq", "--data", str(data), "--out", str(out), "--batch-size", "4",
+        "train", "seq2seq", "--no-report", "--data", str(data), "--out", str(out), "--batch-size", "4",
         "--embed", "8", "--hidden", "16", "--progress", "off", "--lr", "0.01",
         "--attention", "general", "--bidirectional", *extra,
     ])  # fmt: skip

@@ -18,7 +18,7 @@ SAMPLE = str(FIXTURES / "seqclass_japanese_vowels_sample.ts")
 
 def train(out: Path, *extra: str, data: tuple[str, ...] = (SAMPLE, SAMPLE, SAMPLE)) -> int:
     return main([
-        "train", "seqclass", "--data", *data, "--out", str(out), "--batch-size", "8",
+        "train", "seqclass", "--no-report", "--data", *data, "--out", str(out), "--batch-size", "8",
         "--hidden", "16", "--lr", "0.02", "--progress", "off", "--patience", "50", *extra,
     ])  # fmt: skip
 
@@ -64,7 +64,7 @@ def test_adding_problem_reports_mse_beside_the_baseline(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "adding"
-    args = ["train", "seqclass", "--dataset", "adding", "--length", "10", "--train-size", "64",
+    args = ["train", "seqclass", "--no-report", "--dataset", "adding", "--length", "10", "--train-size", "64",
             "--valid-size", "32", "--test-size", "48", "--hidden", "8", "--cell", "gru",
             "--max-steps", "6", "--batch-size", "16", "--progress", "off", "--out", str(out)]  # fmt: skip
     assert main(args) == 0

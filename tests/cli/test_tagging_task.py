@@ -17,7 +17,7 @@ SAMPLE = FIXTURES / "tagger_wnut16_sample.txt"  # read as it is: --comment skips
 
 def train(data: Path, out: Path, *extra: str) -> int:
     return main([
-        "train", "tag", "--data", str(data), "--comment", "# ", "--out", str(out),
+        "train", "tag", "--no-report", "--data", str(data), "--comment", "# ", "--out", str(out),
         "--batch-size", "2", "--embed", "8", "--hidden", "12", "--progress", "off",
         "--lr", "0.01", *extra,
     ])  # fmt: skip

@@ -85,7 +85,7 @@ def test_saved_config_is_a_valid_config_file(
     song: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    common = ["--data", str(song), "--batch-size", "2", "--steps", "12", "--embed", "8",
+    common = ["--no-report", "--data", str(song), "--batch-size", "2", "--steps", "12", "--embed", "8",
               "--hidden", "16", "--layers", "1", "--progress", "off"]  # fmt: skip
     assert main(["train", "lm", *common, "--max-steps", "2", "--out", str(out)]) == 0
     capsys.readouterr()

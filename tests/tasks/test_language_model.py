@@ -90,15 +90,28 @@ def test_predict_gives_the_models_next_token_probabilities(song: Path, tmp_path:
     )
 
 
-def test_generate_is_seeded_and_refuses_beam_search(song: Path, tmp_path: Path) -> None:
+def test_generate_is_seeded_and_beam_search_finds_likelier_text(song: Path, tmp_path: Path) -> None:
     lm.train(small_run(song, max_steps=2), tmp_path / "run")
     options = GenerateOptions(start="Full", length=20, seed=5, num_samples=2)
     first = lm.generate(tmp_path / "run", options)
     assert first == lm.generate(tmp_path / "run", options)
     assert len(first) == 2 and all(s.startswith("Full") for s in first)
     assert first != lm.generate(tmp_path / "run", replace(options, seed=6))
-    with pytest.raises(DataError, match="beam search"):
+    with pytest.raises(DataError, match="beam search gives one text"):
         lm.generate(tmp_path / "run", replace(options, beam=3))
+    # Beam search gives one text, at least as likely as the greedy one (top-k 1).
+    model, vocab, _ = lm.load_run(tmp_path / "run")
+    scores = []
+    for changes in ({"top_k": 1}, {"beam": 6}):
+        [text] = lm.generate(tmp_path / "run", replace(options, num_samples=1, **changes))
+        assert "<unk>" not in text  # one character per token below
+        assert text.startswith("Full")
+        ids = torch.tensor([vocab.encode(list(text))])
+        with torch.no_grad():
+            logits, _ = model.logits(ids[:, :-1])
+        log_probs = torch.log_softmax(logits, dim=-1).gather(2, ids[:, 1:, None])
+        scores.append(float(log_probs[0, 3:].sum()))  # the 20 generated tokens
+    assert scores[1] >= scores[0] - 1e-9
 
 
 def test_the_default_trainer_carries_state_in_order() -> None:

@@ -359,3 +359,13 @@ def test_max_minutes_stops_after_the_step_that_crosses_the_limit(
     assert load_checkpoint(tmp_path / "checkpoints" / "last").step == result.steps
     with pytest.raises(ValueError, match="max_minutes"):
         base(max_minutes=0.0)
+
+
+def test_an_epoch_end_on_an_eval_every_step_evaluates_once(tmp_path: Path) -> None:
+    # 37 examples in batches of 4: 10 steps per epoch; eval_every 5 lands on each epoch end,
+    # and max_steps 20 ends training at an epoch end too.
+    trainer = make(base(eval_every=5, max_steps=20), run_dir=tmp_path, val=examples(9))
+    trainer.fit()
+    steps = [r["step"] for r in read_metrics(tmp_path / "metrics.csv")
+             if r["split"] == "val" and r["metric"] == "loss"]  # fmt: skip
+    assert steps == [5, 10, 15, 20]

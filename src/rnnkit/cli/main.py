@@ -11,11 +11,33 @@ import sys
 from collections.abc import Sequence
 
 from rnnkit import __version__
-from rnnkit.cli import bench, datasets, evaluate, generate, predict, selfcheck, train
+from rnnkit.cli import (
+    bench,
+    datasets,
+    evaluate,
+    explain,
+    generate,
+    gradflow,
+    predict,
+    report,
+    selfcheck,
+    train,
+)
 from rnnkit.cli.arguments import UsageError
 
 # Each subcommand module has ``register(subparsers)`` and ``run(args) -> int``.
-SUBCOMMANDS = (train, evaluate, predict, generate, datasets, bench, selfcheck)
+SUBCOMMANDS = (
+    train,
+    evaluate,
+    predict,
+    generate,
+    report,
+    gradflow,
+    explain,
+    datasets,
+    bench,
+    selfcheck,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

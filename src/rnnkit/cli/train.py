@@ -9,6 +9,7 @@ a valid ``--config`` file for the same task.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -54,6 +55,8 @@ def add_task(tasks: Any, command: TaskCommand) -> None:
     run_group.add_argument("--out", help=f"the run folder (runs/{command.name})")
     run_group.add_argument("--resume", action="store_true",
                            help="continue from OUT/checkpoints/last")  # fmt: skip
+    run_group.add_argument("--no-report", action="store_true",
+                           help="do not write OUT/report.html at the end (`rnnkit report OUT`)")  # fmt: skip
     run_group.add_argument("--dry-run", action="store_true",
                            help="print the resolved configuration and the data, then stop")  # fmt: skip
 
@@ -124,6 +127,13 @@ def run(args: argparse.Namespace) -> int:
         else f", best {_monitor(prepared.run)} {result.best:.4f} at step {result.best_step}"
     )
     print(f"trained {result.steps} steps ({result.stop_reason}){best}; run folder {out}")
+    if not args.no_report and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 writes
+        from rnnkit.report import MissingExtraError, write_report
+
+        try:
+            print(f"wrote {write_report(out)}")
+        except MissingExtraError as error:
+            print(f"# no report: {error}")
     return 0
 
 

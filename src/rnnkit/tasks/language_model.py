@@ -31,7 +31,7 @@ from rnnkit.data.batching import stream_batches
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.text import read_text
 from rnnkit.data.vocab import CharTokenizer, Vocabulary, WordTokenizer
-from rnnkit.decoding import sample
+from rnnkit.decoding import beam_search, sample
 from rnnkit.models.language_model import (
     LanguageModel,
     LanguageModelConfig,
@@ -299,18 +299,25 @@ def predict(run_dir: Path | str, options: PredictOptions) -> list[Prediction]:
 def generate(run_dir: Path | str, options: GenerateOptions) -> list[str]:
     """``num_samples`` continuations of ``start``, each ``length`` tokens, seeded."""
     model, vocab, run = load_run(run_dir)
-    if options.beam > 1:
-        raise DataError("generate: beam search is for seq2seq and caption runs; a language "
-                        "model samples (use --temperature/--top-k/--top-p)")  # fmt: skip
+    if options.beam > 1 and options.num_samples > 1:
+        raise DataError("generate: beam search gives one text, the likeliest; sample "
+                        "several with --num-samples and no --beam")  # fmt: skip
     start = options.start or "\n"
-    prompt = torch.tensor([_prompt_ids(start, vocab, run.task.level)] * options.num_samples)
+    rows = 1 if options.beam > 1 else options.num_samples
+    prompt = torch.tensor([_prompt_ids(start, vocab, run.task.level)] * rows)  # (S, P)
     last, state = model.prime(prompt)  # (S,), state after the prompt
-    generator = torch.Generator().manual_seed(options.seed)
-    out = sample(model, last, state, max_length=options.length,
-                 temperature=options.temperature, top_k=options.top_k, top_p=options.top_p,
-                 generator=generator)  # fmt: skip
+    if options.beam > 1:
+        # The likeliest continuation of exactly ``length`` tokens (no EOS in a stream
+        # model), found by beam search; α = 0 ranks by log-probability alone.
+        tokens = beam_search(model, last, state, max_length=options.length,
+                             beam_size=options.beam, length_penalty=0.0).best.tokens  # fmt: skip
+    else:
+        generator = torch.Generator().manual_seed(options.seed)
+        tokens = sample(model, last, state, max_length=options.length,
+                        temperature=options.temperature, top_k=options.top_k,
+                        top_p=options.top_p, generator=generator).tokens  # fmt: skip
     texts = []
-    for row in out.tokens.tolist():
+    for row in tokens.tolist():
         body = detokenize(vocab.decode(row), run.task.level)
         joiner = "" if run.task.level == "char" or start.endswith("\n") else " "
         texts.append(start + joiner + body)

@@ -417,7 +417,8 @@ class Trainer:
                         last.update(self._evaluate())
                     break
                 self.progress.close_bar()
-                if c.eval_each_epoch and self.val_data is not None:
+                evaluated = self._evaluated_at == self.state.step  # by eval_every just now
+                if c.eval_each_epoch and self.val_data is not None and not evaluated:
                     last.update(self._evaluate())
                 for callback in self.callbacks:
                     callback.on_epoch_end(self)

@@ -1,0 +1,123 @@
+"""``rnnkit gradflow``: how the gradient flows back through time, as plots and numbers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rnnkit.cli.arguments import UsageError, positive_int
+
+CELLS = ("rnn", "rnn_relu", "lstm", "gru")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "gradflow",
+        help="plot the gradient flow through time of a run or of fresh cells",
+        description=(
+            "Measure ‖∂L/∂h_t‖ over the steps t, and each step's share of ‖∂L/∂W‖, by "
+            "explicit BPTT (rnnkit.diagnostics.gradient_flow). With RUN: the trained "
+            "run's first recurrent layer on a batch of its own data, under the probe loss "
+            "½‖h_T‖² on the last step. Without RUN: fresh cells on the adding problem, a "
+            "linear head on the last step and the MSE. Writes one PNG per length T, "
+            "summary.txt and summary.json into --out, and prints the summary: per cell "
+            "and T, the ratio of the first step's gradient norm to the last step's.\n\n"
+            "example:\n"
+            "  rnnkit gradflow --cells rnn,lstm,gru --T 50,100,200 --hidden 64 --out gradflow\n"
+            "  rnnkit gradflow runs/shakespeare"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "run_dir", metavar="RUN", nargs="?", help="a trained run folder (leave out for fresh cells)"
+    )
+    parser.add_argument(
+        "--cells",
+        help=f"fresh cells, comma-separated ({', '.join(CELLS)}; rnn,lstm,gru)",
+    )
+    parser.add_argument(
+        "--T",
+        dest="lengths",
+        help="fresh cells: sequence lengths, comma-separated (50,100,200)",
+    )
+    parser.add_argument("--hidden", type=positive_int, help="fresh cells: hidden size H (64)")
+    parser.add_argument(
+        "--batch",
+        type=positive_int,
+        help="fresh cells: adding-problem sequences per batch (16)",
+    )
+    parser.add_argument(
+        "--gate-bias",
+        type=float,
+        help="fresh cells: add this to the LSTM forget / GRU update gate bias",
+    )
+    parser.add_argument(
+        "--seed", type=int, help="fresh cells: seed of the weights and the data (0)"
+    )
+    parser.add_argument(
+        "--out", help="the folder for the plots and summary (RUN/gradflow, or gradflow)"
+    )
+    parser.set_defaults(run=run)
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CELLS]
+    if not names or unknown:
+        raise UsageError(f"--cells: expected names among {', '.join(CELLS)}, got {text!r}")
+    return names
+
+
+def _lengths(text: str) -> list[int]:
+    try:
+        lengths = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        lengths = []
+    if not lengths or min(lengths) < 2:
+        raise UsageError(f"--T: expected comma-separated lengths ≥ 2, got {text!r}")
+    return lengths
+
+
+# The fresh-cell flags and their defaults (None in the parser: typed or not is told apart).
+FRESH = {"cells": "rnn,lstm,gru", "lengths": "50,100,200", "hidden": 64, "batch": 16,
+         "gate_bias": None, "seed": 0}  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnkit.report.gradflow import adding_flows, run_flow, write_flows
+
+    if args.run_dir is not None:
+        typed = [key for key in FRESH if getattr(args, key) is not None]
+        if typed:
+            flag = "--T" if typed[0] == "lengths" else "--" + typed[0].replace("_", "-")
+            raise UsageError(f"{flag}: only for fresh cells; leave out RUN to use it")
+        out = Path(args.out or Path(args.run_dir) / "gradflow")
+        flows = run_flow(args.run_dir)
+        title = f"trained run {Path(args.run_dir).resolve().name}"
+    else:
+        for key, default in FRESH.items():
+            if getattr(args, key) is None:
+                setattr(args, key, default)
+        cells, lengths = _names(args.cells), _lengths(args.lengths)
+        out = Path(args.out or "gradflow")
+        flows = adding_flows(
+            cells,
+            lengths,
+            hidden=args.hidden,
+            batch=args.batch,
+            seed=args.seed,
+            gate_bias=args.gate_bias,
+        )
+        title = f"adding problem, untrained, H = {args.hidden}"
+    try:
+        images, text = write_flows(flows, out, title)
+    except ImportError as error:
+        print(f"rnnkit gradflow: error: {error}", file=sys.stderr)
+        return 1
+    print(text, end="")
+    for path in images:
+        print(f"wrote {path}")
+    print(f"wrote {out / 'summary.txt'} and {out / 'summary.json'}")
+    return 0
