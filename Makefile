@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.rnnkit-installed
 # would pull several GB of CUDA packages, so it is installed first and pinned.
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench quality clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/profile_step.py --configs a,b,c --write BENCHMARKS.md
 	$(PY) benchmarks/stream_memory.py --write BENCHMARKS.md
 	$(PY) benchmarks/gradient_flow.py --out docs
+
+# Quality on real data: each row one `rnnkit train` command, up to an hour each on a
+# 2-core CPU (benchmarks/quality.py --list shows them; --only NAME runs one).
+quality: $(STAMP)
+	$(PY) benchmarks/quality.py --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -17,6 +17,7 @@ Only rank 0 of a distributed run creates any of this.
 from __future__ import annotations
 
 import csv
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -211,8 +212,12 @@ def _format(value: float) -> str:
         return f"{value:.3g}"
     if abs(value) >= 1000:  # a rate (tokens/s) or a count: whole numbers read best
         return f"{value:,.0f}"
+    if float(value).is_integer():  # counters: clipped 0, skipped 1
+        return f"{value:.0f}"
     return f"{value:.4f}"
 
 
 def _short(values: Mapping[str, float]) -> dict[str, str]:
-    return {name: _format(value) for name, value in values.items()}
+    # A rate reads best whole (675 tokens/s, not 675.0331).
+    return {name: f"{value:,.0f}" if name.endswith("_per_s") and math.isfinite(value)
+            else _format(value) for name, value in values.items()}  # fmt: skip
