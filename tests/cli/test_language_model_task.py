@@ -73,3 +73,23 @@ def test_bad_input_is_one_line_with_status_2(
     assert err.count("\n") == 1 and "latin1.txt" in err
     assert main(["generate", str(tmp_path / "nowhere")]) == 2
     assert "config.toml missing" in capsys.readouterr().err
+
+
+def test_resume_keeps_the_saved_configuration(
+    text_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert train(text_file, out, "--max-steps", "4", "--no-report") == 0
+    # Only the limits typed: the saved hidden size, data and optimizer stand.
+    resume = ["train", "lm", "--out", str(out), "--resume", "--no-report", "--progress", "off"]
+    assert main([*resume, "--max-steps", "6"]) == 0
+    assert "trained 6 steps" in capsys.readouterr().out
+    assert load_checkpoint(out / "checkpoints" / "last").step == 6
+    # What the run learns from cannot change under it.
+    assert main([*resume, "--max-steps", "8", "--hidden", "32"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--resume: model.hidden is 24" in err
+    assert main([*resume, "--max-steps", "8", "--lr", "0.5"]) == 2
+    assert "trainer.optimizer.lr" in capsys.readouterr().err
+    # Relative data paths are saved absolute: evaluation works from anywhere.
+    assert str(text_file.resolve()) in (out / "config.toml").read_text()

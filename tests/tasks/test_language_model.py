@@ -96,6 +96,8 @@ def test_generate_is_seeded_and_beam_search_finds_likelier_text(song: Path, tmp_
     first = lm.generate(tmp_path / "run", options)
     assert first == lm.generate(tmp_path / "run", options)
     assert len(first) == 2 and all(s.startswith("Full") for s in first)
+    # Untrained, yet no special token is sampled: one character per generated token.
+    assert all(len(s) == len("Full") + 20 and "<" not in s for s in first)
     assert first != lm.generate(tmp_path / "run", replace(options, seed=6))
     with pytest.raises(DataError, match="beam search gives one text"):
         lm.generate(tmp_path / "run", replace(options, beam=3))

@@ -369,3 +369,9 @@ def test_an_epoch_end_on_an_eval_every_step_evaluates_once(tmp_path: Path) -> No
     steps = [r["step"] for r in read_metrics(tmp_path / "metrics.csv")
              if r["split"] == "val" and r["metric"] == "loss"]  # fmt: skip
     assert steps == [5, 10, 15, 20]
+
+
+def test_an_unknown_device_is_a_one_line_config_error() -> None:
+    with pytest.raises(ValueError, match="device: expected auto, cpu, cuda, cuda:N or mps"):
+        base(device="gpu0")
+    assert base(device="cuda:1").device == "cuda:1"

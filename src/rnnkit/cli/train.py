@@ -54,18 +54,23 @@ def add_task(tasks: Any, command: TaskCommand) -> None:
                            help="settings to start from (flags typed here win)")  # fmt: skip
     run_group.add_argument("--out", help=f"the run folder (runs/{command.name})")
     run_group.add_argument("--resume", action="store_true",
-                           help="continue from OUT/checkpoints/last")  # fmt: skip
+                           help="continue OUT from checkpoints/last with its saved "
+                                "configuration (training limits may change)")  # fmt: skip
     run_group.add_argument("--no-report", action="store_true",
                            help="do not write OUT/report.html at the end (`rnnkit report OUT`)")  # fmt: skip
     run_group.add_argument("--dry-run", action="store_true",
                            help="print the resolved configuration and the data, then stop")  # fmt: skip
 
 
-def resolve(command: TaskCommand, args: argparse.Namespace, run_type: type) -> Any:
-    """The task's ``Run``: defaults, then ``--config``, then the flags given."""
+def resolve(
+    command: TaskCommand, args: argparse.Namespace, run_type: type, base: Any = None
+) -> Any:
+    """The task's ``Run``: ``base`` (default: the task's defaults; a resumed run's own
+    configuration), then ``--config``, then the flags given. Data paths become
+    absolute, so the run folder's config.toml still finds them from anywhere."""
     from rnnkit.configuration import ConfigError, merge, replace
 
-    run = run_type()
+    run = run_type() if base is None else base
     if args.config:
         path = Path(args.config)
         try:
@@ -94,24 +99,70 @@ def resolve(command: TaskCommand, args: argparse.Namespace, run_type: type) -> A
             except (ConfigError, ValueError) as own:
                 raise UsageError(f"{flag}: {own}") from None
         raise UsageError(str(error)) from None
-    return run
+    return absolute_data(run)
+
+
+def absolute_data(run: Any) -> Any:
+    """``run`` with ``task.data`` as absolute paths."""
+    from rnnkit.configuration import replace
+
+    data = getattr(run.task, "data", ())
+    if not data:
+        return run
+    absolute = tuple(str(Path(path).expanduser().resolve()) for path in data)
+    return replace(run, {"task.data": absolute})
+
+
+# What a resumed run may change: how long and how it trains on, never what it learns from.
+RESUMABLE = ("trainer.epochs", "trainer.max_steps", "trainer.max_minutes",
+             "trainer.eval_every", "trainer.checkpoint_every", "trainer.progress",
+             "trainer.tensorboard", "trainer.early_stopping", "trainer.max_bad_steps",
+             "trainer.device")  # fmt: skip
+
+
+def check_resumable(saved: Any, resumed: Any, out: Path) -> None:
+    """Refuse a resume whose data, model or optimisation differs from the saved run."""
+    from rnnkit.configuration import flatten
+
+    before = flatten(_plain(saved))
+    after = flatten(_plain(resumed))
+    for key in sorted(set(before) | set(after)):
+        if key.startswith(RESUMABLE) or before.get(key) == after.get(key):
+            continue
+        raise UsageError(
+            f"--resume: {key} is {before.get(key)!r} in {out / 'config.toml'} but "
+            f"{after.get(key)!r} now; a resumed run keeps its data, model and optimizer "
+            f"(only {', '.join(k.removeprefix('trainer.') for k in RESUMABLE)} may change)"
+        )
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(config)
 
 
 def run(args: argparse.Namespace) -> int:
     from rnnkit.configuration import to_toml
     from rnnkit.tasks import task_module
+    from rnnkit.tasks.task import read_config
     from rnnkit.training.checkpoint import has_checkpoint
 
     command = TASKS[args.task]
     module = task_module(args.task)
-    config = resolve(command, args, module.Run)
     out = Path(args.out or f"runs/{args.task}")
+    resuming = args.resume and has_checkpoint(out / "checkpoints" / "last")
     if not args.resume and not args.dry_run and has_checkpoint(out / "checkpoints" / "last"):
         raise UsageError(
             f"--out: {out} already holds a run; add --resume to continue it, or choose "
             "another --out"
         )
+    # A resumed run starts from its own saved configuration, not the task's defaults.
+    saved = read_config(out, module.Run) if resuming else None
+    config = resolve(command, args, module.Run, base=saved)
     prepared = module.prepare(config)
+    if saved is not None:
+        check_resumable(absolute_data(saved), prepared.run, out)
     print(f"# rnnkit train {args.task}: resolved configuration (saved as {out}/config.toml)")
     print(to_toml(prepared.run))
     for line in prepared.summary:

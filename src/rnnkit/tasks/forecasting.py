@@ -266,11 +266,19 @@ def windows_of(series: SeriesData, task: ForecastTask) -> tuple[dict[str, list[A
     values = torch.tensor(series.values, dtype=torch.float64)
     n = values.numel()
     transformed = _apply(values, task.transform)[:, None]  # (N, 1)
+    needed = task.window + task.horizon + held_out(task) + task.horizon  # one training window
+    if n < needed:
+        raise DataError(
+            f"{series.name}: {n} steps are too few for window {task.window}, horizon "
+            f"{task.horizon} and {held_out(task)} validation steps (expected at least "
+            f"{needed}: one training window plus the held-out steps; lower --window, "
+            "--horizon or --valid)"
+        )
     try:
         train, val, _, scaler = forecasting_windows(
             transformed, task.window, task.horizon, held_out(task) / n, task.horizon / n
         )
-    except DataError as error:
+    except (DataError, ValueError) as error:
         raise DataError(
             f"{series.name}: {n} steps are too few for window {task.window}, horizon "
             f"{task.horizon} and {held_out(task)} validation steps ({error})"

@@ -32,6 +32,7 @@ import copy
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -226,6 +227,10 @@ class TrainerConfig:
             raise ValueError("tbptt: truncated BPTT trains streams; set carry_state = true")
         if self.carry_state and self.shuffle:
             raise ValueError("carry_state: the batches must stay in order; set shuffle = false")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ValueError(
+                f"device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+            )
         for name in ("clip_norm", "clip_value", "max_minutes"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -802,7 +807,14 @@ class Trainer:
                 f"cannot resume {folder}: it was saved by {state['world_size']} process(es), "
                 f"this run has {self.world.size}; the data order would differ"
             )
-        self.model.load_state_dict(checkpoint.weights)
+        try:
+            self.model.load_state_dict(checkpoint.weights)
+        except RuntimeError as error:  # another model's weights: say so in one line
+            first = str(error).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else first[0]
+            raise CheckpointError(
+                f"{folder}: the checkpoint does not fit this model ({detail})"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.state = TrainState(**state["trainer"])
