@@ -98,3 +98,12 @@ def test_a_folder_that_is_not_a_run_is_one_line(
     (tmp_path / "config.toml").write_text('kind = "lm"\n')
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "no checkpoint yet" in capsys.readouterr().err
+
+
+def test_an_empty_input_to_predict_is_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["predict", str(tmp_path), "fine", "  "]) == 2
+    assert capsys.readouterr().err == (
+        "rnnkit predict: error: INPUT 2 is empty (expected a text, a sentence or a source)\n"
+    )

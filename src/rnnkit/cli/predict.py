@@ -41,9 +41,12 @@ def run(args: argparse.Namespace) -> int:
     from rnnkit.tasks import task_module
     from rnnkit.tasks.task import PredictOptions, run_kind
 
-    kind = run_kind(args.run_dir)
     if args.inputs and args.file:
         raise UsageError("give inputs as arguments or --file, not both")
+    for number, text in enumerate(args.inputs, start=1):
+        if not text.strip():
+            raise UsageError(f"INPUT {number} is empty (expected a text, a sentence or a source)")
+    kind = run_kind(args.run_dir)
     options = PredictOptions(inputs=tuple(args.inputs), file=args.file, beam=args.beam,
                              top=args.top)  # fmt: skip
     for prediction in task_module(kind).predict(args.run_dir, options):
