@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/rnnkit train lm --config examples/shakespeare.toml --out runs/shakespeare --resume
 	$(VENV)/bin/rnnkit evaluate runs/shakespeare --split valid
-	$(VENV)/bin/rnnkit generate runs/shakespeare --start "ROMEO:" --length 300 \
+	$(VENV)/bin/rnnkit generate runs/shakespeare --start "ROMEO." --length 300 \
 		--temperature 0.8 --num-samples 3 --seed 1
 	@echo "the run's page: runs/shakespeare/report.html"
 

@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-at", type=int)
     parser.add_argument("--interrupt-at", type=int)
     args = parser.parse_args(argv)
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it
+    # ignored; Ctrl-C at a terminal always reaches the process, so restore that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = Tagger(args.dropout)
