@@ -574,3 +574,23 @@ def test_outputs_are_well_formed(
     torch.testing.assert_close(
         beam.beam_scores, beam.best.scores / penalty(beam.best.lengths, alpha)
     )
+
+
+def test_banned_tokens_are_never_generated_and_the_rest_renormalised() -> None:
+    # B's likeliest next token is A (0.6); with A banned greedy takes C, and the score
+    # is C's probability among what is left: 0.3 / (1 − 0.6).
+    model = table_model({BOS: {B: 1.0}, B: {A: 0.6, C: 0.3, D: 0.1}, C: {EOS: 1.0}})
+    start = torch.tensor([B])
+    out = greedy(model, start, model.initial_state(1), max_length=2, eos_id=EOS, banned=(A,))
+    assert out.tokens.tolist() == [[C, EOS]]
+    torch.testing.assert_close(out.scores[0].exp(), torch.tensor(0.75, dtype=torch.float64),
+                               atol=2e-3, rtol=0)  # fmt: skip
+    beam = beam_search(model, start, model.initial_state(1), max_length=2, beam_size=3,
+                       eos_id=EOS, banned=(A,)).best  # fmt: skip
+    assert A not in beam.tokens[0].tolist()
+    drawn = sample(model, start.repeat(200), model.initial_state(200), max_length=1,
+                   generator=torch.Generator().manual_seed(0), banned=(A, D))  # fmt: skip
+    first = drawn.tokens[:, 0].tolist()
+    assert A not in first and D not in first and first.count(C) > 190
+    with pytest.raises(ValueError, match="banned: expected tokens below V"):
+        greedy(model, start, model.initial_state(1), max_length=1, banned=(99,))

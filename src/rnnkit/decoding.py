@@ -20,7 +20,7 @@ Every function runs under ``torch.no_grad()`` with the model (when it is an
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -83,6 +83,7 @@ def greedy(
     max_length: int,
     eos_id: int | None = None,
     pad_id: int = 0,
+    banned: Sequence[int] = (),
 ) -> Decoded:
     """Greedy decoding: y_t = argmax_v log p(v | y_<t) at every step.
 
@@ -93,13 +94,15 @@ def greedy(
         max_length: most tokens generated per row (≥ 1).
         eos_id: the token that ends a row; ``None``: every row runs to max_length.
         pad_id: written after a row's EOS.
+        banned: tokens never generated (probability 0), e.g. ``<pad>`` and ``<bos>``,
+            which a model never saw as targets but still gives some mass.
     """
     _check_common(start, max_length, eos_id)
 
     def choose(log_probs: Tensor) -> Tensor:
         return log_probs.argmax(dim=-1)
 
-    return _decode(model, start, state, choose, max_length, eos_id, pad_id)
+    return _decode(model, start, state, choose, max_length, eos_id, pad_id, banned)
 
 
 def sample(
@@ -114,6 +117,7 @@ def sample(
     eos_id: int | None = None,
     pad_id: int = 0,
     generator: torch.Generator | None = None,
+    banned: Sequence[int] = (),
 ) -> Decoded:
     """Ancestral sampling: y_t ~ softmax(logits_t / T), restricted to top-k and/or nucleus.
 
@@ -124,7 +128,7 @@ def sample(
     seeded generator gives the same samples whatever the global RNG state.
 
     Args:
-        model, start, state, max_length, eos_id, pad_id: as for :func:`greedy`.
+        model, start, state, max_length, eos_id, pad_id, banned: as for :func:`greedy`.
         temperature: T > 0; T → 0 approaches greedy, T = 1 is the model's distribution.
         top_k: keep the k ≥ 1 most probable tokens; ``None``: no limit.
         top_p: nucleus mass in (0, 1]; ``None`` (or 1): no nucleus cut.
@@ -152,7 +156,7 @@ def sample(
         probs = torch.softmax(scaled.float(), dim=-1)  # (B, V)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
 
-    return _decode(model, start, state, choose, max_length, eos_id, pad_id)
+    return _decode(model, start, state, choose, max_length, eos_id, pad_id, banned)
 
 
 def beam_search(
@@ -165,6 +169,7 @@ def beam_search(
     length_penalty: float = 1.0,
     eos_id: int | None = None,
     pad_id: int = 0,
+    banned: Sequence[int] = (),
 ) -> BeamResult:
     """Beam search, every row and beam stepped as one batch of B·K.
 
@@ -190,7 +195,7 @@ def beam_search(
     compete with the finished ones at length max_length.
 
     Args:
-        model, start, state, max_length, eos_id, pad_id: as for :func:`greedy`.
+        model, start, state, max_length, eos_id, pad_id, banned: as for :func:`greedy`.
         beam_size: K ≥ 1 hypotheses per row.
         length_penalty: α ≥ 0.
     """
@@ -220,7 +225,7 @@ def beam_search(
         pool: _Pool | None = None
         for t in range(max_length):
             logits, state = model.decode_step(tokens, state)
-            log_probs = _log_probs(logits, B * K, eos_id)
+            log_probs = _log_probs(logits, B * K, eos_id, banned)
             V = log_probs.shape[1]
             if open_lp is None:
                 # Only beam 0 starts open: K copies of one start would fill the beam
@@ -353,6 +358,7 @@ def _decode(
     max_length: int,
     eos_id: int | None,
     pad_id: int,
+    banned: Sequence[int],
 ) -> Decoded:
     """The left-to-right loop shared by greedy and sampling; ``choose`` maps
     log-probabilities (B, V) to the next tokens (B,)."""
@@ -366,7 +372,7 @@ def _decode(
     with _inference(model):
         for t in range(max_length):
             logits, state = model.decode_step(tokens, state)
-            log_probs = _log_probs(logits, B, eos_id)  # (B, V)
+            log_probs = _log_probs(logits, B, eos_id, banned)  # (B, V)
             chosen = choose(log_probs)  # (B,)
             step = log_probs.gather(1, chosen.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
             scores = step if scores is None else scores + step  # (B,)
@@ -384,14 +390,22 @@ def _decode(
     return Decoded(tokens=out, lengths=lengths, scores=scores)
 
 
-def _log_probs(logits: Tensor, rows: int, eos_id: int | None) -> Tensor:
-    """Check a step's logits (rows, V) and normalise them to log-probabilities."""
+def _log_probs(logits: Tensor, rows: int, eos_id: int | None, banned: Sequence[int] = ()) -> Tensor:
+    """Check a step's logits (rows, V) and normalise them to log-probabilities, the
+    ``banned`` tokens excluded (−∞: the rest renormalised among themselves)."""
     if logits.dim() != 2 or logits.shape[0] != rows or logits.shape[1] < 1:
         raise ValueError(f"decode_step: expected logits ({rows}, V), got {tuple(logits.shape)}")
     if eos_id is not None and eos_id >= logits.shape[1]:
         raise ValueError(f"eos_id: expected a token below V = {logits.shape[1]}, got {eos_id}")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # sum scores in float32
+    if banned:
+        if any(not 0 <= token < logits.shape[1] for token in banned):
+            raise ValueError(f"banned: expected tokens below V = {logits.shape[1]}, got {banned}")
+        if len(set(banned)) >= logits.shape[1]:
+            raise ValueError("banned: every token is banned; nothing is left to generate")
+        logits = logits.index_fill(1, torch.tensor(list(banned), device=logits.device),
+                                   float("-inf"))  # fmt: skip
     return torch.log_softmax(logits, dim=-1)
 
 

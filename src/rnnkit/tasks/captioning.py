@@ -65,6 +65,7 @@ from rnnkit.data.vocab import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
+    UNK_ID,
     CharTokenizer,
     Vocabulary,
     WordTokenizer,
@@ -832,15 +833,19 @@ def generate(run_dir: Path | str, options: GenerateOptions) -> list[str]:
     for token in prompt:  # teacher-force the prompt
         _, state = model.decode_step(last, state)
         last = torch.full_like(last, token)
+    # Never generated: padding and BOS are not text, and a caption that says "<unk>"
+    # (a word too rare for the vocabulary) reads as a defect; EOS ends the text.
+    banned = (PAD_ID, BOS_ID, UNK_ID)
     if options.beam > 1:
         decoded = beam_search(model, last, state, max_length=options.length,
-                              beam_size=options.beam, eos_id=EOS_ID, pad_id=PAD_ID).best  # fmt: skip
+                              beam_size=options.beam, eos_id=EOS_ID, pad_id=PAD_ID,
+                              banned=banned).best  # fmt: skip
     else:
         generator = torch.Generator().manual_seed(options.seed)
         decoded = sample(model, last, state, max_length=options.length,
                          temperature=options.temperature, top_k=options.top_k,
                          top_p=options.top_p, eos_id=EOS_ID, pad_id=PAD_ID,
-                         generator=generator)  # fmt: skip
+                         generator=generator, banned=banned)  # fmt: skip
     start = options.start.strip()
     texts = []
     for row in decoded.tokens.tolist():

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
@@ -268,30 +268,13 @@ def evaluate(run_dir: Path | str, *, split: str = "test", data: str | None = Non
     return Evaluation(split, metrics)
 
 
-@dataclass(frozen=True)
-class NeverSpecial:
-    """A language model that cannot emit tokens it never saw as a target.
+def banned_tokens(vocab: Vocabulary, run: LanguageModelRun) -> tuple[int, ...]:
+    """Tokens a stream model never saw as targets, so never samples.
 
     A stream model's targets are text: ``<pad>``, ``<bos>`` and ``<eos>`` never occur,
     and ``<unk>`` occurs only where the vocabulary cut rare tokens (``min_freq``,
-    ``max_vocab``) or the text writes it (PTB). Their logits are −∞ when sampling,
-    so a sample holds no token that would print as ``<unk>``.
+    ``max_vocab``) or the text writes it (PTB).
     """
-
-    model: LanguageModel
-    banned: tuple[int, ...]
-
-    def decode_step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        logits, state = self.model.decode_step(tokens, state)  # (B, V)
-        logits = logits.clone()
-        logits[:, list(self.banned)] = float("-inf")
-        return logits, state
-
-    def reorder_state(self, state: Any, index: torch.Tensor) -> Any:
-        return self.model.reorder_state(state, index)
-
-
-def banned_tokens(vocab: Vocabulary, run: LanguageModelRun) -> tuple[int, ...]:
     specials = [PAD, BOS, EOS]
     cut = run.task.min_freq > 1 or run.task.max_vocab is not None
     if run.task.level == "char" and not cut:
@@ -343,17 +326,19 @@ def generate(run_dir: Path | str, options: GenerateOptions) -> list[str]:
     rows = 1 if options.beam > 1 else options.num_samples
     prompt = torch.tensor([_prompt_ids(start, vocab, run.task.level)] * rows)  # (S, P)
     last, state = model.prime(prompt)  # (S,), state after the prompt
-    decoder = NeverSpecial(model, banned_tokens(vocab, run))
+    banned = banned_tokens(vocab, run)
     if options.beam > 1:
         # The likeliest continuation of exactly ``length`` tokens (no EOS in a stream
         # model), found by beam search; α = 0 ranks by log-probability alone.
-        tokens = beam_search(decoder, last, state, max_length=options.length,
-                             beam_size=options.beam, length_penalty=0.0).best.tokens  # fmt: skip
+        tokens = beam_search(model, last, state, max_length=options.length,
+                             beam_size=options.beam, length_penalty=0.0,
+                             banned=banned).best.tokens  # fmt: skip
     else:
         generator = torch.Generator().manual_seed(options.seed)
-        tokens = sample(decoder, last, state, max_length=options.length,
+        tokens = sample(model, last, state, max_length=options.length,
                         temperature=options.temperature, top_k=options.top_k,
-                        top_p=options.top_p, generator=generator).tokens  # fmt: skip
+                        top_p=options.top_p, generator=generator,
+                        banned=banned).tokens  # fmt: skip
     texts = []
     for row in tokens.tolist():
         body = detokenize(vocab.decode(row), run.task.level)
