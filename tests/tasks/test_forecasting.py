@@ -137,6 +137,17 @@ def test_next_times() -> None:
     assert forecasting.next_times(["2017-11-09", "2017-11-10", "2017-11-13"], "daily", 1) == [None]
 
 
+def test_next_times_in_the_series_date_format() -> None:
+    assert forecasting.next_times(["1/30/1999"], "daily", 2, "%m/%d/%Y") == [
+        "1/31/1999",
+        "2/1/1999",
+    ]
+    assert forecasting.next_times(["01/30/1999"], "daily", 1, "%m/%d/%Y") == ["01/31/1999"]
+    assert forecasting.next_times(["30.1.1999"], "monthly", 1, "%d.%m.%Y") == ["28.2.1999"]
+    assert forecasting.next_times(["Jan 1999"], "monthly", 2) == ["Feb 1999", "Mar 1999"]
+    assert forecasting.next_times(["tuesday"], "daily", 1) == [None]
+
+
 def test_default_season() -> None:
     def series(times: list[str], frequency: str) -> SeriesData:
         return SeriesData("x", [1.0] * len(times), times, frequency)
@@ -144,6 +155,56 @@ def test_default_season() -> None:
     assert forecasting.season_of(series(["2017-11-10", "2017-11-13"], "daily")) == 5
     assert forecasting.season_of(series(["2017-11-11", "2017-11-12"], "daily")) == 7
     assert forecasting.season_of(series(["2000-06-05T00:00"], "half-hourly")) == 48
+    # Trading days in any date format: a week of 5 steps.
+    trading = ["1/13/1999", "1/14/1999", "1/15/1999", "1/19/1999"]
+    assert forecasting.season_of(series(trading, "daily")) == 5
+    given = SeriesData("x", [1.0] * 2, ["1/4/1999", "1/5/1999"], "daily", "%m/%d/%Y")
+    assert forecasting.season_of(given) == 5
+    assert forecasting.season_of(series(["1/4/1999", "1/9/1999"], "irregular")) == 1
+
+
+def test_a_season_the_backtests_cannot_use_is_refused_before_training(tmp_path: Path) -> None:
+    # 144 months, horizon 12, valid 12: the training split's backtest sees 108 steps.
+    with pytest.raises(ValueError, match="season") as caught:
+        forecasting.prepare(small_run(window=24, season=10**9))
+    assert str(caught.value) == (
+        "season: 1000000000 is too long for this series (expected at most 107: the backtests "
+        "need more than a season of history, and the training split's has 108 steps; lower "
+        "--season)"
+    )
+    with pytest.raises(ValueError, match="season: 108 is too long"):
+        forecasting.prepare(small_run(window=24, season=108))
+    # The longest season accepted trains and backtests every split.
+    out = tmp_path / "run"
+    forecasting.fit(forecasting.prepare(small_run(window=24, season=107)), out)
+    for split in ("train", "valid", "test"):
+        result = forecasting.evaluate(out, split=split)
+        assert result.details["backtest"]["season"] == 107
+        assert result.metrics["mase"] > 0
+
+
+def test_date_format_is_a_strptime_format() -> None:
+    assert ForecastTask(date_format="%d/%m/%Y").date_format == "%d/%m/%Y"
+    with pytest.raises(ValueError, match="date_format: expected a strptime format"):
+        ForecastTask(date_format="DD/MM/YYYY")
+
+
+def test_an_irregular_series_is_said_once_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.data.formats.test_series import sp500_like
+
+    path = sp500_like(tmp_path / "sp500.csv")
+    prepared = forecasting.prepare(small_run(data=(str(path),), window=20, horizon=5))
+    assert capsys.readouterr().err == (
+        f"{path}: dates are irregular (trading days?): rows are taken as ordered steps\n"
+    )
+    assert prepared.run.task.season == 5
+    assert prepared.summary[0] == (
+        "series: Adj Close, 200 daily steps, 1/4/1999 … 10/18/1999 (season 5)"
+    )
+    regular = forecasting.prepare(small_run())
+    assert capsys.readouterr().err == "" and regular.run.task.season == 12
 
 
 def test_bad_data_is_one_line(tmp_path: Path) -> None:

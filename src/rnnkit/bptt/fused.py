@@ -44,9 +44,14 @@ for all steps before the loop and completed in place; ``Y`` = h_t for all steps
 (the output); ``G`` = ∂L/∂h_t arriving from the outputs and, as the backward loop
 runs, the total δ_t; ``dA`` = ∂L/∂(pre-activations) per step.
 
-Limits: first derivatives only (a double backward raises, as ``once_differentiable``
-makes it); the ops are device-agnostic, but only the CPU is measured and tested,
-and on CUDA ``"auto"`` picks cuDNN instead.
+Higher derivatives: the hand-derived loops compute numbers, not a graph. When a
+backward is asked to build one (``create_graph=True``, as a gradient penalty
+needs), each Function instead replays its forward in plain autograd ops
+(:func:`_replay`) and differentiates that, so second and higher derivatives are
+exact; ordinary training never takes that path and pays nothing for it.
+
+Limits: the ops are device-agnostic, but only the CPU is measured and tested, and
+on CUDA ``"auto"`` picks cuDNN instead.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
 from rnnkit.bptt import compiled
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
@@ -189,6 +194,86 @@ def _check_batch_sizes(batch_sizes: BatchSizes, steps: int, batch: int) -> None:
         raise ValueError(f"batch_sizes: expected non-increasing sizes ≥ 0, got {batch_sizes}")
 
 
+# --------------------------------------------------------------------------- higher order
+
+
+def _step(cell: str, x_t: Tensor, state: tuple[Tensor, ...], *params: Tensor | None) -> Any:
+    """One step of ``cell`` (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``) in autograd ops.
+
+    The equations of :mod:`rnnkit.cells`, on the Function's own tensors (w_ih, w_hh,
+    b_ih, b_hh in torch.nn's layout); returns the new state fields, h first.
+    """
+    w_ih, w_hh, b_ih, b_hh = params
+    assert w_ih is not None and w_hh is not None
+    a = F.linear(x_t, w_ih, b_ih)  # U·x_t + b_ih
+    ah = F.linear(state[0], w_hh, b_hh)  # W·h_{t−1} + b_hh
+    if cell == "lstm":
+        i, f, g, o = (a + ah).chunk(4, dim=1)
+        c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if cell == "gru":
+        x_r, x_z, x_n = a.chunk(3, dim=1)
+        h_r, h_z, h_n = ah.chunk(3, dim=1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return ((1 - z) * n + z * state[0],)
+    return (torch.relu(a + ah) if cell == "rnn_relu" else torch.tanh(a + ah),)
+
+
+def _replay(
+    cell: str,
+    x: Tensor,
+    state: tuple[Tensor, ...],
+    params: tuple[Tensor | None, ...],
+    batch_sizes: BatchSizes,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """A Function's forward in plain autograd ops: (Y (T, B, H), final state fields).
+
+    Same conventions as the Functions: time-major, sorted longest first, step t
+    updates the first ``batch_sizes[t]`` rows; the others keep their state (so the
+    state after the loop is each row's final state) and output zeros.
+    """
+    T, B = x.shape[:2]
+    outputs = []
+    for t in range(T):
+        b = B if batch_sizes is None else batch_sizes[t]
+        new = _step(cell, x[t, :b], tuple(field[:b] for field in state), *params)
+        outputs.append(F.pad(new[0], (0, 0, 0, B - b)))  # (B, H)
+        state = tuple(torch.cat((n, old[b:])) for n, old in zip(new, state, strict=True))
+    return torch.stack(outputs), state
+
+
+def _graph_backward(ctx: Any, cell: str, grads: tuple[Tensor | None, ...]) -> tuple[Any, ...]:
+    """The backward of a fused Function as a graph, for ``create_graph=True``.
+
+    A gradient penalty differentiates the gradient itself, so the gradient must be
+    made of differentiable operations on the Function's inputs. The hand-derived
+    loops write numbers into buffers; here the forward is replayed with autograd
+    ops from the saved inputs (which keep their own graph) and differentiated with
+    ``create_graph=True``: exact to every order, at the cost of the unrolled backend,
+    and only when a graph is asked for. ``grads`` are ∂L/∂ of (Y, final fields…).
+    """
+    count = len(grads) + 4  # x, the state fields, w_ih, w_hh, b_ih, b_hh
+    inputs = ctx.saved_tensors[:count]
+    fields = len(grads) - 1
+    Y, final = _replay(
+        cell, inputs[0], inputs[1 : 1 + fields], inputs[1 + fields :], ctx.batch_sizes
+    )
+    pairs = [(out, g) for out, g in zip((Y, *final), grads, strict=True) if g is not None]
+    needs = ctx.needs_input_grad
+    wanted = [tensor for tensor, need in zip(inputs, needs, strict=False) if need]
+    found = iter(
+        torch.autograd.grad(
+            [out for out, _ in pairs],
+            wanted,
+            [g for _, g in pairs],
+            create_graph=True,
+            allow_unused=True,
+        )
+    )
+    return tuple(next(found) if need else None for need in needs)
+
+
 # --------------------------------------------------------------------------- Elman RNN
 
 
@@ -237,16 +322,18 @@ class FusedRNN(torch.autograd.Function):
                 activate(ys[t][:b].addmm_(h[:b], w_t))
                 h = ys[t]
             Y.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)  # outputs past the end
-        ctx.save_for_backward(x, h0, w_ih, w_hh, Y)
+        # The inputs first, as they came (biases may be None): _graph_backward replays them.
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, Y)  # type: ignore[arg-type]
         ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
         ctx.relu = relu  # type: ignore[attr-defined]
         ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
         return Y, _take_last(Y, batch_sizes)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None) -> tuple[Any, ...]:
-        x, h0, w_ih, w_hh, Y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the loops below build no graph
+            return _graph_backward(ctx, "rnn_relu" if ctx.relu else "rnn", (grad_Y, grad_h))
+        x, h0, w_ih, w_hh, _, _, Y = ctx.saved_tensors
         batch_sizes: BatchSizes = ctx.batch_sizes
         needs = ctx.needs_input_grad
         wanted = (needs[0], needs[2], needs[3], ctx.has_bias)  # x, U, W, b
@@ -376,7 +463,9 @@ class FusedLSTM(torch.autograd.Function):
             TC: Tensor | None = None  # the compiled backward recomputes tanh(c_t)
         else:
             C, TC, Y = FusedLSTM._forward_loop(A, h0, c0, w_t, batch_sizes)
-        ctx.save_for_backward(x, h0, c0, u2, w, Y, A, C, *(() if TC is None else (TC,)))
+        # The inputs first, as they came (biases may be None): _graph_backward replays them.
+        saved = (u2, w, Y, A, C, *(() if TC is None else (TC,)))
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *saved)  # type: ignore[arg-type]
         ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
         ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
         return Y, _take_last(Y, batch_sizes), _take_last(C, batch_sizes)
@@ -414,11 +503,12 @@ class FusedLSTM(torch.autograd.Function):
         return C, TC, Y
 
     @staticmethod
-    @once_differentiable
     def backward(
         ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None, grad_c: Tensor | None
     ) -> tuple[Any, ...]:
-        x, h0, c0, u2, w, Y, A, C, *saved_tc = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the loops below build no graph
+            return _graph_backward(ctx, "lstm", (grad_Y, grad_h, grad_c))
+        x, h0, c0, _, _, _, _, u2, w, Y, A, C, *saved_tc = ctx.saved_tensors
         TC = saved_tc[0] if saved_tc else None
         batch_sizes: BatchSizes = ctx.batch_sizes
         needs = ctx.needs_input_grad
@@ -574,7 +664,8 @@ class FusedGRU(torch.autograd.Function):
             Y = loops.gru_forward(S, N, h0, w_t, batch_sizes or ())
         else:
             Y = FusedGRU._forward_loop(S, N, h0, w_t, batch_sizes)
-        ctx.save_for_backward(x, h0, w_ih, w_hh, Y, S, N)
+        # The inputs first, as they came (biases may be None): _graph_backward replays them.
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, Y, S, N)  # type: ignore[arg-type]
         ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
         ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
         return Y, _take_last(Y, batch_sizes)
@@ -610,9 +701,10 @@ class FusedGRU(torch.autograd.Function):
         return Y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None) -> tuple[Any, ...]:
-        x, h0, w_ih, w_hh, Y, S, N = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the loops below build no graph
+            return _graph_backward(ctx, "gru", (grad_Y, grad_h))
+        x, h0, w_ih, w_hh, _, _, Y, S, N = ctx.saved_tensors
         batch_sizes: BatchSizes = ctx.batch_sizes
         H = Y.shape[2]
         needs = ctx.needs_input_grad

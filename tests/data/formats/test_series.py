@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import random
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rnnkit.data.errors import DataError
-from rnnkit.data.formats.series import FREQUENCIES, TimeSeries, read_series
+from rnnkit.data.formats.series import (
+    DATE_FORMATS,
+    FREQUENCIES,
+    IRREGULAR,
+    TimeSeries,
+    date_format_of,
+    read_series,
+)
 from tests.data.formats.damage import contents, read_or_data_error
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "models_airpassengers.csv"
@@ -45,6 +55,8 @@ def test_several_value_columns_in_file_order_and_frozen(tmp_path: Path) -> None:
         times=["2024-01-02", "2024-01-03"],
         columns={"open": [1.5, -300.0], "close": [2.0, 4.25]},
         frequency="daily",
+        date_format="%Y-%m-%d",
+        irregular=None,
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         series.frequency = "weekly"  # type: ignore[misc]
@@ -72,13 +84,27 @@ def test_frequency_from_the_median_gap(tmp_path: Path, times: list[str], frequen
     assert series.columns == {"v": [float(i) for i in range(len(times))]}
 
 
-def test_irregular_times_need_a_given_frequency(tmp_path: Path) -> None:
-    path = write(tmp_path, "t,v\n2024-01-01,1\n2024-01-04,2\n2024-01-07,3\n")
-    assert error_of(path) == (
-        f"{path}: irregular times: the median gap is 3 days (expected the gap of one of "
-        f"{', '.join(FREQUENCIES)}, or pass frequency=)"
-    )
-    assert read_series(path, frequency="daily").frequency == "daily"
+def test_irregular_times_are_ordered_steps(tmp_path: Path) -> None:
+    # A median gap of 3 days is no frequency: the rows are read as ordered steps.
+    path = write(tmp_path, "t,v\n2024-01-01,1\n2024-01-04,2\n2024-01-07,3\n2024-01-17,4\n")
+    series = read_series(path)
+    assert (series.frequency, series.irregular) == (IRREGULAR, "gaps from 3 days to 10 days")
+    assert series.columns == {"v": [1.0, 2.0, 3.0, 4.0]}
+    given = read_series(path, frequency="daily")
+    assert (given.frequency, given.irregular) == ("daily", "gaps from 3 days to 10 days")
+    # Daily with weekends missing: a daily series, flagged as trading days.
+    days = ["2024-01-04", "2024-01-05", "2024-01-08", "2024-01-09"]
+    trading = read_series(write(tmp_path, "t,v\n" + "".join(f"{d},1\n" for d in days)))
+    assert (trading.frequency, trading.irregular) == ("daily", "trading days?")
+    # A weekend day among them: not a market's calendar.
+    days = ["2024-01-05", "2024-01-06", "2024-01-08", "2024-01-09"]
+    weekend = read_series(write(tmp_path, "t,v\n" + "".join(f"{d},1\n" for d in days)))
+    assert (weekend.frequency, weekend.irregular) == ("daily", "gaps from 1 day to 2 days")
+    # Months are regular whatever their lengths; a missing month is not.
+    months = read_series(write(tmp_path, "t,v\n2023-01-31,1\n2023-02-28,2\n2023-03-31,3\n"))
+    assert (months.frequency, months.irregular) == ("monthly", None)
+    gap = read_series(write(tmp_path, "t,v\n2023-01,1\n2023-02,2\n2023-03,3\n2023-05,4\n"))
+    assert (gap.frequency, gap.irregular) == ("monthly", "gaps from 28 days to 61 days")
 
 
 def test_columns_named_by_arguments_when_detection_is_ambiguous(tmp_path: Path) -> None:
@@ -107,12 +133,17 @@ def test_named_columns_must_exist(tmp_path: Path) -> None:
 
 
 def test_no_date_column(tmp_path: Path) -> None:
-    path = write(tmp_path, "t,v\n2024/01/01,1\n")
+    path = write(tmp_path, "t,v\n19990104,1\n")
     assert error_of(path) == (
-        f"{path}:2: no column holds dates (columns found: 't', 'v'; expected one column in "
-        "YYYY-MM-DD, YYYY-MM, YYYY-MM-DD HH:MM, YYYY-MM-DDTHH:MM, YYYY-MM-DD HH:MM:SS, "
-        "YYYY-MM-DDTHH:MM:SS, MM/DD/YYYY, or pass time_column=)"
+        f"{path}:2: no column holds dates (columns found: 't', 'v'; expected one column of "
+        "dates such as 1999-01-04, 1999-01-04 13:45, 1/4/1999, 4.1.1999, 4 Jan 1999 or "
+        "Jan 4, 1999, or pass time_column= and date_format=)"
     )
+    assert error_of(path, date_format="%d%m%Y") == (
+        f"{path}:2: no column holds dates (columns found: 't', 'v'; expected one column of "
+        "dates in date_format '%d%m%Y', or pass time_column= and date_format=)"
+    )
+    assert read_series(path, date_format="%Y%m%d", frequency="daily").times == ["19990104"]
 
 
 def test_missing_values_are_errors_unless_filled(tmp_path: Path) -> None:
@@ -221,7 +252,7 @@ def test_one_row_is_fine_with_a_given_frequency(tmp_path: Path) -> None:
         read_series(path, delimiter=";")
     path.write_text("t;v\n2024-01-01;1.5\n", encoding="utf-8")
     assert read_series(path, delimiter=";", frequency="daily") == TimeSeries(
-        ["2024-01-01"], {"v": [1.5]}, "daily"
+        ["2024-01-01"], {"v": [1.5]}, "daily", "%Y-%m-%d"
     )
 
 
@@ -242,5 +273,265 @@ def test_only_data_error_escapes(content: bytes) -> None:
             "input.csv",
         )
         if isinstance(result, TimeSeries):
-            assert result.frequency in FREQUENCIES
+            assert result.frequency in (*FREQUENCIES, IRREGULAR)
             assert all(len(v) == len(result.times) for v in result.columns.values())
+
+
+# The S&P 500 closes as the `arch` package ships them: `Date,Adj Close`, month-first
+# dates without leading zeros, trading days only. Synthetic prices, real calendar.
+_HOLIDAYS_1999 = {date(1999, 1, 18), date(1999, 2, 15), date(1999, 4, 2), date(1999, 5, 31),
+                  date(1999, 7, 5), date(1999, 9, 6), date(1999, 11, 25), date(1999, 12, 24)}  # fmt: skip
+
+
+def sp500_like(path: Path, rows: int = 200) -> Path:
+    """Write ``rows`` trading days from 1999-01-04 in the `arch` S&P 500 file's format."""
+    generator, price, day = random.Random(1999), 1228.10, date(1999, 1, 4)
+    lines = ["Date,Adj Close"]
+    while len(lines) <= rows:
+        if day.weekday() < 5 and day not in _HOLIDAYS_1999:
+            lines.append(f"{day.month}/{day.day}/{day.year},{price:.2f}")
+            price *= 1 + generator.gauss(0.0004, 0.012)
+        day += timedelta(days=1)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_sp500_file_as_users_bring_it(tmp_path: Path) -> None:
+    path = sp500_like(tmp_path / "sp500.csv")
+    series = read_series(path)
+    assert series.times[:3] == ["1/4/1999", "1/5/1999", "1/6/1999"] and len(series.times) == 200
+    # 1/4 … 1/12 fit day first too; 1/13/1999 on line 8 decides month first.
+    assert series.date_format == "%m/%d/%Y"
+    assert (series.frequency, series.irregular) == ("daily", "trading days?")
+    assert list(series.columns) == ["Adj Close"] and series.columns["Adj Close"][0] == 1228.10
+    assert read_series(path, value_columns=["Adj Close"]).columns == series.columns
+
+
+@pytest.mark.parametrize(
+    ("cells", "pattern", "first", "frequency"),
+    [
+        (["1999-01-04", "1999-01-05"], "%Y-%m-%d", datetime(1999, 1, 4), "daily"),
+        (["1999-1-4", "1999-1-5"], "%Y-%m-%d", datetime(1999, 1, 4), "daily"),
+        (["1999/01/04", "1999/01/05"], "%Y/%m/%d", datetime(1999, 1, 4), "daily"),
+        (["1999-01", "1999-02"], "%Y-%m", datetime(1999, 1, 1), "monthly"),
+        (
+            ["1999-01-04 13:45", "1999-01-04 14:45"],
+            "%Y-%m-%d %H:%M",
+            datetime(1999, 1, 4, 13, 45),
+            "hourly",
+        ),
+        (
+            ["1999-01-04 13:45:00", "1999-01-04 13:45:01"],
+            "%Y-%m-%d %H:%M:%S",
+            datetime(1999, 1, 4, 13, 45),
+            "secondly",
+        ),
+        (
+            ["1999-01-04T13:45:00.5", "1999-01-04T13:45:01.5"],
+            "%Y-%m-%dT%H:%M:%S.%f",
+            datetime(1999, 1, 4, 13, 45, 0, 500000),
+            "secondly",
+        ),
+        (
+            ["1999-01-04T13:45Z", "1999-01-04T14:00Z"],
+            "%Y-%m-%dT%H:%M%z",
+            datetime(1999, 1, 4, 13, 45, tzinfo=UTC),
+            "quarter-hourly",
+        ),
+        # One zone per row: a clock change keeps the gaps right.
+        (
+            ["1999-03-28T01:30+01:00", "1999-03-28T03:00+02:00"],
+            "%Y-%m-%dT%H:%M%z",
+            datetime(1999, 3, 28, 0, 30, tzinfo=UTC),
+            "half-hourly",
+        ),
+        (["1/13/1999", "1/14/1999"], "%m/%d/%Y", datetime(1999, 1, 13), "daily"),
+        (["13/1/1999", "14/1/1999"], "%d/%m/%Y", datetime(1999, 1, 13), "daily"),
+        (["4.1.1999", "5.1.1999"], "%d.%m.%Y", datetime(1999, 1, 4), "daily"),
+        (["13-01-1999", "14-01-1999"], "%d-%m-%Y", datetime(1999, 1, 13), "daily"),
+        (
+            ["1/13/1999 1:45 PM", "1/13/1999 2:45 PM"],
+            "%m/%d/%Y %I:%M %p",
+            datetime(1999, 1, 13, 13, 45),
+            "hourly",
+        ),
+        (
+            ["13/01/1999 13:45", "13/01/1999 14:45"],
+            "%d/%m/%Y %H:%M",
+            datetime(1999, 1, 13, 13, 45),
+            "hourly",
+        ),
+        (["4 Jan 1999", "5 Jan 1999"], "%d %b %Y", datetime(1999, 1, 4), "daily"),
+        (["Jan 4, 1999", "Jan 5, 1999"], "%b %d, %Y", datetime(1999, 1, 4), "daily"),
+        (["January 4 1999", "January 5 1999"], "%B %d %Y", datetime(1999, 1, 4), "daily"),
+        (["1999-Jan-04", "1999-Jan-05"], "%Y-%b-%d", datetime(1999, 1, 4), "daily"),
+        (["04-JAN-1999", "05-JAN-1999"], "%d-%b-%Y", datetime(1999, 1, 4), "daily"),
+        (["Jan 1999", "Feb 1999"], "%b %Y", datetime(1999, 1, 1), "monthly"),
+        # "May" is a full name and an abbreviation: both read alike, the first is kept.
+        (["May 4 1999", "May 5 1999"], "%b %d %Y", datetime(1999, 5, 4), "daily"),
+    ],
+)
+def test_date_formats(
+    tmp_path: Path, cells: list[str], pattern: str, first: datetime, frequency: str
+) -> None:
+    quoted = "".join(f'"{c}",{i}\n' for i, c in enumerate(cells))  # "Jan 4, 1999" has a comma
+    series = read_series(write(tmp_path, "when,value\n" + quoted))
+    assert (series.date_format, series.frequency, series.times) == (pattern, frequency, cells)
+    assert datetime.strptime(series.times[0], pattern) == first
+    assert pattern in DATE_FORMATS and date_format_of(cells) == pattern
+
+
+@pytest.mark.parametrize(
+    ("cells", "pattern"),
+    [
+        # A first field above 12 on a later row decides day first …
+        (["4/1/1999", "5/1/1999", "13/1/1999"], "%d/%m/%Y"),
+        # … a second field above 12, month first.
+        (["1/4/1999", "1/12/1999", "1/13/1999"], "%m/%d/%Y"),
+        # Both fit every row: only day first increases (Jan 2, Feb 1, Mar 1) …
+        (["2/1/1999", "1/2/1999", "1/3/1999"], "%d/%m/%Y"),
+        # … only month first increases (Jan 3, Feb 1, Mar 2).
+        (["1/3/1999", "2/1/1999", "3/2/1999"], "%m/%d/%Y"),
+        # The same day and month in every row: both read alike, no question to ask.
+        (["1/1/1999", "2/2/1999", "3/3/1999"], "%m/%d/%Y"),
+    ],
+)
+def test_month_or_day_first_is_decided_by_the_whole_column(
+    tmp_path: Path, cells: list[str], pattern: str
+) -> None:
+    path = write(tmp_path, "Date,v\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
+    assert read_series(path).date_format == pattern
+
+
+def test_an_undecidable_column_asks_for_date_format(tmp_path: Path) -> None:
+    path = write(tmp_path, "Date,v\n1/4/1999,1\n1/5/1999,2\n2/5/1999,3\n")
+    assert error_of(path) == (
+        f"{path}:2: the dates in column 'Date' fit both MM/DD/YYYY and DD/MM/YYYY (such as "
+        "'1/4/1999' on line 2; choose one with --date-format or date_format=: '%m/%d/%Y' or "
+        "'%d/%m/%Y')"
+    )
+    # Apr 1, May 1, May 2 or Jan 4, Jan 5, Feb 5: the same cells, another series.
+    day_first = read_series(path, date_format="%d/%m/%Y")
+    assert (day_first.date_format, day_first.irregular) == (
+        "%d/%m/%Y",
+        "gaps from 1 day to 30 days",
+    )
+    month_first = read_series(path, date_format="%m/%d/%Y")
+    assert month_first.irregular == "gaps from 1 day to 31 days"
+    # A dotted date is day first by convention: never a question.
+    dotted = write(tmp_path, "Date,v\n1.4.1999,1\n1.5.1999,2\n")
+    assert read_series(dotted).date_format == "%d.%m.%Y"
+
+
+def test_a_given_date_format(tmp_path: Path) -> None:
+    path = write(tmp_path, "Date,v\n04/01/1999,1\n05/01/1999,2\n05/13/1999,3\n")
+    assert error_of(path, date_format="%d/%m/%Y") == (
+        f"{path}:4: time '05/13/1999' is not in date_format '%d/%m/%Y' (expected DD/MM/YYYY)"
+    )
+    odd = write(tmp_path, "stamp,v\n1999|004,1\n1999|005,2\n")
+    series = read_series(odd, date_format="%Y|%j")  # year and day of the year
+    assert (series.frequency, series.date_format) == ("daily", "%Y|%j")
+    for bad in ("dd/mm/yyyy", "", 5):
+        with pytest.raises(ValueError, match="date_format: expected a strptime format"):
+            read_series(path, date_format=bad)  # type: ignore[arg-type]
+
+
+def test_the_time_column_by_name_or_content(tmp_path: Path) -> None:
+    # By name, in any case, even beside another column of dates.
+    path = write(tmp_path, "Expiry,DS,price\n2030-01-01,1999-01-04,1\n2030-01-01,1999-01-05,2\n")
+    with pytest.raises(DataError, match="'2030-01-01' in column 'Expiry' is not a number"):
+        read_series(path)
+    assert read_series(path, value_columns=["price"]).times == ["1999-01-04", "1999-01-05"]
+    for name in ("date", "Time", "TIMESTAMP", "datetime", "ds"):
+        named = write(tmp_path, f"v,{name}\n1,1999-01-04\n2,1999-01-05\n")
+        assert read_series(named).columns == {"v": [1.0, 2.0]}
+    # Two such names: the one that holds dates.
+    both = write(tmp_path, "date,time,v\n4 Jan 1999,13:45,1\n5 Jan 1999,13:45,2\n")
+    with pytest.raises(DataError, match="'13:45' in column 'time' is not a number"):
+        read_series(both)
+    # A column named as dates that holds none: said at its line.
+    wrong = write(tmp_path, "Date,v\nMonday,1\n")
+    assert error_of(wrong) == (
+        f"{wrong}:2: time 'Monday' in column 'Date' is not a date (expected a date such as "
+        "1999-01-04, 1999-01-04 13:45, 1/4/1999, 4.1.1999, 4 Jan 1999 or Jan 4, 1999, or pass "
+        "date_format=)"
+    )
+    # By content, and explicitly.
+    content = write(tmp_path, "when,v\n1999-01-04,1\n1999-01-05,2\n")
+    assert read_series(content).times == ["1999-01-04", "1999-01-05"]
+    assert error_of(content, time_column="Date") == (
+        f"{content}:1: no column 'Date' in the header (columns found: 'when', 'v')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            "1/13/1999,1\n1/14/1999,2\n1/14/1999,3\n",
+            "4: time '1/14/1999' does not come after '1/14/1999' "
+            "(expected increasing times, each once)",
+        ),
+        (
+            "1/13/1999,1\n1/15/1999,2\n1/14/1999,3\n",
+            "4: time '1/14/1999' does not come after '1/15/1999' "
+            "(expected increasing times, each once)",
+        ),
+        (
+            "1/13/1999,1\n1/14/1999,2\n1999-01-15,3\n",
+            "4: time '1999-01-15' is not in the first row's format "
+            "(expected MM/DD/YYYY, as on line 2)",
+        ),
+        (
+            "1/13/1999,1\n2/30/1999,2\n",
+            "3: time '2/30/1999' is not in the first row's format "
+            "(expected MM/DD/YYYY, as on line 2)",
+        ),
+        # Both readings stop at the same row: the message names both.
+        (
+            "1/4/1999,1\n13/13/1999,2\n",
+            "3: time '13/13/1999' is not in the first row's format "
+            "(expected MM/DD/YYYY or DD/MM/YYYY, as on line 2)",
+        ),
+        # Neither reading increases: the first one's first step back is named.
+        (
+            "1/2/1999,1\n2/1/1999,2\n2/1/1999,3\n",
+            "4: time '2/1/1999' does not come after '2/1/1999' "
+            "(expected increasing times, each once)",
+        ),
+    ],
+)
+def test_bad_dates_name_their_line(tmp_path: Path, rows: str, message: str) -> None:
+    path = write(tmp_path, "Date,v\n" + rows)
+    assert error_of(path) == f"{path}:{message}"
+
+
+_RENDERED = ["%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%m/%d/%Y", "%d/%m/%Y",
+             "%d.%m.%Y", "%d %b %Y", "%b %d, %Y", "%B %d %Y", "%Y-%b-%d", "%m/%d/%Y %I:%M %p"]  # fmt: skip
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # one file, rewritten
+@given(
+    start=st.datetimes(datetime(1900, 1, 1), datetime(2100, 1, 1)),
+    steps=st.lists(st.integers(1, 90 * 24 * 60), min_size=1, max_size=30),
+    pattern=st.sampled_from(_RENDERED),
+)
+def test_dates_written_in_a_format_read_back(
+    tmp_path: Path, start: datetime, steps: list[int], pattern: str
+) -> None:
+    # Minutes apart, rounded to what the format shows, kept only where they still differ.
+    moments = [start + timedelta(minutes=sum(steps[:k])) for k in range(len(steps) + 1)]
+    cells = list(dict.fromkeys(m.strftime(pattern) for m in moments))
+    expected = [datetime.strptime(c, pattern) for c in cells]
+    path = write(tmp_path, "Date,v\n" + "".join(f'"{c}",{i}\n' for i, c in enumerate(cells)))
+    given_format = read_series(path, date_format=pattern, frequency="daily")
+    assert [datetime.strptime(c, pattern) for c in given_format.times] == expected
+    try:
+        series = read_series(path, frequency="daily")
+    except DataError as error:
+        message = str(error)
+    else:
+        assert [datetime.strptime(c, series.date_format or "") for c in series.times] == expected
+        return
+    # Only a column that reads as increasing dates both ways may be a question.
+    assert "fit both" in message and pattern in message and "/" in pattern

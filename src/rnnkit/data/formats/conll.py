@@ -18,6 +18,12 @@ Tag schemes: BIO tags are ``O``, ``B-TYPE`` (an entity begins) and ``I-TYPE``
 (the last token of a longer entity) and ``S-TYPE`` (a one-token entity), so ``B``
 and ``I`` must be followed by ``I`` or ``E`` of the same type. Tag sets in neither
 scheme (part-of-speech tags, say) are plain labels and are not checked.
+
+One tag that looks like a scheme's (``B-``, ``I-``, ``E-`` or ``S-`` at its start)
+puts the whole file in that scheme, so a malformed tag (``B-`` with no type, ``PER``
+without its prefix) is an error at its line; it never turns the checks off.
+conlleval and seqeval's default mode would read ``B-`` as an entity of an empty
+type and score it silently; seqeval's strict mode refuses it, as we do.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ Scheme = Literal["BIO", "BIOES"]
 ConllFormat = Literal["conll", "conllu"]
 
 _TAG = re.compile(r"([BIES])-(.+)", re.DOTALL)
+_SCHEME_LIKE = re.compile(r"([BIES])-", re.DOTALL)  # well-formed or not: it is meant as a tag
 _WORD_ID = re.compile(r"[0-9]+")
 _SKIPPED_ID = re.compile(r"[0-9]+-[0-9]+|[0-9]+\.[0-9]+")
 _CONLLU_COLUMNS = 10
@@ -96,7 +103,10 @@ def read_tagged(
         for tokens, numbers in numbered:
             found = _violation([tag for _, tag in tokens], chosen)
             if found is not None:
-                raise DataError(found[1], path=path, line=numbers[found[0]])
+                message = found[1]
+                if scheme == "detect" and _split(tokens[found[0]][1]) is None:
+                    message = message[:-1] + _why_scheme(numbered, chosen)
+                raise DataError(message, path=path, line=numbers[found[0]])
     kept: list[list[tuple[str, str]]] = []
     for tokens, numbers in numbered:
         keep = kept_length(
@@ -238,22 +248,31 @@ def _split(tag: str) -> tuple[str, str] | None:
 
 
 def detect_scheme(sentences: Sequence[Sequence[tuple[str, str]]]) -> Scheme | None:
-    """``"BIOES"`` if every tag is O or prefixed and some are E-/S-, ``"BIO"`` if
-    every tag is O, B- or I- (at least one prefixed), otherwise None (plain labels).
+    """``"BIOES"`` if some tag starts with ``E-`` or ``S-``, ``"BIO"`` if some start
+    with ``B-`` or ``I-`` and none with those, otherwise None (plain labels).
 
-    Only the tags' form is looked at; :func:`validate` checks their order.
+    Only the tags' form is looked at, and a malformed tag (``B-``, ``PER``) does not
+    change the answer: :func:`validate` then refuses it, with their order.
     """
-    prefixes: set[str] = set()
-    for sentence in sentences:
-        for _, tag in sentence:
-            part = _split(tag)
-            if part is None:
-                return None
-            prefixes.add(part[0])
-    prefixes.discard("O")
+    prefixes = {
+        match.group(1)
+        for sentence in sentences
+        for _, tag in sentence
+        if (match := _SCHEME_LIKE.match(tag)) is not None
+    }
     if not prefixes:
         return None
     return "BIOES" if prefixes & {"E", "S"} else "BIO"
+
+
+def _why_scheme(numbered: list[_Numbered], scheme: Scheme) -> str:
+    """The end of a message about a detected scheme: which tag put the file in it."""
+    for tokens, numbers in numbered:
+        for (_, tag), number in zip(tokens, numbers, strict=True):
+            part = _split(tag)
+            if part is not None and part[0] != "O" and (scheme == "BIO" or part[0] in "ES"):
+                return f"; the file is read as {scheme} because of {tag!r} on line {number})"
+    return ")"
 
 
 def _violation(tags: Sequence[str], scheme: Scheme) -> tuple[int, str] | None:

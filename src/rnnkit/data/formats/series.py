@@ -1,23 +1,34 @@
 """Forecasting data: a CSV with one time column and one or more numeric value columns.
 
-The first row (after comment lines) is the header. The time column is found
-when exactly one column holds dates in a format below (judged on the first row),
-and the value columns are then all the others; otherwise name them with
-``time_column`` and ``value_columns``. Times must increase and keep the first
-row's format:
+The first row (after comment lines) is the header. The time column is the one
+named ``date``, ``time``, ``timestamp``, ``datetime`` or ``ds`` (any case), else
+the one column whose first row holds a date; the value columns are then all the
+others. ``time_column`` and ``value_columns`` name them instead.
 
-====================  ======================
-``YYYY-MM-DD``        ``1949-01-31``
-``YYYY-MM``           ``1949-01``
-``YYYY-MM-DD HH:MM``  ``2014-01-01 00:30`` (a ``T`` may replace the space)
-``… HH:MM:SS``        ``2014-01-01 00:30:15``
-``MM/DD/YYYY``        ``01/31/1949``
-====================  ======================
+Dates are read in any format of :data:`DATE_FORMATS` (strptime formats), or in
+the one ``date_format`` gives. Every row of the column keeps one format:
 
-The frequency is inferred from the median gap between consecutive times (so a
-few gaps, such as weekends in daily prices, do not matter) and must be one of
-:data:`FREQUENCIES`; anything else is irregular, an error unless ``frequency``
-is given. A missing value (an empty cell, ``NA``, ``N/A``, ``NaN``, ``null``,
+=========================  ====================================================
+ISO 8601                   ``1999-01-04``, ``1999-01``, ``1999/01/04``, with a
+                           time ``1999-01-04 13:45[:00[.5]]`` (or ``T``), and a
+                           zone ``Z`` or ``+01:00``
+month first, day first     ``1/4/1999``, ``04/01/1999``, ``4.1.1999``, ``4-1-1999``
+month names                ``4 Jan 1999``, ``Jan 4, 1999``, ``January 4 1999``,
+                           ``1999-Jan-04``, ``04-Jan-1999``, ``Jan 1999``
+=========================  ====================================================
+
+and the non-ISO ones with a time ``13:45[:00]`` or ``1:45[:00] PM``. A column whose
+dates fit both month first and day first (``4/1/1999``) is decided by the whole
+column: a first field above 12 means day first, a second above 12 month first,
+and otherwise the one reading in which the dates increase; if both still fit, it
+is an error that asks for ``date_format``. A ``.`` means day first. Dates must
+increase strictly.
+
+The frequency is inferred from the median gap between consecutive times and is
+one of :data:`FREQUENCIES`, or ``"irregular"`` when the median gap is none of
+theirs. A series whose gaps are not all that frequency's (trading days: weekends
+and holidays missing) is still read, as ordered steps; ``TimeSeries.irregular``
+says so. A missing value (an empty cell, ``NA``, ``N/A``, ``NaN``, ``null``,
 ``None`` or ``?``) is an error unless ``fill`` says how to fill it. With
 ``comment`` set, lines that start with it are skipped; the default is none.
 """
@@ -71,33 +82,36 @@ _EXACT_SECONDS = {
 # Calendar frequencies: their gaps vary with month and leap-year lengths, in days.
 _DAY_RANGES = (("monthly", 28.0, 31.0), ("quarterly", 89.0, 92.0), ("yearly", 365.0, 366.0))
 
-# (shape, strptime format, what a user reads in a message)
-_DATE_FORMATS = (
-    (re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"), "%Y-%m-%d", "YYYY-MM-DD"),
-    (re.compile(r"[0-9]{4}-[0-9]{2}"), "%Y-%m", "YYYY-MM"),
-    (
-        re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}"),
-        "%Y-%m-%d %H:%M",
-        "YYYY-MM-DD HH:MM",
-    ),
-    (
-        re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}"),
-        "%Y-%m-%dT%H:%M",
-        "YYYY-MM-DDTHH:MM",
-    ),
-    (
-        re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"),
-        "%Y-%m-%d %H:%M:%S",
-        "YYYY-MM-DD HH:MM:SS",
-    ),
-    (
-        re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"),
-        "%Y-%m-%dT%H:%M:%S",
-        "YYYY-MM-DDTHH:MM:SS",
-    ),
-    (re.compile(r"[0-9]{2}/[0-9]{2}/[0-9]{4}"), "%m/%d/%Y", "MM/DD/YYYY"),
+IRREGULAR = "irregular"
+_EXACT_NAMES = {name: seconds for seconds, name in _EXACT_SECONDS.items()}
+
+_ISO_CLOCKS = tuple(
+    separator + clock + zone
+    for separator in (" ", "T")
+    for clock in ("%H:%M", "%H:%M:%S", "%H:%M:%S.%f")
+    for zone in ("", "%z")  # %z reads Z, +01:00 and +0100
 )
-_KNOWN_FORMATS = ", ".join(name for _, _, name in _DATE_FORMATS)
+_CLOCKS = (" %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
+# Month first comes before day first only so that messages list it first; an
+# ambiguous column is decided by all its rows, never by this order.
+_DAY_DATES = ("%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%m-%d-%Y", "%d-%m-%Y",
+              "%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y", "%b %d %Y", "%B %d %Y",
+              "%Y-%b-%d", "%d-%b-%Y")  # fmt: skip
+
+#: The date formats recognised (strptime formats), tried in this order.
+DATE_FORMATS: tuple[str, ...] = (
+    *(date + clock for date in ("%Y-%m-%d", "%Y/%m/%d") for clock in ("", *_ISO_CLOCKS)),
+    "%Y-%m",
+    *(date + clock for date in _DAY_DATES for clock in ("", *_CLOCKS)),
+    "%b %Y",
+    "%B %Y",
+)
+TIME_COLUMN_NAMES = frozenset({"date", "time", "timestamp", "datetime", "ds"})
+_YEAR = re.compile(r"(?<![0-9])[0-9]{4}(?![0-9])")  # every format has a 4-digit year
+_READABLE = {"%Y": "YYYY", "%m": "MM", "%d": "DD", "%H": "HH", "%M": "MM", "%S": "SS",
+             "%f": "ffffff", "%z": "±HH:MM", "%b": "Mon", "%B": "Month", "%I": "hh",
+             "%p": "AM/PM"}  # fmt: skip
+_EXAMPLES = "1999-01-04, 1999-01-04 13:45, 1/4/1999, 4.1.1999, 4 Jan 1999 or Jan 4, 1999"
 _MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 
 
@@ -108,12 +122,18 @@ class TimeSeries:
     Attributes:
         times: the time column's cells as written in the file, one per row.
         columns: each value column's name and its values, as long as ``times``.
-        frequency: one of :data:`FREQUENCIES`, inferred or given.
+        frequency: one of :data:`FREQUENCIES`, inferred or given, or ``"irregular"``.
+        date_format: the strptime format the times are in.
+        irregular: None when every gap is one step of ``frequency``; otherwise why
+            not (``"trading days?"``, ``"gaps from 1 days to 9 days"``): the rows are
+            then ordered steps, not evenly spaced ones.
     """
 
     times: list[str]
     columns: dict[str, list[float]]
     frequency: str
+    date_format: str | None = None
+    irregular: str | None = None
 
 
 def read_series(
@@ -125,11 +145,12 @@ def read_series(
     fill: Fill | None = None,
     comment: str | None = None,
     delimiter: str = ",",
+    date_format: str | None = None,
 ) -> TimeSeries:
     """The series in a CSV file (see the module docstring for the rules).
 
     Args:
-        time_column: the header name of the times; None finds the one date column.
+        time_column: the header name of the times; None finds it by name or content.
         value_columns: the columns to read, in this order; None takes all others.
         frequency: one of :data:`FREQUENCIES`; None infers it from the times.
         fill: ``"forward"`` repeats the last value before a gap, ``"interpolate"``
@@ -137,27 +158,51 @@ def read_series(
             by time for a regular series); None makes a missing value an error.
         comment: a prefix of lines to skip, e.g. ``"#"``; None skips none.
         delimiter: the field separator.
+        date_format: the times' strptime format (``"%d/%m/%Y"``); None detects it.
     """
     if frequency is not None and frequency not in FREQUENCIES:
         raise ValueError(f"frequency: expected one of {', '.join(FREQUENCIES)}, got {frequency!r}")
     if fill not in (None, "forward", "interpolate"):
         raise ValueError(f"fill: expected 'forward', 'interpolate' or None, got {fill!r}")
+    check_date_format(date_format)
     text = read_utf8(path, expected="a CSV header, then one row per time")
     header_line, header, rows = _rows(text, path, comment, delimiter)
-    time_at = _time_column(header, header_line, rows, time_column, path)
+    time_at = _time_column(header, header_line, rows, time_column, date_format, path)
     value_at = _value_columns(header, header_line, time_at, value_columns, path)
     auto = value_columns is None
-    times, moments = _times(rows, time_at, header[time_at], path)
+    times = [fields[time_at].strip() for _, fields in rows]
+    lines = [line for line, _ in rows]
+    pattern, moments = _times(times, lines, header[time_at], date_format, path)
     values: dict[str, list[float | None]] = {}
     for at in value_at:
         values[header[at]] = [
             _number(fields[at], header[at], line, path, auto, fill) for line, fields in rows
         ]
-    lines = [line for line, _ in rows]
     columns = {name: _filled(column, name, lines, fill, path) for name, column in values.items()}
     if frequency is None:
         frequency = _infer_frequency(moments, lines, path)
-    return TimeSeries(times=times, columns=columns, frequency=frequency)
+    return TimeSeries(times=times, columns=columns, frequency=frequency, date_format=pattern,
+                      irregular=_irregularity(moments, frequency))  # fmt: skip
+
+
+def check_date_format(date_format: str | None) -> None:
+    """Refuse a ``date_format`` that is not a strptime format (a string with a ``%``)."""
+    if date_format is not None and (not isinstance(date_format, str) or "%" not in date_format):
+        raise ValueError(
+            f"date_format: expected a strptime format such as '%d/%m/%Y', got {date_format!r}"
+        )
+
+
+def date_format_of(times: Sequence[str]) -> str | None:
+    """The one format of :data:`DATE_FORMATS` in which ``times`` are increasing dates,
+    or None (not dates, several formats, or not increasing)."""
+    if not times:
+        return None
+    try:
+        pattern, _ = _times(list(times), list(range(1, len(times) + 1)), "times", None, "times")
+    except DataError:
+        return None
+    return pattern
 
 
 def _rows(
@@ -203,16 +248,29 @@ def _rows(
     return header_line, header, rows
 
 
-def _date_format(cell: str) -> tuple[str, str] | None:
-    """``(strptime format, readable name)`` of the first format ``cell`` is in, or None."""
-    for shape, pattern, name in _DATE_FORMATS:
-        if shape.fullmatch(cell):
-            try:
-                datetime.strptime(cell, pattern)
-            except ValueError:
-                return None
-            return pattern, name
-    return None
+def _parsed(cell: str, pattern: str) -> datetime | None:
+    try:
+        return datetime.strptime(cell, pattern)
+    except ValueError:
+        return None
+
+
+def _formats_of(cell: str) -> list[str]:
+    """The formats of :data:`DATE_FORMATS` that read ``cell`` as a date."""
+    if not _YEAR.search(cell):  # cheap: most cells that are not dates stop here
+        return []
+    return [pattern for pattern in DATE_FORMATS if _parsed(cell, pattern) is not None]
+
+
+def _is_date(cell: str, date_format: str | None) -> bool:
+    if date_format is not None:
+        return _parsed(cell.strip(), date_format) is not None
+    return bool(_formats_of(cell.strip()))
+
+
+def _readable(pattern: str) -> str:
+    """``'%m/%d/%Y'`` → ``'MM/DD/YYYY'``, as a user reads it."""
+    return re.sub("%[a-zA-Z]", lambda m: _READABLE.get(m.group(), m.group()), pattern)
 
 
 def _time_column(
@@ -220,6 +278,7 @@ def _time_column(
     header_line: int,
     rows: list[tuple[int, list[str]]],
     time_column: str | None,
+    date_format: str | None,
     path: Path | str,
 ) -> int:
     found = ", ".join(repr(name) for name in header)
@@ -231,14 +290,20 @@ def _time_column(
                 line=header_line,
             )
         return header.index(time_column)
+    named = [at for at, name in enumerate(header) if name.lower() in TIME_COLUMN_NAMES]
+    if len(named) == 1:
+        return named[0]
     first_line, first = rows[0]
-    dated = [at for at, cell in enumerate(first) if _date_format(cell.strip()) is not None]
+    dated = [at for at in named or range(len(header)) if _is_date(first[at], date_format)]
     if len(dated) == 1:
         return dated[0]
     if not dated:
+        expected = (
+            f"dates in date_format {date_format!r}" if date_format else f"dates such as {_EXAMPLES}"
+        )
         raise DataError(
-            f"no column holds dates (columns found: {found}; expected one column in "
-            f"{_KNOWN_FORMATS}, or pass time_column=)",
+            f"no column holds dates (columns found: {found}; expected one column of "
+            f"{expected}, or pass time_column= and date_format=)",
             path=path,
             line=first_line,
         )
@@ -287,39 +352,60 @@ def _value_columns(
 
 
 def _times(
-    rows: list[tuple[int, list[str]]], time_at: int, name: str, path: Path | str
-) -> tuple[list[str], list[datetime]]:
-    times = [fields[time_at].strip() for _, fields in rows]
-    first_line = rows[0][0]
-    known = _date_format(times[0])
-    if known is None:
+    times: list[str], lines: list[int], name: str, date_format: str | None, path: Path | str
+) -> tuple[str, list[datetime]]:
+    """The column's format and its moments: the one format in which every time reads
+    and, among readings that differ (month or day first), the one that increases."""
+    candidates = [date_format] if date_format is not None else _formats_of(times[0])
+    if not candidates:
         raise DataError(
-            f"time {times[0]!r} in column {name!r} is not a date "
-            f"(expected one of {_KNOWN_FORMATS})",
+            f"time {times[0]!r} in column {name!r} is not a date (expected a date such as "
+            f"{_EXAMPLES}, or pass date_format=)",
             path=path,
-            line=first_line,
+            line=lines[0],
         )
-    pattern, readable = known
-    moments: list[datetime] = []
-    for (line, _), cell in zip(rows, times, strict=True):
-        this = _date_format(cell)
-        if this is None or this[0] != pattern:
-            raise DataError(
-                f"time {cell!r} is not in the first row's format "
-                f"(expected {readable}, as on line {first_line})",
-                path=path,
-                line=line,
-            )
-        moment = datetime.strptime(cell, pattern)
-        if moments and moment <= moments[-1]:
-            raise DataError(
-                f"time {cell!r} does not come after {times[len(moments) - 1]!r} "
-                "(expected increasing times, each once)",
-                path=path,
-                line=line,
-            )
-        moments.append(moment)
-    return times, moments
+    read: list[tuple[str, list[datetime]]] = []
+    stopped: dict[str, int] = {}  # a format that failed → the row it failed at
+    for pattern in candidates:
+        moments: list[datetime] = []
+        for cell in times:
+            moment = _parsed(cell, pattern)
+            if moment is None:
+                stopped[pattern] = len(moments)
+                break
+            moments.append(moment)
+        else:
+            if not any(moments == other for _, other in read):  # %b and %B read "May" alike
+                read.append((pattern, moments))
+    if not read:
+        at = max(stopped.values())
+        if date_format is not None:
+            wrong = f"is not in date_format {date_format!r} (expected {_readable(date_format)})"
+        else:
+            expected = " or ".join(_readable(p) for p in candidates if stopped[p] == at)
+            wrong = f"is not in the first row's format (expected {expected}, as on line {lines[0]})"
+        raise DataError(f"time {times[at]!r} {wrong}", path=path, line=lines[at])
+    increasing = [(p, m) for p, m in read if all(a < b for a, b in pairwise(m))]
+    if len(increasing) == 1:
+        return increasing[0]
+    if len(increasing) > 1:
+        (first, a), (second, b) = increasing[:2]
+        at = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+        raise DataError(
+            f"the dates in column {name!r} fit both {_readable(first)} and {_readable(second)} "
+            f"(such as {times[at]!r} on line {lines[at]}; choose one with --date-format or "
+            f"date_format=: {first!r} or {second!r})",
+            path=path,
+            line=lines[0],
+        )
+    pattern, moments = read[0]
+    at = next(i for i in range(1, len(moments)) if moments[i] <= moments[i - 1])
+    raise DataError(
+        f"time {times[at]!r} does not come after {times[at - 1]!r} "
+        "(expected increasing times, each once)",
+        path=path,
+        line=lines[at],
+    )
 
 
 def _number(
@@ -405,16 +491,31 @@ def _infer_frequency(moments: list[datetime], lines: list[int], path: Path | str
     for name, low, high in _DAY_RANGES:
         if low <= days <= high:
             return name
-    raise DataError(
-        f"irregular times: the median gap is {_duration(median)} (expected the gap of one of "
-        f"{', '.join(FREQUENCIES)}, or pass frequency=)",
-        path=path,
-    )
+    return IRREGULAR
+
+
+def _irregularity(moments: list[datetime], frequency: str) -> str | None:
+    """None when every gap is one step of ``frequency``, otherwise a short why-not."""
+    gaps = [(b - a).total_seconds() for a, b in pairwise(moments)]
+    if not gaps:
+        return None
+    if frequency in _EXACT_NAMES and all(gap == _EXACT_NAMES[frequency] for gap in gaps):
+        return None
+    ranges = {name: (low, high) for name, low, high in _DAY_RANGES}
+    if frequency in ranges:
+        low, high = ranges[frequency]
+        if all(low <= gap / 86400.0 <= high for gap in gaps):
+            return None
+    # Weekdays only, a day apart but for weekends and holidays: a market's calendar.
+    if frequency == "daily" and all(m.weekday() < 5 for m in moments):
+        return "trading days?"
+    return f"gaps from {_duration(min(gaps))} to {_duration(max(gaps))}"
 
 
 def _duration(seconds: float) -> str:
     if seconds >= 86400:
-        return f"{seconds / 86400:g} days"
+        days = seconds / 86400
+        return f"{days:g} day{'' if days == 1 else 's'}"
     if seconds >= 3600:
         return f"{seconds / 3600:g} hours"
     return f"{seconds:g} seconds"
