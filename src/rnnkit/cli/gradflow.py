@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,14 +71,39 @@ def _names(text: str) -> list[str]:
     return names
 
 
+# Fresh cells: explicit BPTT keeps the whole graph and H Jacobian rows per sequence,
+# O(T·B·H²) work, so the sizes are capped where a run would take hours.
+MAX_HIDDEN, MAX_BATCH, MAX_STEPS, MAX_LENGTHS = 1024, 1024, 10_000, 16
+
+
 def _lengths(text: str) -> list[int]:
     try:
         lengths = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         lengths = []
-    if not lengths or min(lengths) < 2:
-        raise UsageError(f"--T: expected comma-separated lengths ≥ 2, got {text!r}")
+    if not lengths or min(lengths) < 2 or max(lengths) > MAX_STEPS or len(lengths) > MAX_LENGTHS:
+        raise UsageError(
+            f"--T: expected up to {MAX_LENGTHS} comma-separated lengths in [2, {MAX_STEPS}], "
+            f"got {text!r}"
+        )
     return lengths
+
+
+def _check_fresh(args: argparse.Namespace) -> None:
+    """The fresh-cell sizes and numbers, before anything is built."""
+    for flag, value, cap in (("--hidden", args.hidden, MAX_HIDDEN),
+                             ("--batch", args.batch, MAX_BATCH)):  # fmt: skip
+        if value > cap:
+            raise UsageError(f"{flag}: expected at most {cap}, got {value}")
+    if args.gate_bias is not None and not math.isfinite(args.gate_bias):
+        raise UsageError(f"--gate-bias: expected a finite number, got {args.gate_bias}")
+    if not 0 <= args.seed < 2**63:
+        raise UsageError(f"--seed: expected an int in [0, 2**63), got {args.seed}")
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {out} is a file (expected a folder for the plots)")
 
 
 # The fresh-cell flags and their defaults (None in the parser: typed or not is told apart).
@@ -94,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             flag = "--T" if typed[0] == "lengths" else "--" + typed[0].replace("_", "-")
             raise UsageError(f"{flag}: only for fresh cells; leave out RUN to use it")
         out = Path(args.out or Path(args.run_dir) / "gradflow")
+        _check_out(out)
         flows = run_flow(args.run_dir)
         title = f"trained run {Path(args.run_dir).resolve().name}"
     else:
@@ -101,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
             if getattr(args, key) is None:
                 setattr(args, key, default)
         cells, lengths = _names(args.cells), _lengths(args.lengths)
+        _check_fresh(args)
         out = Path(args.out or "gradflow")
+        _check_out(out)
         flows = adding_flows(
             cells,
             lengths,

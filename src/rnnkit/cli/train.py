@@ -62,6 +62,10 @@ def add_task(tasks: Any, command: TaskCommand) -> None:
                            help="print the resolved configuration and the data, then stop")  # fmt: skip
 
 
+# A configuration is a few dozen keys; a larger file is a mistake (or an attack).
+MAX_CONFIG_BYTES = 2**20
+
+
 def resolve(
     command: TaskCommand, args: argparse.Namespace, run_type: type, base: Any = None
 ) -> Any:
@@ -74,11 +78,16 @@ def resolve(
     if args.config:
         path = Path(args.config)
         try:
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                raise UsageError(f"{path}: over {MAX_CONFIG_BYTES // 2**20} MiB "
+                                 "(expected a configuration file)")  # fmt: skip
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as error:
             raise UsageError(f"--config: cannot read {path}: {error.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise UsageError(f"{path}: not valid TOML: {error}") from None
+        except RecursionError:
+            raise UsageError(f"{path}: not valid TOML: nested too deeply") from None
         try:
             run = merge(run, data)
         except ValueError as error:
@@ -109,7 +118,9 @@ def absolute_data(run: Any) -> Any:
     data = getattr(run.task, "data", ())
     if not data:
         return run
-    absolute = tuple(str(Path(path).expanduser().resolve()) for path in data)
+    # abspath, not resolve(): links are the reader's to follow (and a link loop its
+    # one-line error), and the saved path is the one the user named.
+    absolute = tuple(os.path.abspath(Path(path).expanduser()) for path in data)
     return replace(run, {"task.data": absolute})
 
 

@@ -9,6 +9,7 @@ message names the file, the line and what was expected.
 from __future__ import annotations
 
 import codecs
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -20,8 +21,15 @@ OnLong = Literal["error", "truncate"]
 
 
 def read_bytes(path: Path | str) -> bytes:
-    """The file's bytes; a missing file, a folder or an unreadable file is a DataError."""
+    """The file's bytes; a missing file, a folder, a FIFO or device (which could block
+    for ever), a link loop or an unreadable file is a DataError."""
     try:
+        mode = Path(path).stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(mode):
+            raise DataError("not a regular file (expected a file, not a pipe or a device)",
+                            path=path)  # fmt: skip
         return Path(path).read_bytes()
     except FileNotFoundError:
         raise DataError("no such file (expected a readable file)", path=path) from None
