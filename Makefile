@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.rnnkit-installed
 # would pull several GB of CUDA packages, so it is installed first and pinned.
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo test lint format bench quality clean
+.PHONY: setup browser demo test lint format bench quality clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml
 # runs/shakespeare with its page, report.html; running the demo again resumes it
 # (nothing left to do).
 demo: $(STAMP)
-	$(VENV)/bin/rnnkit train lm --config examples/shakespeare.toml --out runs/shakespeare --resume
+	$(VENV)/bin/rnnkit train lm --config examples/shakespeare.toml --out runs/shakespeare \
+		$(if $(wildcard runs/shakespeare/checkpoints/last/manifest.json),--resume)
 	$(VENV)/bin/rnnkit evaluate runs/shakespeare --split valid
 	$(VENV)/bin/rnnkit generate runs/shakespeare --start "ROMEO." --length 300 \
 		--temperature 0.8 --num-samples 3 --seed 1
@@ -34,6 +35,21 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
+
+# Headless Chromium for the report page's browser test (Debian's chromium and
+# chromium-driver). Installed here, visibly, only when missing and only as root with
+# apt-get; otherwise this says so and the test skips (or fails under CI) naming why.
+BROWSER_PACKAGES := chromium chromium-driver
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "browser: chromium and chromedriver are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "browser: installing $(BROWSER_PACKAGES) with apt-get"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); \
+	else \
+		echo "browser: chromium or chromedriver is missing; install $(BROWSER_PACKAGES) as root"; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

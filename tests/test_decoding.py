@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from rnnkit import Recurrent
-from rnnkit.decoding import BeamResult, Decoded, StepDecoder, beam_search, greedy, sample
+from rnnkit.decoding import (
+    GREEDY_TEMPERATURE,
+    BeamResult,
+    Decoded,
+    StepDecoder,
+    beam_search,
+    greedy,
+    sample,
+    stream,
+)
 from rnnkit.state import map_state
 
 EOS, BOS, A, B, C, D = range(6)  # the vocabulary of the hand-made tables
@@ -594,3 +603,62 @@ def test_banned_tokens_are_never_generated_and_the_rest_renormalised() -> None:
     assert A not in first and D not in first and first.count(C) > 190
     with pytest.raises(ValueError, match="banned: expected tokens below V"):
         greedy(model, start, model.initial_state(1), max_length=1, banned=(99,))
+
+
+# --- streaming ----------------------------------------------------------------
+
+
+def test_stream_yields_the_tokens_greedy_and_sample_collect() -> None:
+    model = RecurrentModel("lstm", vocab=6, seed=21, eos_bias=1.0)
+    start, state = torch.tensor([BOS, A, B]), model.random_state(3, seed=22)
+    settings: dict[str, Any] = {"temperature": 0.7, "top_k": 4, "top_p": 0.9, "eos_id": EOS}
+    drawn = sample(model, start, state, max_length=9, generator=torch.Generator().manual_seed(5),
+                   **settings)  # fmt: skip
+    steps = list(stream(model, start, state, max_length=9,
+                        generator=torch.Generator().manual_seed(5), **settings))  # fmt: skip
+    assert 1 <= len(steps) <= 9
+    tokens = torch.stack([step.tokens for step in steps], dim=1)  # (B, steps)
+    assert torch.equal(tokens, drawn.tokens[:, : len(steps)])
+    assert (drawn.tokens[:, len(steps) :] == 0).all()  # every row ended: pad after
+    scores = torch.stack([step.log_probs for step in steps], dim=1).sum(dim=1)
+    torch.testing.assert_close(scores, drawn.scores, rtol=0, atol=0)
+    ended_at = torch.stack([step.ended for step in steps], dim=1).int().argmax(dim=1) + 1
+    assert torch.equal(ended_at, drawn.lengths)
+    best = greedy(model, start, state, max_length=9, eos_id=EOS)
+    greedy_steps = list(stream(model, start, state, max_length=9, greedy=True, eos_id=EOS))
+    assert torch.equal(torch.stack([s.tokens for s in greedy_steps], dim=1),
+                       best.tokens[:, : len(greedy_steps)])  # fmt: skip
+
+
+def test_an_unbounded_stream_steps_only_when_asked() -> None:
+    model = table_model({BOS: {A: 0.9}, A: {B: 0.9}, B: {A: 0.9}})
+    steps = stream(model, torch.tensor([BOS]), model.initial_state(1), greedy=True)
+    assert model.calls == 0  # nothing runs before the first step is asked for
+    first = [int(next(steps).tokens[0]) for _ in range(1000)]
+    assert model.calls == 1000
+    assert first[:4] == [A, B, A, B] and set(first) == {A, B}
+    steps.close()  # stopping the iteration gives the model its mode back
+    assert model.training
+
+
+def test_stream_checks_its_arguments_before_the_first_step() -> None:
+    model = random_table(6, seed=23)
+    with pytest.raises(ValueError, match=r"^temperature: expected"):
+        stream(model, torch.tensor([BOS]), model.initial_state(1), temperature=float("nan"))
+    with pytest.raises(ValueError, match=r"^max_length: expected"):
+        stream(model, torch.tensor([BOS]), model.initial_state(1), max_length=0)
+    assert model.calls == 0
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 1e-40, GREEDY_TEMPERATURE, 1e-20])
+def test_a_vanishing_temperature_is_greedy_without_nan(temperature: float) -> None:
+    # float32 logits, where 1e-300 is 0: dividing by it made 0 / 0 = NaN probabilities.
+    model = random_table(6, seed=24)
+    model.table = model.get_buffer("table").float()
+    start, state = torch.tensor([BOS, A, B, C, D, EOS]), model.initial_state(6)
+    expected = greedy(model, start, state, max_length=7, eos_id=EOS)
+    for seed in (1, 2):
+        out = sample(model, start, state, max_length=7, eos_id=EOS, temperature=temperature,
+                     generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        assert_same(out, expected)
+        assert out.scores.isfinite().all()

@@ -42,6 +42,69 @@ def check_positive_ints(config: Any, *names: str) -> None:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
 
 
+# Bounds a mature library holds every configuration to. Widths past 2^16 make one
+# recurrent weight matrix alone 2^32·4 bytes per gate; deeper than 64 stacked layers
+# no recurrent network trains (and building it is already slow), and a seed or a
+# count must fit the int64 that torch and NumPy take.
+MAX_WIDTH = 2**16
+MAX_LAYERS = 64
+MAX_INT = 2**63 - 1
+
+
+def check_sizes(config: Any, *names: str, at_most: int = MAX_WIDTH) -> None:
+    """Each named field is an int in 1 … ``at_most`` (``None`` allowed)."""
+    check_positive_ints(config, *names)
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value > at_most:
+            raise ValueError(f"{name}: expected at most {at_most:,}, got {value:,}")
+
+
+def check_range(
+    config: Any,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> None:
+    """The named field is a finite number (``None`` allowed) in ``low … high``; the
+    bounds are closed unless ``open_low``/``open_high``. NaN and ±inf are refused
+    always: a non-finite rate or bias trains into NaN weights, found only at save time.
+    """
+    value = getattr(config, name)
+    if value is None:
+        return
+    left = "(" if open_low else "["
+    right = ")" if open_high else "]"
+    expected = (
+        f"a finite number in {left}{'-inf' if low is None else f'{low:g}'}, "
+        f"{'inf' if high is None else f'{high:g}'}{right}"
+    )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    if (
+        not math.isfinite(value)
+        or (low is not None and (value <= low if open_low else value < low))
+        or (high is not None and (value >= high if open_high else value > high))
+    ):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+
+
+def check_finite(config: Any, *names: str) -> None:
+    """Each named field is a finite number (``None`` allowed)."""
+    for name in names:
+        check_range(config, name)
+
+
+def check_seed(config: Any, name: str = "seed") -> None:
+    """The named field is an int in [0, 2^63): what torch.manual_seed takes."""
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise ValueError(f"{name}: expected an int in [0, 2**63), got {value!r}")
+
+
 def check_dropout(value: object) -> None:
     """A dropout probability: a number in [0, 1)."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -121,6 +184,10 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T
         return cls(**values)
     except TypeError as error:  # a required field is missing
         raise ConfigError(f"{where or cls.__name__}: {error}") from error
+    except ConfigError:
+        raise  # a nested table's: it names its key already
+    except ValueError as error:  # __post_init__ names the field: say which table it is in
+        raise ConfigError(f"{where}.{error}" if where else str(error)) from None
 
 
 def replace(config: T, changes: Mapping[str, Any], *, where: str = "") -> T:

@@ -13,6 +13,12 @@ A row has finished once it emits ``eos_id``. From then on its outputs are
 rectangular), fed ``eos_id`` again, so ``pad_id`` need not be a token the model
 knows.
 
+:func:`stream` is the one left-to-right loop: it yields each step's tokens as they
+are drawn, carrying the state and holding nothing else, so a caller can write an
+output of any length with flat memory. :func:`greedy` and :func:`sample` collect
+it into a :class:`Decoded`. Beam search cannot stream (the best hypothesis is
+known only at the end), so it allocates ``max_length`` up front.
+
 Every function runs under ``torch.no_grad()`` with the model (when it is an
 ``nn.Module``) in eval mode, and gives each submodule back the mode it had.
 """
@@ -75,6 +81,29 @@ class BeamResult:
     beam_scores: Tensor
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of :func:`stream`, for every row.
+
+    Attributes:
+        tokens: ``(B,)`` int64, the token each row generated; ``pad_id`` for a row
+            that had already finished.
+        log_probs: ``(B,)`` float, log p of that token under the model's own
+            distribution; 0 for a finished row.
+        ended: ``(B,)`` bool, the rows whose token at this step is ``eos_id``.
+    """
+
+    tokens: Tensor
+    log_probs: Tensor
+    ended: Tensor
+
+
+# Below this temperature sampling is greedy: (log p_max − log p_v) / T is already far
+# beyond exp's range (> 1e28 for any gap above 1e-2), so the tempered distribution is
+# the argmax; dividing by a smaller T in float32 (where 1e-300 is 0) would make 0 / 0.
+GREEDY_TEMPERATURE = 1e-30
+
+
 def greedy(
     model: StepDecoder,
     start: Tensor,
@@ -97,12 +126,9 @@ def greedy(
         banned: tokens never generated (probability 0), e.g. ``<pad>`` and ``<bos>``,
             which a model never saw as targets but still gives some mass.
     """
-    _check_common(start, max_length, eos_id)
-
-    def choose(log_probs: Tensor) -> Tensor:
-        return log_probs.argmax(dim=-1)
-
-    return _decode(model, start, state, choose, max_length, eos_id, pad_id, banned)
+    steps = stream(model, start, state, max_length=max_length, greedy=True, eos_id=eos_id,
+                   pad_id=pad_id, banned=banned)  # fmt: skip
+    return _collect(steps, start, max_length, pad_id)
 
 
 def sample(
@@ -134,7 +160,53 @@ def sample(
         top_p: nucleus mass in (0, 1]; ``None`` (or 1): no nucleus cut.
         generator: the source of randomness; ``None``: torch's global generator.
     """
-    _check_common(start, max_length, eos_id)
+    steps = stream(model, start, state, max_length=max_length, temperature=temperature,
+                   top_k=top_k, top_p=top_p, eos_id=eos_id, pad_id=pad_id,
+                   generator=generator, banned=banned)  # fmt: skip
+    return _collect(steps, start, max_length, pad_id)
+
+
+def stream(
+    model: StepDecoder,
+    start: Tensor,
+    state: Any,
+    *,
+    max_length: int | None = None,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    pad_id: int = 0,
+    generator: torch.Generator | None = None,
+    banned: Sequence[int] = (),
+) -> Iterator[Step]:
+    """Greedy decoding (``greedy=True``) or sampling, one :class:`Step` at a time.
+
+    The arguments are checked now, before the first step; the steps run as they are
+    asked for, so stopping the iteration stops the decoding. It ends after
+    ``max_length`` steps (``None``: never), or once every row has emitted ``eos_id``.
+    A temperature below :data:`GREEDY_TEMPERATURE` is greedy.
+
+    Args:
+        model, start, state, eos_id, pad_id, banned: as for :func:`greedy`.
+        max_length: most steps (≥ 1), or ``None`` for no limit.
+        greedy: take the argmax; ``temperature``, ``top_k`` and ``top_p`` are ignored.
+        temperature, top_k, top_p, generator: as for :func:`sample`.
+    """
+    _check_common(start, 1 if max_length is None else max_length, eos_id)
+    choose = _argmax if greedy else _sampler(temperature, top_k, top_p, generator)
+    return _steps(model, start, state, choose, max_length, eos_id, pad_id, banned)
+
+
+def _argmax(log_probs: Tensor) -> Tensor:
+    return log_probs.argmax(dim=-1)
+
+
+def _sampler(
+    temperature: float, top_k: int | None, top_p: float | None, generator: torch.Generator | None
+) -> Callable[[Tensor], Tensor]:
+    """The sampling rule of :func:`sample`, its settings checked."""
     if isinstance(temperature, bool) or not isinstance(temperature, int | float):
         raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
     if not (math.isfinite(temperature) and temperature > 0):
@@ -145,6 +217,8 @@ def sample(
         isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0 < top_p <= 1
     ):
         raise ValueError(f"top_p: expected a number in (0, 1] or None, got {top_p!r}")
+    if temperature < GREEDY_TEMPERATURE:
+        return _argmax  # the argmax is inside every top-k and nucleus
 
     def choose(log_probs: Tensor) -> Tensor:
         # log_probs differ from the logits by a per-row constant, which softmax ignores.
@@ -156,7 +230,7 @@ def sample(
         probs = torch.softmax(scaled.float(), dim=-1)  # (B, V)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
 
-    return _decode(model, start, state, choose, max_length, eos_id, pad_id, banned)
+    return choose
 
 
 def beam_search(
@@ -350,42 +424,50 @@ class _Pool:
         return decoded, self.score.gather(1, top).squeeze(1)
 
 
-def _decode(
+def _steps(
     model: StepDecoder,
     start: Tensor,
     state: Any,
     choose: Callable[[Tensor], Tensor],
-    max_length: int,
+    max_length: int | None,
     eos_id: int | None,
     pad_id: int,
     banned: Sequence[int],
-) -> Decoded:
+) -> Iterator[Step]:
     """The left-to-right loop shared by greedy and sampling; ``choose`` maps
     log-probabilities (B, V) to the next tokens (B,)."""
     B = start.shape[0]
-    device = start.device
     tokens = start
-    out = torch.full((B, max_length), pad_id, dtype=torch.long, device=device)
-    lengths = torch.full((B,), max_length, dtype=torch.long, device=device)
-    finished = torch.zeros(B, dtype=torch.bool, device=device)
-    scores: Tensor | None = None
+    finished = torch.zeros(B, dtype=torch.bool, device=start.device)
+    t = 0
     with _inference(model):
-        for t in range(max_length):
+        while max_length is None or t < max_length:
+            t += 1
             logits, state = model.decode_step(tokens, state)
             log_probs = _log_probs(logits, B, eos_id, banned)  # (B, V)
             chosen = choose(log_probs)  # (B,)
             step = log_probs.gather(1, chosen.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
-            scores = step if scores is None else scores + step  # (B,)
-            out[:, t] = chosen.masked_fill(finished, pad_id)
+            ended = torch.zeros_like(finished) if eos_id is None else ~finished & (chosen == eos_id)
+            yield Step(tokens=chosen.masked_fill(finished, pad_id), log_probs=step, ended=ended)
             # A finished row is fed its EOS again: any token the model knows would do,
             # and pad_id may not be one.
             tokens = torch.where(finished, tokens, chosen)
             if eos_id is not None:
-                ends = ~finished & (chosen == eos_id)
-                lengths = lengths.masked_fill(ends, t + 1)
-                finished = finished | ends
+                finished = finished | ended
                 if bool(finished.all()):
-                    break
+                    return
+
+
+def _collect(steps: Iterator[Step], start: Tensor, max_length: int, pad_id: int) -> Decoded:
+    """The steps of a bounded :func:`stream` as one :class:`Decoded`."""
+    B = start.shape[0]
+    out = torch.full((B, max_length), pad_id, dtype=torch.long, device=start.device)
+    lengths = torch.full((B,), max_length, dtype=torch.long, device=start.device)
+    scores: Tensor | None = None
+    for t, step in enumerate(steps):
+        out[:, t] = step.tokens
+        lengths = lengths.masked_fill(step.ended, t + 1)
+        scores = step.log_probs if scores is None else scores + step.log_probs  # (B,)
     assert scores is not None  # max_length ≥ 1
     return Decoded(tokens=out, lengths=lengths, scores=scores)
 

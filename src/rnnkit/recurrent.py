@@ -57,10 +57,11 @@ class RecurrentConfig:
     def __post_init__(self) -> None:
         if self.cell not in CELL_NAMES:
             raise ValueError(f"cell: expected one of {', '.join(CELL_NAMES)}, got {self.cell!r}")
-        for name in ("input_size", "hidden_size", "num_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        from rnnkit.configuration import MAX_LAYERS, check_positive_ints, check_sizes
+
+        check_positive_ints(self, "input_size")
+        check_sizes(self, "hidden_size")  # ≤ 2^16: see rnnkit.configuration.MAX_WIDTH
+        check_sizes(self, "num_layers", at_most=MAX_LAYERS)
         if not isinstance(self.bidirectional, bool):
             raise ValueError(f"bidirectional: expected True or False, got {self.bidirectional!r}")
         if not isinstance(self.bias, bool):

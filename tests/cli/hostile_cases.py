@@ -441,7 +441,7 @@ CONFIG_CASES = [
                text('[trainer.optimizer]\nname = "sgd"\nmomentum = nan\n'), "momentum"),
     ConfigCase("gate-bias-nan", "gate.toml", text("[model]\ngate_bias = nan\n"), "gate_bias"),
     ConfigCase("epochs-negative", "epochs.toml", text("[trainer]\nepochs = -1\n"),
-               "epochs.toml: epochs"),
+               "epochs.toml: trainer.epochs"),
     ConfigCase("other-kind", "kind.toml", text('kind = "lm"\n'), "kind"),
     ConfigCase("deep-array", "deep.toml", text("x = " + "[" * 100_000 + "\n"), "deep.toml"),
     # 60 MB of comment before a wrong value: refused by its size before it is parsed.

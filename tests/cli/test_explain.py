@@ -12,7 +12,10 @@ from rnnkit.cli.main import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    status = main(["explain", *argv])
+    try:
+        status = main(["explain", *argv])
+    except SystemExit as exit:  # argparse refuses a flag's value itself
+        status = int(exit.code or 0)
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -129,7 +132,7 @@ def test_output_is_deterministic_for_a_seed(capsys: pytest.CaptureFixture[str]) 
         (["--cell", "transformer"], "--cell must be one of rnn, lstm, gru, got 'transformer'"),
         (["--loss", "hinge"], "--loss must be one of mse, ce, got 'hinge'"),
         (["--format", "html"], "--format must be one of text, markdown, json, got 'html'"),
-        (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+        (["--seed", "-1"], "argument --seed: expected an int in [0, 2**63), got -1"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_two(

@@ -93,7 +93,7 @@ def test_a_trained_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [("--cells", "rnn,transformer", "--cells: expected names among"),
-     ("--T", "50,1", "--T: expected comma-separated lengths ≥ 2")],
+     ("--T", "50,1", "--T: expected up to 16 comma-separated lengths in [2, 10000]")],
 )  # fmt: skip
 def test_bad_flags_exit_two(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str

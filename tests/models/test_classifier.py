@@ -73,7 +73,8 @@ def test_overfits_a_real_series_with_a_multi_step_forecast() -> None:
     huber = SequenceClassifier(
         nn.Identity(), Recurrent("gru", 1, 32), MeanPooling(), RegressionHead(32, 6, "huber")
     )
-    assert overfit(huber, SequenceBatch(inputs, lengths, targets), 400, lr=0.01) < 1e-3
+    # Huber's gradient is linear near zero: more steps than the MSE model's (4e-6 here).
+    assert overfit(huber, SequenceBatch(inputs, lengths, targets), 600, lr=0.02) < 1e-3
 
 
 @pytest.mark.parametrize("pooling", list(POOLINGS))

@@ -18,8 +18,9 @@ def test_overfits_a_real_chorale_and_its_greedy_continuation_matches() -> None:
     torch.manual_seed(0)
     model = PianoRollModel(MusicConfig(pitches=53, embed=64, hidden=128, cell="lstm"))
     untrained = float(model(batch).total.detach()) / 142
-    # NLL per frame in nats, summed over 53 pitches: about 37 untrained, < 0.15 here.
-    assert overfit(model, batch, 500, lr=0.01) < 0.15 < untrained / 200
+    # NLL per frame in nats, summed over 53 pitches: about 37 untrained, 0.03 to 0.05
+    # here across seeds and thread counts (0.15 leaves a margin of 3).
+    assert overfit(model, batch, 1000, lr=0.01) < 0.15 < untrained / 200
     # Thresholded next-frame predictions reproduce every frame after the first.
     with torch.no_grad():
         logits, _ = model.logits(pieces[:, :-1])

@@ -3,8 +3,8 @@
 A stdlib-only W3C WebDriver client (``urllib`` + JSON): start ``chromedriver``, open
 one headless Chromium session with the browser's console log enabled, load a file,
 run a script in the page, take a screenshot. Debian's ``chromium`` and
-``chromium-driver`` packages provide the two programs; :func:`ensure_chromium`
-installs them with apt-get when they are missing.
+``chromium-driver`` packages provide the two programs. Installing them is a set-up
+step (``make browser``, which ``.ci/run`` runs), never something a test does.
 """
 
 from __future__ import annotations
@@ -25,65 +25,44 @@ from typing import Any
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-PACKAGES = ("chromium", "chromium-driver")
+PROGRAMS = ("chromium", "chromedriver")
+# The values CI services set (GitHub, GitLab and others use "true"); any of them
+# makes a missing browser a failure, so the page test cannot skip silently there.
+TRUTHY = {"1", "true", "yes", "on"}
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in TRUTHY
 
 
 def ensure_chromium() -> tuple[str, str]:
-    """The paths of chromium and chromedriver, installing the Debian packages when missing.
+    """The paths of chromium and chromedriver.
 
-    Skips the test, saying why, only when they cannot be installed; under ``CI=1``
-    that is a failure instead.
+    When either is missing the test is skipped, saying why and how to install them;
+    under a truthy ``CI`` that is a failure instead.
     """
     browser = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     driver = shutil.which("chromedriver")
     if browser and driver:
         return browser, driver
-    reason = _install()
-    browser = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    driver = shutil.which("chromedriver")
-    if browser and driver:
-        return browser, driver
-    message = f"headless Chromium is not available and could not be installed: {reason}"
-    if os.environ.get("CI") == "1":
+    missing = " and ".join(
+        name for name, path in zip(PROGRAMS, (browser, driver), strict=True) if not path
+    )
+    message = (
+        f"headless Chromium is not available ({missing} not found); install it with "
+        "`make browser` (Debian's chromium and chromium-driver)"
+    )
+    if under_ci():
         pytest.fail(message)
     pytest.skip(message)
 
 
-def artifacts() -> Path:
+def artifacts(tmp_path: Path) -> Path:
     """Where tests leave files for people to look at: ``$RNNKIT_TEST_ARTIFACTS``, else
-    ``tests/artifacts/`` (which ignores itself in git)."""
-    folder = Path(os.environ.get("RNNKIT_TEST_ARTIFACTS") or ARTIFACTS)
+    the test's ``tmp_path`` (never the source tree)."""
+    folder = Path(os.environ.get("RNNKIT_TEST_ARTIFACTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
-    if folder == ARTIFACTS and not (folder / ".gitignore").exists():
-        (folder / ".gitignore").write_text("*\n")
     return folder
-
-
-def _install() -> str:
-    apt = shutil.which("apt-get")
-    if apt is None:
-        return "no apt-get on this machine (install chromium and chromedriver yourself)"
-    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    if prefix and shutil.which("sudo") is None:
-        return "not root and no sudo to run apt-get"
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", *PACKAGES]):
-        try:
-            done = subprocess.run(
-                [*prefix, *command],
-                env=environment,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return f"{' '.join(command)}: {error}"
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
-            return f"{' '.join(command)} exited with {done.returncode}: {' '.join(tail)}"
-    return "apt-get installed the packages, but chromium or chromedriver is still missing"
 
 
 def _free_port() -> int:

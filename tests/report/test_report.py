@@ -129,7 +129,7 @@ def test_without_the_extra_the_error_names_the_install_command(
 
 
 @pytest.mark.parametrize("kind", ["classify", "seq2seq", "forecast"])
-def test_the_page_in_headless_chromium(runs: dict[str, Path], kind: str) -> None:
+def test_the_page_in_headless_chromium(runs: dict[str, Path], kind: str, tmp_path: Path) -> None:
     """Loads with no console error, every image decoded, nothing fetched; a screenshot."""
     browser, driver = ensure_chromium()
     path = write_report(runs[kind])
@@ -145,7 +145,7 @@ def test_the_page_in_headless_chromium(runs: dict[str, Path], kind: str) -> None
             assert complete and width > 0, f"image {alt!r} did not decode"
         fetched = page.script("return performance.getEntriesByType('resource').length;")
         assert fetched == 0
-        shot = page.screenshot(artifacts() / f"report-{kind}.png")
+        shot = page.screenshot(artifacts(tmp_path) / f"report-{kind}.png")
         errors = [e for e in page.console() if e.get("level") == "SEVERE"]
         assert errors == [], errors
     assert shot.stat().st_size > 10_000

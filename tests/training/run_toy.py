@@ -19,14 +19,20 @@ from tests.training.toy import Tagger, collate, examples
 
 
 class Signal(Callback):
-    """Sends this process a signal right after optimizer step ``at``."""
+    """Sends this process a signal right after optimizer step ``at`` (or after the
+    evaluation at that step, with ``on_eval``)."""
 
-    def __init__(self, at: int, signum: int) -> None:
+    def __init__(self, at: int, signum: int, on_eval: bool = False) -> None:
         self.at = at
         self.signum = signum
+        self.on_eval = on_eval
 
     def on_step_end(self, trainer: Trainer, metrics: Any) -> None:
-        if trainer.state.step == self.at:
+        if trainer.state.step == self.at and not self.on_eval:
+            os.kill(os.getpid(), self.signum)
+
+    def on_evaluate(self, trainer: Trainer, metrics: Any) -> None:
+        if trainer.state.step == self.at and self.on_eval:
             os.kill(os.getpid(), self.signum)
 
 
@@ -39,11 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--accumulate", type=int, default=1)
     parser.add_argument("--checkpoint-every", type=int)
+    parser.add_argument("--eval-every", type=int)
+    parser.add_argument("--val", type=int, default=0, help="validation examples (0: none)")
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--double", action="store_true")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--kill-at", type=int)
+    parser.add_argument("--kill-on-eval", type=int, help="SIGKILL after the evaluation at step N")
     parser.add_argument("--interrupt-at", type=int)
     args = parser.parse_args(argv)
     # A shell starts background jobs with SIGINT ignored, and Python then keeps it
@@ -59,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         accumulate=args.accumulate,
         checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
         max_steps=args.max_steps,
         progress="lines",
         device="cpu",
@@ -67,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     callbacks: list[Callback] = []
     if args.kill_at:
         callbacks.append(Signal(args.kill_at, signal.SIGKILL))
+    if args.kill_on_eval:
+        callbacks.append(Signal(args.kill_on_eval, signal.SIGKILL, on_eval=True))
     if args.interrupt_at:
         callbacks.append(Signal(args.interrupt_at, signal.SIGINT))
     trainer = Trainer(
@@ -74,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         config,
         examples(args.examples),
         collate,
+        val=examples(args.val, seed=1) if args.val else None,
         run_dir=args.run_dir,
         resume=args.resume,
         callbacks=callbacks,

@@ -54,8 +54,8 @@ def test_sigkill_then_resume_ends_bitwise_equal(tmp_path: Path, every: int) -> N
     # and replaying the steps after it.
     common = ["--dropout", "0.3", "--checkpoint-every", str(every)]
     run("--out", str(tmp_path / "whole.safetensors"), *common)
-    run_dir = str(tmp_path / "run")
-    killed = run("--run-dir", run_dir, "--out", "unused", "--kill-at", "8", *common, check=False)
+    run_dir, scrap = str(tmp_path / "run"), str(tmp_path / "scrap.safetensors")
+    killed = run("--run-dir", run_dir, "--out", scrap, "--kill-at", "8", *common, check=False)
     assert killed.returncode == -signal.SIGKILL
     assert load_checkpoint(Path(run_dir) / "checkpoints" / "last").step == 7 // every * every
     run("--run-dir", run_dir, "--out", str(tmp_path / "resumed.safetensors"), "--resume", *common)
@@ -65,10 +65,8 @@ def test_sigkill_then_resume_ends_bitwise_equal(tmp_path: Path, every: int) -> N
 def test_ctrl_c_saves_last_exits_130_and_resumes_exactly(tmp_path: Path) -> None:
     common = ["--dropout", "0.3"]
     run("--out", str(tmp_path / "whole.safetensors"), *common)
-    run_dir = str(tmp_path / "run")
-    stopped = run(
-        "--run-dir", run_dir, "--out", "unused", "--interrupt-at", "5", *common, check=False
-    )
+    run_dir, scrap = str(tmp_path / "run"), str(tmp_path / "scrap.safetensors")
+    stopped = run("--run-dir", run_dir, "--out", scrap, "--interrupt-at", "5", *common, check=False)
     assert stopped.returncode == 130, stopped.stderr
     assert "interrupted at step 5; saved checkpoints/last" in stopped.stderr
     assert load_checkpoint(Path(run_dir) / "checkpoints" / "last").step == 5
@@ -95,8 +93,8 @@ def test_two_processes_stopped_and_resumed_equal_an_uninterrupted_pair(tmp_path:
     # restored to the process they belong to.
     common = ["--examples", "37", "--batch-size", "4", "--dropout", "0.3"]
     run("--out", str(tmp_path / "whole.safetensors"), *common, torchrun=2)
-    run_dir = str(tmp_path / "run")
-    run("--run-dir", run_dir, "--out", "unused", "--max-steps", "7", *common, torchrun=2)
+    run_dir, scrap = str(tmp_path / "run"), str(tmp_path / "scrap.safetensors")
+    run("--run-dir", run_dir, "--out", scrap, "--max-steps", "7", *common, torchrun=2)
     assert load_checkpoint(Path(run_dir) / "checkpoints" / "last").step == 7
     run("--run-dir", run_dir, "--out", str(tmp_path / "resumed.safetensors"), "--resume",
         *common, torchrun=2)  # fmt: skip

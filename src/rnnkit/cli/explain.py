@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from rnnkit.cli.arguments import UsageError
+from rnnkit.cli.arguments import UsageError, seed
 
 FORMATS = ("text", "markdown", "json")
 # ExplainConfig field → argparse dest (the flag with - for _).
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
         default="mse",
         help="mse (g = identity) or ce (g = softmax, cross-entropy; needs K ≥ 2) (mse)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and data (0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed for weights and data (0)")
     parser.add_argument(
         "--format",
         default="text",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rnnkit.cli.arguments import UsageError, positive_int
+from rnnkit.cli.arguments import UsageError, positive_int, seed
 
 CELLS = ("rnn", "rnn_relu", "lstm", "gru")
 
@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
         help="fresh cells: add this to the LSTM forget / GRU update gate bias",
     )
     parser.add_argument(
-        "--seed", type=int, help="fresh cells: seed of the weights and the data (0)"
+        "--seed", type=seed, help="fresh cells: seed of the weights and the data (0)"
     )
     parser.add_argument(
         "--out", help="the folder for the plots and summary (RUN/gradflow, or gradflow)"
@@ -97,8 +97,6 @@ def _check_fresh(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag}: expected at most {cap}, got {value}")
     if args.gate_bias is not None and not math.isfinite(args.gate_bias):
         raise UsageError(f"--gate-bias: expected a finite number, got {args.gate_bias}")
-    if not 0 <= args.seed < 2**63:
-        raise UsageError(f"--seed: expected an int in [0, 2**63), got {args.seed}")
 
 
 def _check_out(out: Path) -> None:

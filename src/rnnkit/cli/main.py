@@ -71,6 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits with status 2 on a bad flag, as argparse does
     try:
         status: int = args.run(args)
+        # A closed pipe shows in this flush, here, rather than in the one at exit.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``rnnkit datasets list | head``): not an error. Python
+        # flushes stdout again at exit; pointed at devnull, that flush cannot fail.
+        _quiet_stdout()
+        return 0
     except (UsageError, ValueError) as error:
         # Library errors are ValueErrors that already name the field and the expectation.
         print(f"rnnkit {args.command}: error: {error}", file=sys.stderr)
@@ -85,11 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader went away (``rnnkit datasets list | head``): not an error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     return status
+
+
+def _quiet_stdout() -> None:
+    """Point stdout's file descriptor at devnull (where it has one; a test's capture may not)."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+    os.close(devnull)
 
 
 def _known_error(error: Exception) -> int | None:
@@ -100,6 +114,13 @@ def _known_error(error: Exception) -> int | None:
     trainer = sys.modules.get("rnnkit.training.trainer")
     if trainer is not None and isinstance(error, trainer.TrainingError):
         return 1
+    import errno
+
+    # Writing the run folder failed for want of room or permission: the message (errno,
+    # path) is one line, and the last checkpoint is intact.
+    full_or_read_only = (errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES)
+    if isinstance(error, OSError) and error.errno in full_or_read_only:
+        return 2
     return None
 
 

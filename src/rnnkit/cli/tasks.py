@@ -14,29 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnkit.cli.arguments import positive_int
-
-
-def fraction(text: str) -> float:
-    """A float in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+from rnnkit.cli.arguments import finite_float, fraction, positive_float, positive_int, seed
 
 
 def boolean(text: str) -> bool:
@@ -118,7 +96,7 @@ COMMON: dict[str, Option] = {o.flag: o for o in (
     Option("--attention", "model.attention", "attention scorer",
            choices=("none", "bahdanau", "dot", "general")),
     Option("--gate-bias", "model.gate_bias",
-           "start the LSTM forget / GRU update gate biased by this (Keras: 1)", float),
+           "start the LSTM forget / GRU update gate biased by this (Keras: 1)", finite_float),
     Option("--crf", "model.crf", "a CRF output layer (Viterbi decoding)", switch=True),
     Option("--epochs", "trainer.epochs", "passes over the training data", positive_int),
     Option("--max-steps", "trainer.max_steps", "stop after this many optimizer steps",
@@ -127,7 +105,7 @@ COMMON: dict[str, Option] = {o.flag: o for o in (
            positive_float),
     Option("--batch-size", "trainer.batch_size", "examples per micro-batch", positive_int),
     Option("--lr", "trainer.optimizer.lr", "learning rate", positive_float),
-    Option("--weight-decay", "trainer.optimizer.weight_decay", "L2 penalty", float),
+    Option("--weight-decay", "trainer.optimizer.weight_decay", "L2 penalty", finite_float),
     Option("--optimizer", "trainer.optimizer.name", "optimizer",
            choices=("adam", "adamw", "sgd", "rmsprop", "adagrad")),
     Option("--schedule", "trainer.schedule.name", "learning-rate schedule",
@@ -141,7 +119,7 @@ COMMON: dict[str, Option] = {o.flag: o for o in (
            metavar="K1[,K2]"),
     Option("--precision", "trainer.precision", "bf16 autocasts the forward pass",
            choices=("fp32", "bf16")),
-    Option("--seed", "trainer.seed", "seed for weights, data order and dropout", int),
+    Option("--seed", "trainer.seed", "seed for weights, data order and dropout", seed),
     Option("--deterministic", "trainer.deterministic", "torch's deterministic algorithms",
            switch=True),
     Option("--patience", "trainer.early_stopping.patience",
@@ -224,7 +202,7 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
             Option("--pool-dropout", "task.pool_dropout", "dropout on the pooled vector",
                    fraction),
             Option("--split-seed", "task.split_seed", "seed of one file's 80/10/10 split",
-                   int),
+                   seed),
         ),
         keys={"--batch-size": "task.batch_size"},
     ),
@@ -244,7 +222,7 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
             Option("--tag-column", "task.tag_column",
                    "the tag's column index (0 first, -1 last)", int),
             Option("--comment", "task.comment", "skip CoNLL lines starting with this", str),
-            Option("--split-seed", "task.split_seed", "the shuffle that splits one file", int),
+            Option("--split-seed", "task.split_seed", "the shuffle that splits one file", seed),
         ),
     ),
     TaskCommand(
@@ -310,7 +288,7 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
                    choices=("char", "word")),
             Option("--min-freq", "task.min_freq", "rarer training units become <unk>",
                    positive_int),
-            Option("--split-seed", "task.split_seed", "the shuffle that splits one file", int),
+            Option("--split-seed", "task.split_seed", "the shuffle that splits one file", seed),
             Option("--teacher-forcing", "model.teacher_forcing",
                    "probability of feeding the gold previous token (1: always)", float),
             Option("--beam", "task.beam", "beam width of the metrics' decoding (1: greedy)",
@@ -362,7 +340,7 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
             Option("--valid-fraction", "task.valid_fraction",
                    "share of train held out when the data has no valid split", fraction),
             Option("--split-seed", "task.split_seed",
-                   "seed of one file's 80/10/10 split and of the hold-out", int),
+                   "seed of one file's 80/10/10 split and of the hold-out", seed),
             Option("--length", "task.length", "adding problem: sequence length T",
                    positive_int),
             Option("--train-size", "task.train_size", "adding problem: training sequences",
@@ -372,7 +350,7 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
             Option("--test-size", "task.test_size", "adding problem: test sequences",
                    positive_int),
             Option("--data-seed", "task.data_seed",
-                   "adding problem: train, valid, test come from seeds S, S+1, S+2", int),
+                   "adding problem: train, valid, test come from seeds S, S+1, S+2", seed),
         ),
         keys={"--batch-size": "task.batch_size"},
     ),

@@ -9,6 +9,7 @@ a valid ``--config`` file for the same task.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tomllib
@@ -157,21 +158,19 @@ def run(args: argparse.Namespace) -> int:
     from rnnkit.configuration import to_toml
     from rnnkit.tasks import task_module
     from rnnkit.tasks.task import read_config
-    from rnnkit.training.checkpoint import has_checkpoint
 
     command = TASKS[args.task]
     module = task_module(args.task)
     out = Path(args.out or f"runs/{args.task}")
-    resuming = args.resume and has_checkpoint(out / "checkpoints" / "last")
-    if not args.resume and not args.dry_run and has_checkpoint(out / "checkpoints" / "last"):
-        raise UsageError(
-            f"--out: {out} already holds a run; add --resume to continue it, or choose "
-            "another --out"
-        )
+    check_out(out, resume=args.resume, dry_run=args.dry_run)
+    resuming = args.resume
     # A resumed run starts from its own saved configuration, not the task's defaults.
     saved = read_config(out, module.Run) if resuming else None
     config = resolve(command, args, module.Run, base=saved)
     prepared = module.prepare(config)
+    from rnnkit.training.budget import check_run
+
+    check_run(prepared.run)  # the device and the memory, before anything is allocated
     if saved is not None:
         check_resumable(absolute_data(saved), prepared.run, out)
     print(f"# rnnkit train {args.task}: resolved configuration (saved as {out}/config.toml)")
@@ -182,6 +181,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("# dry run: nothing trained")
         return 0
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out: cannot create {out}: {error.strerror}") from None
+    check_data(prepared.run, out, resume=args.resume)
     result = module.fit(prepared, out, resume=args.resume)
     best = (
         ""
@@ -197,6 +201,77 @@ def run(args: argparse.Namespace) -> int:
         except MissingExtraError as error:
             print(f"# no report: {error}")
     return 0
+
+
+def check_out(out: Path, *, resume: bool, dry_run: bool) -> None:
+    """Refuse an ``--out`` that is neither a fresh folder nor, with ``--resume``, a run
+    with a checkpoint to continue: training into it would mix two runs' files."""
+    from rnnkit.training.checkpoint import has_checkpoint
+
+    last = out / "checkpoints" / "last"
+    flag = "--resume" if resume else "--out"
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise UsageError(f"{flag}: {out} is not a folder (expected a run folder)")
+    if resume:
+        if not has_checkpoint(last):
+            what = (
+                "does not exist"
+                if not out.exists()
+                else "is not a run folder (config.toml missing)"
+                if not (out / "config.toml").is_file()
+                else f"has no checkpoint ({last} missing)"
+            )
+            raise UsageError(
+                f"--resume: {out} {what}; there is no run to continue (train without "
+                "--resume to start one)"
+            )
+        return
+    if dry_run or not out.exists():
+        return
+    if has_checkpoint(last):
+        raise UsageError(
+            f"--out: {out} already holds a run; add --resume to continue it, or choose "
+            "another --out"
+        )
+    if any(out.iterdir()):
+        raise UsageError(
+            f"--out: {out} is not empty and holds no run to resume (a failed run's leftovers "
+            "or other files); choose another --out or empty it"
+        )
+
+
+FINGERPRINT = "data-fingerprint.json"
+
+
+def check_data(run: Any, out: Path, *, resume: bool) -> None:
+    """Record the data files' fingerprint in a fresh run; on resume, warn in one line
+    when a file changed since the run began (its results would then mix two datasets)."""
+    import hashlib
+    import json
+
+    fingerprint: dict[str, str] = {}
+    for name in getattr(run.task, "data", ()):
+        digest = hashlib.sha256()
+        with contextlib.suppress(OSError), open(name, "rb") as handle:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+        fingerprint[str(name)] = digest.hexdigest()
+    path = out / FINGERPRINT
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 keeps the run folder
+        return
+    if not resume:
+        path.write_text(json.dumps(fingerprint, indent=1) + "\n", encoding="utf-8")
+        return
+    try:
+        saved = json.loads(path.read_bytes()[: 2**20])
+    except (OSError, ValueError, RecursionError):
+        return  # a run from before fingerprints: nothing to compare with
+    changed = [name for name, digest in fingerprint.items()
+               if isinstance(saved, dict) and saved.get(name) not in (None, digest)]  # fmt: skip
+    if changed:
+        print(f"rnnkit train: warning: {changed[0]} changed since this run began "
+              f"(sha256 differs from {path}); the resumed run trains on the new "
+              "content", file=sys.stderr)  # fmt: skip
 
 
 def _monitor(run: Any) -> str:

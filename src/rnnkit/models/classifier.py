@@ -15,11 +15,19 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from rnnkit.configuration import check_dropout, check_positive_ints
+from rnnkit.configuration import (
+    MAX_LAYERS,
+    check_dropout,
+    check_positive_ints,
+    check_range,
+    check_sizes,
+)
 from rnnkit.losses import LossSum
 from rnnkit.models.heads import Head
 from rnnkit.recurrent import Recurrent
 from rnnkit.unrolling import length_mask
+
+MAX_GATE_BIAS = 100.0  # see ClassifierConfig.gate_bias
 
 
 @dataclass(frozen=True)
@@ -30,9 +38,10 @@ class ClassifierConfig:
         vocab_size: token inputs through an embedding of size ``embed``; ``None``
             for real-valued inputs of ``input_size`` features per step.
         input_size: features per step when ``vocab_size`` is None.
-        embed: embedding size for token inputs.
+        embed: embedding size for token inputs (at most 2^16).
         hidden, layers, cell, bidirectional, dropout, backend: the encoder
-            (:class:`~rnnkit.Recurrent`).
+            (:class:`~rnnkit.Recurrent`); ``hidden`` at most 2^16, ``layers`` at
+            most 64 (:data:`rnnkit.configuration.MAX_LAYERS`).
         pooling: ``last`` (final state), ``mean``, ``max`` or ``attention``.
         head: ``binary`` (σ + log loss), ``multiclass`` (softmax + cross-entropy) or
             ``regression`` (linear + ``loss``).
@@ -43,7 +52,8 @@ class ClassifierConfig:
         gate_bias: added at initialisation to the LSTM's forget-gate bias or the
             GRU's update-gate bias (:func:`rnnkit.cells.init.gate_bias_`; Keras'
             ``unit_forget_bias`` is 1), so the cell starts out remembering; the tanh
-            RNN has no gate, and a non-zero value for it is refused.
+            RNN has no gate, and a non-zero value for it is refused. Finite, within
+            ±100: σ(±20) is already 0 or 1 in float32.
     """
 
     vocab_size: int | None = None
@@ -73,8 +83,11 @@ class ClassifierConfig:
             raise ValueError(
                 "vocab_size, input_size: expected exactly one (tokens or real-valued features)"
             )
-        check_positive_ints(self, "vocab_size", "input_size", "embed", "hidden", "layers")
-        check_positive_ints(self, "num_classes", "outputs")
+        check_positive_ints(self, "vocab_size", "input_size", "num_classes", "outputs")
+        check_sizes(self, "embed", "hidden")
+        check_sizes(self, "layers", at_most=MAX_LAYERS)
+        # σ(±20) is already 0 or 1 in float32: a larger bias only saturates the gate.
+        check_range(self, "gate_bias", -MAX_GATE_BIAS, MAX_GATE_BIAS)
         check_dropout(self.dropout)
 
 

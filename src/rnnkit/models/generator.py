@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from rnnkit.configuration import check_dropout, check_positive_ints
+from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import LSTMState, map_state
@@ -64,8 +64,9 @@ class GeneratorConfig:
             )
         if not (self.condition_state or self.condition_input):
             raise ValueError("condition_state, condition_input: the condition must enter somewhere")
-        check_positive_ints(self, "vocab_size", "condition_size", "num_labels", "condition_embed")
-        check_positive_ints(self, "embed", "hidden", "layers")
+        check_positive_ints(self, "vocab_size", "condition_size", "num_labels")
+        check_sizes(self, "embed", "hidden", "condition_embed")
+        check_sizes(self, "layers", at_most=MAX_LAYERS)
         check_dropout(self.dropout)
 
 

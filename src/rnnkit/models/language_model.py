@@ -24,7 +24,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from rnnkit.bptt.truncated import Window
-from rnnkit.configuration import check_dropout, check_positive_ints
+from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import map_state
@@ -54,7 +54,9 @@ class LanguageModelConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "vocab_size", "embed", "hidden", "layers")
+        check_positive_ints(self, "vocab_size")
+        check_sizes(self, "embed", "hidden")
+        check_sizes(self, "layers", at_most=MAX_LAYERS)
         check_dropout(self.dropout)
 
 

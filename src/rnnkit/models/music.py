@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnkit.configuration import check_dropout, check_positive_ints
+from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, bernoulli_nll
 from rnnkit.recurrent import Recurrent
 from rnnkit.unrolling import length_mask
@@ -37,7 +37,9 @@ class MusicConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "pitches", "embed", "hidden", "layers")
+        check_positive_ints(self, "pitches")
+        check_sizes(self, "embed", "hidden")
+        check_sizes(self, "layers", at_most=MAX_LAYERS)
         check_dropout(self.dropout)
 
 

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.cells import CELL_NAMES, cell_factory
-from rnnkit.configuration import check_dropout, check_positive_ints
+from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.attention import AdditiveAttention, DotAttention, GeneralAttention
 from rnnkit.recurrent import BACKENDS, Recurrent
@@ -100,7 +100,9 @@ class Seq2SeqConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "source_vocab", "target_vocab", "embed", "hidden", "layers")
+        check_positive_ints(self, "source_vocab", "target_vocab")
+        check_sizes(self, "embed", "hidden")
+        check_sizes(self, "layers", at_most=MAX_LAYERS)
         if self.cell not in CELL_NAMES:
             raise ValueError(f"cell: expected one of {', '.join(CELL_NAMES)}, got {self.cell!r}")
         if not isinstance(self.bidirectional_encoder, bool):

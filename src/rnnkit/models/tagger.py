@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.cells import CELL_NAMES
-from rnnkit.configuration import check_dropout, check_positive_ints
+from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.crf import CRF
 from rnnkit.recurrent import BACKENDS, Recurrent
@@ -60,7 +60,9 @@ class TaggerConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "vocab_size", "num_tags", "embed", "hidden", "layers")
+        check_positive_ints(self, "vocab_size", "num_tags")
+        check_sizes(self, "embed", "hidden")
+        check_sizes(self, "layers", at_most=MAX_LAYERS)
         if self.cell not in CELL_NAMES:
             raise ValueError(f"cell: expected one of {', '.join(CELL_NAMES)}, got {self.cell!r}")
         for name in ("bidirectional", "crf"):

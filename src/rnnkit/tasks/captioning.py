@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnkit import decoding
 from rnnkit.configuration import check_positive_ints
 from rnnkit.data.batching import Scaler, bucket_batches, pad, split_indices
 from rnnkit.data.errors import DataError
@@ -70,7 +71,7 @@ from rnnkit.data.vocab import (
     Vocabulary,
     WordTokenizer,
 )
-from rnnkit.decoding import beam_search, sample
+from rnnkit.decoding import beam_search
 from rnnkit.metrics import confusion_matrix, perplexity
 from rnnkit.models import build_model
 from rnnkit.models.generator import ConditionedBatch, ConditionedGenerator, GeneratorConfig
@@ -81,6 +82,8 @@ from rnnkit.tasks.task import (
     PredictOptions,
     Prepared,
     artifact,
+    artifact_file,
+    load_into,
     load_weights,
     read_config,
 )
@@ -672,11 +675,12 @@ def load_run(run_dir: Path | str) -> Loaded:
     """The trained model (best checkpoint, else last), its vocabulary, conditions and config."""
     run = read_config(run_dir, CaptionRun)
     checkpoint = load_weights(run_dir)
-    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir), path=str(run_dir))
+    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
+                                 path=artifact_file(checkpoint, VOCAB_ARTIFACT))
     conditions = Conditions.from_json(artifact(checkpoint, CONDITIONS_ARTIFACT, run_dir), run_dir)
     model = build_model(run.model)
     assert isinstance(model, ConditionedGenerator)
-    model.load_state_dict(checkpoint.weights)
+    load_into(model, checkpoint)
     model.eval()
     return Loaded(model, vocab, conditions, run)
 
@@ -814,6 +818,13 @@ def predict(run_dir: Path | str, options: PredictOptions) -> list[Prediction]:
 def generate(run_dir: Path | str, options: GenerateOptions) -> list[str]:
     """``num_samples`` texts for ``--condition``, sampled (seeded) or by beam search,
     each at most ``length`` tokens after the optional prompt ``start``."""
+    return ["".join(pieces) for pieces in stream(run_dir, options)]
+
+
+def stream(run_dir: Path | str, options: GenerateOptions) -> Iterator[Iterator[str]]:
+    """The texts of :func:`generate`, each yielded piece by piece as it is generated,
+    one after another (one seeded generator for all). The run is loaded and the
+    options checked before this returns."""
     loaded = load_run(run_dir)
     model, vocab, conditions = loaded.model, loaded.vocab, loaded.conditions
     if options.condition is None:
@@ -824,34 +835,39 @@ def generate(run_dir: Path | str, options: GenerateOptions) -> list[str]:
     if options.beam > 1 and options.num_samples > 1:
         raise DataError("generate: beam search gives one best text; drop --num-samples or "
                         "sample instead of --beam")  # fmt: skip
-    raw = conditions.parse(options.condition)
-    rows = 1 if options.beam > 1 else options.num_samples
-    condition = conditions.encode([raw] * rows)
+    condition = conditions.encode([conditions.parse(options.condition)])  # one row
+    char = loaded.run.task.level == "char"
     split = tokenizer(loaded.run.task.level)
     prompt = vocab.encode(split.tokenize(options.start))
-    last, state = model.start(condition)  # (S,) BOS
-    for token in prompt:  # teacher-force the prompt
-        _, state = model.decode_step(last, state)
-        last = torch.full_like(last, token)
     # Never generated: padding and BOS are not text, and a caption that says "<unk>"
     # (a word too rare for the vocabulary) reads as a defect; EOS ends the text.
     banned = (PAD_ID, BOS_ID, UNK_ID)
-    if options.beam > 1:
-        decoded = beam_search(model, last, state, max_length=options.length,
-                              beam_size=options.beam, eos_id=EOS_ID, pad_id=PAD_ID,
-                              banned=banned).best  # fmt: skip
-    else:
-        generator = torch.Generator().manual_seed(options.seed)
-        decoded = sample(model, last, state, max_length=options.length,
-                         temperature=options.temperature, top_k=options.top_k,
-                         top_p=options.top_p, eos_id=EOS_ID, pad_id=PAD_ID,
-                         generator=generator, banned=banned)  # fmt: skip
-    start = options.start.strip()
-    texts = []
-    for row in decoded.tokens.tolist():
-        body = split.detokenize(vocab.decode(row))
-        if not start:
-            texts.append(body)
-        else:
-            texts.append(start + body if loaded.run.task.level == "char" else f"{start} {body}")
-    return texts
+    generator = torch.Generator().manual_seed(options.seed)
+
+    def tokens() -> Iterator[int]:
+        last, state = model.start(condition)  # (1,) BOS
+        for token in prompt:  # teacher-force the prompt
+            _, state = model.decode_step(last, state)
+            last = torch.full_like(last, token)
+        if options.beam > 1:
+            decoded = beam_search(model, last, state, max_length=options.length,
+                                  beam_size=options.beam, eos_id=EOS_ID, pad_id=PAD_ID,
+                                  banned=banned).best  # fmt: skip
+            yield from decoded.tokens[0, : int(decoded.lengths[0])].tolist()
+            return
+        for step in decoding.stream(model, last, state, max_length=options.length,
+                                    temperature=options.temperature, top_k=options.top_k,
+                                    top_p=options.top_p, eos_id=EOS_ID, pad_id=PAD_ID,
+                                    generator=generator, banned=banned):  # fmt: skip
+            yield int(step.tokens[0])
+
+    def pieces() -> Iterator[str]:
+        start = options.start.strip()
+        yield start if char or not start else start + " "
+        first = True
+        for token in tokens():
+            for text in vocab.decode([token]):  # nothing for EOS and pad
+                yield text if char or first else " " + text
+                first = False
+
+    return (pieces() for _ in range(options.num_samples))

@@ -48,6 +48,8 @@ from rnnkit.tasks.task import (
     PredictOptions,
     Prepared,
     artifact,
+    artifact_file,
+    load_into,
     load_weights,
     read_config,
 )
@@ -209,7 +211,7 @@ def labels_json(labels: Sequence[str]) -> bytes:
 def labels_from_json(data: bytes, run_dir: Path | str) -> list[str]:
     try:
         labels = json.loads(data.decode("utf-8"))["labels"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise DataError('labels.json: expected {"labels": [...]}', path=run_dir) from None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise DataError("labels.json: expected a list of label strings", path=run_dir)
@@ -549,10 +551,11 @@ def load_run(run_dir: Path | str) -> Loaded:
     """The trained model (best checkpoint, else last), its vocabulary, labels and configuration."""
     run = read_config(run_dir, ClassificationRun)
     checkpoint = load_weights(run_dir)
-    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir), path=str(run_dir))
+    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
+                                 path=artifact_file(checkpoint, VOCAB_ARTIFACT))
     labels = labels_from_json(artifact(checkpoint, LABELS_ARTIFACT, run_dir), run_dir)
     model = build_classifier(run.model, run.task)
-    model.load_state_dict(checkpoint.weights)
+    load_into(model, checkpoint)
     model.eval()
     return Loaded(model, vocab, labels, run)
 

@@ -52,6 +52,8 @@ from rnnkit.tasks.task import (
     PredictOptions,
     Prepared,
     artifact,
+    artifact_file,
+    load_into,
     load_weights,
     read_config,
 )
@@ -383,9 +385,9 @@ def load_run(run_dir: Path | str) -> tuple[SequenceClassifier, Transform, Foreca
     run = read_config(run_dir, ForecastRun)
     checkpoint = load_weights(run_dir)
     transform = Transform.from_json(artifact(checkpoint, SCALER_ARTIFACT, run_dir),
-                                    path=str(run_dir))  # fmt: skip
+                                    path=artifact_file(checkpoint, SCALER_ARTIFACT))  # fmt: skip
     model = build_model(run.model)
-    model.load_state_dict(checkpoint.weights)
+    load_into(model, checkpoint)
     model.eval()
     assert isinstance(model, SequenceClassifier)
     return model, transform, run

@@ -20,18 +20,20 @@ artifacts include the vocabulary, so :func:`load_run` rebuilds everything
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import torch
 
+from rnnkit import decoding
 from rnnkit.configuration import check_positive_ints
 from rnnkit.data.batching import stream_batches
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.text import read_text
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK, CharTokenizer, Vocabulary, WordTokenizer
-from rnnkit.decoding import beam_search, sample
+from rnnkit.decoding import beam_search
 from rnnkit.models.language_model import (
     LanguageModel,
     LanguageModelConfig,
@@ -46,9 +48,10 @@ from rnnkit.tasks.task import (
     PredictOptions,
     Prepared,
     artifact,
+    artifact_file,
+    load_into,
     load_weights,
     read_config,
-    strip_prefix,
 )
 from rnnkit.training.trainer import OptimizerConfig, Trainer, TrainerConfig, TrainResult
 
@@ -230,10 +233,11 @@ def load_run(run_dir: Path | str) -> tuple[LanguageModel, Vocabulary, LanguageMo
     """The trained model (best checkpoint, else last), its vocabulary and configuration."""
     run = read_config(run_dir, LanguageModelRun)
     checkpoint = load_weights(run_dir)
-    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir), path=str(run_dir))
+    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
+                                 path=artifact_file(checkpoint, VOCAB_ARTIFACT))
     model = LanguageModel(run.model)
     # The checkpoint holds the stream view's weights: "model." prefixes.
-    model.load_state_dict(strip_prefix(checkpoint.weights, "model."))
+    load_into(model, checkpoint, prefix="model.")
     model.eval()
     return model, vocab, run
 
@@ -318,30 +322,55 @@ def predict(run_dir: Path | str, options: PredictOptions) -> list[Prediction]:
 @torch.no_grad()
 def generate(run_dir: Path | str, options: GenerateOptions) -> list[str]:
     """``num_samples`` continuations of ``start``, each ``length`` tokens, seeded."""
+    return ["".join(pieces) for pieces in stream(run_dir, options)]
+
+
+def stream(run_dir: Path | str, options: GenerateOptions) -> Iterator[Iterator[str]]:
+    """The samples of :func:`generate`, each yielded piece by piece (the prompt, then
+    one token's text at a time) as it is generated, one sample after another.
+
+    Sampling holds one row's state and nothing else, whatever the length; the
+    samples share one seeded generator, so sample 1 is the same whatever
+    ``num_samples``. The run is loaded and the options checked before this returns.
+    """
     model, vocab, run = load_run(run_dir)
     if options.beam > 1 and options.num_samples > 1:
         raise DataError("generate: beam search gives one text, the likeliest; sample "
                         "several with --num-samples and no --beam")  # fmt: skip
     start = options.start or "\n"
-    rows = 1 if options.beam > 1 else options.num_samples
-    prompt = torch.tensor([_prompt_ids(start, vocab, run.task.level)] * rows)  # (S, P)
-    last, state = model.prime(prompt)  # (S,), state after the prompt
+    prompt = torch.tensor([_prompt_ids(start, vocab, run.task.level)])  # (1, P)
     banned = banned_tokens(vocab, run)
-    if options.beam > 1:
-        # The likeliest continuation of exactly ``length`` tokens (no EOS in a stream
-        # model), found by beam search; α = 0 ranks by log-probability alone.
-        tokens = beam_search(model, last, state, max_length=options.length,
-                             beam_size=options.beam, length_penalty=0.0,
-                             banned=banned).best.tokens  # fmt: skip
-    else:
-        generator = torch.Generator().manual_seed(options.seed)
-        tokens = sample(model, last, state, max_length=options.length,
-                        temperature=options.temperature, top_k=options.top_k,
-                        top_p=options.top_p, generator=generator,
-                        banned=banned).tokens  # fmt: skip
-    texts = []
-    for row in tokens.tolist():
-        body = detokenize(vocab.decode(row), run.task.level)
-        joiner = "" if run.task.level == "char" or start.endswith("\n") else " "
-        texts.append(start + joiner + body)
-    return texts
+    level = run.task.level
+    joiner = "" if level == "char" or start.endswith("\n") else " "
+    generator = torch.Generator().manual_seed(options.seed)
+
+    def tokens() -> Iterator[int]:
+        last, state = model.prime(prompt)  # (1,), state after the prompt
+        if options.beam > 1:
+            # The likeliest continuation of exactly ``length`` tokens (no EOS in a stream
+            # model), found by beam search; α = 0 ranks by log-probability alone.
+            yield from beam_search(model, last, state, max_length=options.length,
+                                   beam_size=options.beam, length_penalty=0.0,
+                                   banned=banned).best.tokens[0].tolist()  # fmt: skip
+            return
+        for step in decoding.stream(model, last, state, max_length=options.length,
+                                    temperature=options.temperature, top_k=options.top_k,
+                                    top_p=options.top_p, generator=generator,
+                                    banned=banned):  # fmt: skip
+            yield int(step.tokens[0])
+
+    def pieces() -> Iterator[str]:
+        # detokenize, one token at a time: word tokens are joined by a space, except
+        # next to a newline.
+        previous: str | None = None
+        for token in tokens():
+            (text,) = vocab.decode([token]) or [""]
+            if previous is None:
+                yield start + joiner + text
+            elif level == "char" or previous.endswith("\n") or text.startswith("\n"):
+                yield text
+            else:
+                yield " " + text
+            previous = text
+
+    return (pieces() for _ in range(options.num_samples))

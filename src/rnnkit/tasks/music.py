@@ -26,6 +26,8 @@ roll; ``predict`` scores the user's piano-roll files. The checkpoint's artifact
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +38,7 @@ from torch import Tensor
 from rnnkit.configuration import check_positive_ints
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.midi import MIDI_SUFFIXES, read_roll, roll_text, write_midi
+from rnnkit.decoding import GREEDY_TEMPERATURE
 from rnnkit.losses import bernoulli_nll
 from rnnkit.metrics import frame_accuracy, nll_per_frame
 from rnnkit.models import build_model
@@ -47,6 +50,8 @@ from rnnkit.tasks.task import (
     PredictOptions,
     Prepared,
     artifact,
+    available_memory,
+    load_into,
     load_weights,
     read_config,
 )
@@ -302,11 +307,11 @@ def load_run(run_dir: Path | str) -> tuple[PianoRollModel, Tensor, MusicRun]:
     try:
         record = json.loads(artifact(checkpoint, BASELINE_ARTIFACT, run_dir))
         frequencies = torch.tensor(record["frequencies"], dtype=torch.float64)
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
         raise DataError(f"{BASELINE_ARTIFACT}: damaged ({error})", path=run_dir) from None
     model = build_model(run.model)
     assert isinstance(model, PianoRollModel)
-    model.load_state_dict(checkpoint.weights)
+    load_into(model, checkpoint)
     model.eval()
     if frequencies.shape != (run.model.pitches,):
         raise DataError(f"{BASELINE_ARTIFACT}: expected {run.model.pitches} frequencies",
@@ -394,9 +399,18 @@ def generate(run_dir: Path | str, options: GenerateOptions) -> list[str]:
     """Sample ``num_samples`` pieces of ``length`` frames (seeded) after a silent frame,
     or after the piano-roll file ``start``; write each to ``out`` (``.mid`` or ``.png``,
     numbered when several) or return it in the text format."""
+    return ["".join(pieces) for pieces in stream(run_dir, options)]
+
+
+def stream(run_dir: Path | str, options: GenerateOptions) -> Iterator[Iterator[str]]:
+    """The pieces of :func:`generate`, one after another (one seeded generator for
+    all): in the text format each frame's line is yielded as it is sampled; with
+    ``out`` each file is written whole (temporary file, then renamed, so none is
+    left half-written) into its folder, created when missing, and reported."""
     model, _, run = load_run(run_dir)
     task = run.task
     assert task.low is not None and task.high is not None
+    low, high = task.low, task.high
     if options.beam > 1 or options.top_k is not None or options.top_p is not None:
         raise DataError("generate: a music run samples every pitch independently; "
                         "--beam, --top-k and --top-p do not apply (use --temperature)")  # fmt: skip
@@ -404,27 +418,70 @@ def generate(run_dir: Path | str, options: GenerateOptions) -> list[str]:
         suffix = Path(options.out).suffix.lower()
         if suffix not in (*MIDI_SUFFIXES, ".png"):
             raise DataError(f"--out: expected a .mid or .png file, got {options.out!r}")
+        # A file is written whole: its frames are held, about 100 bytes each as lists.
+        need, have = 100 * options.length, available_memory()
+        if need > have:
+            raise DataError(f"--length: {options.length} frames for --out need about "
+                            f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB "
+                            "available; print them instead (no --out)")  # fmt: skip
     # Continue the piano-roll file --start, or the silent start frame alone.
-    silence = to_roll([], task.low, task.high)
+    silence = to_roll([], low, high)
     prime = _rolls_of([options.start], run)[0] if options.start else silence
     generator = torch.Generator().manual_seed(options.seed)
-    rolls = model.generate(prime[None].repeat(options.num_samples, 1, 1), options.length,
-                           temperature=options.temperature, generator=generator)  # fmt: skip
-    pieces = [from_roll(roll, task.low) for roll in rolls]
-    if options.out is None:
-        return [roll_text(piece).rstrip("\n") for piece in pieces]
-    written = []
-    for index, piece in enumerate(pieces, start=1):
-        path = Path(options.out)
-        if len(pieces) > 1:
+    # σ(logit / T) for T below this is the step (logit > 0) in float32, and 0 / T stays
+    # 0 (a coin flip, as at every T) where T = 1e-300 would be 0 in float32: 0 / 0.
+    temperature = max(options.temperature, GREEDY_TEMPERATURE)
+
+    def frames() -> Iterator[list[int]]:
+        # PianoRollModel.generate, one frame at a time with the state carried.
+        model.eval()
+        with torch.no_grad():
+            logits, state = model.logits(prime[None].to(model.inputs.weight.dtype))
+            for _ in range(options.length):
+                p = torch.sigmoid(logits[:, -1] / temperature)  # (1, P)
+                frame = torch.bernoulli(p, generator=generator)
+                yield from_roll(frame, low)[0]
+                logits, state = model.logits(frame[:, None], state)
+
+    def text() -> Iterator[str]:
+        for t, frame in enumerate(frames()):
+            yield ("\n" if t else "") + roll_text([frame]).rstrip("\n")
+
+    def written(index: int) -> Iterator[str]:
+        path = Path(options.out or "")
+        if options.num_samples > 1:
             path = path.with_name(f"{path.stem}-{index}{path.suffix}")
-        if path.suffix.lower() == ".png":
-            write_png(piece, path, task.low, task.high)
-        else:
-            write_midi(piece, path, frames_per_quarter=task.frames_per_quarter or 4)
+        piece = list(frames())
+        _write_atomically(path, lambda partial: (
+            write_png(piece, partial, low, high) if path.suffix.lower() == ".png"
+            else write_midi(piece, partial, frames_per_quarter=task.frames_per_quarter or 4)
+        ))  # fmt: skip
         notes = sum(len(frame) for frame in piece)
-        written.append(f"wrote {path} ({len(piece)} frames, {notes} note-frames)")
-    return written
+        yield f"wrote {path} ({len(piece)} frames, {notes} note-frames)"
+
+    if options.out is None:
+        return (text() for _ in range(options.num_samples))
+    return (written(index) for index in range(1, options.num_samples + 1))
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` into a temporary file beside ``path``, then rename it to ``path``; on any
+    error or interrupt the temporary file goes and ``path`` is untouched."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"--out: cannot create the folder {path.parent}: "
+                        f"{error.strerror or error}") from None  # fmt: skip
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix picks the format
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise DataError(f"--out: cannot write {path}: {error.strerror or error}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def write_png(piece: Piece, path: Path, low: int, high: int) -> None:

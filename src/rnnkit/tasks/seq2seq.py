@@ -49,6 +49,8 @@ from rnnkit.tasks.task import (
     PredictOptions,
     Prepared,
     artifact,
+    artifact_file,
+    load_into,
     load_weights,
     read_config,
 )
@@ -383,11 +385,12 @@ def load_run(run_dir: Path | str) -> tuple[Seq2Seq, Vocabulary, Vocabulary, Seq2
     """The trained model (best checkpoint, else last), both vocabularies and the configuration."""
     run = read_config(run_dir, Seq2SeqRun)
     checkpoint = load_weights(run_dir)
-    vocabs = [Vocabulary.from_json(artifact(checkpoint, name, run_dir), path=str(run_dir))
+    vocabs = [Vocabulary.from_json(artifact(checkpoint, name, run_dir),
+                                   path=artifact_file(checkpoint, name))
               for name in (SOURCE_ARTIFACT, TARGET_ARTIFACT)]  # fmt: skip
     model = build_model(run.model)
     assert isinstance(model, Seq2Seq)
-    model.load_state_dict(checkpoint.weights)
+    load_into(model, checkpoint)
     model.eval()
     return model, vocabs[0], vocabs[1], run
 

@@ -61,6 +61,7 @@ from rnnkit.tasks.task import (
     PredictOptions,
     Prepared,
     artifact,
+    load_into,
     load_weights,
     read_config,
 )
@@ -460,7 +461,7 @@ def load_run(run_dir: Path | str) -> Loaded:
         scaler.load_state_dict(state)
     model = build_model(run.model)
     assert isinstance(model, SequenceClassifier)
-    model.load_state_dict(checkpoint.weights)
+    load_into(model, checkpoint)
     model.eval()
     return Loaded(model, labels, scaler, run)
 

@@ -43,6 +43,8 @@ from rnnkit.tasks.task import (
     PredictOptions,
     Prepared,
     artifact,
+    artifact_file,
+    load_into,
     load_weights,
     read_config,
 )
@@ -337,11 +339,12 @@ def load_run(run_dir: Path | str) -> tuple[Tagger, Vocabulary, TagSet, TaggingRu
     """The trained tagger (best checkpoint, else last), its vocabulary, tag set and configuration."""
     run = read_config(run_dir, TaggingRun)
     checkpoint = load_weights(run_dir)
-    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir), path=str(run_dir))
+    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
+                                 path=artifact_file(checkpoint, VOCAB_ARTIFACT))
     tagset = TagSet.from_json(artifact(checkpoint, TAGS_ARTIFACT, run_dir), path=run_dir)
     model = build_model(run.model)
     assert isinstance(model, Tagger)
-    model.load_state_dict(checkpoint.weights)
+    load_into(model, checkpoint)
     model.eval()
     return model, vocab, tagset, run
 

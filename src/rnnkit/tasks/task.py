@@ -20,6 +20,8 @@ module (``rnnkit.tasks.<module>``, listed in :data:`rnnkit.tasks.MODULES`) defin
     answers for new inputs (:class:`PredictOptions`).
 ``generate(run_dir, options) -> list[str]`` (generative tasks only)
     samples (:class:`GenerateOptions`); a task that writes a file returns its path.
+``stream(run_dir, options) -> Iterator[Iterator[str]]`` (generative tasks only)
+    the same samples, each an iterator of text pieces yielded as they are generated.
 
 The helpers here read a run folder back: its configuration (:func:`read_config`),
 which task made it (:func:`run_kind`) and its best weights (:func:`load_weights`).
@@ -27,6 +29,7 @@ which task made it (:func:`run_kind`) and its best weights (:func:`load_weights`
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from rnnkit.configuration import ConfigError, from_mapping
 from rnnkit.data.errors import DataError
-from rnnkit.training.checkpoint import Checkpoint, has_checkpoint, load_checkpoint
+from rnnkit.training.checkpoint import Checkpoint, check_fits, has_checkpoint, load_checkpoint
 
 R = TypeVar("R")
 
@@ -122,6 +125,51 @@ class GenerateOptions:
     condition: str | None = None
     out: str | None = None
 
+    def __post_init__(self) -> None:
+        # Refused here, before a run is loaded: every generation streams with flat
+        # memory, so the bounds are what a counter, a wait or beam search can hold.
+        if not (isinstance(self.length, int) and 1 <= self.length <= MAX_LENGTH):
+            raise DataError(f"--length: expected an integer in 1 … {MAX_LENGTH:.0e}, got "
+                            f"{self.length}")  # fmt: skip
+        if not (isinstance(self.num_samples, int) and 1 <= self.num_samples <= MAX_SAMPLES):
+            raise DataError(f"--num-samples: expected an integer in 1 … {MAX_SAMPLES:,}, got "
+                            f"{self.num_samples}")  # fmt: skip
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise DataError(f"--temperature: expected a finite number > 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise DataError(f"--top-k: expected an integer ≥ 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:  # NaN fails too
+            raise DataError(f"--top-p: expected a number in (0, 1], got {self.top_p}")
+        if self.beam < 1:
+            raise DataError(f"--beam: expected an integer ≥ 1, got {self.beam}")
+        # Beam search holds about eight (beam, length) int64 tensors at once.
+        need, have = 64 * self.beam * self.length, available_memory()
+        if self.beam > 1 and need > have:
+            raise DataError(f"--length: beam search of width {self.beam} over {self.length} "
+                            f"tokens needs about {need / 2**30:.1f} GiB, more than the "
+                            f"{have / 2**30:.1f} GiB available")  # fmt: skip
+
+
+# A generation ends; 10^12 tokens take years at any speed, and a count beyond int64
+# cannot be a tensor size.
+MAX_LENGTH = 10**12
+# Samples are generated one after another, each printed as it goes; more than this
+# is not a request anyone reads.
+MAX_SAMPLES = 100_000
+
+
+def available_memory() -> int:
+    """Bytes the machine can still give (``MemAvailable`` of /proc/meminfo; 2^63 − 1 where
+    there is none, so that nothing is refused on a guess)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 2**63 - 1
+
 
 def config_file(run_dir: Path | str) -> Path:
     path = Path(run_dir) / "config.toml"
@@ -143,6 +191,10 @@ def run_kind(run_dir: Path | str) -> str:
     kind = _read_toml(path).get("kind")
     if not isinstance(kind, str):
         raise DataError("no `kind` key: which task made this run?", path=path)
+    from rnnkit.tasks import MODULES  # the package imports this module: import late
+
+    if kind not in MODULES:
+        raise DataError(f"kind: expected one of {', '.join(MODULES)}, got {kind!r}", path=path)
     return kind
 
 
@@ -165,12 +217,26 @@ def load_weights(run_dir: Path | str) -> Checkpoint:
                     path=folder)  # fmt: skip
 
 
+def load_into(model: Any, checkpoint: Checkpoint, *, prefix: str = "") -> None:
+    """Load the checkpoint's weights (saved with ``prefix`` before each name) into
+    ``model``, refused in one line naming the weights file unless every name and shape
+    matches: torch's own refusal is many lines."""
+    weights = strip_prefix(checkpoint.weights, prefix) if prefix else checkpoint.weights
+    check_fits(weights, model.state_dict(), checkpoint.path_of("weights"))
+    model.load_state_dict(weights)
+
+
 def artifact(checkpoint: Checkpoint, name: str, run_dir: Path | str) -> bytes:
     """A file saved with the checkpoint (a vocabulary, a scaler, …)."""
     if name not in checkpoint.artifacts:
         raise DataError(f"the checkpoint has no {name} (was it made by another task?)",
                         path=Path(run_dir))  # fmt: skip
     return checkpoint.artifacts[name]
+
+
+def artifact_file(checkpoint: Checkpoint, name: str) -> str:
+    """The file an artifact was read from, for error messages about its content."""
+    return str(checkpoint.path_of(name))
 
 
 def strip_prefix(weights: dict[str, Any], prefix: str) -> dict[str, Any]:

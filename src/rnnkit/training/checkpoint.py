@@ -39,8 +39,11 @@ Files go through memory as bytes (``safetensors.torch.save``/``load``, ``torch.s
 into a buffer) rather than straight to and from paths, so the hash a save records is
 the hash of exactly the bytes it wrote, and a load parses exactly the bytes it checked.
 
-One process writes a folder at a time; two concurrent savers would remove each
-other's files in step 5.
+One process writes a folder at a time (two concurrent savers would remove each
+other's files in step 5): a trainer holds :func:`lock_run_folder` on its run folder.
+Loading and saving refuse a checkpoint folder that is a symbolic link, so neither
+reads nor writes leave the run folder, and a manifest over :data:`MAX_MANIFEST_BYTES`
+is refused unread.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ import os
 import pickle
 import re
 import secrets
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +82,8 @@ _TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{16}\.tmp")
 # torch.load(weights_only=True) names what it refused in a long, multi-line message.
 _REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: A manifest is a few hundred bytes; anything past this is not one (and is not read).
+MAX_MANIFEST_BYTES = 4 * 2**20
 
 
 class CheckpointError(Exception):
@@ -98,6 +104,7 @@ class Checkpoint:
         state: the training state (optimizer, scheduler, RNG, counters) as saved.
         artifacts: the files the model needs (e.g. ``"vocab.json"``), by name.
         manifest: ``manifest.json`` as parsed: format, version, step and every file.
+        folder: where it was loaded from, so errors about its contents can name a file.
     """
 
     step: int
@@ -105,6 +112,14 @@ class Checkpoint:
     state: dict[str, Any]
     artifacts: dict[str, bytes]
     manifest: dict[str, Any]
+    folder: Path = Path()
+
+    def path_of(self, part: str) -> Path:
+        """The file holding ``"weights"``, ``"state"`` or the artifact named ``part``."""
+        entry = self.manifest[part] if part in ("weights", "state") else None
+        if entry is None:
+            entry = self.manifest["artifacts"][part]
+        return self.folder / str(entry["file"])
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,7 @@ def save_checkpoint(
     folder = Path(folder)
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step: expected an int ≥ 0, got {step!r}")
+    _refuse_links(folder)
     weights_bytes = safetensors.torch.save(_prepare_weights(weights, folder))
     state_bytes = _serialise_state(state, folder)
     artifact_bytes = _check_artifacts(artifacts)
@@ -204,14 +220,94 @@ def load_checkpoint(folder: Path | str) -> Checkpoint:
             state file holds a pickled object that is not plain training state.
     """
     folder = Path(folder)
+    _refuse_links(folder)
     manifest, layout = _read_manifest(folder)
     # Verify every file before parsing any, and parse the very bytes verified, so
     # nothing unverified reaches safetensors or the unpickler.
     contents = {entry.file: _read_verified(folder, entry) for entry in layout.entries()}
     weights = _parse_weights(folder / layout.weights.file, contents[layout.weights.file])
+    for name, tensor in weights.items():
+        # A save never writes NaN or inf, so such weights were put there by hand.
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor.float()).all()):
+            raise CheckpointError(
+                f"{folder / layout.weights.file}: {name} holds NaN or inf values "
+                "(expected finite weights; rnnkit never saves others)"
+            )
     state = _parse_state(folder / layout.state.file, contents[layout.state.file])
     artifacts = {name: contents[entry.file] for name, entry in layout.artifacts.items()}
-    return Checkpoint(layout.step, weights, state, artifacts, manifest)
+    return Checkpoint(layout.step, weights, state, artifacts, manifest, folder)
+
+
+def check_fits(weights: Mapping[str, Tensor], expected: Mapping[str, Tensor], path: Path) -> None:
+    """Refuse ``weights`` unless they have exactly the names and shapes of ``expected``
+    (a model's ``state_dict()``), in one line naming ``path`` and the first difference."""
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+        count = len(missing) + len(extra)
+        raise CheckpointError(
+            f"{path}: the weights do not fit this model ({what}"
+            f"{f' and {count - 1} more difference(s)' if count > 1 else ''})"
+        )
+    for name, tensor in expected.items():
+        if tuple(weights[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{path}: the weights do not fit this model ({name}: expected shape "
+                f"{tuple(tensor.shape)}, found {tuple(weights[name].shape)})"
+            )
+
+
+def remove_temporaries(folder: Path | str) -> None:
+    """Remove what an interrupted save left in ``folder`` (its ``.*.tmp`` files)."""
+    folder = Path(folder)
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for name in os.listdir(folder):
+        if _TEMPORARY.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / name)
+
+
+def lock_run_folder(run_dir: Path | str) -> int | None:
+    """Create ``run_dir`` and hold an exclusive lock on ``run_dir/.lock``; returns the
+    descriptor to ``os.close`` when done (None where ``fcntl`` is missing: Windows).
+
+    Raises:
+        CheckpointError: another process holds the lock, or the folder cannot be made.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    run_dir = Path(run_dir)
+    path = run_dir / ".lock"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            raise CheckpointError(f"{path}: is a symbolic link (expected a plain file)")
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise CheckpointError(f"cannot use {run_dir} as a run folder: {error.strerror}") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        raise CheckpointError(
+            f"{run_dir}: another rnnkit process is training into this run folder "
+            f"({path} is locked); wait for it to finish or choose another folder"
+        ) from None
+    return descriptor
+
+
+def _refuse_links(folder: Path) -> None:
+    """Refuse a checkpoint folder (or its ``checkpoints/`` parent) that is a link:
+    a save through it would write, and a load read, outside the run folder."""
+    for path in (folder, folder.parent):
+        if path.is_symlink():
+            raise CheckpointError(
+                f"{path}: is a symbolic link (expected a plain folder inside the run folder)"
+            )
 
 
 def has_checkpoint(folder: Path | str) -> bool:
@@ -451,6 +547,14 @@ def _read_manifest(folder: Path) -> tuple[dict[str, Any], _Layout]:
     """The parsed manifest and the files it lists, every field checked."""
     path = folder / MANIFEST
     try:
+        if path.is_symlink():
+            raise CheckpointError(f"{path}: is a symbolic link (expected a plain file)")
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise CheckpointError(
+                f"{path}: {size} bytes, over {MAX_MANIFEST_BYTES // 2**20} MiB "
+                "(expected a checkpoint manifest of a few hundred bytes)"
+            )
         raw = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint in {folder} ({MANIFEST} missing)") from None
@@ -459,7 +563,9 @@ def _read_manifest(folder: Path) -> tuple[dict[str, Any], _Layout]:
     try:
         manifest = json.loads(raw)
     except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+        raise CheckpointError(f"{path}: not valid JSON ({_first_line(error)})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
     if manifest.get("format") != FORMAT:
@@ -513,6 +619,8 @@ def _read_verified(folder: Path, entry: _FileEntry) -> bytes:
     """A listed file's bytes, refused unless they are exactly what was saved."""
     path = folder / entry.file
     try:
+        if path.is_symlink():
+            raise CheckpointError(f"{path}: is a symbolic link (expected a plain file)")
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing ({MANIFEST} lists it)") from None
@@ -541,7 +649,11 @@ def _parse_weights(path: Path, data: bytes) -> dict[str, Tensor]:
 
 def _parse_state(path: Path, data: bytes) -> dict[str, Any]:
     try:
-        state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of a refused payload before refusing
+            # it; the refusal below says all there is to say, in one line.
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as error:
         # weights_only refuses before constructing anything: the object never ran.
         raise CheckpointError(

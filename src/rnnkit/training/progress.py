@@ -34,10 +34,14 @@ COLUMNS = ("step", "epoch", "split", "metric", "value", "seconds")
 class MetricsCSV:
     """``metrics.csv``: appended row by row, flushed at once (a killed run keeps it)."""
 
-    def __init__(self, path: Path, *, resume_step: int | None = None) -> None:
+    def __init__(
+        self, path: Path, *, resume_step: int | None = None, resume_rows: int | None = None
+    ) -> None:
         self.path = path
+        #: Data rows in the file (the header not counted); a checkpoint records it.
+        self.rows = 0
         if resume_step is not None and path.exists():
-            self._truncate_after(resume_step)
+            self.rows = self._truncate(resume_step, resume_rows)
         new = not path.exists() or path.stat().st_size == 0
         self._file = path.open("a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
@@ -45,20 +49,34 @@ class MetricsCSV:
             self._writer.writerow(COLUMNS)
             self._file.flush()
 
-    def _truncate_after(self, step: int) -> None:
+    def _truncate(self, step: int, rows: int | None) -> int:
+        """Cut the file back to what it held when the checkpoint was saved: its first
+        ``rows`` rows (recorded in the checkpoint), else the rows up to ``step``. The rows
+        logged at ``step`` after the save (an evaluation) come again on resume."""
         with self.path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-        if not rows or tuple(rows[0]) != COLUMNS:
-            raise ValueError(f"{self.path}: not an rnnkit metrics file (header {rows[:1]})")
-        kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= step]
+            try:
+                table = list(csv.reader(handle))
+            except (csv.Error, UnicodeDecodeError) as error:
+                raise ValueError(f"{self.path}: not an rnnkit metrics file ({error})") from None
+        if not table or tuple(table[0]) != COLUMNS:
+            raise ValueError(f"{self.path}: not an rnnkit metrics file (header {table[:1]})")
+        try:
+            body = [row for row in table[1:] if row and int(row[0]) <= step]
+        except ValueError:
+            raise ValueError(
+                f"{self.path}: not an rnnkit metrics file (a step is not an int)"
+            ) from None
+        kept = [table[0]] + (table[1 : rows + 1] if rows is not None else body)
         with self.path.open("w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows(kept)
+        return len(kept) - 1
 
     def write(
         self, step: int, epoch: int, split: str, values: Mapping[str, float], seconds: float
     ) -> None:
         for name, value in values.items():
             self._writer.writerow([step, epoch, split, name, f"{value:.8g}", f"{seconds:.3f}"])
+        self.rows += len(values)
         self._file.flush()
 
     def close(self) -> None:
@@ -92,6 +110,7 @@ class Progress:
         enabled: bool = True,
         tensorboard: bool = False,
         resume_step: int | None = None,
+        resume_rows: int | None = None,
         stream: TextIO | None = None,
     ) -> None:
         self.stream = stream if stream is not None else sys.stderr
@@ -112,13 +131,18 @@ class Progress:
             self.board = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         # Opened last: nothing above may fail and leave the file open.
         self.metrics = (
-            MetricsCSV(run_dir / "metrics.csv", resume_step=resume_step)
+            MetricsCSV(run_dir / "metrics.csv", resume_step=resume_step, resume_rows=resume_rows)
             if enabled and run_dir is not None
             else None
         )
         self._bar: Any = None
         self._epoch_steps = (0, 0)  # steps of the epoch taken, steps in it
         self._next_line = LINE_SECONDS / 2  # the first line comes early
+
+    @property
+    def rows(self) -> int | None:
+        """The rows metrics.csv holds now (None when this process keeps none)."""
+        return None if self.metrics is None else self.metrics.rows
 
     @property
     def seconds(self) -> float:

@@ -11,7 +11,10 @@ The learning rate at optimizer step s (0-based: the rate the s-th update uses) i
   steps after warm-up done; ``plateau`` max(base_lr·m, min_lr), where m is
   multiplied by ``factor`` whenever the monitored evaluation metric has not
   improved for more than ``patience`` evaluations in a row (as Keras' and torch's
-  ReduceLROnPlateau).
+  ReduceLROnPlateau: with ``patience = 2`` the third evaluation in a row without
+  improvement reduces). Early stopping counts the other way, as Keras'
+  EarlyStopping does: with ``patience = 2`` it stops at the second
+  (:class:`~rnnkit.training.trainer.EarlyStoppingConfig`).
 
 The schedule sets each parameter group's ``lr`` directly before every update (no
 torch scheduler chained on top), and its whole state is a few numbers, so a
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+
+from rnnkit.configuration import MAX_INT, check_range, check_sizes
 
 ScheduleName = Literal["constant", "step", "cosine", "plateau"]
 
@@ -40,7 +45,8 @@ class ScheduleConfig:
         gamma: ``step``: the factor applied every ``step_size`` updates.
         min_lr: ``cosine``: the final rate; ``plateau``: the floor.
         factor: ``plateau``: the factor applied on a plateau.
-        patience: ``plateau``: evaluations without improvement before reducing.
+        patience: ``plateau``: reduce after more than this many evaluations in a row
+            without improvement (torch's ReduceLROnPlateau).
         mode: ``plateau``: whether the monitored metric should go down or up.
         threshold: ``plateau``: the least change that counts as an improvement.
     """
@@ -56,16 +62,15 @@ class ScheduleConfig:
     threshold: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps: expected ≥ 0, got {self.warmup_steps}")
-        if self.step_size < 1:
-            raise ValueError(f"step_size: expected ≥ 1, got {self.step_size}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma: expected a value in (0, 1], got {self.gamma}")
-        if not 0.0 < self.factor < 1.0:
-            raise ValueError(f"factor: expected a value in (0, 1), got {self.factor}")
-        if self.patience < 0 or self.min_lr < 0:
-            raise ValueError("patience and min_lr: expected ≥ 0")
+        for name in ("warmup_steps", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+                raise ValueError(f"{name}: expected an int ≥ 0, got {value!r}")
+        check_sizes(self, "step_size", at_most=MAX_INT)
+        check_range(self, "gamma", 0.0, 1.0, open_low=True)
+        check_range(self, "factor", 0.0, 1.0, open_low=True, open_high=True)
+        check_range(self, "min_lr", 0.0)
+        check_range(self, "threshold", 0.0)
 
 
 class Schedule:

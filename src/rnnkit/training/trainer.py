@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import random
@@ -44,15 +45,25 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.bptt.truncated import TBPTTConfig, Window, truncated_bptt
-from rnnkit.configuration import write_toml
+from rnnkit.configuration import (
+    MAX_INT,
+    check_range,
+    check_seed,
+    check_sizes,
+    write_toml,
+)
 from rnnkit.losses import LossSum
 from rnnkit.state import detach_state
 from rnnkit.training import distributed
+from rnnkit.training.budget import resolve_device
 from rnnkit.training.checkpoint import (
     CheckpointError,
     NonFiniteError,
+    check_fits,
     has_checkpoint,
     load_checkpoint,
+    lock_run_folder,
+    remove_temporaries,
     save_checkpoint,
 )
 from rnnkit.training.distributed import World
@@ -61,6 +72,11 @@ from rnnkit.training.progress import Progress, ProgressMode
 from rnnkit.training.schedule import Schedule, ScheduleConfig
 
 OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
+
+MAX_LR = 1e3  # see OptimizerConfig.lr
+# Micro-batches per step: past this one step would take days, and a whole epoch is
+# already one window (the last, shorter window of an epoch still steps).
+MAX_ACCUMULATE = 2**20
 
 
 # --------------------------------------------------------------------------- configuration
@@ -72,12 +88,18 @@ class OptimizerConfig:
 
     Attributes:
         name: ``sgd``, ``adam``, ``adamw``, ``rmsprop`` or ``adagrad``.
-        lr: the base learning rate (the schedule scales it).
-        weight_decay: L2 penalty (decoupled for ``adamw``), applied once per update.
-        momentum: ``sgd`` and ``rmsprop``.
+        lr: the base learning rate (the schedule scales it), in (0, 1000]: the
+            largest rates in use (plain SGD on word-level LMs) are about 20, and one
+            beyond 1000 only turns the weights into inf.
+        weight_decay: L2 penalty (decoupled for ``adamw``), applied once per update;
+            finite, ≥ 0.
+        momentum: ``sgd`` and ``rmsprop``, in [0, 1) (1 and above never decays).
         nesterov: ``sgd`` with momentum.
-        betas: ``adam``/``adamw``.
-        eps: ``adam``/``adamw``/``rmsprop``/``adagrad``.
+        betas: ``adam``/``adamw``, each in [0, 1).
+        eps: ``adam``/``adamw``/``rmsprop``/``adagrad``, finite, > 0.
+
+    Every number is checked finite and in range here, so ``lr = inf`` or
+    ``momentum = nan`` is bad input (exit 2), not NaN weights found at save time.
     """
 
     name: OptimizerName = "adam"
@@ -89,10 +111,15 @@ class OptimizerConfig:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.momentum < 0:
-            raise ValueError("weight_decay and momentum: expected ≥ 0")
+        check_range(self, "lr", 0.0, MAX_LR, open_low=True)
+        check_range(self, "weight_decay", 0.0)
+        check_range(self, "momentum", 0.0, 1.0, open_high=True)
+        check_range(self, "eps", 0.0, open_low=True)
+        # `0 <= b < 1` is False for NaN, so NaN is refused too.
+        if not (isinstance(self.betas, tuple) and len(self.betas) == 2) or not all(
+            isinstance(b, int | float) and 0.0 <= b < 1.0 for b in self.betas
+        ):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
         if self.nesterov and (self.name != "sgd" or self.momentum == 0):
             raise ValueError("nesterov: needs optimizer sgd with momentum > 0")
 
@@ -132,8 +159,12 @@ class EarlyStoppingConfig:
     Attributes:
         monitor: ``SPLIT_METRIC`` of an evaluation, e.g. ``val_loss``, ``val_accuracy``.
         mode: ``min`` or ``max``: which direction is better.
-        patience: evaluations without improvement before stopping.
-        min_delta: the least change that counts as an improvement.
+        patience: evaluations without improvement before stopping: training stops
+            at the ``patience``-th evaluation in a row that does not improve on the
+            best (Keras' ``wait >= patience``; 0 stops at the first). The plateau
+            schedule counts as torch's ReduceLROnPlateau instead: it reduces after
+            *more than* its ``patience`` such evaluations.
+        min_delta: the least change that counts as an improvement (finite, ≥ 0).
         restore_best: load the best weights when training ends.
     """
 
@@ -144,8 +175,11 @@ class EarlyStoppingConfig:
     restore_best: bool = True
 
     def __post_init__(self) -> None:
-        if self.patience < 0 or self.min_delta < 0:
-            raise ValueError("patience and min_delta: expected ≥ 0")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int):
+            raise ValueError(f"patience: expected an int ≥ 0, got {self.patience!r}")
+        if not 0 <= self.patience <= MAX_INT:
+            raise ValueError(f"patience: expected an int ≥ 0, got {self.patience!r}")
+        check_range(self, "min_delta", 0.0)
 
 
 @dataclass(frozen=True)
@@ -158,7 +192,7 @@ class TrainerConfig:
         max_minutes: stop after the first step that ends this many minutes into the
             run (wall clock of this process; a resumed run gets the time again).
         batch_size: examples per micro-batch per process.
-        accumulate: micro-batches per optimizer step.
+        accumulate: micro-batches per optimizer step (at most 2^20).
         clip_norm: clip the global gradient norm to this (None: no clipping).
         clip_value: clip every gradient element to ±this (None: no clipping).
         max_bad_steps: stop after this many consecutive steps skipped because the
@@ -167,7 +201,8 @@ class TrainerConfig:
         eval_each_epoch: evaluate at the end of every epoch.
         checkpoint_every: save ``last`` every N optimizer steps, besides epoch ends,
             evaluations, the end and Ctrl-C (None: only those).
-        seed: seeds Python, NumPy and torch (+ rank) and the data order.
+        seed: seeds Python, NumPy and torch (+ rank) and the data order; an int in
+            [0, 2^63), what torch.manual_seed takes.
         deterministic: torch's deterministic algorithms (slower on CUDA).
         precision: ``fp32``, or ``bf16`` autocast for the forward pass.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -215,14 +250,11 @@ class TrainerConfig:
     early_stopping: EarlyStoppingConfig | None = None
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "accumulate", "max_bad_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        for name in ("max_steps", "eval_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name}: expected a positive integer or none, got {value!r}")
+        # Counts must fit the int64 that torch and NumPy compute them in.
+        counts = ("epochs", "batch_size", "max_bad_steps", "max_steps", "eval_every")
+        check_sizes(self, *counts, "checkpoint_every", at_most=MAX_INT)
+        check_sizes(self, "accumulate", at_most=MAX_ACCUMULATE)
+        check_seed(self)
         if self.tbptt is not None and not self.carry_state:
             raise ValueError("tbptt: truncated BPTT trains streams; set carry_state = true")
         if self.carry_state and self.shuffle:
@@ -232,9 +264,7 @@ class TrainerConfig:
                 f"device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
             )
         for name in ("clip_norm", "clip_value", "max_minutes"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name}: expected > 0 or none, got {value!r}")
+            check_range(self, name, 0.0, open_low=True)
 
 
 # --------------------------------------------------------------------------- results
@@ -331,6 +361,8 @@ class Trainer:
         world: World | None = None,
     ) -> None:
         self.config = config
+        if world is None:
+            resolve_device(config.device)  # a device torch cannot use: one line, not torch's
         self.world = world if world is not None else distributed.setup(config.device)
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -358,6 +390,7 @@ class Trainer:
         if config.schedule.name == "plateau" and val is None:
             raise ValueError("schedule.name: plateau reduces on evaluation results; give val data")
         self.schedule = Schedule(config.schedule, self.optimizer, self.total_steps)
+        self._undo = Undo(self.optimizer)
         self.state = TrainState()
         self.monitor = self._monitor()
         self._best_weights: dict[str, Tensor] | None = None
@@ -371,9 +404,18 @@ class Trainer:
             ids = [self.world.device.index] if self.world.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
 
+        self._metrics_rows: int | None = None
+        # Held until fit() ends: a second trainer on this folder is refused, not interleaved.
+        self._lock = (
+            lock_run_folder(self.run_dir) if self.run_dir is not None and self.world.main else None
+        )
         resumed = False
         if resume and self.run_dir is not None and has_checkpoint(self._checkpoint_dir("last")):
-            self._load(self._checkpoint_dir("last"))
+            try:
+                self._load(self._checkpoint_dir("last"))
+            except BaseException:
+                self._unlock()  # a refused resume leaves the folder free at once
+                raise
             resumed = True
         else:  # a fresh start, also when --resume finds nothing to resume
             seed_everything(config.seed + self.world.rank)
@@ -391,11 +433,12 @@ class Trainer:
             enabled=self.world.main,
             tensorboard=config.tensorboard,
             resume_step=self.state.step if resumed else None,
+            resume_rows=self._metrics_rows if resumed else None,
         )
         if resumed:
             self.progress.line(
                 f"resumed from {self._checkpoint_dir('last')} at step {self.state.step} "
-                f"(epoch {self.state.epoch}, micro-batch {self.state.position})"
+                f"(epoch {self.state.epoch + 1}, micro-batch {self.state.position})"
             )
 
     # ----------------------------------------------------------------- public
@@ -443,9 +486,11 @@ class Trainer:
             self.progress.line(f"interrupted at step {self.state.step}; saved checkpoints/last")
             self.progress.close()
             raise Interrupted() from interrupt
-        except TrainingError:
+        except (TrainingError, CheckpointError):
             self.progress.close()
             raise
+        finally:
+            self._unlock()
         self._restore_best()
         self.progress.close()
         return TrainResult(
@@ -552,8 +597,15 @@ class Trainer:
         if c.clip_value is not None:
             torch.nn.utils.clip_grad_value_(params, c.clip_value)
         rates = self.schedule.apply(self.state.step)
+        self._undo.save()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if not self._undo.finite():
+            # A finite gradient can still make an infinite update (a huge rate, Adam's
+            # division by a vanishing second moment): undone, and counted as a bad step.
+            self._undo.restore()
+            self._skip(window, metrics, "the update made a weight non-finite; undone")
+            return metrics
         # The state moves on only once the update is done: an interrupt before this
         # line resumes at the start of the window.
         self.state.step += 1
@@ -721,10 +773,22 @@ class Trainer:
         )
         self.schedule.observe(value)
         if better:
+            before = (
+                self.state.best,
+                self.state.best_step,
+                self.state.evaluations_without_improvement,
+            )
             self.state.best = value
             self.state.best_step = self.state.step
             self.state.evaluations_without_improvement = 0
-            self._save("best")
+            try:
+                self._save("best")
+            except BaseException:
+                # Ctrl-C or a full disk mid-save: `best` on disk is still the old one,
+                # so the state saved next (checkpoints/last) must say so.
+                (self.state.best, self.state.best_step,
+                 self.state.evaluations_without_improvement) = before  # fmt: skip
+                raise
             if self.run_dir is None and monitor.restore_best:
                 self._best_weights = {
                     k: v.detach().clone() for k, v in self.model.state_dict().items()
@@ -733,7 +797,9 @@ class Trainer:
         self.state.evaluations_without_improvement += 1
         if (
             self.config.early_stopping is not None
-            and self.state.evaluations_without_improvement > monitor.patience
+            # Keras' EarlyStopping: stop once `wait >= patience` (patience 2: the second
+            # evaluation in a row without improvement), unlike ReduceLROnPlateau's `>`.
+            and self.state.evaluations_without_improvement >= monitor.patience
         ):
             self.state.stop_reason = (
                 f"early stopping: {monitor.monitor} did not improve for "
@@ -751,12 +817,27 @@ class Trainer:
         elif self.run_dir is not None and has_checkpoint(self._checkpoint_dir("best")):
             best = load_checkpoint(self._checkpoint_dir("best"))
             self.model.load_state_dict(best.weights)
+            if best.step != self.state.best_step:  # report what is on disk, never the hope
+                self.progress.line(
+                    f"restored the best weights on disk (step {best.step}); the best "
+                    f"evaluation (step {self.state.best_step}) was not saved"
+                )
+                return
         self.progress.line(
             f"restored the best weights (step {self.state.best_step}, "
             f"{monitor.monitor} {self.state.best:.6g})"
         )
 
     # ----------------------------------------------------------------- checkpoints
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._unlock()
 
     def _checkpoint_dir(self, name: str) -> Path:
         assert self.run_dir is not None
@@ -780,6 +861,8 @@ class Trainer:
             "rng": states,
             "world_size": self.world.size,
             "carry": _plain_state(self.carry),
+            # metrics.csv as it stood at this step, so a resume cuts it back to exactly this.
+            "metrics_rows": self.progress.rows if hasattr(self, "progress") else None,
         }
         try:
             save_checkpoint(
@@ -795,29 +878,38 @@ class Trainer:
                 f"training stopped: {error}; refusing to save non-finite values. The last "
                 f"checkpoint on disk is untouched."
             ) from error
+        except OSError as error:  # disk full, a size limit (EFBIG), a read-only folder
+            raise CheckpointError(
+                f"cannot save a checkpoint to {self._checkpoint_dir(name)}: "
+                f"{error.strerror or error} ({error.filename or 'a file'}); the last "
+                "checkpoint on disk is untouched"
+            ) from None
 
     def _load(self, folder: Path) -> None:
-        try:
-            checkpoint = load_checkpoint(folder)
-        except CheckpointError as error:
-            raise TrainingError(f"cannot resume: {error}") from error
+        # A damaged checkpoint is bad input (exit 2), not training that cannot go on.
+        checkpoint = load_checkpoint(folder)
+        for name in ("last", "best"):  # what a kill during a save left behind
+            remove_temporaries(self._checkpoint_dir(name))
         state = checkpoint.state
-        if int(state["world_size"]) != self.world.size:
+        where = checkpoint.path_of("state")
+        _check_state(state, where)
+        if state["world_size"] != self.world.size:
             raise TrainingError(
                 f"cannot resume {folder}: it was saved by {state['world_size']} process(es), "
                 f"this run has {self.world.size}; the data order would differ"
             )
+        check_fits(checkpoint.weights, self.model.state_dict(), checkpoint.path_of("weights"))
+        self.model.load_state_dict(checkpoint.weights)
         try:
-            self.model.load_state_dict(checkpoint.weights)
-        except RuntimeError as error:  # another model's weights: say so in one line
-            first = str(error).strip().splitlines()
-            detail = first[1].strip() if len(first) > 1 else first[0]
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            self.state = TrainState(**state["trainer"])
+        except (KeyError, TypeError, ValueError, IndexError) as error:
             raise CheckpointError(
-                f"{folder}: the checkpoint does not fit this model ({detail})"
+                f"{where}: the training state does not fit this run ({_first_line(error)})"
             ) from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.state = TrainState(**state["trainer"])
+        rows = state.get("metrics_rows")  # absent before rnnkit recorded it: cut by step
+        self._metrics_rows = rows if type(rows) is int and rows >= 0 else None
         self.state.stop_reason = ""  # a resumed run goes on to its own limits
         self.carry = _restore_state(state.get("carry"), self.world.device)
         states = state["rng"]
@@ -828,6 +920,99 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+class Undo:
+    """The weights and optimizer state from before a step, so that a step whose update
+    made a weight non-finite can be taken back exactly.
+
+    :meth:`save` copies every parameter and every tensor of the optimizer's state
+    into buffers allocated once (again only when the state's shapes change: after
+    the optimizer's first step creates it), with one fused ``torch._foreach_copy_``;
+    :meth:`finite` is one fused 2-norm over the parameters and a single host sync;
+    :meth:`restore` copies them back and drops state the step created. The cost is
+    one device-memory copy of the weights and the optimizer state per step, and as
+    much memory again; recomputing the step is no alternative, since the update of
+    most optimizers cannot be inverted.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.params: list[Tensor] = [p for g in optimizer.param_groups for p in g["params"]]
+        self.buffers: list[Tensor] = []
+        self.keys: list[tuple[Tensor, str]] = []
+        self.plain: dict[Tensor, dict[str, Any]] = {}  # non-tensor state values, as they were
+
+    def save(self) -> None:
+        state = self.optimizer.state
+        self.keys = []
+        self.plain = {}
+        sources = list(self.params)
+        for p in self.params:
+            entries = state.get(p, {})
+            self.plain[p] = {k: v for k, v in entries.items() if not isinstance(v, Tensor)}
+            for key, value in entries.items():
+                if isinstance(value, Tensor):
+                    self.keys.append((p, key))
+                    sources.append(value)
+        if [b.shape for b in self.buffers] != [t.shape for t in sources]:
+            self.buffers = [torch.empty_like(t) for t in sources]
+        with torch.no_grad():
+            torch._foreach_copy_(self.buffers, sources)
+
+    def finite(self) -> bool:
+        """Every parameter is finite: a NaN or ±inf anywhere makes its 2-norm non-finite."""
+        if not self.params:
+            return True
+        with torch.no_grad():
+            norms = torch._foreach_norm(self.params)  # fused; ~20× faster than ord=inf on CPU
+            if bool(torch.stack([n.to(norms[0].device) for n in norms]).isfinite().all()):
+                return True
+            # The 2-norm also overflows for finite weights past ~1e19: decide exactly.
+            return all(bool(p.isfinite().all()) for p in self.params)
+
+    def restore(self) -> None:
+        state = self.optimizer.state
+        saved = self.buffers[len(self.params) :]
+        with torch.no_grad():
+            torch._foreach_copy_(self.params, self.buffers[: len(self.params)])
+            for (p, key), buffer in zip(self.keys, saved, strict=True):
+                state[p][key].copy_(buffer)
+        kept = {id(p) for p, _ in self.keys}
+        for p in self.params:
+            if id(p) not in kept and not self.plain.get(p):
+                state.pop(p, None)  # the step created this state: it had none before
+            elif p in state:
+                state[p].update(self.plain.get(p, {}))
+
+
+def _check_state(state: dict[str, Any], where: Path) -> None:
+    """Refuse a state file that is plain data but not a trainer's state, in one line."""
+    expected = {"trainer": dict, "optimizer": dict, "schedule": dict, "rng": list,
+                "world_size": int}  # fmt: skip
+    for key, kind in expected.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(
+                f"{where}: malformed training state: {key}: expected "
+                f"{'an' if kind is int else 'a'} {kind.__name__}, "
+                f"got {type(value).__name__ if key in state else 'nothing'}"
+            )
+    fields = {f.name for f in dataclasses.fields(TrainState)}
+    unknown = sorted(set(state["trainer"]) - fields)
+    if unknown:
+        raise CheckpointError(f"{where}: malformed training state: trainer: unknown field "
+                              f"{unknown[0]!r}")  # fmt: skip
+    for name in ("step", "epoch", "position"):
+        value = state["trainer"].get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CheckpointError(f"{where}: malformed training state: trainer.{name}: "
+                                  f"expected an int ≥ 0, got {value!r}")  # fmt: skip
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _plain_state(state: Any) -> Any:

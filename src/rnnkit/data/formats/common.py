@@ -63,6 +63,10 @@ def read_utf8(path: Path | str, *, expected: str) -> str:
             path=path,
             line=line,
         ) from None
+    if "\0" in text:
+        # A NUL is never text: a binary file, or a UTF-16 export without its mark.
+        raise DataError("a NUL byte (expected text; is this a binary or UTF-16 file?)",
+                        path=path, line=text.count("\n", 0, text.index("\0")) + 1)  # fmt: skip
     return text.removeprefix("\ufeff")
 
 
