@@ -675,8 +675,10 @@ def load_run(run_dir: Path | str) -> Loaded:
     """The trained model (best checkpoint, else last), its vocabulary, conditions and config."""
     run = read_config(run_dir, CaptionRun)
     checkpoint = load_weights(run_dir)
-    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
-                                 path=artifact_file(checkpoint, VOCAB_ARTIFACT))
+    vocab = Vocabulary.from_json(
+        artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
+        path=artifact_file(checkpoint, VOCAB_ARTIFACT),
+    )
     conditions = Conditions.from_json(artifact(checkpoint, CONDITIONS_ARTIFACT, run_dir), run_dir)
     model = build_model(run.model)
     assert isinstance(model, ConditionedGenerator)

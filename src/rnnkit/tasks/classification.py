@@ -551,8 +551,10 @@ def load_run(run_dir: Path | str) -> Loaded:
     """The trained model (best checkpoint, else last), its vocabulary, labels and configuration."""
     run = read_config(run_dir, ClassificationRun)
     checkpoint = load_weights(run_dir)
-    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
-                                 path=artifact_file(checkpoint, VOCAB_ARTIFACT))
+    vocab = Vocabulary.from_json(
+        artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
+        path=artifact_file(checkpoint, VOCAB_ARTIFACT),
+    )
     labels = labels_from_json(artifact(checkpoint, LABELS_ARTIFACT, run_dir), run_dir)
     model = build_classifier(run.model, run.task)
     load_into(model, checkpoint)

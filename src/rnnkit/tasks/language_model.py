@@ -233,8 +233,10 @@ def load_run(run_dir: Path | str) -> tuple[LanguageModel, Vocabulary, LanguageMo
     """The trained model (best checkpoint, else last), its vocabulary and configuration."""
     run = read_config(run_dir, LanguageModelRun)
     checkpoint = load_weights(run_dir)
-    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
-                                 path=artifact_file(checkpoint, VOCAB_ARTIFACT))
+    vocab = Vocabulary.from_json(
+        artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
+        path=artifact_file(checkpoint, VOCAB_ARTIFACT),
+    )
     model = LanguageModel(run.model)
     # The checkpoint holds the stream view's weights: "model." prefixes.
     load_into(model, checkpoint, prefix="model.")

@@ -50,11 +50,11 @@ from rnnkit.tasks.task import (
     PredictOptions,
     Prepared,
     artifact,
-    available_memory,
     load_into,
     load_weights,
     read_config,
 )
+from rnnkit.training.budget import available_memory
 from rnnkit.training.trainer import OptimizerConfig, Trainer, TrainerConfig, TrainResult
 
 BASELINE_ARTIFACT = "baseline.json"

@@ -339,8 +339,10 @@ def load_run(run_dir: Path | str) -> tuple[Tagger, Vocabulary, TagSet, TaggingRu
     """The trained tagger (best checkpoint, else last), its vocabulary, tag set and configuration."""
     run = read_config(run_dir, TaggingRun)
     checkpoint = load_weights(run_dir)
-    vocab = Vocabulary.from_json(artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
-                                 path=artifact_file(checkpoint, VOCAB_ARTIFACT))
+    vocab = Vocabulary.from_json(
+        artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
+        path=artifact_file(checkpoint, VOCAB_ARTIFACT),
+    )
     tagset = TagSet.from_json(artifact(checkpoint, TAGS_ARTIFACT, run_dir), path=run_dir)
     model = build_model(run.model)
     assert isinstance(model, Tagger)

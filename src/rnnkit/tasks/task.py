@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from rnnkit.configuration import ConfigError, from_mapping
 from rnnkit.data.errors import DataError
+from rnnkit.training.budget import available_memory
 from rnnkit.training.checkpoint import Checkpoint, check_fits, has_checkpoint, load_checkpoint
 
 R = TypeVar("R")
@@ -156,19 +157,6 @@ MAX_LENGTH = 10**12
 # Samples are generated one after another, each printed as it goes; more than this
 # is not a request anyone reads.
 MAX_SAMPLES = 100_000
-
-
-def available_memory() -> int:
-    """Bytes the machine can still give (``MemAvailable`` of /proc/meminfo; 2^63 − 1 where
-    there is none, so that nothing is refused on a guess)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 2**63 - 1
 
 
 def config_file(run_dir: Path | str) -> Path:
