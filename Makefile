@@ -6,13 +6,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.rnnkit-installed
+LOOPS  := $(VENV)/.rnnkit-loops
 # The CPU wheel of this exact version is on the machine; a bare or ranged torch
 # would pull several GB of CUDA packages, so it is installed first and pinned.
 TORCH  := torch==2.13.0
 
 .PHONY: setup browser demo test lint format bench quality clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LOOPS)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,11 +22,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,report]'
 	touch $(STAMP)
 
+# The fused backend's C++ loops, compiled here rather than at the first training
+# step (about 15 s, once per version of the sources; rnnkit.bptt.compiled caches
+# the build by the sources' hash, so clones share it). Without a compiler this
+# prints that the Python loops are used and set-up goes on.
+$(LOOPS): $(STAMP) $(wildcard src/rnnkit/bptt/*.cpp)
+	$(PY) -m rnnkit.bptt.compiled
+	touch $(LOOPS)
+
 # The main job: a character-level LSTM on Shakespeare for a few minutes, its
 # validation bits per character, and three samples. The run folder stays in
 # runs/shakespeare with its page, report.html; running the demo again resumes it
 # (nothing left to do).
-demo: $(STAMP)
+demo: $(STAMP) $(LOOPS)
 	$(VENV)/bin/rnnkit train lm --config examples/shakespeare.toml --out runs/shakespeare \
 		$(if $(wildcard runs/shakespeare/checkpoints/last/manifest.json),--resume)
 	$(VENV)/bin/rnnkit evaluate runs/shakespeare --split valid
@@ -33,7 +42,7 @@ demo: $(STAMP)
 		--temperature 0.8 --num-samples 3 --seed 1
 	@echo "the run's page: runs/shakespeare/report.html"
 
-test: $(STAMP)
+test: $(STAMP) $(LOOPS)
 	$(PY) -m pytest -n 2 -q
 
 # Headless Chromium for the report page's browser test (Debian's chromium and
@@ -60,7 +69,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
-bench: $(STAMP)
+bench: $(STAMP) $(LOOPS)
 	$(PY) benchmarks/speed.py --memory --inference --write BENCHMARKS.md
 	$(PY) benchmarks/profile_step.py --configs a,b,c --write BENCHMARKS.md
 	$(PY) benchmarks/stream_memory.py --write BENCHMARKS.md

@@ -3,9 +3,12 @@
 ``loops.cpp`` (next to this file) holds the forward and backward time loops of
 :mod:`rnnkit.bptt.fused`, each step one matrix multiply plus one pass over its
 elements. It is compiled with the machine's C++ compiler the first time a fused
-Function runs on the CPU in float32 or float64 (about 15 s, once; the build is
-cached under torch's extension folder, ``TORCH_EXTENSIONS_DIR`` to move it), and
-loaded as ``torch.ops.rnnkit_loops``.
+Function runs on the CPU in float32 or float64, or ahead of time by ``make setup``
+(``python -m rnnkit.bptt.compiled``). The build takes about 15 s, says so on
+stderr, and is cached under torch's extension folder (``TORCH_EXTENSIONS_DIR`` to
+move it) in a folder named by the hash of the sources, the flags and torch's
+version (:func:`build_folder`): clones of the same code share it, and later calls
+load it directly. It is loaded as ``torch.ops.rnnkit_loops``.
 
 Without a compiler, or with ``RNNKIT_COMPILED_LOOPS=0``, the fused Functions run
 their Python loops instead: the same buffers, the same results, slower at small
@@ -73,28 +76,68 @@ def _ninja_on_path() -> None:
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
 
 
-def _build() -> Any:
+def _sources() -> list[Path]:
+    """Every C++ source of the library: ``loops.cpp`` and any other ``*.cpp`` beside it."""
+    return sorted(_SOURCE.parent.glob("*.cpp"))
+
+
+def build_folder() -> Path:
+    """Where the library for these sources, flags and torch version is (or will be) built.
+
+    The folder's name carries a hash of the sources' bytes, the compiler flags and
+    torch's version, so two checkouts of the same code share one build, and a
+    checkout with different code gets its own instead of rebuilding the other's.
+    """
     from torch.utils import cpp_extension
 
-    _ninja_on_path()
-    flags = _flags()
-    digest = hashlib.sha256(
-        _SOURCE.read_bytes() + " ".join(flags).encode() + torch.__version__.encode()
-    ).hexdigest()[:12]
-    name = f"rnnkit_loops_{digest}"
+    digest = hashlib.sha256()
+    for source in _sources():
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    digest.update(" ".join(_flags()).encode() + torch.__version__.encode())
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
-    folder = Path(root) / name
+    return Path(root) / f"rnnkit_loops_{digest.hexdigest()[:12]}"
+
+
+def _build() -> Any:
+    import fcntl
+
+    from torch.utils import cpp_extension
+
+    folder = build_folder()
+    name = folder.name
+    library = folder / f"{name}.so"
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / f"{name}.so").exists():
-        print("rnnkit: compiling the fused loops (once, about 15 s) …", file=sys.stderr, flush=True)
-    cpp_extension.load(
-        name=name,
-        sources=[str(_SOURCE)],
-        extra_cflags=flags,
-        build_directory=str(folder),
-        is_python_module=False,
-        verbose=False,
-    )
+    # One builder at a time, across processes: a second process waits here and then
+    # finds the finished library rather than linking over it while it is loaded.
+    with open(folder / ".rnnkit-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not library.exists():
+            _ninja_on_path()
+            # The sources are copied into the build folder, so the build does not
+            # name this checkout's paths: ninja would rebuild for every other clone.
+            copies = []
+            for source in _sources():
+                copy = folder / "src" / source.name
+                copy.parent.mkdir(exist_ok=True)
+                if not copy.exists() or copy.read_bytes() != source.read_bytes():
+                    shutil.copyfile(source, copy)
+                copies.append(str(copy))
+            print(
+                f"rnnkit: compiling the fused loops into {folder} (once per version of "
+                f"their source, about 15 s; make setup does this ahead) …",
+                file=sys.stderr,
+                flush=True,
+            )
+            cpp_extension.load(
+                name=name,
+                sources=copies,
+                extra_cflags=_flags(),
+                build_directory=str(folder),
+                is_python_module=False,
+                verbose=False,
+            )
+        else:
+            torch.ops.load_library(str(library))
     return torch.ops.rnnkit_loops
 
 
@@ -156,3 +199,7 @@ def status() -> str:
     if ops is None:
         return f"Python loops (compiling failed: {_failure})"
     return "compiled loops (torch.ops.rnnkit_loops)"
+
+
+if __name__ == "__main__":  # `make setup` builds the loops ahead of the first training step
+    print(f"rnnkit fused backend: {status()}")
