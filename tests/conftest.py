@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 
 import torch
 from hypothesis import HealthCheck, settings
@@ -11,6 +13,15 @@ from hypothesis import HealthCheck, settings
 # CI has two cores and runs two pytest workers; one intra-op thread each keeps them
 # from fighting over the cores.
 torch.set_num_threads(1)
+
+# The measured backend choice (rnnkit.tuning) would time the backends at every new
+# shape and write its table into the user's cache: the suite keeps its tables in a
+# folder of its own (subprocesses inherit it) and runs `auto` by the static rule, so
+# that every machine runs the same backends (timings differ between machines); tests
+# of the tuner switch it on.
+os.environ["RNNKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="rnnkit-test-cache-")
+atexit.register(shutil.rmtree, os.environ["RNNKIT_CACHE_DIR"], ignore_errors=True)
+os.environ["RNNKIT_TUNE"] = "0"
 
 settings.register_profile(
     "rnnkit",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from rnnkit import GRUCell, HiddenState, LSTMCell, LSTMState, Recurrent, RecurrentConfig
+from rnnkit import GRUCell, HiddenState, LSTMCell, LSTMState, Recurrent, RecurrentConfig, tuning
 from rnnkit.bptt import compiled
 from rnnkit.cells import CELL_NAMES
 from tests.helpers import TOLERANCES, TORCH_STACKS, torch_state_fields, weighted_sum
@@ -180,10 +182,26 @@ def test_weights_are_shared_not_copied_by_the_backend(backend: str) -> None:
     assert not torch.equal(before, stack.cells[0].weight_hh)
 
 
-def test_auto_backend_rule() -> None:
-    # The rule BENCHMARKS.md measures: fused for RNN/GRU on the CPU, training and
-    # inference alike; for the LSTM, fused for training with the compiled loops and
-    # native otherwise (oneDNN's forward is faster); native on CUDA.
+def test_auto_backend_rule(tmp_path: Path) -> None:
+    # `auto` measures its choice per call (tests/test_tuning.py); without a call's
+    # inputs, or with tuning off (as in this suite: tests/conftest.py), it applies
+    # the static rule BENCHMARKS.md measures: fused for RNN/GRU on the CPU, training
+    # and inference alike; for the LSTM, fused for training with the compiled loops
+    # and native otherwise (oneDNN's forward is faster); native on CUDA.
+    x = torch.randn(2, 5, 3)
+    with tuning.enabled(False):
+        for name in ("lstm", "gru"):
+            stack = Recurrent(name, 3, 4)
+            assert stack.resolve_backend(inputs=x) == stack.resolve_backend()
+    previous = tuning.set_default_tuner(tuning.Tuner(tmp_path))
+    try:
+        with tuning.enabled(True):
+            for name in ("lstm", "gru"):
+                stack = Recurrent(name, 3, 4)
+                assert stack.resolve_backend(inputs=x) in ("fused", "native")
+                assert stack.resolve_backend() in ("fused", "native")  # the static rule
+    finally:
+        tuning.set_default_tuner(previous)
     lstm = Recurrent("lstm", 3, 4)
     assert lstm.resolve_backend() == ("fused" if compiled.load() is not None else "native")
     with compiled.enabled(False):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import copy
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -10,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import rnnkit.tuning as tuning
 from rnnkit.bptt import compiled
 from rnnkit.bptt.fused import fused_supported, run_fused
 from rnnkit.cells import CELL_NAMES, CellFactory, GRUCell, LSTMCell, RNNCell, cell_factory
@@ -104,18 +107,33 @@ class Recurrent(nn.Module):
             module's own parameters. Only for built-in cells of one kind.
         ``"fused"``: rnnkit's hand-derived BPTT (:mod:`rnnkit.bptt.fused`), one
             autograd Function per layer and direction. Built-in cells of one kind.
-        ``"auto"``: the fastest exact choice, from ``benchmarks/speed.py``
-            (BENCHMARKS.md): ``"fused"`` for RNN and GRU stacks on the CPU
-            (1.3–2.7× torch.nn per training step, 1.0–1.5× for inference);
-            ``"native"`` for LSTM stacks (torch.nn's oneDNN LSTM beats the fused
-            loop on the CPU) and on CUDA (cuDNN, which a Python loop cannot
-            match); ``"unrolled"`` for any other cell.
+        ``"auto"`` (the default): the fastest exact backend for the call, measured
+            on the machine at hand (:mod:`rnnkit.tuning`, like cuDNN's benchmark
+            mode). The first forward with a new key (cell, L, D, I, H, dtype,
+            device, threads, training or no-grad, B and T rounded up to powers of
+            two, ragged or not) times ``"fused"`` and ``"native"`` on random inputs
+            of its shape (forward and backward when a backward will follow), then
+            keeps the winner for the process and in a per-machine table on disk
+            that ``rnnkit backends`` shows. The static rule's choice (see
+            :meth:`resolve_backend`) stays unless the other is more than 5 %
+            faster, and a key's choice never changes within a process. A cell of
+            your own always runs ``"unrolled"``. ``RNNKIT_TUNE=0`` or
+            ``rnnkit.tuning.set_enabled(False)`` turns the measuring off (the
+            static rule applies); ``backend=`` pins one.
+
+        Under autocast (``--precision bf16``) the backends differ in precision:
+        ``"fused"`` runs its recurrence in its parameters' dtype (float32) with
+        autocast off, while torch.nn's LSTM and RNN kernels (``"native"``) run in
+        bfloat16. ``"auto"`` therefore measures nothing there and applies the
+        static rule, as it does under ``torch.use_deterministic_algorithms(True)``
+        (``--deterministic``), where a seed must reproduce its run bit for bit.
 
         Higher derivatives (``create_graph=True``, as a gradient penalty needs) are
         exact on every backend on the CPU: autograd's for ``"unrolled"`` and
         ``"native"``, and ``"fused"`` replays its forward in autograd ops when a
         backward builds a graph (:mod:`rnnkit.bptt.fused`), so ``"auto"`` needs no
-        other rule. On CUDA, cuDNN (``"native"``, ``"auto"``) has no double backward:
+        other rule. On CUDA, cuDNN (``"native"``, and ``"auto"`` when it chooses
+        it) has no double backward:
         torch raises ``NotImplementedError`` at the second backward; ``"fused"`` or
         ``"unrolled"`` compute it there.
 
@@ -240,15 +258,32 @@ class Recurrent(nn.Module):
             self.backend,
         )
 
-    def resolve_backend(self, device: torch.device | None = None) -> str:
+    def resolve_backend(
+        self,
+        device: torch.device | None = None,
+        *,
+        inputs: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> str:
         """The backend a forward call would use: ``"native"``, ``"fused"`` or ``"unrolled"``.
 
-        ``"auto"`` depends on the cells, on ``device`` (default: the parameters') and,
-        for the LSTM, on whether gradients are being recorded. The rule follows what
-        BENCHMARKS.md measures on the CPU: fused for the RNN and GRU (training and
-        inference); for the LSTM, fused for training steps when the compiled loops
-        (:mod:`rnnkit.bptt.compiled`) are available, and torch.nn's kernel for
-        inference, where its forward is faster. On CUDA, torch.nn's kernels (cuDNN).
+        A pinned backend is returned after checking that it can run this stack. For
+        ``"auto"``:
+
+        * a stack of cells of your own: ``"unrolled"``, the only backend that runs it;
+        * given the call's ``inputs`` ``(B, T, I)`` (and its ``lengths``, checked,
+          ``None`` when all are T), with tuning on: the measured choice for the
+          call's :class:`~rnnkit.tuning.TuningKey`, timing the candidates now if the
+          key is new, exactly as :meth:`forward` does;
+        * otherwise (no inputs, ``RNNKIT_TUNE=0``, ``rnnkit.tuning.set_enabled(False)``,
+          under autocast or ``torch.use_deterministic_algorithms(True)``, on
+          devices other than the CPU and CUDA, or while ``torch.jit`` or
+          ``torch.compile`` traces) the static rule, from
+          BENCHMARKS.md's measurements on the CPU: ``"fused"`` for the RNN and GRU;
+          for the LSTM, ``"fused"`` for training steps (grad enabled) when the
+          compiled loops (:mod:`rnnkit.bptt.compiled`) are available and torch.nn's
+          kernel (``"native"``) otherwise. On any other device than the CPU
+          (``device``, default: the inputs', else the parameters'), ``"native"``.
 
         Raises:
             ValueError: ``"native"`` or ``"fused"`` was asked for and cannot run
@@ -270,14 +305,125 @@ class Recurrent(nn.Module):
         if kernel is None:
             return "unrolled"  # not a built-in stack: only the explicit loop runs it
         if device is None:
-            device = next(self.parameters()).device
+            device = inputs.device if inputs is not None else next(self.parameters()).device
+        if (
+            inputs is None
+            or not tuning.is_enabled()
+            or torch._C._get_tracing_state() is not None  # torch.jit.trace records one path
+            or torch.compiler.is_compiling()
+            or device.type not in ("cpu", "cuda")  # meta, fake or untimed devices
+            # A seed must reproduce its run bit for bit, whatever a timing says.
+            or torch.are_deterministic_algorithms_enabled()
+            # Under autocast the candidates differ in precision, not only in speed.
+            or torch.is_autocast_enabled(device.type)
+        ):
+            return self._static_backend(device)
+        training = torch.is_grad_enabled() and (
+            inputs.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        key = self._tuning_key(inputs, lengths, training)
+        tuner = tuning.default_tuner()
+        known = tuner.remembered(key)  # the per-call path: one dict look-up after the key
+        if known is not None:
+            return known
+        candidates = ("native",) if fused_supported(cells) else ("fused", "native")
+        return tuner.choose(
+            key,
+            self._static_backend(device),
+            candidates,
+            lambda: self._timing_runs(inputs, lengths, training),
+        )
+
+    def _static_backend(self, device: torch.device) -> str:
+        """``"auto"``'s rule without measuring (see :meth:`resolve_backend`)."""
         if device.type != "cpu":
             return "native"
+        cells = list(self.cells)
         if isinstance(cells[0], RNNCell | GRUCell):
             return "fused"
         weight = next(cells[0].parameters())
         lstm_training = torch.is_grad_enabled() and compiled.loops_for(weight) is not None
         return "fused" if lstm_training else "native"
+
+    def _tuning_key(
+        self, inputs: Tensor, lengths: Tensor | None, training: bool
+    ) -> tuning.TuningKey:
+        # check_inputs has made the inputs' dtype the parameters' (and the kernels
+        # need one device), so the inputs stand for the weights: no parameter walk.
+        dtype = str(inputs.dtype).removeprefix("torch.")
+        batch, steps = inputs.shape[0], inputs.shape[1]
+        return tuning.TuningKey(
+            cell=self.cell_name or type(self.cells[0]).__name__,
+            layers=self.num_layers,
+            directions=self.num_directions,
+            input_size=self.input_size,
+            hidden_size=self.hidden_size,
+            dtype=dtype,
+            device=tuning.device_name(inputs.device),
+            threads=torch.get_num_threads(),
+            training=training,
+            batch=tuning.bucket(batch),
+            steps=tuning.bucket(steps),
+            ragged=lengths is not None,
+            loops="compiled" if compiled.loops_for(inputs) is not None else "python",
+        )
+
+    @contextlib.contextmanager
+    def _timing_runs(
+        self, inputs: Tensor, lengths: Tensor | None, training: bool
+    ) -> Iterator[dict[str, Callable[[], object]]]:
+        """One call of each candidate on random inputs of ``inputs``' shape.
+
+        The runs use private copies of the cells, so the user's ``.grad``, hooks and
+        autograd graph are untouched; ``fork_rng`` gives the user's RNG streams back
+        unchanged (dropout draws from it). Training runs are forward + backward of
+        mean(h²) through :func:`torch.autograd.grad`; the others forward only.
+        """
+        device = inputs.device
+        forked = []  # the CPU generator is always forked; CUDA's of this device too
+        if device.type == "cuda":
+            forked = [device.index if device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=forked, device_type=device.type):
+            with torch.no_grad():
+                cells: list[Any]  # protocol cells: initial_state is not on nn.Module
+                try:
+                    cells = copy.deepcopy(list(self.cells))
+                except RuntimeError:  # a parameter that cannot be copied: time the originals
+                    cells = list(self.cells)
+                x = torch.randn(inputs.shape, dtype=inputs.dtype, device=device)  # (B, T, I)
+            x.requires_grad_(training and inputs.requires_grad)
+            wanted: list[Tensor] = [p for c in cells for p in c.parameters() if p.requires_grad]
+            wanted += [x] if x.requires_grad else []
+            kernel, _ = native_kernel(cells)
+            assert kernel is not None
+            options: dict[str, Any] = {
+                "num_layers": self.num_layers,
+                "bidirectional": self.bidirectional,
+                "dropout": self.dropout,
+                "training": self.training,
+            }
+
+            def run(backend: str) -> Callable[[], object]:
+                def call() -> None:
+                    with torch.set_grad_enabled(training):
+                        state = stack_states(
+                            [
+                                c.initial_state(x.shape[0], device=device, dtype=x.dtype)
+                                for c in cells
+                            ]
+                        )
+                        if backend == "fused":
+                            outputs, _ = run_fused(cells, x, state, lengths, **options)
+                        else:
+                            outputs, _ = run_native(kernel, cells, x, state, lengths, **options)
+                        if training:
+                            torch.autograd.grad(outputs.square().mean(), wanted, allow_unused=True)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+
+                return call
+
+            yield {"fused": run("fused"), "native": run("native")}
 
     def initial_state(
         self,
@@ -315,7 +461,7 @@ class Recurrent(nn.Module):
         else:
             check_state_like(state, reference)
 
-        backend = self.resolve_backend(inputs.device)
+        backend = self.resolve_backend(inputs.device, inputs=inputs, lengths=checked)
         options: dict[str, Any] = {
             "num_layers": self.num_layers,
             "bidirectional": self.bidirectional,

@@ -26,7 +26,7 @@ def sample_value(flag: str) -> object:
         "--schedule": "cosine", "--warmup": 2, "--accumulate": 3, "--grad-clip": 1.5,
         "--tbptt": {"k1": 5, "k2": 10}, "--precision": "bf16", "--seed": 11,
         "--deterministic": True, "--patience": 4, "--eval-every": 6, "--device": "cpu",
-        "--progress": "off", "--tensorboard": True,
+        "--progress": "off", "--tensorboard": True, "--backend": "native",
     }  # fmt: skip
     return values[flag]
 
@@ -140,7 +140,8 @@ def test_flags_of_other_tasks_are_refused(capsys: pytest.CaptureFixture[str]) ->
 def test_help_does_not_import_torch() -> None:
     # `rnnkit --help` and every subcommand's help must answer at once: no torch import.
     names = ["--help"] + [f"train {name} --help" for name in TASKS]
-    names += ["evaluate --help", "predict --help", "generate --help", "bench --help"]
+    names += ["evaluate --help", "predict --help", "generate --help", "bench --help",
+              "backends --help"]  # fmt: skip
     code = (
         "import sys\n"
         "from rnnkit.cli.main import main\n"

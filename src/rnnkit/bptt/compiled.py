@@ -137,7 +137,7 @@ def _build() -> Any:
                 verbose=False,
             )
         else:
-            torch.ops.load_library(str(library))
+            torch.ops.load_library(str(library))  # type: ignore[no-untyped-call]
     return torch.ops.rnnkit_loops
 
 

@@ -6,6 +6,7 @@ and calls the library. torch is imported only inside the subcommands' ``run``, s
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from typing import NoReturn
 
 from rnnkit import __version__
 from rnnkit.cli import (
+    backends,
     bench,
     datasets,
     evaluate,
@@ -37,6 +39,7 @@ SUBCOMMANDS = (
     explain,
     datasets,
     bench,
+    backends,
     selfcheck,
 )
 
@@ -69,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 1 a failed check, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with status 2 on a bad flag, as argparse does
+    _show_library_messages()
     try:
         status: int = args.run(args)
         # A closed pipe shows in this flush, here, rather than in the one at exit.
@@ -93,6 +97,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
         return 130
     return status
+
+
+class _Stderr(logging.Handler):
+    """Writes to the ``sys.stderr`` of the moment (a test's capture, a redirect)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _show_library_messages() -> None:
+    """Show the library's ``rnnkit`` log lines (the measured backend choices, at INFO)
+    on stderr, once per process; not where the program gave that logger handlers of
+    its own (a level it set stands)."""
+    library = logging.getLogger("rnnkit")
+    if not library.handlers:
+        library.addHandler(_Stderr())
+        if library.level == logging.NOTSET:
+            library.setLevel(logging.INFO)
 
 
 def _quiet_stdout() -> None:

@@ -91,6 +91,10 @@ COMMON: dict[str, Option] = {o.flag: o for o in (
     Option("--layers", "model.layers", "stacked recurrent layers", positive_int),
     Option("--embed", "model.embed", "embedding size", positive_int),
     Option("--dropout", "model.dropout", "dropout probability between layers", fraction),
+    Option("--backend", "model.backend",
+           "recurrent backend: auto times fused and native at each new shape and keeps "
+           "the faster (`rnnkit backends`); the others pin one",
+           choices=("auto", "fused", "native", "unrolled")),
     Option("--bidirectional", "model.bidirectional", "read the sequence both ways",
            switch=True),
     Option("--attention", "model.attention", "attention scorer",
@@ -117,7 +121,8 @@ COMMON: dict[str, Option] = {o.flag: o for o in (
            positive_float),
     Option("--tbptt", "trainer.tbptt", "truncated BPTT: K1 or K1,K2 steps", tbptt,
            metavar="K1[,K2]"),
-    Option("--precision", "trainer.precision", "bf16 autocasts the forward pass",
+    Option("--precision", "trainer.precision",
+           "bf16 autocasts the forward pass (fused keeps its recurrence in float32)",
            choices=("fp32", "bf16")),
     Option("--seed", "trainer.seed", "seed for weights, data order and dropout", seed),
     Option("--deterministic", "trainer.deterministic", "torch's deterministic algorithms",
@@ -138,7 +143,7 @@ TRAINING = (
     "--seed", "--deterministic", "--patience", "--eval-every", "--device", "--progress",
     "--tensorboard",
 )  # fmt: skip
-MODEL = ("--cell", "--hidden", "--layers", "--dropout")
+MODEL = ("--cell", "--hidden", "--layers", "--dropout", "--backend")
 DATA = ("--dataset", "--data")
 
 
