@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "rnnkit"
 LAYERS = {
     "configuration": 0, "timing": 0, "state": 0, "cells": 0,
     "unrolling": 1, "native": 1, "bptt": 1,
-    "recurrent": 2, "diagnostics": 2, "selfcheck": 2,
+    "recurrent": 2, "tuning": 2, "stepping": 2, "diagnostics": 2, "selfcheck": 2,
     "losses": 3, "decoding": 3, "models": 3, "metrics": 3,
     "training": 4,
     "data": 5, "tasks": 5, "report": 5,

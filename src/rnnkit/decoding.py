@@ -20,7 +20,10 @@ it into a :class:`Decoded`. Beam search cannot stream (the best hypothesis is
 known only at the end), so it allocates ``max_length`` up front.
 
 Every function runs under ``torch.no_grad()`` with the model (when it is an
-``nn.Module``) in eval mode, and gives each submodule back the mode it had.
+``nn.Module``) in eval mode, and gives each submodule back the mode it had. The
+arguments, and the shape of the first step's logits, are checked once, before
+or at the first step; the steps themselves check nothing, and rnnkit's models
+step their recurrent stacks through :class:`rnnkit.stepping.Stepper` there.
 """
 
 from __future__ import annotations
@@ -222,7 +225,7 @@ def _sampler(
 
     def choose(log_probs: Tensor) -> Tensor:
         # log_probs differ from the logits by a per-row constant, which softmax ignores.
-        scaled = log_probs / temperature  # (B, V)
+        scaled = log_probs if temperature == 1 else log_probs / temperature  # (B, V)
         if top_k is not None:
             scaled = _keep_top_k(scaled, top_k)
         if top_p is not None and top_p < 1:
@@ -289,6 +292,9 @@ def beam_search(
     B, K = start.shape[0], beam_size
     device = start.device
     rows = torch.arange(B, device=device)
+    normalise = _normaliser(B * K, eos_id, banned)
+    rank: Tensor | None = None  # (B, n) 0 … n − 1, made once n is known
+    no_eos: Tensor | None = None
     with _inference(model):
         # Row b's beams are entries b·K … b·K + K − 1 of the flattened batch.
         state = model.reorder_state(state, rows.repeat_interleave(K))
@@ -299,7 +305,7 @@ def beam_search(
         pool: _Pool | None = None
         for t in range(max_length):
             logits, state = model.decode_step(tokens, state)
-            log_probs = _log_probs(logits, B * K, eos_id, banned)
+            log_probs = normalise(logits)
             V = log_probs.shape[1]
             if open_lp is None:
                 # Only beam 0 starts open: K copies of one start would fill the beam
@@ -318,12 +324,11 @@ def beam_search(
             cand_seq = open_seq.gather(1, cand_beam.unsqueeze(2).expand(B, n, max_length))
             cand_seq[:, :, t] = cand_token  # (B, n, max_length)
 
-            is_eos = (
-                torch.zeros_like(cand_token, dtype=torch.bool)
-                if eos_id is None
-                else cand_token == eos_id
-            )
-            rank = torch.arange(n, device=device).expand(B, n)
+            if rank is None:
+                rank = torch.arange(n, device=device).expand(B, n)
+                no_eos = torch.zeros_like(cand_token, dtype=torch.bool)
+            assert no_eos is not None
+            is_eos = no_eos if eos_id is None else cand_token == eos_id
             ends = is_eos & (rank < K) & cand_lp.isfinite() & ~done.unsqueeze(1)
             pool = pool.merge(cand_seq, cand_lp, t + 1, penalty(t + 1), ends)
 
@@ -438,24 +443,31 @@ def _steps(
     log-probabilities (B, V) to the next tokens (B,)."""
     B = start.shape[0]
     tokens = start
-    finished = torch.zeros(B, dtype=torch.bool, device=start.device)
+    normalise = _normaliser(B, eos_id, banned)
+    # Without an EOS no row finishes: one all-false `ended` serves every step.
+    never = torch.zeros(B, dtype=torch.bool, device=start.device)
+    finished = never
     t = 0
     with _inference(model):
         while max_length is None or t < max_length:
             t += 1
             logits, state = model.decode_step(tokens, state)
-            log_probs = _log_probs(logits, B, eos_id, banned)  # (B, V)
+            log_probs = normalise(logits)  # (B, V)
             chosen = choose(log_probs)  # (B,)
-            step = log_probs.gather(1, chosen.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
-            ended = torch.zeros_like(finished) if eos_id is None else ~finished & (chosen == eos_id)
-            yield Step(tokens=chosen.masked_fill(finished, pad_id), log_probs=step, ended=ended)
+            step = log_probs.gather(1, chosen.unsqueeze(1)).squeeze(1)  # (B,)
+            if eos_id is None:
+                yield Step(tokens=chosen, log_probs=step, ended=never)
+                tokens = chosen
+                continue
+            ended = ~finished & (chosen == eos_id)
+            yield Step(tokens=chosen.masked_fill(finished, pad_id),
+                       log_probs=step.masked_fill(finished, 0.0), ended=ended)  # fmt: skip
             # A finished row is fed its EOS again: any token the model knows would do,
             # and pad_id may not be one.
             tokens = torch.where(finished, tokens, chosen)
-            if eos_id is not None:
-                finished = finished | ended
-                if bool(finished.all()):
-                    return
+            finished = finished | ended
+            if bool(finished.all()):
+                return
 
 
 def _collect(steps: Iterator[Step], start: Tensor, max_length: int, pad_id: int) -> Decoded:
@@ -466,29 +478,51 @@ def _collect(steps: Iterator[Step], start: Tensor, max_length: int, pad_id: int)
     scores: Tensor | None = None
     for t, step in enumerate(steps):
         out[:, t] = step.tokens
-        lengths = lengths.masked_fill(step.ended, t + 1)
-        scores = step.log_probs if scores is None else scores + step.log_probs  # (B,)
+        lengths.masked_fill_(step.ended, t + 1)
+        # The first step's log-probabilities start the sum (a copy: steps may share them).
+        scores = step.log_probs.clone() if scores is None else scores.add_(step.log_probs)
     assert scores is not None  # max_length ≥ 1
     return Decoded(tokens=out, lengths=lengths, scores=scores)
 
 
-def _log_probs(logits: Tensor, rows: int, eos_id: int | None, banned: Sequence[int] = ()) -> Tensor:
-    """Check a step's logits (rows, V) and normalise them to log-probabilities, the
-    ``banned`` tokens excluded (−∞: the rest renormalised among themselves)."""
+def _normaliser(
+    rows: int, eos_id: int | None, banned: Sequence[int] = ()
+) -> Callable[[Tensor], Tensor]:
+    """Maps a step's logits (rows, V) to log-probabilities, the ``banned`` tokens
+    excluded (−∞: the rest renormalised among themselves).
+
+    The first logits are checked (shape, ``eos_id`` and ``banned`` below V) and the
+    banned index is made from them; later steps of the same decoding are not checked.
+    """
+    banned_index: Tensor | None = None
+    checked = False
+
+    def normalise(logits: Tensor) -> Tensor:
+        nonlocal banned_index, checked
+        if not checked:
+            _check_logits(logits, rows, eos_id, banned)
+            if banned:
+                banned_index = torch.tensor(list(banned), device=logits.device)
+            checked = True
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()  # sum scores in float32
+        if banned_index is not None:
+            logits = logits.index_fill(1, banned_index, float("-inf"))
+        return torch.log_softmax(logits, dim=-1)
+
+    return normalise
+
+
+def _check_logits(logits: Tensor, rows: int, eos_id: int | None, banned: Sequence[int]) -> None:
     if logits.dim() != 2 or logits.shape[0] != rows or logits.shape[1] < 1:
         raise ValueError(f"decode_step: expected logits ({rows}, V), got {tuple(logits.shape)}")
     if eos_id is not None and eos_id >= logits.shape[1]:
         raise ValueError(f"eos_id: expected a token below V = {logits.shape[1]}, got {eos_id}")
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()  # sum scores in float32
     if banned:
         if any(not 0 <= token < logits.shape[1] for token in banned):
             raise ValueError(f"banned: expected tokens below V = {logits.shape[1]}, got {banned}")
         if len(set(banned)) >= logits.shape[1]:
             raise ValueError("banned: every token is banned; nothing is left to generate")
-        logits = logits.index_fill(1, torch.tensor(list(banned), device=logits.device),
-                                   float("-inf"))  # fmt: skip
-    return torch.log_softmax(logits, dim=-1)
 
 
 def _keep_top_k(scaled: Tensor, k: int) -> Tensor:

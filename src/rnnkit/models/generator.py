@@ -9,7 +9,8 @@ Karpathy's "multimodal RNN" adds it at every step):
     (o_t, s_t) = RNN(x̃_t, s_{t−1}),   P(y_t | y_<t, c) = softmax(V·o_t + b_out)
 
 Training is teacher-forced on ``BOS y_1 … y_n EOS``; generation runs through
-:mod:`rnnkit.decoding` from :meth:`ConditionedGenerator.start`.
+:mod:`rnnkit.decoding` from :meth:`ConditionedGenerator.start`, each step through
+the stack's :class:`~rnnkit.stepping.Stepper` (eval mode, no gradients).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import LSTMState, map_state
+from rnnkit.stepping import Stepper, cached_stepper
 from rnnkit.unrolling import length_mask
 
 
@@ -153,8 +156,21 @@ class ConditionedGenerator(nn.Module):
         return bos, GeneratorState(self.initial_state(cond), cond)
 
     def decode_step(self, tokens: Tensor, state: GeneratorState) -> tuple[Tensor, GeneratorState]:
-        o, rnn = self.rnn(self._inputs(tokens[:, None], state.condition), state.rnn)
-        return self.out(o[:, 0]), GeneratorState(rnn, state.condition)
+        """Previous tokens ``(B,)`` → ``(logits (B, V), next state)``.
+
+        In eval mode without gradients the stack steps through its
+        :class:`~rnnkit.stepping.Stepper`; otherwise (dropout, autograd) through the
+        ``Recurrent`` at T = 1. Both compute the same numbers.
+        """
+        if self.training or torch.is_grad_enabled():
+            o, rnn = self.rnn(self._inputs(tokens[:, None], state.condition), state.rnn)
+            return self.out(o[:, 0]), GeneratorState(rnn, state.condition)
+        stepper = cached_stepper(self, lambda: Stepper.from_recurrent(self.rnn))
+        x = F.embedding(tokens, self.embedding.weight)  # (B, E)
+        if self.config.condition_input:
+            x = torch.cat([x, state.condition], dim=1)  # (B, E + C)
+        o, rnn = stepper.step(x, state.rnn)  # (B, H)
+        return self.out(o), GeneratorState(rnn, state.condition)
 
     def reorder_state(self, state: GeneratorState, index: Tensor) -> GeneratorState:
         rnn = map_state(lambda field: field.index_select(1, index), state.rnn)

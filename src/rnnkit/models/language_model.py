@@ -13,7 +13,9 @@ Three ways to train it, one module:
   :class:`StreamLM` (``Trainer(carry_state=True)``);
 * TBPTT(k1, k2) within chunks: :class:`SequenceLM` (``Trainer(tbptt=...)``).
 
-Generation goes through :mod:`rnnkit.decoding` (``decode_step``/``reorder_state``).
+Generation goes through :mod:`rnnkit.decoding` (``decode_step``/``reorder_state``);
+in eval mode without gradients a step runs the stack through
+:class:`~rnnkit.stepping.Stepper` (every layer in one call, weights packed once).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.bptt.truncated import Window
@@ -28,6 +32,7 @@ from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints,
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import map_state
+from rnnkit.stepping import Stepper, cached_stepper
 from rnnkit.unrolling import length_mask
 
 
@@ -111,23 +116,44 @@ class LanguageModel(nn.Module):
         """Read a prompt ``(B, P)``, P ≥ 1: (its last token ``(B,)``, the state before it).
 
         Decoding then starts from the last prompt token, so its first sampled token
-        is conditioned on the whole prompt.
+        is conditioned on the whole prompt. In eval mode without gradients the prompt
+        is read one token at a time through the stack's
+        :class:`~rnnkit.stepping.Stepper`, the path generation then takes (a prompt
+        is short next to what a generation writes, and a sequence runner's first
+        call pays for set-up a few steps do not); otherwise through :meth:`logits`.
         """
         if prompt.dim() != 2 or prompt.shape[1] < 1:
             raise ValueError(
                 f"prompt: expected (B, P) token ids with P ≥ 1, got {tuple(prompt.shape)}"
             )
-        state = None
-        if prompt.shape[1] > 1:
+        sequence = self.training or torch.is_grad_enabled()
+        if prompt.shape[1] > 1 and sequence:
             _, state = self.logits(prompt[:, :-1])
-        if state is None:
-            state = self.rnn.initial_state(prompt.shape[0], device=prompt.device,
-                                           dtype=self.embedding.weight.dtype)  # fmt: skip
+            return prompt[:, -1], state
+        state = self.rnn.initial_state(prompt.shape[0], device=prompt.device,
+                                       dtype=self.embedding.weight.dtype)  # fmt: skip
+        if prompt.shape[1] > 1:
+            stepper = cached_stepper(self, lambda: Stepper.from_recurrent(self.rnn))
+            embedded = F.embedding(prompt[:, :-1], self.embedding.weight)  # (B, P − 1, E)
+            for t in range(embedded.shape[1]):
+                _, state = stepper.step(embedded[:, t], state)
         return prompt[:, -1], state
 
     def decode_step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
-        logits, state = self.logits(tokens[:, None], state)  # (B, 1, V)
-        return logits[:, 0], state
+        """One step: tokens ``(B,)`` and a state with fields ``(L, B, H)`` →
+        ``(logits (B, V), new state)``.
+
+        In eval mode without gradients (as :mod:`rnnkit.decoding` runs) the stack
+        steps through its :class:`~rnnkit.stepping.Stepper`; otherwise (dropout,
+        autograd) through :meth:`logits` at T = 1. Both compute the same numbers.
+        """
+        if self.training or torch.is_grad_enabled():
+            logits, state = self.logits(tokens[:, None], state)  # (B, 1, V)
+            return logits[:, 0], state
+        stepper = cached_stepper(self, lambda: Stepper.from_recurrent(self.rnn))
+        e = F.embedding(tokens, self.embedding.weight)  # (B, E)
+        o, state = stepper.step(e, state)  # (B, H)
+        return self.out(self.project(o)), state
 
     def reorder_state(self, state: Any, index: Tensor) -> Any:
         return map_state(lambda field: field.index_select(1, index), state)  # batch is dim 1

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, bernoulli_nll
 from rnnkit.recurrent import Recurrent
+from rnnkit.stepping import Stepper, cached_stepper
 from rnnkit.unrolling import length_mask
 
 
@@ -77,6 +78,21 @@ class PianoRollModel(nn.Module):
         mask = length_mask(lengths, frames.shape[1] - 1)  # (B, T−1)
         return bernoulli_nll(logits, frames[:, 1:], mask)
 
+    def decode_step(self, frames: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One step: frames ``(B, P)`` and a state with fields ``(L, B, H)`` →
+        ``(logits of the next frame (B, P), new state)``.
+
+        In eval mode without gradients the stack steps through its
+        :class:`~rnnkit.stepping.Stepper`; otherwise (dropout, autograd) through
+        :meth:`logits` at T = 1. Both compute the same numbers.
+        """
+        if self.training or torch.is_grad_enabled():
+            logits, state = self.logits(frames[:, None], state)  # (B, 1, P)
+            return logits[:, 0], state
+        stepper = cached_stepper(self, lambda: Stepper.from_recurrent(self.rnn))
+        o, state = stepper.step(self.inputs(frames), state)  # (B, H)
+        return self.out(o), state
+
     @torch.no_grad()
     def generate(
         self,
@@ -100,12 +116,13 @@ class PianoRollModel(nn.Module):
         try:
             frames = prime.to(self.inputs.weight.dtype)
             logits, state = self.logits(frames)
+            last = logits[:, -1]  # (B, P)
             out = []
             for _ in range(steps):
-                p = torch.sigmoid(logits[:, -1] / temperature)  # (B, P)
+                p = torch.sigmoid(last / temperature)  # (B, P)
                 frame = torch.bernoulli(p, generator=generator)
                 out.append(frame)
-                logits, state = self.logits(frame[:, None], state)
+                last, state = self.decode_step(frame, state)
             return torch.stack(out, dim=1)
         finally:
             self.train(was_training)

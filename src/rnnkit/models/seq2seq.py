@@ -32,7 +32,9 @@ decoder's input at step t is the gold y_{t−1} with probability
 ``teacher_forcing``, else the model's own greedy prediction (scheduled sampling,
 Bengio et al. 2015; :func:`inverse_sigmoid_decay` gives their schedule).
 Generation follows the StepDecoder protocol: :meth:`Seq2Seq.start`, then
-:meth:`Seq2Seq.decode_step` per token, with :meth:`Seq2Seq.reorder_state` for beams.
+:meth:`Seq2Seq.decode_step` per token, with :meth:`Seq2Seq.reorder_state` for beams;
+in eval mode without gradients the decoder's cells step through one
+:class:`~rnnkit.stepping.Stepper` (every layer in one call, weights packed once).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import CELL_NAMES, cell_factory
@@ -49,7 +52,8 @@ from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints,
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.attention import AdditiveAttention, DotAttention, GeneralAttention
 from rnnkit.recurrent import BACKENDS, Recurrent
-from rnnkit.state import map_state, unstack_state
+from rnnkit.state import map_state, stack_states, unstack_state
+from rnnkit.stepping import Stepper, cached_stepper
 from rnnkit.unrolling import length_mask
 
 #: The values of :attr:`Seq2SeqConfig.attention`; :func:`build_attention` maps them to classes.
@@ -328,9 +332,24 @@ class Seq2Seq(nn.Module):
         return bos, state
 
     def decode_step(self, tokens: Tensor, state: Seq2SeqState) -> tuple[Tensor, Seq2SeqState]:
-        """One decoder step: previous tokens ``(B,)`` → (logits ``(B, V)``, next state)."""
-        logits, state, _ = self._step(tokens, state)
-        return logits, state
+        """One decoder step: previous tokens ``(B,)`` → (logits ``(B, V)``, next state).
+
+        In eval mode without gradients the decoder's cells step through their
+        :class:`~rnnkit.stepping.Stepper`, all layers in one call; otherwise (dropout,
+        autograd) cell by cell as in training. Both compute the same numbers.
+        """
+        if self.training or torch.is_grad_enabled():
+            logits, state, _ = self._step(tokens, state)
+            return logits, state
+        stepper = cached_stepper(self, lambda: Stepper.from_cells(list(self.decoder)))
+        x = F.embedding(tokens, self.target_embedding.weight)  # (B, E)
+        if self.attention is not None:
+            x = torch.cat([x, state.feed], dim=1)  # (B, E + H): input feeding
+        query, layers = stepper.step(x, stack_states(state.layers))  # q_t (B, H), (L, B, H)
+        logits, attentional, _ = self._attend(query, state)
+        return logits, Seq2SeqState(
+            tuple(unstack_state(layers)), attentional, state.memory, state.mask
+        )
 
     def reorder_state(self, state: Seq2SeqState, index: Tensor) -> Seq2SeqState:
         """``state`` with its batch entries selected by ``index`` ``(B',)`` int64 (beams)."""
@@ -410,7 +429,15 @@ class Seq2Seq(nn.Module):
                 x = self.drop(x)
             x, new_state = cell(x, cell_state)  # (B, H)
             new_layers.append(new_state)
-        query = x  # q_t, (B, H)
+        logits, attentional, weights = self._attend(x, state)  # x is q_t, (B, H)
+        return (
+            logits,
+            Seq2SeqState(tuple(new_layers), attentional, state.memory, state.mask),
+            weights,
+        )
+
+    def _attend(self, query: Tensor, state: Seq2SeqState) -> tuple[Tensor, Tensor, Tensor]:
+        """From q_t ``(B, H)``: (logits ``(B, V)``, h̃_t ``(B, H)``, α_t ``(B, S)`` or ``(B, 0)``)."""
         if self.attention is None or self.combine is None:
             attentional = query  # h̃_t = q_t
             weights = query.new_zeros(query.shape[0], 0)  # (B, 0)
@@ -418,11 +445,7 @@ class Seq2Seq(nn.Module):
             context, weights = self.attention(query, state.memory, state.mask)  # (B, D·H)
             attentional = torch.tanh(self.combine(torch.cat([query, context], dim=1)))  # (B, H)
         logits = self.output(self.drop(attentional))  # (B, V)
-        return (
-            logits,
-            Seq2SeqState(tuple(new_layers), attentional, state.memory, state.mask),
-            weights,
-        )
+        return logits, attentional, weights
 
     def _unroll(self, batch: PairBatch, ratio: float) -> tuple[Tensor, Tensor]:
         """Decode the T−1 steps of ``batch``: (logits ``(B, T−1, V)``, α ``(B, T−1, S)``)."""

@@ -847,10 +847,11 @@ def stream(run_dir: Path | str, options: GenerateOptions) -> Iterator[Iterator[s
     generator = torch.Generator().manual_seed(options.seed)
 
     def tokens() -> Iterator[int]:
-        last, state = model.start(condition)  # (1,) BOS
-        for token in prompt:  # teacher-force the prompt
-            _, state = model.decode_step(last, state)
-            last = torch.full_like(last, token)
+        with torch.no_grad():  # the stepper's path (this body runs outside generate's)
+            last, state = model.start(condition)  # (1,) BOS
+            for token in prompt:  # teacher-force the prompt
+                _, state = model.decode_step(last, state)
+                last = torch.full_like(last, token)
         if options.beam > 1:
             decoded = beam_search(model, last, state, max_length=options.length,
                                   beam_size=options.beam, eos_id=EOS_ID, pad_id=PAD_ID,

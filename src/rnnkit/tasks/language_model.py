@@ -347,7 +347,8 @@ def stream(run_dir: Path | str, options: GenerateOptions) -> Iterator[Iterator[s
     generator = torch.Generator().manual_seed(options.seed)
 
     def tokens() -> Iterator[int]:
-        last, state = model.prime(prompt)  # (1,), state after the prompt
+        with torch.no_grad():  # the stepper's path (this body runs outside generate's)
+            last, state = model.prime(prompt)  # (1,), state after the prompt
         if options.beam > 1:
             # The likeliest continuation of exactly ``length`` tokens (no EOS in a stream
             # model), found by beam search; α = 0 ranks by log-probability alone.

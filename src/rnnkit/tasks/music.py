@@ -437,11 +437,12 @@ def stream(run_dir: Path | str, options: GenerateOptions) -> Iterator[Iterator[s
         model.eval()
         with torch.no_grad():
             logits, state = model.logits(prime[None].to(model.inputs.weight.dtype))
+            last = logits[:, -1]  # (1, P)
             for _ in range(options.length):
-                p = torch.sigmoid(logits[:, -1] / temperature)  # (1, P)
+                p = torch.sigmoid(last / temperature)  # (1, P)
                 frame = torch.bernoulli(p, generator=generator)
                 yield from_roll(frame, low)[0]
-                logits, state = model.logits(frame[:, None], state)
+                last, state = model.decode_step(frame, state)
 
     def text() -> Iterator[str]:
         for t, frame in enumerate(frames()):
