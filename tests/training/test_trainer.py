@@ -484,3 +484,28 @@ def test_resume_numbers_the_epoch_as_training_does(
     epochs = {(r["step"], r["epoch"]) for r in read_metrics(tmp_path / "metrics.csv")}
     assert {(13, 2), (20, 2), (21, 3), (30, 3)} <= epochs
     assert min(e for _, e in epochs) == 1
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+def test_each_optimizer_takes_torchs_fused_kernel_where_there_is_one_with_the_same_update(
+    name: str,
+) -> None:
+    # float64, so the fused kernel and torch's default loop agree to a few ulps.
+    torch.manual_seed(0)
+    start = [torch.randn(7, 5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)]
+    config = OptimizerConfig(name, lr=0.01, weight_decay=0.1)  # type: ignore[arg-type]
+    fused = [torch.nn.Parameter(x.clone()) for x in start]
+    plain = [torch.nn.Parameter(x.clone()) for x in start]
+    ours = config.build(fused)
+    reference = config.build(plain)
+    for group in reference.param_groups:
+        group["fused"] = None  # torch's default per-tensor loop, read at each step
+    assert ours.defaults.get("fused") is (None if name == "rmsprop" else True)
+    for _ in range(5):
+        grads = [torch.randn_like(x) for x in start]
+        for params, optimizer in ((fused, ours), (plain, reference)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            optimizer.step()
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
