@@ -51,3 +51,10 @@ def test_a_finished_build_is_loaded_without_compiling(monkeypatch: pytest.Monkey
     monkeypatch.setattr(cpp_extension, "load", no_compiling)
     assert (compiled.build_folder() / f"{compiled.build_folder().name}.so").exists()
     assert compiled._build() is not None
+
+
+def test_the_default_root_is_torchs_extension_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch.utils import cpp_extension
+
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    assert compiled.build_folder().parent == Path(cpp_extension.get_default_build_root())

@@ -88,20 +88,22 @@ def build_folder() -> Path:
     torch's version, so two checkouts of the same code share one build, and a
     checkout with different code gets its own instead of rebuilding the other's.
     """
-    from torch.utils import cpp_extension
-
     digest = hashlib.sha256()
     for source in _sources():
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     digest.update(" ".join(_flags()).encode() + torch.__version__.encode())
-    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    from torch import _appdirs
+
+    # torch.utils.cpp_extension.get_default_build_root's folder, without importing
+    # cpp_extension (0.1 s) in processes that only load a finished build.
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.realpath(
+        _appdirs.user_cache_dir(appname="torch_extensions")  # type: ignore[no-untyped-call]
+    )
     return Path(root) / f"rnnkit_loops_{digest.hexdigest()[:12]}"
 
 
 def _build() -> Any:
     import fcntl
-
-    from torch.utils import cpp_extension
 
     folder = build_folder()
     name = folder.name
@@ -112,6 +114,8 @@ def _build() -> Any:
     with open(folder / ".rnnkit-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not library.exists():
+            from torch.utils import cpp_extension
+
             _ninja_on_path()
             # The sources are copied into the build folder, so the build does not
             # name this checkout's paths: ninja would rebuild for every other clone.
