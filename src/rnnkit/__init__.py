@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "unstack_state": "rnnkit.state",
     "where_state": "rnnkit.state",
     "unroll": "rnnkit.unrolling",
+    "Stepper": "rnnkit.stepping",
 }
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "RecurrentCell",
     "RecurrentConfig",
     "StatefulStream",
+    "Stepper",
     "TBPTTConfig",
     "Trainer",
     "TrainerConfig",
@@ -95,6 +97,7 @@ if TYPE_CHECKING:
         unstack_state,
         where_state,
     )
+    from rnnkit.stepping import Stepper
     from rnnkit.training.trainer import Trainer, TrainerConfig
     from rnnkit.unrolling import unroll
 
