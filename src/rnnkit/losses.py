@@ -38,8 +38,12 @@ def masked_cross_entropy(logits: Tensor, targets: Tensor, mask: Tensor) -> LossS
             f"logits {tuple(logits.shape)}, targets {tuple(targets.shape)} and mask "
             f"{tuple(mask.shape)}: expected (..., C), (...) and (...)"
         )
-    flat = logits.reshape(-1, logits.shape[-1])[mask.reshape(-1)]  # (N, C) real positions only
-    picked = targets.reshape(-1)[mask.reshape(-1)]  # (N,)
+    flat = logits.reshape(-1, logits.shape[-1])  # (B·T, C)
+    picked = targets.reshape(-1)  # (B·T,)
+    if not bool(mask.all()):
+        # Gathered, not ignored: a NaN in a padded position's logits must not reach
+        # the gradient. With every position real (an LM's chunks), no copy is made.
+        flat, picked = flat[mask.reshape(-1)], picked[mask.reshape(-1)]  # (N, C), (N,)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()  # bf16/fp16 logits: sum the loss in float32
     total = F.cross_entropy(flat, picked, reduction="sum")
