@@ -5,7 +5,9 @@ backend runs under ``torch.profiler``; ATen operators' self CPU time is grouped
 into matrix multiplies (``mm``, ``addmm``, ``addmm_``, ``bmm``, oneDNN's RNN
 kernels count here too since they are matmul-bound), elementwise and other
 operators (with the self time of rnnkit's compiled loops, ``rnnkit_loops::*``,
-which is their fused elementwise passes), and the remainder of the wall time
+which is their fused elementwise passes and, where they run on MKL's packed GEMM
+rather than oneDNN or ATen, their per-step matrix multiplies too: those calls are
+not operators the profiler sees), and the remainder of the wall time
 (Python, autograd's engine, dispatch between operators). ``fused-py`` is the fused
 backend on its Python loops (``rnnkit.bptt.compiled.enabled(False)``). The
 profiler adds overhead to every operator call, so absolute times are inflated;
@@ -32,7 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, publish
 from speed import PROBLEMS, build
 
-MATMUL = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::mkldnn_rnn_layer"}
+MATMUL = {
+    "aten::mm",
+    "aten::addmm",
+    "aten::addmm_",
+    "aten::bmm",
+    "aten::mkldnn_rnn_layer",
+    "mkldnn::_linear_pointwise",  # the compiled loops' per-step products on oneDNN
+}
 MATMUL_PREFIXES = ("aten::mkldnn_rnn", "aten::_mkldnn")
 STRUCTURAL = {
     "aten::select",
@@ -79,7 +88,10 @@ def split(problem_key: str, cell: str, candidate: str) -> dict[str, float]:
     matmul = elementwise = 0.0
     calls = 0
     for event in prof.key_averages():
-        if not event.key.startswith(("aten::", "rnnkit_loops::")) or event.key in STRUCTURAL:
+        if (
+            not event.key.startswith(("aten::", "rnnkit_loops::", "mkldnn::"))
+            or event.key in STRUCTURAL
+        ):
             continue
         ms = event.self_cpu_time_total / 1e3
         if event.key in MATMUL or event.key.startswith(MATMUL_PREFIXES):

@@ -72,20 +72,24 @@ def build(problem: Problem, cell: str, candidate: str) -> tuple[nn.Module, torch
     return Recurrent.from_torch(reference, backend=candidate), inputs
 
 
-def measure(problem: Problem, cell: str, repeats: int) -> list[tuple[str, float, float, float]]:
+def measure(
+    problem: Problem, cell: str, repeats: int, backends: tuple[str, ...] = BACKENDS
+) -> list[tuple[str, float, float, float]]:
     """(candidate, min ms, median ms, speed vs torch.nn) for torch.nn and each backend."""
     candidates: dict[str, Callable[[], object]] = {}
-    for name in ("torch.nn", *BACKENDS):
+    for name in ("torch.nn", *backends):
         candidates[name] = training_step(*build(problem, cell, name))
     timings = time_interleaved(candidates, repeats)
     base = timings["torch.nn"].median
     return [(name, t.min * 1e3, t.median * 1e3, base / t.median) for name, t in timings.items()]
 
 
-def measure_inference(problem: Problem, cell: str, repeats: int) -> list[tuple[str, float, float]]:
+def measure_inference(
+    problem: Problem, cell: str, repeats: int, backends: tuple[str, ...] = BACKENDS[:3]
+) -> list[tuple[str, float, float]]:
     """(candidate, median ms, speed vs torch.nn) of a forward pass under ``torch.no_grad``."""
     candidates: dict[str, Callable[[], object]] = {}
-    for name in ("torch.nn", "auto", "fused", "native"):
+    for name in ("torch.nn", *backends):
         module, inputs = build(problem, cell, name)
 
         def forward(module: nn.Module = module, inputs: torch.Tensor = inputs) -> None:
@@ -111,10 +115,12 @@ def peak_step_memory(problem_key: str, cell: str, candidate: str, threads: int) 
     return (status_kib("VmHWM") - before) / 1024
 
 
-def measure_memory(problem: Problem, cell: str, threads: int) -> dict[str, float]:
+def measure_memory(
+    problem: Problem, cell: str, threads: int, backends: tuple[str, ...] = BACKENDS
+) -> dict[str, float]:
     """Peak step memory (MiB) of every candidate, each in a fresh process."""
     result = {}
-    for name in ("torch.nn", *BACKENDS):
+    for name in ("torch.nn", *backends):
         call = f"__import__('speed').peak_step_memory({problem.label!r}, {cell!r}, {name!r}, {threads})"
         result[name] = float(run_isolated(call))
     return result
@@ -125,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default="a,b,c", help="comma-separated of a, b, c (a,b,c)")
     parser.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (7)")
+    parser.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help=f"comma-separated rnnkit backends timed against torch.nn ({','.join(BACKENDS)})",
+    )
+    parser.add_argument("--no-training", action="store_true", help="skip the training-step table")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (2)")
     parser.add_argument("--write", type=Path, help="replace the speed table in this markdown file")
     parser.add_argument(
@@ -134,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         "--inference", action="store_true", help="also time forward passes under no_grad"
     )
     args = parser.parse_args(argv)
+    backends = tuple(args.backends.split(","))
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        parser.error(f"--backends: unknown {unknown}; expected some of {list(BACKENDS)}")
     torch.set_num_threads(args.threads)
     training = {name: Recurrent(name, 2, 2).resolve_backend() for name in TORCH_TYPES}
     with torch.no_grad():
@@ -157,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         + (" peak MiB | memory vs torch.nn |" if args.memory else ""),
         "|---|---|---|---:|---:|---:|" + ("---:|---:|" if args.memory else ""),
     ]
-    for key in args.configs.split(","):
+    for key in [] if args.no_training else args.configs.split(","):
         problem = PROBLEMS[key]
         for cell in args.cells.split(","):
-            memory = measure_memory(problem, cell, args.threads) if args.memory else {}
-            for name, low, median, ratio in measure(problem, cell, args.repeats):
+            memory = measure_memory(problem, cell, args.threads, backends) if args.memory else {}
+            for name, low, median, ratio in measure(problem, cell, args.repeats, backends):
                 row = f"| {problem} | {cell} | {name} | {low:.1f} | {median:.1f} | {ratio:.2f}× |"
                 if args.memory:
                     row += f" {memory[name]:.1f} | {memory[name] / memory['torch.nn']:.2f}× |"
@@ -177,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for key in args.configs.split(","):
             for cell in args.cells.split(","):
-                for name, median, ratio in measure_inference(PROBLEMS[key], cell, args.repeats):
+                timed = tuple(b for b in backends if b != "unrolled")
+                for name, median, ratio in measure_inference(
+                    PROBLEMS[key], cell, args.repeats, timed
+                ):
                     row = f"| {PROBLEMS[key]} | {cell} | {name} | {median:.1f} | {ratio:.2f}× |"
                     print(row, flush=True)
                     lines.append(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator
 
@@ -113,6 +114,59 @@ def test_unneeded_gradients_are_not_computed() -> None:
         assert len(results[0]) == len(results[1]) == 3
         for a, b in zip(*results, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@contextlib.contextmanager
+def step_product(path: str) -> Iterator[None]:
+    """Force the compiled loops' per-step products onto one path (see loops.cpp)."""
+    ops = compiled.load()
+    previous = ops.step_product(path)
+    try:
+        yield
+    finally:
+        ops.step_product(previous)
+
+
+@pytest.mark.usefixtures("built")
+@pytest.mark.parametrize("path", ["onednn", "packed", "aten"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_step_product_path_gives_the_python_loops_numbers_in_float32(
+    name: str, ragged: bool, path: str
+) -> None:
+    # oneDNN's and MKL's packed products run only in float32 (float64 always takes
+    # at::addmm), so they are compared here in float32: the Python loops' products
+    # are at::addmm's, the same sums in another order. Ragged batches mix full
+    # steps (packed path) and shorter ones (at::addmm) in one loop.
+    torch.manual_seed(3)
+    stack = Recurrent(name, 5, 24, num_layers=2, bidirectional=True, backend="fused")
+    x = torch.randn(6, 9, 5)
+    lengths = [9, 9, 7, 4, 2, 1] if ragged else None
+    with compiled.enabled(False):
+        expected = run(stack, x, lengths)
+    with step_product(path):
+        actual = run(stack, x, lengths)
+    tolerance = 64 * torch.finfo(torch.float32).eps
+    for a, b in zip(actual, expected, strict=True):
+        assert (a - b).abs().max() <= tolerance * max(b.abs().max().item(), 1.0)
+
+
+@pytest.mark.usefixtures("built")
+def test_the_step_product_rule_takes_onednn_only_for_large_float32_steps() -> None:
+    ops = compiled.load()
+    large, small = torch.zeros(512, 2048), torch.zeros(128, 512)  # (K, N): H → 4H
+    with step_product("onednn"):
+        has_onednn = ops.step_product_path(small, 16) == "onednn"
+    with step_product("packed"):
+        has_mkl = ops.step_product_path(small, 16) == "packed"
+    fallback = "packed" if has_mkl else "aten"
+    assert ops.step_product_path(large, 64) == ("onednn" if has_onednn else fallback)
+    assert ops.step_product_path(small, 16) == fallback
+    assert ops.step_product_path(large.double(), 64) == "aten"
+    with step_product("aten"):
+        assert ops.step_product_path(large, 64) == "aten"
+    with pytest.raises(RuntimeError, match="step_product expects"):
+        ops.step_product("mkl")
 
 
 @settings(max_examples=30)

@@ -32,6 +32,28 @@ elementwise work, and the backward adds its weight-gradient terms chunk by chunk
 (``docs/bptt.md``, "The compiled loops"). Both read and write the same buffers and
 are tested against each other.
 
+The per-step matrix multiply is what decided the LSTM's speed against torch.nn.
+Through ``at::addmm`` every step handed the recurrent matrix to MKL, which
+re-packed all of it (H × 4H) at every call, and on AMD CPUs MKL runs its generic
+kernels while torch.nn's LSTM runs oneDNN's AVX-512 ones: on the CI machine kind
+the fused LSTM trained at 0.90–0.95× torch.nn at configs (a) and (b). The
+compiled loops now prepare the matrix once per loop and run every step on it:
+oneDNN's reordered weight with the addend fused in for large float32 steps, MKL's
+packed GEMM for the others, ``at::addmm`` for float64 and ragged steps (``loops.cpp``,
+``StepProduct``; ``docs/bptt.md`` has the measurements, including the hypotheses
+that did not pan out: the gradient chunks, the weight layout, per-thread blocks).
+
+Precision under autocast (``--precision bf16``): :func:`_run_cell` casts the
+layer's input and initial state to the parameters' dtype (float32) and runs the
+Function with autocast off, so everything here (the input projection, the
+recurrence, the compiled loops, which run for float32, and the whole backward)
+is float32; only the operations outside the recurrent layers run under autocast
+(in bfloat16 where autocast casts them, the output layers' matrix multiplies for
+instance). The outputs are float32 and the gradient
+arriving from a bfloat16 consumer is cast back to float32 by autograd. A bfloat16
+recurrence would round the carried state to 8 significant bits at every step; it
+is not offered (not measured faster and accurate enough).
+
 The Functions take time-major inputs ``(T, B, I)`` whose batch is sorted by
 length, longest first, and run left to right. Step t then updates only the first
 ``batch_sizes[t]`` rows (the rows whose sequences are still running), exactly as a

@@ -3,9 +3,10 @@
 // Why this exists: the Python loops in fused.py already do the least work the
 // equations allow, but each step is several small ATen calls, and at small sizes
 // (B = 16, H = 128) each call costs a few microseconds of Python and dispatch,
-// more than its arithmetic. Here each step is one matrix multiply (ATen's, the
-// same BLAS) plus one pass over the step's elements that does all of the step's
-// elementwise work at once.
+// more than its arithmetic. Here each step is one matrix multiply on a recurrent
+// matrix prepared once per loop (StepProduct, below: oneDNN's or MKL's packed GEMM)
+// plus one pass over the step's elements that does all of the step's elementwise
+// work at once.
 //
 // The buffers and their meaning are exactly those of fused.py and docs/bptt.md:
 // every function takes the tensors the Python loop would use, prepared by the same
@@ -19,12 +20,18 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <dlfcn.h>
 #include <torch/library.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -33,7 +40,9 @@ using at::Tensor;
 
 // ----------------------------------------------------------------- elementwise math
 
-inline float exp_fast(float x) {
+// Always inlined: a call in a loop stops gcc from vectorising it (it did, in the RNN
+// forward's four-way loop, before this attribute).
+__attribute__((always_inline)) inline float exp_fast(float x) {
   // e^x = 2^n · e^r, n = round(x / ln 2), |r| ≤ ln 2 / 2; ln 2 split in two
   // (Cody-Waite) so that x − n·ln 2 is exact enough in float.
   // Clamped with comparisons, not fmin/fmax: gcc vectorises these (with
@@ -52,22 +61,27 @@ inline float exp_fast(float x) {
   return er * __builtin_bit_cast(float, bits);
 }
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
+__attribute__((always_inline)) inline float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
 inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 // tanh(x) = 1 − 2 / (1 + e^{2x}): saturates to ±1 without overflow.
-inline float tanh_(float x) { return 1.0f - 2.0f / (1.0f + exp_fast(2.0f * x)); }
+__attribute__((always_inline)) inline float tanh_(float x) { return 1.0f - 2.0f / (1.0f + exp_fast(2.0f * x)); }
 inline double tanh_(double x) { return std::tanh(x); }
 
 // ----------------------------------------------------------------- one row of one step
 // Plain functions over restrict pointers, one sequence row (H units) each, so the
 // compiler vectorises them; the time loops below call them row by row.
 
-template <typename T>
-__attribute__((noinline)) void lstm_forward_row(T* __restrict__ o, T* __restrict__ i, T* __restrict__ f, T* __restrict__ g,
+// The forward rows read the step's pre-activations from p: either the output row
+// itself (kInPlace, p == o) or a separate buffer (the oneDNN product's). Two
+// instantiations rather than one without __restrict__, which gcc does not vectorise.
+template <typename T, bool kInPlace>
+__attribute__((noinline)) void lstm_forward_row(const T* __restrict__ p, T* __restrict__ o, T* __restrict__ i, T* __restrict__ f, T* __restrict__ g,
                       const T* __restrict__ cp, T* __restrict__ c, T* __restrict__ y,
                       int64_t H) {
+  const T* q = kInPlace ? o : p;  // in place, p == o: read through o (q is based on o)
   for (int64_t j = 0; j < H; ++j) {
-    const T so = sigmoid(o[j]), si = sigmoid(i[j]), sf = sigmoid(f[j]), sg = sigmoid(g[j]);
+    const T so = sigmoid(q[j]), si = sigmoid(kInPlace ? i[j] : q[H + j]),
+            sf = sigmoid(kInPlace ? f[j] : q[2 * H + j]), sg = sigmoid(kInPlace ? g[j] : q[3 * H + j]);
     o[j] = so;
     i[j] = si;
     f[j] = sf;
@@ -97,14 +111,18 @@ __attribute__((noinline)) void lstm_backward_row(const T* __restrict__ d, const 
   }
 }
 
-template <typename T>
-__attribute__((noinline)) void gru_forward_row(T* __restrict__ r, T* __restrict__ z, const T* __restrict__ hn,
+// p: the row's [a_r, a_z, ĥ] (3H): r itself (kInPlace) or a separate buffer (the
+// oneDNN product's), as for the LSTM.
+template <typename T, bool kInPlace>
+__attribute__((noinline)) void gru_forward_row(const T* __restrict__ p, T* __restrict__ r, T* __restrict__ z, T* __restrict__ hn,
                      T* __restrict__ n, const T* __restrict__ hp, T* __restrict__ y, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
-    const T sr = sigmoid(r[j]), sz = sigmoid(z[j]);
+    const T sr = sigmoid(kInPlace ? r[j] : p[j]), sz = sigmoid(kInPlace ? z[j] : p[H + j]);
+    const T h_hat = kInPlace ? hn[j] : p[2 * H + j];
     r[j] = sr;
     z[j] = sz;
-    const T nn = tanh_(n[j] + sr * hn[j]);
+    if (!kInPlace) hn[j] = h_hat;
+    const T nn = tanh_(n[j] + sr * h_hat);
     n[j] = nn;
     y[j] = nn + sz * (hp[j] - nn);  // h_t = n + z ⊙ (h_{t−1} − n)
   }
@@ -125,6 +143,164 @@ __attribute__((noinline)) void gru_backward_row(
     q_n[j] = dn * r[j];
     q_r[j] = dn * hn[j] * r[j] * (T(1) - r[j]);
     q_z[j] = d[j] * (hp[j] - n[j]) * z[j] * (T(1) - z[j]);
+  }
+}
+
+// ----------------------------------------------------------------- the per-step product
+// Every step of every loop multiplies by the same recurrent matrix: h_{t−1}·Wᵀ in the
+// forward, dA_{t+1}·W in the backward, B rows at a time. at::addmm hands each of
+// these to BLAS (torch's MKL), which re-packs the whole matrix (H × G·H) into its
+// internal layout at every call: that copy alone was about a tenth of a training
+// step. On AMD CPUs MKL also runs its generic kernels, slower than oneDNN's AVX-512
+// ones for the same work (oneDNN's are what torch.nn.LSTM uses on the CPU). And
+// each at::addmm on a Tensor view costs microseconds of view creation and dispatch,
+// which at B = 16, H = 128 is as much as the arithmetic. StepProduct prepares the
+// matrix once per loop and runs every step on raw pointers:
+//
+//   * "onednn" (float32, M·K·N > 2^25): the matrix reordered once
+//     (mkldnn::_reorder_linear_weight), each step one mkldnn::_linear_pointwise with
+//     the addend fused in (its "add" post-op); the sum lands in a new buffer, which
+//     the caller reads in place of `out`.
+//   * "packed" (float32, smaller steps): cblas_sgemm_pack once, cblas_sgemm_compute
+//     per full-batch step (steps with fewer rows, ragged batches, use at::addmm).
+//   * "aten" otherwise (float64, neither library): at::addmm, as before.
+//
+// Both libraries are found at run time (the dispatcher's operator table; dlsym in
+// the libtorch_cpu this library links), so the build needs neither header and a
+// torch without them takes the last path. The threshold is where oneDNN's per-call
+// overhead stops mattering, measured on the CI machine kind (docs/bptt.md).
+
+using linear_add_fn = Tensor(const Tensor&, const Tensor&, const Tensor&,
+                             const std::optional<Tensor>&, std::string_view);
+using reorder_fn = Tensor(const Tensor&, std::optional<int64_t>);
+using pack_size_fn = size_t (*)(int, int, int, int);
+using pack_fn = void (*)(int, int, int, int, int, int, float, const float*, int, float*);
+using compute_fn = void (*)(int, int, int, int, int, int, const float*, int, const float*, int,
+                            float, float*, int);
+
+struct Libraries {
+  std::optional<c10::TypedOperatorHandle<linear_add_fn>> linear_add;
+  std::optional<c10::TypedOperatorHandle<reorder_fn>> reorder;
+  pack_size_fn pack_size = nullptr;
+  pack_fn pack = nullptr;
+  compute_fn compute = nullptr;
+
+  Libraries() {
+    auto& dispatcher = c10::Dispatcher::singleton();
+    auto linear = dispatcher.findSchema({"mkldnn::_linear_pointwise", "binary"});
+    auto order = dispatcher.findSchema({"mkldnn::_reorder_linear_weight", ""});
+    if (linear.has_value() && order.has_value()) {
+      linear_add = linear->typed<linear_add_fn>();
+      reorder = order->typed<reorder_fn>();
+    }
+    // libtorch_cpu is loaded already (this library links it); RTLD_NOLOAD only finds it.
+    void* torch_cpu = dlopen("libtorch_cpu.so", RTLD_NOW | RTLD_NOLOAD);
+    if (torch_cpu != nullptr) {
+      pack_size = reinterpret_cast<pack_size_fn>(dlsym(torch_cpu, "cblas_sgemm_pack_get_size"));
+      pack = reinterpret_cast<pack_fn>(dlsym(torch_cpu, "cblas_sgemm_pack"));
+      compute = reinterpret_cast<compute_fn>(dlsym(torch_cpu, "cblas_sgemm_compute"));
+    }
+    if (pack_size == nullptr || pack == nullptr || compute == nullptr) {
+      pack_size = nullptr;
+      pack = nullptr;
+      compute = nullptr;
+    }
+  }
+  static const Libraries& get() {
+    static const Libraries libraries;
+    return libraries;
+  }
+};
+
+// MKL's CBLAS constants (mkl_cblas.h).
+constexpr int kRowMajor = 101, kNoTrans = 111, kPacked = 151, kBMatrix = 162;
+constexpr int64_t kOneDnnWork = int64_t{1} << 25;  // M·K·N above which oneDNN is used
+
+// "auto" (the rule above), or a path forced by name where it can run ("aten" always
+// can). Tests force each path to compare them; benchmarks to time them.
+std::string& forced_path() {
+  static std::string path = "auto";
+  return path;
+}
+
+class StepProduct {
+ public:
+  enum class Path { onednn, packed, aten };
+
+  // w: the (K, N) right operand, any strides; rows: the most rows of a step (B).
+  StepProduct(const Tensor& w, int64_t rows) : w_(w), rows_(rows) {
+    const auto& libs = Libraries::get();
+    const int64_t K = w.size(0), N = w.size(1);
+    const std::string& forced = forced_path();
+    const bool f32 = w.scalar_type() == at::kFloat && w.device().is_cpu();
+    const bool large = forced == "auto" ? rows * K * N > kOneDnnWork : forced == "onednn";
+    if (!f32 || forced == "aten") return;
+    if (large && libs.linear_add.has_value() && at::globalContext().userEnabledMkldnn()) {
+      path_ = Path::onednn;
+      packed_ = libs.reorder->call(w.t().contiguous(), rows);  // (N, K), oneDNN's layout
+    } else if (libs.pack != nullptr) {
+      path_ = Path::packed;
+      const Tensor wc = w.contiguous();
+      const size_t bytes = libs.pack_size(kBMatrix, rows, N, K);
+      packed_ = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 16}, w.options());
+      libs.pack(kRowMajor, kBMatrix, kNoTrans, rows, N, K, 1.0f, wc.data_ptr<float>(), N,
+                packed_.data_ptr<float>());
+    }
+  }
+
+  Path path() const { return path_; }
+
+  // out (m × N, contiguous) holds the addend; a (m × K, contiguous) the left factor.
+  // Returns where out + a·w now is: `out` itself, or (oneDNN) a buffer owned by this
+  // object until the next call, which the caller reads instead.
+  template <typename scalar_t>
+  const scalar_t* add(scalar_t* out, const scalar_t* a, int64_t m) const {
+    const int64_t K = w_.size(0), N = w_.size(1);
+    if (m == 0) return out;
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (path_ == Path::packed && m == rows_) {
+        Libraries::get().compute(kRowMajor, kNoTrans, kPacked, m, N, K, a, K,
+                                 packed_.data_ptr<float>(), N, 1.0f, out, N);
+        return out;
+      }
+      if (path_ == Path::onednn) {
+        const auto options = w_.options();
+        sum_ = Libraries::get().linear_add->call(
+            at::from_blob(const_cast<float*>(a), {m, K}, options),
+            at::from_blob(out, {m, N}, options), packed_, std::nullopt, "add");
+        return sum_.data_ptr<float>();
+      }
+    }
+    const auto options = w_.options();
+    at::from_blob(out, {m, N}, options)
+        .addmm_(at::from_blob(const_cast<scalar_t*>(a), {m, K}, options), w_);
+    return out;
+  }
+
+ private:
+  Tensor w_;
+  int64_t rows_;
+  Path path_ = Path::aten;
+  Tensor packed_;
+  mutable Tensor sum_;  // the last oneDNN result
+};
+
+// Set the path of the per-step products ("auto", "onednn", "packed", "aten"); returns
+// the previous setting. For tests and benchmarks.
+std::string step_product(std::string_view path) {
+  TORCH_CHECK(path == "auto" || path == "onednn" || path == "packed" || path == "aten",
+              "rnnkit loops: step_product expects auto, onednn, packed or aten, got ", path);
+  std::string previous = forced_path();
+  forced_path() = std::string(path);
+  return previous;
+}
+
+// The path StepProduct takes for this right operand (K, N) and row count.
+std::string step_product_path(const Tensor& w, int64_t rows) {
+  switch (StepProduct(w, rows).path()) {
+    case StepProduct::Path::onednn: return "onednn";
+    case StepProduct::Path::packed: return "packed";
+    default: return "aten";
   }
 }
 
@@ -178,8 +354,12 @@ struct Chunks {
   int64_t index(int64_t t) const { return (T - 1 - t) / K; }
   int64_t first(int64_t t) const { return std::max<int64_t>(0, T - (index(t) + 1) * K); }
   int64_t length(int64_t t) const { return T - index(t) * K - first(t); }
-  // This step's (B, width) slot.
+  // This step's (B, width) slot, as a tensor and as a pointer (no view: per step).
   Tensor at(int64_t t) const { return ring[index(t) % 2][t - first(t)]; }
+  template <typename scalar_t>
+  scalar_t* ptr(int64_t t) const {
+    return ring[index(t) % 2].data_ptr<scalar_t>() + (t - first(t)) * B * ring[0].size(2);
+  }
   // The rows of the chunk that ends (going backwards) at step t: (n·B, width).
   Tensor rows(int64_t t) const {
     const int64_t n = length(t);
@@ -216,21 +396,31 @@ void add_input_terms(Tensor& dx, Tensor& dU, Tensor& db, const Tensor& D, const 
   if (db.defined()) db.narrow(0, c0, width).add_(D.sum(0));
 }
 
-// δ_t for rows [0, b) into `delta`: G_t (+ ∂L/∂h_final at the last step) + D_{t+1}·W.
-// G may have any strides (an expanded or transposed ∂L/∂Y is read in place); rows
-// [b, B) of `delta` are zeroed, so a later, larger step never reads stale rows.
-void seed_delta(Tensor& delta, const Tensor& G, const std::optional<Tensor>& grad_h,
-                const Tensor& next, const Tensor& W, int64_t t, int64_t b) {
-  const int64_t T = G.size(0), B = G.size(1);
-  if (b < B) delta.narrow(0, b, B - b).zero_();
-  if (b == 0) return;
-  Tensor d = delta.narrow(0, 0, b);
-  if (t == T - 1) {
-    d.copy_(G[t].narrow(0, 0, b));
-    if (grad_h.has_value() && grad_h->defined()) d.add_(grad_h->narrow(0, 0, b));
+// δ_t for rows [0, b): G_t (+ ∂L/∂h_final at the last step) + D_{t+1}·W, with `next`
+// = D_{t+1} (B rows, contiguous). G_t is copied into `delta` first; the product then
+// adds to it, and the pointer returned is where δ_t is: `delta`, or the product's own
+// buffer (oneDNN), valid until its next call. G may have any strides (an expanded or
+// transposed ∂L/∂Y is read in place); rows [b, B) of `delta` are zeroed, so a later,
+// larger step never reads stale rows.
+template <typename scalar_t>
+const scalar_t* seed_delta(Tensor& delta, const Tensor& G, const std::optional<Tensor>& grad_h,
+                           const scalar_t* next, const StepProduct& times_W, int64_t t,
+                           int64_t b) {
+  const int64_t T = G.size(0), B = G.size(1), H = G.size(2);
+  scalar_t* d = delta.data_ptr<scalar_t>();
+  if (b < B) std::fill(d + b * H, d + B * H, scalar_t(0));
+  if (b == 0) return d;
+  if (G.stride(2) == 1) {  // rows of G_t copied as they lie, no tensor views per step
+    const scalar_t* g = G.data_ptr<scalar_t>() + t * G.stride(0);
+    for (int64_t r = 0; r < b; ++r) std::memcpy(d + r * H, g + r * G.stride(1), H * sizeof(scalar_t));
   } else {
-    at::addmm_out(d, G[t].narrow(0, 0, b), next.narrow(0, 0, b), W);
+    delta.narrow(0, 0, b).copy_(G[t].narrow(0, 0, b));
   }
+  if (t == T - 1) {
+    if (grad_h.has_value() && grad_h->defined()) delta.narrow(0, 0, b).add_(grad_h->narrow(0, 0, b));
+    return d;
+  }
+  return times_W.add(d, next, b);
 }
 
 Tensor zeros_if(bool needed, at::IntArrayRef sizes, const at::TensorOptions& options) {
@@ -248,21 +438,32 @@ Tensor rnn_forward(Tensor Y, const Tensor& h0_, const Tensor& w_t, at::IntArrayR
   const Tensor h0 = h0_.contiguous();
   const int64_t T = Y.size(0), B = Y.size(1), H = Y.size(2);
   check_sizes(batch_sizes, T);
+  const StepProduct times_W(w_t, B);
   AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "rnn_forward", [&] {
+    scalar_t* Yp = Y.data_ptr<scalar_t>();
+    const scalar_t* h0p = h0.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t b = rows_at(batch_sizes, t, B);
-      scalar_t* y = Y.data_ptr<scalar_t>() + t * B * H;
+      scalar_t* y = Yp + t * B * H;
       if (b < B) std::fill(y + b * H, y + B * H, scalar_t(0));
       if (b == 0) continue;
-      const Tensor hp = (t == 0 ? h0 : Y[t - 1]).narrow(0, 0, b);
-      Y[t].narrow(0, 0, b).addmm_(hp, w_t);  // a_t = U·x_t + b + W·h_{t−1}
+      const scalar_t* hp = t == 0 ? h0p : Yp + (t - 1) * B * H;
+      const scalar_t* a = times_W.add(y, hp, b);  // a_t = U·x_t + b + W·h_{t−1}
       over_rows(b, H, [&](int64_t r0, int64_t r1) {
+        // a is y itself or the product's buffer; each pass sees one of them only.
         scalar_t* __restrict__ v = y + r0 * H;
+        const scalar_t* __restrict__ u = a == y ? v : a + r0 * H;
         const int64_t n = (r1 - r0) * H;
-        if (relu) {
-          for (int64_t k = 0; k < n; ++k) v[k] = v[k] > scalar_t(0) ? v[k] : scalar_t(0);
+        if (a == y) {
+          if (relu) {
+            for (int64_t k = 0; k < n; ++k) v[k] = v[k] > scalar_t(0) ? v[k] : scalar_t(0);
+          } else {
+            for (int64_t k = 0; k < n; ++k) v[k] = tanh_(v[k]);
+          }
+        } else if (relu) {
+          for (int64_t k = 0; k < n; ++k) v[k] = u[k] > scalar_t(0) ? u[k] : scalar_t(0);
         } else {
-          for (int64_t k = 0; k < n; ++k) v[k] = tanh_(v[k]);
+          for (int64_t k = 0; k < n; ++k) v[k] = tanh_(u[k]);
         }
       });
     }
@@ -290,15 +491,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
   Tensor db = zeros_if(needs[3], {H}, options);
   Chunks chunks(T, B, H, options, Chunks::steps_for(T, B, H, chunk));
   Tensor delta = at::empty({B, H}, options);
+  const StepProduct times_W(w_hh, B);
   AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "rnn_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t b = rows_at(batch_sizes, t, B);
-      Tensor slot = chunks.at(t);  // (B, H), becomes dA_t
-      scalar_t* da = slot.data_ptr<scalar_t>();
+      scalar_t* da = chunks.ptr<scalar_t>(t);  // (B, H), becomes dA_t
       if (b < B) std::fill(da + b * H, da + B * H, scalar_t(0));
-      seed_delta(delta, G, grad_h, t < T - 1 ? chunks.at(t + 1) : delta, w_hh, t, b);
+      const scalar_t* next = t < T - 1 ? chunks.ptr<scalar_t>(t + 1) : nullptr;
+      const scalar_t* dv_ = seed_delta(delta, G, grad_h, next, times_W, t, b);
       if (b > 0) {
-        const scalar_t* __restrict__ dv = delta.data_ptr<scalar_t>();
+        const scalar_t* __restrict__ dv = dv_;
         const scalar_t* __restrict__ y = Y.data_ptr<scalar_t>() + t * B * H;
         over_rows(b, H, [&](int64_t r0, int64_t r1) {
           for (int64_t k = r0 * H; k < r1 * H; ++k) {
@@ -336,20 +538,30 @@ std::tuple<Tensor, Tensor> lstm_forward(Tensor A, const Tensor& h0_, const Tenso
   const auto options = A.options();
   Tensor C = full ? at::empty({T, B, H}, options) : at::zeros({T, B, H}, options);
   Tensor Y = full ? at::empty({T, B, H}, options) : at::zeros({T, B, H}, options);
+  const StepProduct times_W(w_t, B);
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_forward", [&] {
+    scalar_t* Ap = A.data_ptr<scalar_t>();
+    scalar_t* Cp = C.data_ptr<scalar_t>();
+    scalar_t* Yp = Y.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t b = rows_at(batch_sizes, t, B);
       if (b == 0) continue;
-      const Tensor hp = (t == 0 ? h0 : Y[t - 1]).narrow(0, 0, b);
-      A[t].narrow(0, 0, b).addmm_(hp, w_t);
-      scalar_t* a = A.data_ptr<scalar_t>() + t * B * 4 * H;
-      const scalar_t* cprev = t == 0 ? c0.data_ptr<scalar_t>() : C.data_ptr<scalar_t>() + (t - 1) * B * H;
-      scalar_t* c = C.data_ptr<scalar_t>() + t * B * H;
-      scalar_t* y = Y.data_ptr<scalar_t>() + t * B * H;
+      scalar_t* a = Ap + t * B * 4 * H;
+      const scalar_t* hp = t == 0 ? h0.data_ptr<scalar_t>() : Yp + (t - 1) * B * H;
+      const scalar_t* pre = times_W.add(a, hp, b);  // U·x_t + b + W·h_{t−1}
+      const scalar_t* cprev = t == 0 ? c0.data_ptr<scalar_t>() : Cp + (t - 1) * B * H;
+      scalar_t* c = Cp + t * B * H;
+      scalar_t* y = Yp + t * B * H;
       over_rows(b, 4 * H, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           scalar_t* o = a + r * 4 * H;
-          lstm_forward_row(o, o + H, o + 2 * H, o + 3 * H, cprev + r * H, c + r * H, y + r * H, H);
+          if (pre == a) {
+            lstm_forward_row<scalar_t, true>(o, o, o + H, o + 2 * H, o + 3 * H, cprev + r * H,
+                                             c + r * H, y + r * H, H);
+          } else {
+            lstm_forward_row<scalar_t, false>(pre + r * 4 * H, o, o + H, o + 2 * H, o + 3 * H,
+                                              cprev + r * H, c + r * H, y + r * H, H);
+          }
         }
       });
     }
@@ -393,6 +605,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   const Tensor grad_c = has_grad_c ? grad_c_->contiguous() : Tensor();
   if (has_grad_c && full) carry.copy_(grad_c);
   int64_t joined = 0;  // rows whose backward pass has started (a prefix of the sorted batch)
+  const StepProduct times_W(w, B);
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "lstm_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t b = rows_at(batch_sizes, t, B);
@@ -400,12 +613,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
         if (has_grad_c) carry.narrow(0, joined, b - joined).copy_(grad_c.narrow(0, joined, b - joined));
         joined = b;
       }
-      Tensor slot = chunks.at(t);  // (B, 4H), becomes dA_t
-      scalar_t* dat = slot.data_ptr<scalar_t>();
+      scalar_t* dat = chunks.ptr<scalar_t>(t);  // (B, 4H), becomes dA_t
       if (b < B) std::fill(dat + b * 4 * H, dat + B * 4 * H, scalar_t(0));
-      seed_delta(delta, G, grad_h, t < T - 1 ? chunks.at(t + 1) : delta, w, t, b);
+      const scalar_t* next = t < T - 1 ? chunks.ptr<scalar_t>(t + 1) : nullptr;
+      const scalar_t* gt = seed_delta(delta, G, grad_h, next, times_W, t, b);
       if (b > 0) {
-        const scalar_t* gt = delta.data_ptr<scalar_t>();
         const scalar_t* at_ = A.data_ptr<scalar_t>() + t * B * 4 * H;
         const scalar_t* ct = C.data_ptr<scalar_t>() + t * B * H;
         const scalar_t* cprev =
@@ -447,20 +659,27 @@ Tensor gru_forward(Tensor S, Tensor N, const Tensor& h0_, const Tensor& w_t,
   const int64_t T = N.size(0), B = N.size(1), H = N.size(2);
   check_sizes(batch_sizes, T);
   Tensor Y = batch_sizes.empty() ? at::empty({T, B, H}, N.options()) : at::zeros({T, B, H}, N.options());
+  const StepProduct times_W(w_t, B);
   AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "gru_forward", [&] {
+    scalar_t* Yp = Y.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t b = rows_at(batch_sizes, t, B);
       if (b == 0) continue;
-      const Tensor hp_t = (t == 0 ? h0 : Y[t - 1]);
-      S[t].narrow(0, 0, b).addmm_(hp_t.narrow(0, 0, b), w_t);
       scalar_t* st = S.data_ptr<scalar_t>() + t * B * 3 * H;
+      const scalar_t* hprev = t == 0 ? h0.data_ptr<scalar_t>() : Yp + (t - 1) * B * H;
+      const scalar_t* pre = times_W.add(st, hprev, b);  // [a_r, a_z, W_n·h + b_hn]
       scalar_t* nt = N.data_ptr<scalar_t>() + t * B * H;
-      const scalar_t* hprev = hp_t.data_ptr<scalar_t>();
-      scalar_t* yt = Y.data_ptr<scalar_t>() + t * B * H;
+      scalar_t* yt = Yp + t * B * H;
       over_rows(b, 3 * H, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           scalar_t* rg = st + r * 3 * H;
-          gru_forward_row(rg, rg + H, rg + 2 * H, nt + r * H, hprev + r * H, yt + r * H, H);
+          if (pre == st) {
+            gru_forward_row<scalar_t, true>(rg, rg, rg + H, rg + 2 * H, nt + r * H,
+                                            hprev + r * H, yt + r * H, H);
+          } else {
+            gru_forward_row<scalar_t, false>(pre + r * 3 * H, rg, rg + H, rg + 2 * H, nt + r * H,
+                                             hprev + r * H, yt + r * H, H);
+          }
         }
       });
     }
@@ -496,18 +715,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
   Chunks chunks(T, B, 3 * H, options, K);  // dS_t
   Chunks slopes(T, B, H, options, K);  // δ_t ⊙ ∂h/∂a^n, same chunk boundaries
   Tensor deltas[2] = {at::empty({B, H}, options), at::empty({B, H}, options)};  // δ_t, δ_{t+1}
+  const StepProduct times_W(w_hh, B);
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "gru_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t b = rows_at(batch_sizes, t, B);
-      Tensor slot = chunks.at(t), slope_slot = slopes.at(t);
-      scalar_t* qt = slot.data_ptr<scalar_t>();
-      scalar_t* sl = slope_slot.data_ptr<scalar_t>();
+      scalar_t* qt = chunks.ptr<scalar_t>(t);
+      scalar_t* sl = slopes.ptr<scalar_t>(t);
       if (b < B) {
         std::fill(qt + b * 3 * H, qt + B * 3 * H, scalar_t(0));
         std::fill(sl + b * H, sl + B * H, scalar_t(0));
       }
       Tensor& delta = deltas[t % 2];
-      seed_delta(delta, G, grad_h, t < T - 1 ? chunks.at(t + 1) : delta, w_hh, t, b);
+      const scalar_t* next = t < T - 1 ? chunks.ptr<scalar_t>(t + 1) : nullptr;
+      const scalar_t* seeded = seed_delta(delta, G, grad_h, next, times_W, t, b);
+      // δ_t is read at step t − 1 too (z_t ⊙ δ_t) and updated in place: keep it in delta.
+      if (seeded != delta.data_ptr<scalar_t>()) {
+        std::memcpy(delta.data_ptr<scalar_t>(), seeded, b * H * sizeof(scalar_t));
+      }
       if (b > 0) {
         scalar_t* gt = delta.data_ptr<scalar_t>();
         const scalar_t* gnext = t < T - 1 ? deltas[(t + 1) % 2].data_ptr<scalar_t>() : nullptr;
@@ -547,6 +771,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
 }  // namespace
 
 TORCH_LIBRARY(rnnkit_loops, m) {
+  m.def("step_product(str path) -> str", &step_product);
+  m.def("step_product_path(Tensor w, int rows) -> str", &step_product_path);
   m.def("rnn_forward(Tensor(a!) Y, Tensor h0, Tensor w_t, int[] batch_sizes, bool relu) -> Tensor(a!)",
         &rnn_forward);
   m.def("rnn_backward(Tensor G, Tensor? grad_h, Tensor Y, Tensor x, Tensor h0, Tensor w_ih, "
