@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 # step (about 15 s, once per version of the sources; rnnkit.bptt.compiled caches
 # the build by the sources' hash, so clones share it). Without a compiler this
 # prints that the Python loops are used and set-up goes on.
-$(LOOPS): $(STAMP) $(wildcard src/rnnkit/bptt/*.cpp)
+$(LOOPS): $(STAMP) $(wildcard src/rnnkit/bptt/*.cpp src/rnnkit/bptt/*.h)
 	$(PY) -m rnnkit.bptt.compiled
 	touch $(LOOPS)
 

@@ -22,8 +22,8 @@ def test_the_build_folder_is_named_by_the_sources_not_the_checkout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "builds"))
-    sources = compiled._sources()
-    assert compiled._SOURCE in sources
+    sources = compiled._files()
+    assert compiled._SOURCE in sources and any(f.suffix == ".h" for f in sources)
     first = checkout(tmp_path / "clone-a", sources)
     second = checkout(tmp_path / "clone-b", sources)
 

@@ -81,6 +81,11 @@ def _sources() -> list[Path]:
     return sorted(_SOURCE.parent.glob("*.cpp"))
 
 
+def _files() -> list[Path]:
+    """The sources and the headers they include (``*.h`` beside them)."""
+    return sorted([*_sources(), *_SOURCE.parent.glob("*.h")])
+
+
 def build_folder() -> Path:
     """Where the library for these sources, flags and torch version is (or will be) built.
 
@@ -89,7 +94,7 @@ def build_folder() -> Path:
     checkout with different code gets its own instead of rebuilding the other's.
     """
     digest = hashlib.sha256()
-    for source in _sources():
+    for source in _files():
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     digest.update(" ".join(_flags()).encode() + torch.__version__.encode())
     from torch import _appdirs
@@ -119,13 +124,12 @@ def _build() -> Any:
             _ninja_on_path()
             # The sources are copied into the build folder, so the build does not
             # name this checkout's paths: ninja would rebuild for every other clone.
-            copies = []
-            for source in _sources():
+            (folder / "src").mkdir(exist_ok=True)
+            for source in _files():
                 copy = folder / "src" / source.name
-                copy.parent.mkdir(exist_ok=True)
                 if not copy.exists() or copy.read_bytes() != source.read_bytes():
                     shutil.copyfile(source, copy)
-                copies.append(str(copy))
+            copies = [str(folder / "src" / source.name) for source in _sources()]
             print(
                 f"rnnkit: compiling the fused loops into {folder} (once per version of "
                 f"their source, about 15 s; make setup does this ahead) …",

@@ -32,6 +32,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "activations.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -47,27 +49,10 @@ constexpr int64_t kStrip = 64;  // columns per strip; N is padded to a multiple
 inline int64_t padded(int64_t n) { return (n + kStrip - 1) / kStrip * kStrip; }
 
 // ----------------------------------------------------------------- elementwise math
-// The same functions as loops.cpp (each .cpp of the library is its own unit).
-
-inline float exp_fast(float x) {
-  x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float er = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
-  return er * __builtin_bit_cast(float, bits);
-}
-
-inline float sigmoid(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
-inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-inline float tanh_(float x) { return 1.0f - 2.0f / (1.0f + exp_fast(2.0f * x)); }
-inline double tanh_(double x) { return std::tanh(x); }
+// The same functions as loops.cpp, from activations.h.
+using rnnkit_math::exp_fast;
+using rnnkit_math::sigmoid;
+using rnnkit_math::tanh_;
 
 // ----------------------------------------------------------------- the products
 
