@@ -1,10 +1,15 @@
-"""What the benchmark scripts share: writing a table into markdown, reading peak memory."""
+"""What the benchmark scripts share: the machine's description, writing a table into
+markdown, reading peak memory."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
+import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # glibc serves every allocation above 64 KiB with its own mmap and unmaps it on free,
@@ -70,3 +75,42 @@ def run_isolated(call: str) -> str:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=MEASURING_ENV
     ).stdout
     return output.strip().splitlines()[-1]
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (else what platform knows)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def peak_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """float32 GFLOP/s of a square matrix product on this machine, with torch's threads
+    (the best of ``repeats``: load from other processes only ever slows it)."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def machine() -> str:
+    """One line for a table's heading: CPU, cores, measured peak, torch, threads, date.
+
+    The peak is measured now, in the run that measures the table, so that a table
+    from a slower or busier machine says so.
+    """
+    import torch
+
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores visible, {peak_gflops():.0f} GFLOP/s "
+        f"float32 matmul peak (1024², measured in this run), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {datetime.date.today().isoformat()}"
+    )

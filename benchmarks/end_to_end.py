@@ -41,10 +41,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import io
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -68,6 +66,7 @@ from rnnkit.training.progress import read_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, publish
+from common import machine as describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -337,27 +336,6 @@ def per_step(runs: list[list[float]]) -> float:
 # --------------------------------------------------------------------------- the table
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def peak_gflops(size: int = 1024, repeats: int = 20) -> float:
-    """float32 GFLOP/s of a square matrix product on this machine, with torch's threads
-    (the best of ``repeats``: load from other processes only ever slows it)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
-
-
 def measure(case: Case, steps: int, warmup: int, repeats: int) -> tuple[float, float]:
     """(rnnkit, plain) seconds per step (:func:`per_step`), from ``repeats`` runs of each,
     alternating rnnkit, plain, plain, rnnkit, …"""
@@ -401,9 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--cases: expected names among {', '.join(CASES)}, --steps/--warmup/"
                      f"--repeats ≥ 1 (got {', '.join(unknown) or 'bad counts'})")  # fmt: skip
     torch.set_num_threads(args.threads)
-    machine = (f"{cpu_model()}, {os.cpu_count()} cores visible, {peak_gflops():.0f} GFLOP/s "
-               f"float32 matmul peak, torch {torch.__version__}, {torch.get_num_threads()} "
-               f"threads, {datetime.date.today().isoformat()}")  # fmt: skip
+    machine = describe_machine()
     rows: dict[str, tuple[str, str]] = {}  # case → (table row, how it was measured)
     for name in names:
         case = CASES[name]

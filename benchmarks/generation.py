@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,6 +46,7 @@ from rnnkit.stepping import Stepper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, publish
+from common import machine as describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT, HIDDEN = 64, 256
@@ -268,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     threads = sorted({int(t) for t in args.threads.split(",")})
     lines = [
-        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
-        f"({os.cpu_count()} cores visible), torch {torch.__version__}, float32, "
+        f"Measured on {describe_machine()} (the step table sets its own thread counts); "
+        f"float32, "
         f"median of {args.repeats} interleaved rounds of {args.steps} steps after one warm-up; "
         f"the compiled step: {compiled.status()}.",
         "",

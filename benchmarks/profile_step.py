@@ -31,7 +31,7 @@ from rnnkit.bptt import compiled
 from rnnkit.timing import training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, publish
+from common import command_line, machine, publish
 from speed import PROBLEMS, build
 
 MATMUL = {
@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
     table = "\n".join(
         [
+            f"Measured on {machine()}.",
+            "",
             command_line("profile_step.py", argv),
             "",
             *rows,

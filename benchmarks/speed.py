@@ -19,10 +19,7 @@ activations, gradients, workspace.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import os
-import platform
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +33,7 @@ from rnnkit.bptt import compiled
 from rnnkit.timing import time_interleaved, training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, publish, reset_peak, run_isolated, status_kib
+from common import command_line, machine, publish, reset_peak, run_isolated, status_kib
 
 
 @dataclass(frozen=True)
@@ -77,11 +74,27 @@ def measure(
 ) -> list[tuple[str, float, float, float]]:
     """(candidate, min ms, median ms, speed vs torch.nn) for torch.nn and each backend."""
     candidates: dict[str, Callable[[], object]] = {}
+    labels = {}
     for name in ("torch.nn", *backends):
-        candidates[name] = training_step(*build(problem, cell, name))
+        module, inputs = build(problem, cell, name)
+        candidates[name] = training_step(module, inputs)
+        labels[name] = label(name, module, inputs)
     timings = time_interleaved(candidates, repeats)
     base = timings["torch.nn"].median
-    return [(name, t.min * 1e3, t.median * 1e3, base / t.median) for name, t in timings.items()]
+    return [
+        (labels[name], t.min * 1e3, t.median * 1e3, base / t.median) for name, t in timings.items()
+    ]
+
+
+def label(name: str, module: nn.Module, inputs: torch.Tensor) -> str:
+    """The row's name; for ``auto``, with the backend it chose for these inputs.
+
+    Asking ``resolve_backend`` with the inputs runs the tuner for the call's key now
+    (or reads the machine's table), so the timed calls run what a user's would.
+    """
+    if name != "auto" or not isinstance(module, Recurrent):
+        return name
+    return f"auto → {module.resolve_backend(inputs=inputs)}"
 
 
 def measure_inference(
@@ -89,8 +102,11 @@ def measure_inference(
 ) -> list[tuple[str, float, float]]:
     """(candidate, median ms, speed vs torch.nn) of a forward pass under ``torch.no_grad``."""
     candidates: dict[str, Callable[[], object]] = {}
+    labels = {}
     for name in ("torch.nn", *backends):
         module, inputs = build(problem, cell, name)
+        with torch.no_grad():
+            labels[name] = label(name, module, inputs)
 
         def forward(module: nn.Module = module, inputs: torch.Tensor = inputs) -> None:
             with torch.no_grad():
@@ -99,7 +115,7 @@ def measure_inference(
         candidates[name] = forward
     timings = time_interleaved(candidates, repeats)
     base = timings["torch.nn"].median
-    return [(name, t.median * 1e3, base / t.median) for name, t in timings.items()]
+    return [(labels[name], t.median * 1e3, base / t.median) for name, t in timings.items()]
 
 
 def peak_step_memory(problem_key: str, cell: str, candidate: str, threads: int) -> float:
@@ -108,6 +124,7 @@ def peak_step_memory(problem_key: str, cell: str, candidate: str, threads: int) 
     module, inputs = build(PROBLEMS[problem_key], cell, candidate)
     step = training_step(module, inputs)
     compiled.load()  # loading the compiled loops is not part of the step
+    label(candidate, module, inputs)  # nor is auto's measuring
     gc.collect()
     reset_peak()
     before = status_kib("VmRSS")
@@ -124,6 +141,15 @@ def measure_memory(
         call = f"__import__('speed').peak_step_memory({problem.label!r}, {cell!r}, {name!r}, {threads})"
         result[name] = float(run_isolated(call))
     return result
+
+
+def tuning_state() -> str:
+    """How ``auto`` chose in this run: measured, or the static rule."""
+    from rnnkit import tuning
+
+    if not tuning.is_enabled():
+        return "tuning off, the static rule"
+    return "measured at the row's first call, or read from this machine's table"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,20 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--backends: unknown {unknown}; expected some of {list(BACKENDS)}")
     torch.set_num_threads(args.threads)
-    training = {name: Recurrent(name, 2, 2).resolve_backend() for name in TORCH_TYPES}
-    with torch.no_grad():
-        inference = {name: Recurrent(name, 2, 2).resolve_backend() for name in TORCH_TYPES}
-    resolved = ", ".join(
-        f"`{training[name]}` for {name}"
-        + (f" (`{inference[name]}` for inference)" if inference[name] != training[name] else "")
-        for name in TORCH_TYPES
-    )
 
     lines = [
-        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
-        f"({os.cpu_count()} cores visible), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, float32, median of {args.repeats} interleaved "
-        f"repeats after one warm-up. On the CPU, `auto` resolves to {resolved}; "
+        f"Measured on {machine()}; float32, median of {args.repeats} interleaved "
+        f"repeats after one warm-up. `auto → X` rows name the backend `auto` measured "
+        f"and chose for that row's key on this machine (rnnkit.tuning: {tuning_state()}); "
         f"the fused backend runs {compiled.status()}.",
         "",
         command_line("speed.py", argv),
