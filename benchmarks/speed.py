@@ -193,11 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     for key in [] if args.no_training else args.configs.split(","):
         problem = PROBLEMS[key]
         for cell in args.cells.split(","):
-            memory = measure_memory(problem, cell, args.threads, backends) if args.memory else {}
+            measured = tuple(  # auto's rows take the peak of the backend it chose
+                dict.fromkeys(
+                    [b for b in backends if b != "auto"]
+                    + (["fused", "native", "unrolled"] if "auto" in backends else [])
+                )
+            )
+            memory = measure_memory(problem, cell, args.threads, measured) if args.memory else {}
             for name, low, median, ratio in measure(problem, cell, args.repeats, backends):
                 row = f"| {problem} | {cell} | {name} | {low:.1f} | {median:.1f} | {ratio:.2f}× |"
                 if args.memory:
-                    peak = memory[name.split(" → ")[0]]  # "auto → fused" measured as auto
+                    # `auto → X` runs X's code: its peak is X's (measuring auto in
+                    # its own process would count the tuner's left-over pools instead).
+                    peak = memory[name.split(" → ")[-1]]
                     row += f" {peak:.1f} | {peak / memory['torch.nn']:.2f}× |"
                 print(row, flush=True)
                 lines.append(row)

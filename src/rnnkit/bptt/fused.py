@@ -100,6 +100,19 @@ def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
 
 
+# Below this many steps the loops multiply by Wᵀ as a transposed view: copying W into
+# a contiguous Wᵀ costs about as much as a few steps' products, which only a longer
+# loop earns back (a decoder calling a stack at T = 1 paid the copy at every token).
+# The compiled loops' own preparation of W follows the same count (loops.cpp,
+# kPrepareSteps).
+_SHORT_LOOP = 8
+
+
+def _right_operand(w_hh: Tensor, steps: int) -> Tensor:
+    """Wᵀ for the per-step products h_{t−1}·Wᵀ: contiguous for loops long enough to pay."""
+    return w_hh.t() if steps < _SHORT_LOOP else w_hh.t().contiguous()
+
+
 def _combined_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
     return None if b_ih is None or b_hh is None else b_ih + b_hh
 
@@ -327,7 +340,7 @@ class FusedRNN(torch.autograd.Function):
         _check_batch_sizes(batch_sizes, T, B)
         # Y starts as U·x_t + b for every step; step t adds W·h_{t−1} in place, then f.
         Y = _project(x.view(T * B, I), w_ih, _combined_bias(b_ih, b_hh)).view(T, B, H)
-        w_t = w_hh.t().contiguous()  # (H, H): a contiguous right operand multiplies faster
+        w_t = _right_operand(w_hh, T)  # (H, H)
         activate = torch.relu_ if relu else torch.tanh_
         ys = Y.unbind(0)  # per-step views, made once
         h = h0
@@ -680,7 +693,7 @@ class FusedGRU(torch.autograd.Function):
             S[:, :, : 2 * H] += b_hh[: 2 * H]
         N = S[:, :, 2 * H :].clone()  # U_n·x + b_in, (T, B, H); becomes n_t step by step
         S[:, :, 2 * H :] = 0.0 if b_hh is None else b_hh[2 * H :]
-        w_t = w_hh.t().contiguous()  # (H, 3H): a contiguous right operand multiplies faster
+        w_t = _right_operand(w_hh, T)  # (H, 3H)
         loops = compiled.loops_for(x, h0, w_hh)
         if loops is not None:
             Y = loops.gru_forward(S, N, h0, w_t, batch_sizes or ())

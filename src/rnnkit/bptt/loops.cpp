@@ -194,6 +194,10 @@ struct Libraries {
 // MKL's CBLAS constants (mkl_cblas.h).
 constexpr int kRowMajor = 101, kNoTrans = 111, kPacked = 151, kBMatrix = 162;
 constexpr int64_t kOneDnnWork = int64_t{1} << 25;  // M·K·N above which oneDNN is used
+// Preparing the matrix costs about as much as a few steps' products (a copy of it, or
+// oneDNN's reorder): a loop shorter than this keeps at::addmm. A decoder calling a
+// stack at T = 1 otherwise paid the preparation at every token.
+constexpr int64_t kPrepareSteps = 8;
 
 // "auto" (the rule above), or a path forced by name where it can run ("aten" always
 // can). Tests force each path to compare them; benchmarks to time them.
@@ -206,14 +210,15 @@ class StepProduct {
  public:
   enum class Path { onednn, packed, aten };
 
-  // w: the (K, N) right operand, any strides; rows: the most rows of a step (B).
-  StepProduct(const Tensor& w, int64_t rows) : w_(w), rows_(rows) {
+  // w: the (K, N) right operand, any strides; rows: the most rows of a step (B);
+  // steps: how many steps the loop will multiply by it (T).
+  StepProduct(const Tensor& w, int64_t rows, int64_t steps) : w_(w), rows_(rows) {
     const auto& libs = Libraries::get();
     const int64_t K = w.size(0), N = w.size(1);
     const std::string& forced = forced_path();
     const bool f32 = w.scalar_type() == at::kFloat && w.device().is_cpu();
     const bool large = forced == "auto" ? rows * K * N > kOneDnnWork : forced == "onednn";
-    if (!f32 || forced == "aten") return;
+    if (!f32 || forced == "aten" || (forced == "auto" && steps < kPrepareSteps)) return;
     if (large && libs.linear_add.has_value() && at::globalContext().userEnabledMkldnn()) {
       path_ = Path::onednn;
       packed_ = libs.reorder->call(w.t().contiguous(), rows);  // (N, K), oneDNN's layout
@@ -274,9 +279,10 @@ std::string step_product(std::string_view path) {
   return previous;
 }
 
-// The path StepProduct takes for this right operand (K, N) and row count.
+// The path StepProduct takes for this right operand (K, N) and row count, in a loop
+// long enough to prepare the matrix.
 std::string step_product_path(const Tensor& w, int64_t rows) {
-  switch (StepProduct(w, rows).path()) {
+  switch (StepProduct(w, rows, kPrepareSteps).path()) {  // a loop long enough to prepare
     case StepProduct::Path::onednn: return "onednn";
     case StepProduct::Path::packed: return "packed";
     default: return "aten";
@@ -417,7 +423,7 @@ Tensor rnn_forward(Tensor Y, const Tensor& h0_, const Tensor& w_t, at::IntArrayR
   const Tensor h0 = h0_.contiguous();
   const int64_t T = Y.size(0), B = Y.size(1), H = Y.size(2);
   check_sizes(batch_sizes, T);
-  const StepProduct times_W(w_t, B);
+  const StepProduct times_W(w_t, B, T);
   AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "rnn_forward", [&] {
     scalar_t* Yp = Y.data_ptr<scalar_t>();
     const scalar_t* h0p = h0.data_ptr<scalar_t>();
@@ -470,7 +476,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
   Tensor db = zeros_if(needs[3], {H}, options);
   Chunks chunks(T, B, H, options, Chunks::steps_for(T, B, H, chunk));
   Tensor delta = at::empty({B, H}, options);
-  const StepProduct times_W(w_hh, B);
+  const StepProduct times_W(w_hh, B, T);
   AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "rnn_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t b = rows_at(batch_sizes, t, B);
@@ -517,7 +523,7 @@ std::tuple<Tensor, Tensor> lstm_forward(Tensor A, const Tensor& h0_, const Tenso
   const auto options = A.options();
   Tensor C = full ? at::empty({T, B, H}, options) : at::zeros({T, B, H}, options);
   Tensor Y = full ? at::empty({T, B, H}, options) : at::zeros({T, B, H}, options);
-  const StepProduct times_W(w_t, B);
+  const StepProduct times_W(w_t, B, T);
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_forward", [&] {
     scalar_t* Ap = A.data_ptr<scalar_t>();
     scalar_t* Cp = C.data_ptr<scalar_t>();
@@ -584,7 +590,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   const Tensor grad_c = has_grad_c ? grad_c_->contiguous() : Tensor();
   if (has_grad_c && full) carry.copy_(grad_c);
   int64_t joined = 0;  // rows whose backward pass has started (a prefix of the sorted batch)
-  const StepProduct times_W(w, B);
+  const StepProduct times_W(w, B, T);
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "lstm_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t b = rows_at(batch_sizes, t, B);
@@ -638,7 +644,7 @@ Tensor gru_forward(Tensor S, Tensor N, const Tensor& h0_, const Tensor& w_t,
   const int64_t T = N.size(0), B = N.size(1), H = N.size(2);
   check_sizes(batch_sizes, T);
   Tensor Y = batch_sizes.empty() ? at::empty({T, B, H}, N.options()) : at::zeros({T, B, H}, N.options());
-  const StepProduct times_W(w_t, B);
+  const StepProduct times_W(w_t, B, T);
   AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "gru_forward", [&] {
     scalar_t* Yp = Y.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
@@ -694,7 +700,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
   Chunks chunks(T, B, 3 * H, options, K);  // dS_t
   Chunks slopes(T, B, H, options, K);  // δ_t ⊙ ∂h/∂a^n, same chunk boundaries
   Tensor deltas[2] = {at::empty({B, H}, options), at::empty({B, H}, options)};  // δ_t, δ_{t+1}
-  const StepProduct times_W(w_hh, B);
+  const StepProduct times_W(w_hh, B, T);
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "gru_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t b = rows_at(batch_sizes, t, B);
