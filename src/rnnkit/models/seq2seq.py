@@ -421,6 +421,16 @@ class Seq2Seq(nn.Module):
         Without attention α_t is an empty ``(B, 0)`` tensor.
         """
         x = self.drop(self.target_embedding(tokens))  # (B, E)
+        attentional, state, weights = self._recur(x, state)
+        return self.output(self.drop(attentional)), state, weights
+
+    def _recur(self, x: Tensor, state: Seq2SeqState) -> tuple[Tensor, Seq2SeqState, Tensor]:
+        """From the embedded input y_{t−1} ``(B, E)``: (h̃_t ``(B, H)``, state, α_t).
+
+        The recurrent part of a step: input feeding, the decoder's cells, attention
+        and the combination; the output layer is left to the caller, so a
+        teacher-forced pass can run it once over every step.
+        """
         if self.attention is not None:
             x = torch.cat([x, state.feed], dim=1)  # (B, E + H): input feeding
         new_layers = []
@@ -429,38 +439,62 @@ class Seq2Seq(nn.Module):
                 x = self.drop(x)
             x, new_state = cell(x, cell_state)  # (B, H)
             new_layers.append(new_state)
-        logits, attentional, weights = self._attend(x, state)  # x is q_t, (B, H)
+        attentional, weights = self._combine(x, state)  # x is q_t, (B, H)
         return (
-            logits,
+            attentional,
             Seq2SeqState(tuple(new_layers), attentional, state.memory, state.mask),
             weights,
         )
 
+    def _combine(self, query: Tensor, state: Seq2SeqState) -> tuple[Tensor, Tensor]:
+        """From q_t ``(B, H)``: (h̃_t ``(B, H)``, α_t ``(B, S)`` or ``(B, 0)``)."""
+        if self.attention is None or self.combine is None:
+            return query, query.new_zeros(query.shape[0], 0)  # h̃_t = q_t, α_t (B, 0)
+        context, weights = self.attention(query, state.memory, state.mask)  # (B, D·H)
+        attentional = torch.tanh(self.combine(torch.cat([query, context], dim=1)))  # (B, H)
+        return attentional, weights
+
     def _attend(self, query: Tensor, state: Seq2SeqState) -> tuple[Tensor, Tensor, Tensor]:
         """From q_t ``(B, H)``: (logits ``(B, V)``, h̃_t ``(B, H)``, α_t ``(B, S)`` or ``(B, 0)``)."""
-        if self.attention is None or self.combine is None:
-            attentional = query  # h̃_t = q_t
-            weights = query.new_zeros(query.shape[0], 0)  # (B, 0)
-        else:
-            context, weights = self.attention(query, state.memory, state.mask)  # (B, D·H)
-            attentional = torch.tanh(self.combine(torch.cat([query, context], dim=1)))  # (B, H)
-        logits = self.output(self.drop(attentional))  # (B, V)
-        return logits, attentional, weights
+        attentional, weights = self._combine(query, state)
+        return self.output(self.drop(attentional)), attentional, weights
 
     def _unroll(self, batch: PairBatch, ratio: float) -> tuple[Tensor, Tensor]:
-        """Decode the T−1 steps of ``batch``: (logits ``(B, T−1, V)``, α ``(B, T−1, S)``)."""
+        """Decode the T−1 steps of ``batch``: (logits ``(B, T−1, V)``, α ``(B, T−1, S)``).
+
+        Teacher-forced (``ratio`` 1) every input is known before the loop, so the
+        target embedding and the output layer each run once over all steps, as one
+        large operation, and only the recurrent part (:meth:`_recur`) runs per step.
+        """
         _check_target_lengths(batch)
         tokens, state = self.start(batch.source, batch.source_lengths)
         batch_size, steps = batch.target.shape[0], batch.target.shape[1] - 1
+        forced = ratio == 1.0
+        if forced:
+            inputs = torch.cat([tokens[:, None], batch.target[:, 1:steps]], dim=1)  # (B, T−1)
+            embedded = self.drop(self.target_embedding(inputs))  # (B, T−1, E)
+        all_attentional: list[Tensor] = []
         all_logits: list[Tensor] = []
         all_weights: list[Tensor] = []
         for t in range(steps):
-            if t > 0:
-                tokens = self._next_input(batch.target[:, t], all_logits[-1], ratio, batch_size)
-            logits, state, weights = self._step(tokens, state)
-            all_logits.append(logits)
+            if forced:
+                x = embedded[:, t]  # (B, E)
+            else:
+                if t > 0:
+                    gold = batch.target[:, t]
+                    tokens = self._next_input(gold, all_logits[-1], ratio, batch_size)
+                x = self.drop(self.target_embedding(tokens))  # (B, E)
+            attentional, state, weights = self._recur(x, state)
+            if forced:
+                all_attentional.append(attentional)
+            else:  # the next input may be this step's prediction
+                all_logits.append(self.output(self.drop(attentional)))
             all_weights.append(weights)
-        return torch.stack(all_logits, dim=1), torch.stack(all_weights, dim=1)
+        if forced:
+            logits = self.output(self.drop(torch.stack(all_attentional, dim=1)))  # (B, T−1, V)
+        else:
+            logits = torch.stack(all_logits, dim=1)
+        return logits, torch.stack(all_weights, dim=1)
 
     @staticmethod
     def _next_input(gold: Tensor, logits: Tensor, ratio: float, batch_size: int) -> Tensor:
