@@ -362,3 +362,25 @@ def test_a_model_in_training_mode_steps_through_its_sequence_runner() -> None:
     logits, _ = model.decode_step(torch.tensor([3]), state)
     assert logits.requires_grad
     assert "_rnnkit_stepper" not in model.__dict__
+
+
+def test_inside_bypassed_decoders_call_their_recurrent_stack() -> None:
+    # The report's probe watches Recurrent's forward calls; bypassed() lets it see them.
+    from rnnkit import stepping
+
+    model = LanguageModel(LanguageModelConfig(vocab_size=7, embed=4, hidden=5)).eval()
+    calls: list[int] = []
+    handle = model.rnn.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        with torch.no_grad():
+            _, state = model.prime(torch.tensor([[1, 2]]))
+            stepped, _ = model.decode_step(torch.tensor([3]), state)
+            assert calls == [] and stepping.stepping(model)
+            with stepping.bypassed():
+                assert not stepping.stepping(model)
+                _, state = model.prime(torch.tensor([[1, 2]]))
+                called, _ = model.decode_step(torch.tensor([3]), state)
+            assert len(calls) == 2 and stepping.stepping(model)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(called, stepped)

@@ -35,8 +35,9 @@ keeps one stepper per owner, rebuilt when they have.
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -209,6 +210,31 @@ class Stepper:
                                       self.kind == "rnn_relu")  # fmt: skip
             return top, HiddenState(h)
         return _STEPS[self.kind](self.layers, x_t, state)
+
+
+_bypassed = False  # set by `bypassed()`
+
+
+def stepping(module: nn.Module) -> bool:
+    """Whether a decoder should step ``module`` through a :class:`Stepper` now.
+
+    In eval mode without gradients, yes; in training mode (dropout) or under
+    autograd, or inside :func:`bypassed`, the decoder steps its ``Recurrent`` at
+    T = 1 instead. Both give the same numbers.
+    """
+    return not (module.training or torch.is_grad_enabled() or _bypassed)
+
+
+@contextlib.contextmanager
+def bypassed() -> Iterator[None]:
+    """Within the block, decoders call their ``Recurrent`` stacks rather than a Stepper,
+    so that forward hooks on ``Recurrent`` (the report's probe) see every step."""
+    global _bypassed
+    previous, _bypassed = _bypassed, True
+    try:
+        yield
+    finally:
+        _bypassed = previous
 
 
 def cached_stepper(owner: nn.Module, build: Callable[[], Stepper]) -> Stepper:

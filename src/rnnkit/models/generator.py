@@ -26,7 +26,7 @@ from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints,
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import LSTMState, map_state
-from rnnkit.stepping import Stepper, cached_stepper
+from rnnkit.stepping import Stepper, cached_stepper, stepping
 from rnnkit.unrolling import length_mask
 
 
@@ -162,7 +162,7 @@ class ConditionedGenerator(nn.Module):
         :class:`~rnnkit.stepping.Stepper`; otherwise (dropout, autograd) through the
         ``Recurrent`` at T = 1. Both compute the same numbers.
         """
-        if self.training or torch.is_grad_enabled():
+        if not stepping(self):
             o, rnn = self.rnn(self._inputs(tokens[:, None], state.condition), state.rnn)
             return self.out(o[:, 0]), GeneratorState(rnn, state.condition)
         stepper = cached_stepper(self, lambda: Stepper.from_recurrent(self.rnn))

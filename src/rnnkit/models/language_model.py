@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -32,7 +31,7 @@ from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints,
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import map_state
-from rnnkit.stepping import Stepper, cached_stepper
+from rnnkit.stepping import Stepper, cached_stepper, stepping
 from rnnkit.unrolling import length_mask
 
 
@@ -126,7 +125,7 @@ class LanguageModel(nn.Module):
             raise ValueError(
                 f"prompt: expected (B, P) token ids with P ≥ 1, got {tuple(prompt.shape)}"
             )
-        sequence = self.training or torch.is_grad_enabled()
+        sequence = not stepping(self)
         if prompt.shape[1] > 1 and sequence:
             _, state = self.logits(prompt[:, :-1])
             return prompt[:, -1], state
@@ -147,7 +146,7 @@ class LanguageModel(nn.Module):
         steps through its :class:`~rnnkit.stepping.Stepper`; otherwise (dropout,
         autograd) through :meth:`logits` at T = 1. Both compute the same numbers.
         """
-        if self.training or torch.is_grad_enabled():
+        if not stepping(self):
             logits, state = self.logits(tokens[:, None], state)  # (B, 1, V)
             return logits[:, 0], state
         stepper = cached_stepper(self, lambda: Stepper.from_recurrent(self.rnn))

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, bernoulli_nll
 from rnnkit.recurrent import Recurrent
-from rnnkit.stepping import Stepper, cached_stepper
+from rnnkit.stepping import Stepper, cached_stepper, stepping
 from rnnkit.unrolling import length_mask
 
 
@@ -86,7 +86,7 @@ class PianoRollModel(nn.Module):
         :class:`~rnnkit.stepping.Stepper`; otherwise (dropout, autograd) through
         :meth:`logits` at T = 1. Both compute the same numbers.
         """
-        if self.training or torch.is_grad_enabled():
+        if not stepping(self):
             logits, state = self.logits(frames[:, None], state)  # (B, 1, P)
             return logits[:, 0], state
         stepper = cached_stepper(self, lambda: Stepper.from_recurrent(self.rnn))

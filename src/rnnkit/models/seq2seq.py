@@ -53,7 +53,7 @@ from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.attention import AdditiveAttention, DotAttention, GeneralAttention
 from rnnkit.recurrent import BACKENDS, Recurrent
 from rnnkit.state import map_state, stack_states, unstack_state
-from rnnkit.stepping import Stepper, cached_stepper
+from rnnkit.stepping import Stepper, cached_stepper, stepping
 from rnnkit.unrolling import length_mask
 
 #: The values of :attr:`Seq2SeqConfig.attention`; :func:`build_attention` maps them to classes.
@@ -338,7 +338,7 @@ class Seq2Seq(nn.Module):
         :class:`~rnnkit.stepping.Stepper`, all layers in one call; otherwise (dropout,
         autograd) cell by cell as in training. Both compute the same numbers.
         """
-        if self.training or torch.is_grad_enabled():
+        if not stepping(self):
             logits, state, _ = self._step(tokens, state)
             return logits, state
         stepper = cached_stepper(self, lambda: Stepper.from_cells(list(self.decoder)))

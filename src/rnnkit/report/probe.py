@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnnkit import stepping
 from rnnkit.data.errors import DataError
 from rnnkit.diagnostics import GradientFlow, gradient_flow
 from rnnkit.recurrent import Recurrent
@@ -100,7 +101,8 @@ def capture(run_dir: Path | str) -> Captured:
     for split in SPLITS:
         handle = torch.nn.modules.module.register_module_forward_hook(hook, with_kwargs=True)
         try:
-            with torch.no_grad():
+            # Generators score by stepping: through Recurrent here, so the hook sees it.
+            with torch.no_grad(), stepping.bypassed():
                 module.evaluate(run_dir, split=split)
         except _Stop as stop:
             mod, inputs, lengths, outputs = stop.captured
