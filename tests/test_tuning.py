@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import HiddenState, Recurrent, tuning
-from rnnkit.tuning import Samples, Tuner, TuningKey
+from rnnkit.tuning import Samples, Tuner, TuningConfig, TuningKey
 from tests.helpers import TOLERANCES
 
 KEY = TuningKey(cell="lstm", layers=2, directions=1, input_size=64, hidden_size=256,
@@ -71,7 +71,7 @@ class FakeRuns:
 
 def fake_tuner(directory: Path, **options: float) -> tuple[Tuner, FakeClock]:
     clock = FakeClock()
-    return Tuner(directory, clock=clock, **options), clock  # type: ignore[arg-type]
+    return Tuner(directory, TuningConfig(**options), clock=clock), clock  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def tuned(tmp_path: Path) -> Iterator[Tuner]:
     Real timings on a shared machine may be disturbed; an infinite spread keeps
     every measurement in the table (the outcome is tested under a fake clock).
     """
-    tuner = Tuner(tmp_path, spread=float("inf"))
+    tuner = Tuner(tmp_path, TuningConfig(spread=float("inf")))
     previous = tuning.set_default_tuner(tuner)
     try:
         with tuning.enabled(True):
@@ -125,7 +125,9 @@ def test_measure_stops_timing_a_candidate_twice_slower_after_its_first_timing() 
     assert seconds == {"fused": 1.0, "native": 2.5}
     runs = FakeRuns(clock, {"fused": 1.0, "native": 1.9})  # under 2x: timed throughout
     with runs() as built:
-        tuning.measure(built, clock=clock, warmup=1, repeats=3, max_repeats=3, budget_s=1e9)
+        tuning.measure(
+            built, TuningConfig(warmup=1, repeats=3, max_repeats=3, budget_s=1e9), clock=clock
+        )
     assert runs.calls_of("native") == ["native"] * 4
     # One slow call alone (here the first timed one) does not drop a candidate.
     runs = FakeRuns(clock, {"fused": 1.0, "native": [1.1, 5.0, 1.1, 1.1]})
@@ -146,21 +148,21 @@ def test_measure_stops_when_its_budget_is_spent() -> None:
     clock = FakeClock()
     runs = FakeRuns(clock, {"fused": 1.0, "native": 1.2})
     with runs() as built:
-        tuning.measure(built, clock=clock, warmup=1, repeats=3, budget_s=2.0)
+        tuning.measure(built, TuningConfig(warmup=1, repeats=3, budget_s=2.0), clock=clock)
     assert runs.calls == ["fused", "native", "fused", "native"]  # the first round spent 2.2 s
     with pytest.raises(ValueError, match="repeats"):
-        tuning.measure(built, clock=clock, repeats=0)
+        TuningConfig(repeats=0)
 
 
 def test_measure_takes_more_samples_of_tiny_calls() -> None:
     clock = FakeClock()
     runs = FakeRuns(clock, {"fused": 0.001, "native": 0.002})
     with runs() as built:
-        tuning.measure(built, clock=clock, repeats=3, max_repeats=15, min_time_s=0.05)
+        tuning.measure(built, TuningConfig(repeats=3, max_repeats=15, min_time_s=0.05), clock=clock)
     assert runs.calls_of("fused") == ["fused"] * 16  # 15 rounds took 45 ms < 50 ms
     runs = FakeRuns(clock, {"fused": 0.01, "native": 0.01})
     with runs() as built:
-        tuning.measure(built, clock=clock, repeats=3, max_repeats=15, min_time_s=0.05)
+        tuning.measure(built, TuningConfig(repeats=3, max_repeats=15, min_time_s=0.05), clock=clock)
     assert runs.calls_of("fused") == ["fused"] * 4  # three rounds took 60 ms
 
 
@@ -171,7 +173,9 @@ def test_measure_takes_more_samples_while_the_machine_is_busy() -> None:
     runs = FakeRuns(clock, {"fused": [1.0, 1.0, 1.4, 1.4, 1.0, 1.0],
                             "native": [1.2, 1.2, 1.68, 1.68, 1.2, 1.2]})  # fmt: skip
     with runs() as built:
-        samples = tuning.measure(built, clock=clock, repeats=3, max_repeats=9, budget_s=1e9)
+        samples = tuning.measure(
+            built, TuningConfig(repeats=3, max_repeats=9, budget_s=1e9), clock=clock
+        )
     assert samples["fused"].timed == pytest.approx((1.0, 1.4, 1.4, 1.0))  # one more round
     assert samples["native"].timed == pytest.approx((1.2, 1.68, 1.68, 1.2))
     assert samples["fused"].warmup == (1.0,)
@@ -184,7 +188,7 @@ def test_measure_takes_more_samples_while_the_machine_is_busy() -> None:
     assert tuning.busy({"fused": Samples((1.0,), (9.0,))})  # one call, 9 × its warm-up
     runs = FakeRuns(clock, {"fused": [1.0, 1.0, 1.5], "native": 1.2})
     with runs() as built:
-        tuning.measure(built, clock=clock, repeats=3, max_repeats=15, budget_s=4.0)
+        tuning.measure(built, TuningConfig(repeats=3, max_repeats=15, budget_s=4.0), clock=clock)
     assert runs.calls_of("fused") == ["fused"] * 3  # the budget still caps it
 
 
@@ -202,8 +206,13 @@ def test_a_busy_machine_keeps_the_static_choice_in_memory_only(
     assert "(the machine was too busy to tell, not cached: fused 3e+03 ms, native 6e+03 ms" in line
 
 
-def measured(runs: dict[str, Callable[[], object]], **options: Any) -> dict[str, float]:
-    return tuning.medians(tuning.measure(runs, **options))
+def measured(
+    runs: dict[str, Callable[[], object]],
+    clock: Callable[[], float],
+    keep: str | None = None,
+    **options: Any,
+) -> dict[str, float]:
+    return tuning.medians(tuning.measure(runs, TuningConfig(**options), clock=clock, keep=keep))
 
 
 def test_bucket_rounds_up_to_powers_of_two() -> None:

@@ -26,6 +26,9 @@ seconds of timed calls after the first round; a challenger more than :data:`DROP
 after its first timed call is not timed again (the static choice always is, so
 one burst of noise cannot unseat it).
 
+The measuring's knobs (these constants) are the fields of a frozen
+:class:`TuningConfig`, passed to :class:`Tuner` and :func:`measure`.
+
 Switches: ``RNNKIT_TUNE=0`` (also ``false``, ``no``, ``off``) or
 :func:`set_enabled` turns the measuring off; ``auto`` then applies the static rule.
 ``RNNKIT_CACHE_DIR`` moves the cache folder (default ``$XDG_CACHE_HOME/rnnkit``,
@@ -88,6 +91,44 @@ MIN_TIME_S = 0.05
 NOISY_SPREAD = 1.25  # … or while a candidate's median call is this much its fastest
 BUDGET_S = 2.0  # seconds of timed calls after the first round, at most
 DROP_RATIO = 2.0  # after its first timed call, a candidate this much slower stops
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """How the tuner measures and decides; the defaults are the documented constants.
+
+    Attributes:
+        warmup: calls per candidate first, not in the median (:data:`WARMUP`).
+        repeats: timed calls per candidate (:data:`REPEATS`).
+        max_repeats: at most this many while all of them take under ``min_time_s``
+            or while the machine is busy (:data:`MAX_REPEATS`, :data:`MIN_TIME_S`).
+        min_time_s: see ``max_repeats``.
+        budget_s: seconds of timed calls after the first round, at most (:data:`BUDGET_S`).
+        drop_ratio: after its first timed call, a candidate this much slower than
+            the fastest is not timed again (:data:`DROP_RATIO`).
+        spread: a median call over this × the fastest means a busy machine
+            (:data:`NOISY_SPREAD`, :func:`busy`).
+        margin: a challenger must beat the static choice by more than this
+            fraction (:data:`MARGIN`).
+    """
+
+    warmup: int = WARMUP
+    repeats: int = REPEATS
+    max_repeats: int = MAX_REPEATS
+    min_time_s: float = MIN_TIME_S
+    budget_s: float = BUDGET_S
+    drop_ratio: float = DROP_RATIO
+    spread: float = NOISY_SPREAD
+    margin: float = MARGIN
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.max_repeats < self.repeats:
+            raise ValueError(
+                f"repeats: expected 1 ≤ repeats ≤ max_repeats, got {self.repeats}, "
+                f"{self.max_repeats}"
+            )
+
+
 LOCK_WAIT_S = 60.0  # wait this long for another process's measuring, then go on
 MAX_FILE_BYTES = 4 * 2**20  # a table is a few KiB; anything larger is not ours
 BACKEND_NAMES = ("fused", "native", "unrolled")
@@ -277,20 +318,15 @@ def decide(static: str, seconds: Mapping[str, float], margin: float = MARGIN) ->
 
 def measure(
     runs: Runs,
+    config: TuningConfig = TuningConfig(),
     *,
     clock: Callable[[], float] = time.perf_counter,
-    warmup: int = WARMUP,
-    repeats: int = REPEATS,
-    max_repeats: int = MAX_REPEATS,
-    min_time_s: float = MIN_TIME_S,
-    budget_s: float = BUDGET_S,
-    drop_ratio: float = DROP_RATIO,
-    spread: float = NOISY_SPREAD,
     keep: str | None = None,
 ) -> dict[str, Samples]:
     """Each run's call times: interleaved, capped, slow ones dropped early.
 
-    Every run is called ``warmup`` times (first-call set-up: not in the median), then in
+    ``config``'s fields, named alone below, set the counts and limits. Every run is
+    called ``warmup`` times (first-call set-up: not in the median), then in
     rounds of one timed call each, the order reversed every other round so no
     candidate always runs first (warm caches) or last. After the first round, a
     run whose fastest call so far (warm-up included) is over ``drop_ratio`` × the
@@ -302,9 +338,7 @@ def measure(
     while the machine is :func:`busy` (by ``spread``), and none once they have
     taken ``budget_s``.
     """
-    if repeats < 1 or max_repeats < repeats:
-        raise ValueError(f"repeats: expected 1 ≤ repeats ≤ max_repeats, got {repeats}, "
-                         f"{max_repeats}")  # fmt: skip
+    c = config
 
     def timed(run: Callable[[], object]) -> float:
         start = clock()
@@ -312,24 +346,24 @@ def measure(
         return clock() - start
 
     seen: dict[str, list[float]] = {name: [] for name in runs}  # warm-up calls too
-    for _ in range(warmup):
+    for _ in range(c.warmup):
         for name, run in runs.items():
             seen[name].append(timed(run))
     samples: dict[str, list[float]] = {name: [] for name in runs}
     live = list(runs)
     spent = 0.0
-    for done in range(1, max_repeats + 1):
+    for done in range(1, c.max_repeats + 1):
         for name in live if done % 2 else live[::-1]:
             samples[name].append(timed(runs[name]))
             spent += samples[name][-1]
         if done == 1:
             best = {name: min(seen[name] + samples[name]) for name in live}
             fastest = min(best.values())
-            live = [n for n in live if n == keep or best[n] <= drop_ratio * fastest]
-        if len(live) < 2 or spent >= budget_s:
+            live = [n for n in live if n == keep or best[n] <= c.drop_ratio * fastest]
+        if len(live) < 2 or spent >= c.budget_s:
             break
         so_far = {n: Samples(tuple(seen[n]), tuple(samples[n])) for n in live}
-        if done >= repeats and spent >= min_time_s and not busy(so_far, spread):
+        if done >= c.repeats and spent >= c.min_time_s and not busy(so_far, c.spread):
             break
     return {name: Samples(tuple(seen[name]), tuple(samples[name])) for name in runs}
 
@@ -469,27 +503,13 @@ class Tuner:
     def __init__(
         self,
         directory: Path | None = None,
+        config: TuningConfig = TuningConfig(),
         *,
         clock: Callable[[], float] = time.perf_counter,
-        margin: float = MARGIN,
-        warmup: int = WARMUP,
-        repeats: int = REPEATS,
-        max_repeats: int = MAX_REPEATS,
-        min_time_s: float = MIN_TIME_S,
-        budget_s: float = BUDGET_S,
-        drop_ratio: float = DROP_RATIO,
-        spread: float = NOISY_SPREAD,
     ) -> None:
         self.directory = directory
+        self.config = config
         self.clock = clock
-        self.margin = margin
-        self.warmup = warmup
-        self.repeats = repeats
-        self.max_repeats = max_repeats
-        self.min_time_s = min_time_s
-        self.budget_s = budget_s
-        self.drop_ratio = drop_ratio
-        self.spread = spread
         self.decisions: dict[TuningKey, Decision] = {}  # never re-made in this process
         self._lock = threading.RLock()
         self._warned = False
@@ -547,14 +567,8 @@ class Tuner:
                 with runs() as built:
                     samples = measure(
                         {name: built[name] for name in candidates},
+                        self.config,
                         clock=self.clock,
-                        warmup=self.warmup,
-                        repeats=self.repeats,
-                        max_repeats=self.max_repeats,
-                        min_time_s=self.min_time_s,
-                        budget_s=self.budget_s,
-                        drop_ratio=self.drop_ratio,
-                        spread=self.spread,
                         keep=static,
                     )
             except Exception as error:
@@ -570,11 +584,11 @@ class Tuner:
                 )
                 return Decision(static, static, {}, "failed")
             seconds = medians(samples)
-            if busy(samples, self.spread):
+            if busy(samples, self.config.spread):
                 # Too disturbed to tell: the static choice runs, and the next process
                 # measures again rather than inherit a guess.
                 return Decision(static, static, seconds, "busy")
-            backend = decide(static, seconds, self.margin)
+            backend = decide(static, seconds, self.config.margin)
             entry = {"backend": backend, "static": static, "seconds": seconds, "key": asdict(key)}
             try:
                 # Merge with what other processes wrote since: read again under the lock.
