@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 import pytest
 
@@ -127,3 +129,39 @@ def test_library_value_errors_become_one_line_exit_two(
     err = capsys.readouterr().err
     assert status == 2
     assert err == "rnnkit selfcheck: error: hidden_size: expected a positive int, got 0\n"
+
+
+def test_an_interrupted_run_does_not_wait_for_a_reader_that_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C while the reader of stdout's pipe has stopped reading (the pipe is full):
+    # the exit's flush must not block forever on it.
+    import io
+    import os
+    import threading
+
+    from rnnkit.cli import main as cli_main
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_end, b"x" * 65536)  # fill the pipe to capacity
+    os.set_blocking(write_end, True)
+    stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(write_end, "w")), write_through=False)
+    stdout.write("pending text that the full pipe cannot take\n")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    done = threading.Event()
+    worker = threading.Thread(
+        target=lambda: (cli_main._flush_without_waiting(), done.set()), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=10)
+    try:
+        assert done.is_set(), "the flush after an interrupt waited for a full pipe"
+        stdout.flush()  # what exit does: stdout now points at devnull
+    finally:
+        monkeypatch.undo()
+        os.close(read_end)  # a blocked writer now fails (EPIPE) instead of waiting
+        with contextlib.suppress(OSError):
+            stdout.close()

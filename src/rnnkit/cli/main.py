@@ -6,6 +6,7 @@ and calls the library. torch is imported only inside the subcommands' ``run``, s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -95,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return kind
     except KeyboardInterrupt:
         print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
+        _flush_without_waiting()
         return 130
     return status
 
@@ -118,6 +120,27 @@ def _show_library_messages() -> None:
         library.addHandler(_Stderr())
         if library.level == logging.NOTSET:
             library.setLevel(logging.INFO)
+
+
+def _flush_without_waiting() -> None:
+    """After Ctrl-C: hand the reader what stdout still holds if its pipe has room, then
+    drop the rest. Exit flushes stdout again, and a reader that has stopped reading
+    (a full pipe) would otherwise hold the interrupted process forever."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    if os.isatty(fileno):
+        return  # a terminal takes its line at once; its mode is the shell's, not ours
+    try:
+        os.set_blocking(fileno, False)
+        sys.stdout.flush()
+    except OSError:  # BlockingIOError (a full pipe), BrokenPipeError: nothing to wait for
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.set_blocking(fileno, True)
+    _quiet_stdout()
 
 
 def _quiet_stdout() -> None:
