@@ -38,7 +38,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rnnkit(*argv: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.Popen([sys.executable, "-m", "rnnkit", *argv], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_interruptible)  # fmt: skip
+
+
+def _interruptible() -> None:
+    """In the child: Ctrl-C's default action, as for a command typed at a terminal.
+
+    A suite started in the background (``make test &``) inherits SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler: Ctrl-C could not be tested.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Recorder:
