@@ -88,7 +88,9 @@ def test_the_next_chunk_starts_from_the_previous_final_state() -> None:
     with torch.no_grad():
         _, final = initial(chunks()[0], None)
     assert seen[1] is not None
-    torch.testing.assert_close(seen[1].h, final.h, rtol=0, atol=0)
+    # Training and no-grad calls may run different backends (auto measures each mode
+    # on its own): the same numbers up to float32 rounding.
+    torch.testing.assert_close(seen[1].h, final.h)
 
 
 def test_carried_state_is_checkpointed_and_resume_is_exact(tmp_path: Path) -> None:
