@@ -220,6 +220,15 @@ class Plain:
     batches: list[Any]
 
 
+def update(loss: Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> None:
+    """The plain loop's update, as a user writes it: backward, clip, step, log the loss."""
+    optimizer.zero_grad()
+    loss.backward()  # type: ignore[no-untyped-call]
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    loss.item()
+
+
 def plain_lm(run_dir: Path) -> Plain:
     run = read_config(run_dir, language_model.LanguageModelRun)
     prepared = language_model.prepare(run)
@@ -236,11 +245,7 @@ def plain_lm(run_dir: Path) -> Plain:
         logits, hidden = model(batch.inputs, state[0])
         state[0] = tuple(s.detach() for s in hidden)  # repackage_hidden
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        loss.item()
+        update(loss, model, optimizer, clip)
 
     return Plain(step, ordered(items, run.trainer))
 
@@ -261,11 +266,7 @@ def plain_classify(run_dir: Path) -> Plain:
 
     def step(batch: Any) -> None:
         loss = F.cross_entropy(model(batch.inputs, batch.lengths), batch.targets)
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        loss.item()
+        update(loss, model, optimizer, clip)
 
     return Plain(step, ordered(items, run.trainer))
 
@@ -290,11 +291,7 @@ def plain_seq2seq(run_dir: Path) -> Plain:
             logits.reshape(-1, logits.shape[-1]), batch.target[:, 1:].reshape(-1),
             ignore_index=PAD_ID,
         )  # fmt: skip
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        loss.item()
+        update(loss, model, optimizer, clip)
 
     return Plain(step, ordered(items, run.trainer))
 

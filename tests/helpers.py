@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnnkit.state import HiddenState
+
 TORCH_CELLS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "rnn": (nn.RNNCell, {"nonlinearity": "tanh"}),
     "rnn_relu": (nn.RNNCell, {"nonlinearity": "relu"}),
@@ -44,3 +46,28 @@ def weighted_sum(tensors: list[Tensor], seed: int = 1234) -> Tensor:
 def torch_state_fields(state: Tensor | tuple[Tensor, ...]) -> list[Tensor]:
     """torch.nn's h_n or (h_n, c_n) as a list of fields."""
     return list(state) if isinstance(state, tuple) else [state]
+
+
+class ConcatCell(nn.Module):
+    """A cell of one's own (not built in): h_t = tanh(Linear([x_t, h_{t−1}])).
+
+    Only ``unroll`` (the ``"unrolled"`` backend) can run it.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.lin = nn.Linear(input_size + hidden_size, hidden_size)
+
+    def forward(self, x: Tensor, state: HiddenState) -> tuple[Tensor, HiddenState]:
+        h = torch.tanh(self.lin(torch.cat([x, state.h], 1)))  # (B, H)
+        return h, HiddenState(h)
+
+    def initial_state(
+        self,
+        batch_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> HiddenState:
+        return HiddenState(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype))

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from rnnkit import GRUCell, HiddenState, LSTMCell, LSTMState, Recurrent, RecurrentConfig, tuning
 from rnnkit.bptt import compiled
 from rnnkit.cells import CELL_NAMES
-from tests.helpers import TOLERANCES, TORCH_STACKS, torch_state_fields, weighted_sum
+from tests.helpers import TOLERANCES, TORCH_STACKS, ConcatCell, torch_state_fields, weighted_sum
 
 BATCH, STEPS, INPUT, HIDDEN = 5, 6, 3, 4
 RAGGED = [STEPS, 1, 3, STEPS - 1, 2]  # includes length 1 and full length
@@ -219,32 +219,19 @@ def test_auto_backend_rule(tmp_path: Path) -> None:
     assert Recurrent("gru", 3, 4, backend="unrolled").resolve_backend() == "unrolled"
     assert Recurrent("lstm", 3, 4, backend="fused").resolve_backend() == "fused"
 
-    class MyCell(nn.Module):
-        def __init__(self, i: int, h: int) -> None:
-            super().__init__()
-            self.input_size, self.hidden_size = i, h
-            self.lin = nn.Linear(i + h, h)
-
-        def forward(self, x: Tensor, s: HiddenState) -> tuple[Tensor, HiddenState]:
-            h = torch.tanh(self.lin(torch.cat([x, s.h], 1)))
-            return h, HiddenState(h)
-
-        def initial_state(self, b: int, *, device=None, dtype=None) -> HiddenState:  # type: ignore[no-untyped-def]
-            return HiddenState(torch.zeros(b, self.hidden_size, device=device, dtype=dtype))
-
-    custom = Recurrent(MyCell, 3, 4, num_layers=2)
+    custom = Recurrent(ConcatCell, 3, 4, num_layers=2)
     assert custom.resolve_backend() == "unrolled"
     assert custom(torch.randn(2, 3, 3))[0].shape == (2, 3, 4)
     with pytest.raises(
         ValueError,
-        match="backend 'native' cannot run this stack: MyCell is not one of rnnkit's built-in cells",
+        match="backend 'native' cannot run this stack: ConcatCell is not one of rnnkit's built-in cells",
     ):
-        Recurrent(MyCell, 3, 4, backend="native")
+        Recurrent(ConcatCell, 3, 4, backend="native")
     with pytest.raises(
         ValueError,
-        match="backend 'fused' cannot run this stack: MyCell is not one of rnnkit's built-in cells",
+        match="backend 'fused' cannot run this stack: ConcatCell is not one of rnnkit's built-in cells",
     ):
-        Recurrent(MyCell, 3, 4, backend="fused")
+        Recurrent(ConcatCell, 3, 4, backend="fused")
 
 
 def test_factory_cells_of_the_wrong_size_are_refused() -> None:

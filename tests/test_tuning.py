@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 import torch
-from torch import Tensor, nn
 
-from rnnkit import HiddenState, Recurrent, tuning
+from rnnkit import Recurrent, tuning
 from rnnkit.tuning import Samples, Tuner, TuningConfig, TuningKey
-from tests.helpers import TOLERANCES
+from tests.helpers import TOLERANCES, ConcatCell
 
 KEY = TuningKey(cell="lstm", layers=2, directions=1, input_size=64, hidden_size=256,
                 dtype="float32", device="cpu", threads=2, training=True, batch=32,
@@ -514,20 +513,8 @@ def test_a_pinned_backend_is_never_measured(tuned: Tuner) -> None:
 
 
 def test_a_custom_cell_runs_unrolled_without_measuring(tuned: Tuner) -> None:
-    class MyCell(nn.Module):
-        def __init__(self, i: int, h: int) -> None:
-            super().__init__()
-            self.input_size, self.hidden_size = i, h
-            self.lin = nn.Linear(i + h, h)
 
-        def forward(self, x: Tensor, s: HiddenState) -> tuple[Tensor, HiddenState]:
-            h = torch.tanh(self.lin(torch.cat([x, s.h], 1)))
-            return h, HiddenState(h)
-
-        def initial_state(self, b: int, *, device=None, dtype=None) -> HiddenState:  # type: ignore[no-untyped-def]
-            return HiddenState(torch.zeros(b, self.hidden_size, device=device, dtype=dtype))
-
-    stack = Recurrent(MyCell, 3, 4)
+    stack = Recurrent(ConcatCell, 3, 4)
     assert stack.resolve_backend(inputs=torch.randn(2, 5, 3)) == "unrolled"
     assert tuned.decisions == {}
 
