@@ -22,9 +22,9 @@ counted, nor is the evaluation and checkpoint after the last step.
 ``nn.LSTMCell`` and the attention for seq2seq) + ``nn.Linear``, ``torch.optim.Adam``/
 ``AdamW``, ``clip_grad_norm_`` and ``loss.item()`` per step, timed with
 ``time.perf_counter`` around the same steps. It is fed *the same tensors* rnnkit's data
-pipeline makes (the task's ``prepare`` and batching, on the run's resolved
-``config.toml``) in the order the Trainer takes them (:class:`rnnkit.training.order.EpochOrder`),
-so both see the same batch shapes.
+pipeline makes (the task's ``prepare``, ``examples`` and ``collate`` on the run's
+resolved ``config.toml``) in the order the Trainer takes them
+(:class:`rnnkit.training.sampler.Sampler`), so both see the same batch shapes.
 
 The two run alternately (rnnkit, plain, plain, rnnkit, …) in one process with the same
 torch threads. Step k of every run takes the same batch, so the table gives, for each,
@@ -47,7 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,12 +57,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnkit import tasks
 from rnnkit.cli.main import main as rnnkit_main
 from rnnkit.data.vocab import PAD_ID, UNK_ID
-from rnnkit.tasks import classification, language_model, seq2seq
-from rnnkit.tasks.task import read_config
-from rnnkit.training.order import EpochOrder
 from rnnkit.training.progress import read_metrics
+from rnnkit.training.runs import read_config
+from rnnkit.training.sampler import Geometry, Sampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, publish
@@ -229,11 +229,23 @@ def update(loss: Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, cli
     loss.item()
 
 
-def plain_lm(run_dir: Path) -> Plain:
-    run = read_config(run_dir, language_model.LanguageModelRun)
-    prepared = language_model.prepare(run)
+def prepared_run(kind: str, run_dir: Path) -> tuple[Any, list[Any]]:
+    """The run's resolved configuration, and the batches of its first epoch in the
+    order the Trainer takes them (one per step: the global batch of each step)."""
+    task = tasks.get(kind)
+    prepared = task.prepare(read_config(run_dir, task.run_type))
     run = prepared.run
-    items = language_model.chunks(prepared.data.splits["train"], run.task)
+    examples = task.examples(run, prepared.data, "train")
+    t = run.trainer
+    sampler = Sampler(examples, Geometry(t.batch_size, t.accumulate), seed=t.seed,
+                      shuffle=t.shuffle)  # fmt: skip
+    batches = [task.collate([examples.items[i] for i in batch])
+               for batch in sampler.global_batches(0)]  # fmt: skip
+    return run, batches
+
+
+def plain_lm(run_dir: Path) -> Plain:
+    run, batches = prepared_run("lm", run_dir)
     m = run.model
     torch.manual_seed(run.trainer.seed)
     model = PlainLM(m.vocab_size, m.embed, m.hidden, m.layers)
@@ -247,17 +259,11 @@ def plain_lm(run_dir: Path) -> Plain:
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1))
         update(loss, model, optimizer, clip)
 
-    return Plain(step, ordered(items, run.trainer))
+    return Plain(step, batches)
 
 
 def plain_classify(run_dir: Path) -> Plain:
-    run = read_config(run_dir, classification.ClassificationRun)
-    prepared = classification.prepare(run)
-    run = prepared.run
-    ids, targets = prepared.data.splits["train"]
-    items = classification.text_batches(
-        ids, targets, run.task.batch_size, seed=run.trainer.seed, shuffle=True
-    )
+    run, batches = prepared_run("classify", run_dir)
     m = run.model
     torch.manual_seed(run.trainer.seed)
     model = PlainClassifier(m.vocab_size, m.embed, m.hidden, m.num_classes, run.task)
@@ -268,17 +274,11 @@ def plain_classify(run_dir: Path) -> Plain:
         loss = F.cross_entropy(model(batch.inputs, batch.lengths), batch.targets)
         update(loss, model, optimizer, clip)
 
-    return Plain(step, ordered(items, run.trainer))
+    return Plain(step, batches)
 
 
 def plain_seq2seq(run_dir: Path) -> Plain:
-    run = read_config(run_dir, seq2seq.Seq2SeqRun)
-    prepared = seq2seq.prepare(run)
-    run, corpus = prepared.run, prepared.data
-    examples = seq2seq.encode(
-        corpus.pairs["train"], corpus.source_vocab, corpus.target_vocab, run.task
-    )
-    items = seq2seq.batches(examples, run.task.batch_size, seed=run.trainer.seed, shuffle=True)
+    run, batches = prepared_run("seq2seq", run_dir)
     m = run.model
     torch.manual_seed(run.trainer.seed)
     model = PlainSeq2Seq(m.source_vocab, m.target_vocab, m.embed, m.hidden)
@@ -293,7 +293,7 @@ def plain_seq2seq(run_dir: Path) -> Plain:
         )  # fmt: skip
         update(loss, model, optimizer, clip)
 
-    return Plain(step, ordered(items, run.trainer))
+    return Plain(step, batches)
 
 
 PLAIN: dict[str, Callable[[Path], Plain]] = {
@@ -301,12 +301,6 @@ PLAIN: dict[str, Callable[[Path], Plain]] = {
     "classify": plain_classify,
     "seq2seq": plain_seq2seq,
 }
-
-
-def ordered(items: Sequence[Any], trainer: Any) -> list[Any]:
-    """The items in the order the Trainer takes them in its first epoch (one per step)."""
-    order = EpochOrder(len(items), trainer.batch_size, seed=trainer.seed, shuffle=trainer.shuffle)
-    return [items[shard.indices[0]] for shard in order.batches(0)]
 
 
 def plain_step_seconds(plain: Plain, steps: int, warmup: int) -> list[float]:

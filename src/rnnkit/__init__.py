@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from rnnkit.version import __version__
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "LossSum": "rnnkit.losses",
     "Trainer": "rnnkit.training.trainer",
     "TrainerConfig": "rnnkit.training.trainer",
+    "Examples": "rnnkit.training.sampler",
     "gradient_flow": "rnnkit.diagnostics.gradflow",
     "BACKENDS": "rnnkit.recurrent",
     "Recurrent": "rnnkit.recurrent",
@@ -47,6 +48,7 @@ __all__ = [
     "BACKENDS",
     "CELL_NAMES",
     "Cell",
+    "Examples",
     "GRUCell",
     "GradientFlow",
     "HiddenState",
@@ -98,6 +100,7 @@ if TYPE_CHECKING:
         where_state,
     )
     from rnnkit.stepping import Stepper
+    from rnnkit.training.sampler import Examples
     from rnnkit.training.trainer import Trainer, TrainerConfig
     from rnnkit.unrolling import unroll
 

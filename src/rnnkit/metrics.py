@@ -207,6 +207,32 @@ _PREFIXES: dict[str, frozenset[str]] = {
 Span = tuple[int, int, int]  # (sentence, first token, last token)
 
 
+def classification_report(
+    predicted: Sequence[int], gold: Sequence[int], names: Sequence[str], majority: str | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """A classifier's scores over class ids ``0 … len(names) − 1``.
+
+    Returns:
+        ``(metrics, details)``: accuracy, macro-F1 over every class, the example
+        count and, with ``majority`` (the training part's commonest label), the
+        accuracy of always answering it; the confusion matrix
+        ``{"labels": names, "matrix": rows true, columns predicted}``.
+    """
+    if not gold:
+        raise ValueError("no examples to score")
+    classes = list(range(len(names)))
+    metrics = {"accuracy": accuracy(predicted, gold),
+               "macro_f1": macro_f1(predicted, gold, labels=classes)}  # fmt: skip
+    details: dict[str, Any] = {}
+    if majority is not None:
+        metrics["majority_accuracy"] = accuracy([list(names).index(majority)] * len(gold), gold)
+        details["majority_label"] = majority
+    metrics["examples"] = float(len(gold))
+    matrix = confusion_matrix(predicted, gold, labels=classes)
+    details = {"confusion_matrix": {"labels": list(names), "matrix": matrix}, **details}
+    return metrics, details
+
+
 def _split_tag(name: str, i: int, j: int, tag: object, prefixes: frozenset[str]) -> tuple[str, str]:
     """``(prefix, type)`` of one tag; ``("O", "")`` outside any entity."""
     if tag == "O":
@@ -586,3 +612,33 @@ def nll_per_frame(total_nll: float, frames: int) -> float:
     total = _check_nll("total_nll", total_nll)
     _check_count("frames", frames)
     return total / frames
+
+
+def closest_reference_scores(
+    predicted: Sequence[Sequence[Hashable]], references: Sequence[Sequence[Sequence[Hashable]]]
+) -> dict[str, float]:
+    """Token and sequence error rates and corpus BLEU of each prediction against its
+    *closest* reference, where a source has several (CMUdict's ``read``: R EH1 D and
+    R IY1 D), as is standard G2P practice.
+
+    The closest is the reference at the least edit distance from the prediction,
+    the first in the given order on a tie; a prediction is then correct if it
+    equals any reference, its token errors are counted against the nearest one,
+    and BLEU uses that reference too. For grapheme-to-phoneme data the token and
+    sequence error rates are PER and WER.
+
+    Returns:
+        ``token_error_rate``, ``sequence_error_rate`` and ``bleu``.
+    """
+    _check_pair("predicted", predicted, "references", references)
+    chosen = []
+    for i, (output, options) in enumerate(zip(predicted, references, strict=True)):
+        if not options:
+            raise ValueError(f"references[{i}]: expected at least one reference, got none")
+        distances = [edit_distance(output, ref) for ref in options]
+        chosen.append(options[distances.index(min(distances))])
+    return {
+        "token_error_rate": token_error_rate(predicted, chosen),
+        "sequence_error_rate": sequence_error_rate(predicted, chosen),
+        "bleu": bleu(predicted, chosen),
+    }

@@ -5,8 +5,9 @@ and friends; cuDNN on CUDA). Those kernels take the weights as a flat list in
 torch.nn's order, so a stack of rnnkit's built-in cells, whose parameters already
 have torch.nn's layout, can be handed to them directly: no copy, and gradients land
 on rnnkit's own parameters. This module decides when that is exact (only
-built-in cells of one kind) and makes the call, packing ragged batches the way
-``torch.nn`` does (``pack_padded_sequence`` with ``enforce_sorted=False``).
+built-in cells of one kind) and makes the call, one layer at a time, for
+:class:`~rnnkit.Recurrent`'s loop (:class:`NativeBatch`), packing ragged batches the
+way ``torch.nn`` does (``pack_padded_sequence`` with ``enforce_sorted=False``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.state import LSTMState, map_state
 
 Kernel = Callable[..., Any]
 
@@ -56,50 +58,83 @@ def native_kernel(cells: Sequence[nn.Module]) -> tuple[Kernel | None, str]:
     return kernel, ""
 
 
-def run_native(
-    kernel: Kernel,
-    cells: Sequence[nn.Module],
-    inputs: Tensor,
-    state: tuple[Tensor, ...],
-    lengths: Tensor | None,
-    *,
-    num_layers: int,
-    bidirectional: bool,
-    dropout: float,
-    training: bool,
-) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """Run the stack with torch.nn's kernel.
+class NativeBatch:
+    """One call's batch in the kernel's layout, prepared once for every layer.
 
-    Args:
-        kernel: from :func:`native_kernel`.
-        inputs: ``(B, T, I)``.
-        state: stacked initial state, every field ``(L·D, B, H)``.
-        lengths: validated CPU int64 ``(B,)``, or ``None`` when every row is full length.
+    :class:`~rnnkit.Recurrent` runs the layers loop, with dropout between layers and
+    the final states joined; this object is its runner for the native backend. A
+    full-length batch is viewed time-major ``(T, B, ·)`` once (the kernel's own
+    layout: no transposes per layer); a ragged one is packed once, the way
+    ``torch.nn`` does (``pack_padded_sequence`` with ``enforce_sorted=False``), and
+    every layer reads and writes packed data ``(N, ·)``. :meth:`layer` calls the
+    kernel for one layer, and :meth:`finish` pads and unsorts.
 
-    Returns:
-        ``(outputs (B, T, D·H), final_state)`` with ``final_state`` of ``state``'s type.
+    One call runs both directions of a layer: the kernel runs a bidirectional layer
+    natively, and that measured faster than two one-directional calls with the
+    reversal done outside (CPU, 1 thread, LSTM, B = 8 … 32, H = 32 … 256: the two
+    calls took ×1.06 to ×1.34 the time; a packed batch's reversal is a gather of
+    its rows). On CUDA, cuDNN would also run a whole stack in one call; the layers
+    are called one by one here so that one loop, :class:`~rnnkit.Recurrent`'s,
+    stacks every backend.
+
+    Attributes:
+        inputs: ``(T, B, I)``, or the packed data ``(N, I)`` of a ragged batch.
+        state: the initial state, every field ``(L·D, B, H)``, rows in the packed order.
     """
-    weights: list[Tensor] = []
-    for cell in cells:  # torch.nn's flat order: per (layer, direction) w_ih, w_hh, b_ih, b_hh
-        weights.extend(p for _, p in cell.named_parameters())
-    has_bias = len(weights) == 4 * len(cells)
-    steps = inputs.shape[1]
-    # LSTM's kernel takes (h, c) as a tuple, the others take h alone.
-    options = (has_bias, num_layers, float(dropout), training, bidirectional)
 
-    if lengths is None:
-        hx: Any = tuple(state) if len(state) > 1 else state[0]
-        result = kernel(inputs, hx, weights, *options, True)  # batch_first=True
+    __slots__ = ("_kernel", "_packed", "_steps", "_training", "inputs", "state")
+
+    def __init__(
+        self, kernel: Kernel, inputs: Tensor, state: Any, lengths: Tensor | None, training: bool
+    ) -> None:
+        """``kernel`` from :func:`native_kernel`; ``inputs (B, T, I)``; ``lengths``:
+        validated CPU int64 ``(B,)``, or ``None`` when every row is full length.
+
+        ``training`` is the module's mode, passed to the kernel as torch.nn passes it
+        (cuDNN keeps what its backward needs only in training mode).
+        """
+        self._kernel = kernel
+        self._training = training
+        self._steps = inputs.shape[1]
+        if lengths is None:
+            self._packed: PackedSequence | None = None
+            self.inputs = inputs.transpose(0, 1)  # (T, B, I), a view
+            self.state = state
+            return
+        packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+        assert packed.sorted_indices is not None
+        order = packed.sorted_indices
+        self._packed = packed
+        self.inputs = packed.data  # (N, I)
+        self.state = map_state(lambda field: field.index_select(1, order), state)
+
+    def layer(self, index: int, cells: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Any]:
+        """Layer ``index``'s D directions in one kernel call (see :class:`~rnnkit.recurrent.Runner`)."""
+        weights: list[Tensor] = []
+        for cell in cells:  # torch.nn's flat order: per direction w_ih, w_hh, b_ih, b_hh
+            weights.extend(p for _, p in cell.named_parameters())
+        directions = len(cells)
+        rows = slice(index * directions, (index + 1) * directions)  # this layer's, (D, B, H)
+        state = self.state
+        hx = (state.h[rows], state.c[rows]) if isinstance(state, LSTMState) else state.h[rows]
+        # Dropout between layers is Recurrent's: 0 here.
+        options = (len(weights) == 4 * directions, 1, 0.0, self._training, directions == 2)
+        if self._packed is None:
+            result = self._kernel(x, hx, weights, *options, False)  # time-major
+        else:
+            result = self._kernel(x, self._packed.batch_sizes, hx, weights, *options)
         return result[0], type(state)(*result[1:])
 
-    packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
-    assert packed.sorted_indices is not None and packed.unsorted_indices is not None
-    sorted_state = [field.index_select(1, packed.sorted_indices) for field in state]
-    hx = tuple(sorted_state) if len(sorted_state) > 1 else sorted_state[0]
-    result = kernel(packed.data, packed.batch_sizes, hx, weights, *options)
-    packed_out = PackedSequence(
-        result[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
-    )
-    outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=steps)
-    final = [field.index_select(1, packed.unsorted_indices) for field in result[1:]]
-    return outputs, type(state)(*final)
+    def finish(self, outputs: Tensor, final: Any) -> tuple[Tensor, Any]:
+        """The last layer's outputs and the joined finals → ``(B, T, D·H)``, caller's order."""
+        packed = self._packed
+        if packed is None:
+            return outputs.transpose(0, 1), final  # (B, T, D·H), a view, as torch.nn's
+        assert packed.unsorted_indices is not None
+        unsort = packed.unsorted_indices
+        padded, _ = pad_packed_sequence(
+            PackedSequence(outputs, packed.batch_sizes, packed.sorted_indices, unsort),
+            batch_first=True,
+            total_length=self._steps,
+        )
+        return padded, map_state(lambda field: field.index_select(1, unsort), final)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterator
+import operator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -14,10 +15,10 @@ from torch import Tensor, nn
 
 import rnnkit.tuning as tuning
 from rnnkit.bptt import compiled
-from rnnkit.bptt.fused import fused_supported, run_fused
+from rnnkit.bptt.fused import FusedBatch, fused_supported
 from rnnkit.cells import CELL_NAMES, CellFactory, GRUCell, LSTMCell, RNNCell, cell_factory
-from rnnkit.native import native_kernel, run_native
-from rnnkit.state import check_state_like, stack_states, unstack_state
+from rnnkit.native import NativeBatch, native_kernel
+from rnnkit.state import check_state_like, map_state, stack_states
 from rnnkit.unrolling import Lengths, check_inputs, check_lengths, unroll
 
 Backend = Literal["auto", "unrolled", "native", "fused"]
@@ -30,6 +31,94 @@ _TORCH_MODULES: dict[str, tuple[Callable[..., nn.RNNBase], dict[str, Any]]] = {
     "lstm": (nn.LSTM, {}),
     "gru": (nn.GRU, {}),
 }
+
+
+class Runner(Protocol):
+    """One backend's run of one forward call, as :meth:`Recurrent._stack`'s loop uses it.
+
+    Made once per call, it holds the batch in the backend's layout (batch-first,
+    time-major and sorted, packed) and the initial state with its rows in the
+    backend's order. The loop asks it for one layer at a time, applies dropout
+    between layers itself (elementwise, so on any layout), and hands it the last
+    layer's outputs and all the final states to put back into ``(B, T, D·H)`` and
+    the caller's row order.
+    """
+
+    inputs: Tensor  # layer 0's input, in the runner's layout
+
+    def layer(self, index: int, cells: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Any]:
+        """Layer ``index``'s D cells (left to right first) over x, the runner's layout.
+
+        Returns ``(outputs, final)``: D·H features per position, concatenated in the
+        cells' order (torch.nn's layout), and the layer's final state, fields
+        ``(D, B, H)``.
+        """
+        ...
+
+    def finish(self, outputs: Tensor, final: Any) -> tuple[Tensor, Any]:
+        """``(B, T, D·H)`` outputs and the ``(L·D, B, H)`` final state, in the caller's order."""
+        ...
+
+
+class DirectionRunner(Protocol):
+    """A backend that runs one direction of one layer at a time (see :class:`Directions`)."""
+
+    inputs: Tensor  # layer 0's input, in the runner's layout
+    state: Any  # the initial state, every field (L·D, B, H), rows in the runner's order
+
+    def direction(
+        self, cell: nn.Module, x: Tensor, state: Any, reverse: bool
+    ) -> tuple[Tensor, Any]:
+        """One cell over x, right to left if ``reverse``: (outputs, H features; final (B, H))."""
+        ...
+
+    def finish(self, outputs: Tensor, final: Any) -> tuple[Tensor, Any]: ...
+
+
+class Directions:
+    """The :class:`Runner` of a :class:`DirectionRunner`, as Flax's ``Bidirectional``.
+
+    Each direction of a layer runs on its own: direction 0 left to right,
+    direction 1 right to left (over each row's own valid part), from its own
+    initial state ``l·D + d``; their outputs are concatenated in that order.
+    """
+
+    __slots__ = ("direction", "finish", "inputs", "state")
+
+    def __init__(self, runner: DirectionRunner) -> None:
+        self.inputs = runner.inputs
+        self.state = runner.state
+        self.direction = runner.direction
+        self.finish = runner.finish
+
+    def layer(self, index: int, cells: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Any]:
+        first = index * len(cells)
+        outputs, finals = [], []
+        for direction, cell in enumerate(cells):
+            start = map_state(operator.itemgetter(first + direction), self.state)  # (B, H)
+            output, final = self.direction(cell, x, start, direction == 1)
+            outputs.append(output)
+            finals.append(final)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1), stack_states(finals)
+
+
+class Unrolled:
+    """The unrolled backend's :class:`DirectionRunner`: :func:`~rnnkit.unroll`, batch-first."""
+
+    __slots__ = ("inputs", "lengths", "state")
+
+    def __init__(self, inputs: Tensor, state: Any, lengths: Tensor | None) -> None:
+        self.inputs = inputs  # (B, T, I)
+        self.state = state
+        self.lengths = lengths
+
+    def direction(
+        self, cell: nn.Module, x: Tensor, state: Any, reverse: bool
+    ) -> tuple[Tensor, Any]:
+        return unroll(cell, x, state, self.lengths, reverse=reverse)  # (B, T, H)
+
+    def finish(self, outputs: Tensor, final: Any) -> tuple[Tensor, Any]:
+        return outputs, final
 
 
 @dataclass(frozen=True)
@@ -100,11 +189,15 @@ class Recurrent(nn.Module):
         torch.nn's ``h_n``/``c_n``. For a ragged batch it is each row's state at
         its last valid step (step 0 for the backward direction).
 
-    Backends (all compute the same numbers; tests tie them to torch.nn):
+    Backends (all compute the same numbers; tests tie them to torch.nn). One loop,
+    :meth:`_stack`, runs the layers for every backend (dropout between layers, the
+    final states in torch.nn's order); each backend supplies a :class:`Runner`,
+    made once per call, that holds the batch in its own layout and runs one layer:
         ``"unrolled"``: the explicit Python loop of :func:`rnnkit.unroll`, per layer
             and direction; autograd gives BPTT. Runs any cell.
         ``"native"``: torch.nn's kernels (:mod:`rnnkit.native`) called on this
-            module's own parameters. Only for built-in cells of one kind.
+            module's own parameters, one call per layer (both directions at
+            once). Only for built-in cells of one kind.
         ``"fused"``: rnnkit's hand-derived BPTT (:mod:`rnnkit.bptt.fused`), one
             autograd Function per layer and direction. Built-in cells of one kind.
         ``"auto"`` (the default): the fastest exact backend for the call, measured
@@ -394,14 +487,6 @@ class Recurrent(nn.Module):
             x.requires_grad_(training and inputs.requires_grad)
             wanted: list[Tensor] = [p for c in cells for p in c.parameters() if p.requires_grad]
             wanted += [x] if x.requires_grad else []
-            kernel, _ = native_kernel(cells)
-            assert kernel is not None
-            options: dict[str, Any] = {
-                "num_layers": self.num_layers,
-                "bidirectional": self.bidirectional,
-                "dropout": self.dropout,
-                "training": self.training,
-            }
 
             def run(backend: str) -> Callable[[], object]:
                 def call() -> None:
@@ -412,10 +497,8 @@ class Recurrent(nn.Module):
                                 for c in cells
                             ]
                         )
-                        if backend == "fused":
-                            outputs, _ = run_fused(cells, x, state, lengths, **options)
-                        else:
-                            outputs, _ = run_native(kernel, cells, x, state, lengths, **options)
+                        runner = self._runner(backend, cells, x, state, lengths)
+                        outputs, _ = self._stack(cells, runner)
                         if training:
                             torch.autograd.grad(outputs.square().mean(), wanted, allow_unused=True)
                     if device.type == "cuda":
@@ -462,43 +545,44 @@ class Recurrent(nn.Module):
             check_state_like(state, reference)
 
         backend = self.resolve_backend(inputs.device, inputs=inputs, lengths=checked)
-        options: dict[str, Any] = {
-            "num_layers": self.num_layers,
-            "bidirectional": self.bidirectional,
-            "dropout": self.dropout,
-            "training": self.training,
-        }
-        if backend == "fused":
-            return run_fused(list(self.cells), inputs, state, checked, **options)
-        if backend == "native":
-            kernel, _ = native_kernel(list(self.cells))
-            assert kernel is not None
-            return run_native(kernel, list(self.cells), inputs, state, checked, **options)
-        return self._forward_unrolled(inputs, state, checked)
+        cells = list(self.cells)
+        return self._stack(cells, self._runner(backend, cells, inputs, state, checked))
 
-    def _forward_unrolled(
-        self, inputs: Tensor, state: Any, lengths: Tensor | None
-    ) -> tuple[Tensor, Any]:
-        per_cell = unstack_state(state)  # L·D states of (B, H) fields
-        finals = []
-        layer_input = inputs  # (B, T, I) then (B, T, D·H)
+    def _runner(
+        self,
+        backend: str,
+        cells: Sequence[nn.Module],
+        inputs: Tensor,
+        state: Any,
+        lengths: Tensor | None,
+    ) -> Runner:
+        """The backend's runner for one call: its layout of the batch, prepared once."""
+        if backend == "fused":
+            return Directions(FusedBatch(inputs, state, lengths))
+        if backend == "native":
+            kernel, _ = native_kernel(cells)
+            assert kernel is not None
+            return NativeBatch(kernel, inputs, state, lengths, self.training)
+        return Directions(Unrolled(inputs, state, lengths))
+
+    def _stack(self, cells: Sequence[nn.Module], run: Runner) -> tuple[Tensor, Any]:
+        """The layers × directions loop of every backend: layer l reads layer l−1's outputs.
+
+        Dropout (training mode only) acts on the inputs of layers 1 … L−1; the runner
+        runs each layer's D directions (:meth:`Runner.layer`); the final states are
+        joined in torch.nn's order, index l·D + d.
+        """
+        D = self.num_directions
+        x = run.inputs  # layer 0's input, then layer l−1's outputs (D·H features)
+        finals: list[Any] = []  # per layer, fields (D, B, H)
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0.0:
-                layer_input = F.dropout(layer_input, self.dropout, self.training)
-            outputs = []
-            for direction in range(self.num_directions):
-                index = layer * self.num_directions + direction
-                output, final = unroll(
-                    self.cells[index],
-                    layer_input,
-                    per_cell[index],
-                    lengths,
-                    reverse=direction == 1,
-                )  # (B, T, H)
-                outputs.append(output)
-                finals.append(final)
-            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
-        return layer_input, stack_states(finals)
+                x = F.dropout(x, self.dropout, self.training)
+            x, final = run.layer(layer, cells[layer * D : (layer + 1) * D], x)
+            finals.append(final)
+        if len(finals) > 1:
+            final = type(final)(*(torch.cat(fields) for fields in zip(*finals, strict=True)))
+        return run.finish(x, final)
 
     # ----------------------------------------------------------------- torch.nn interop
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
-from rnnkit.training.order import EpochOrder
-from rnnkit.training.trainer import TrainerConfig
 from tests.benchmarks.test_scripts import load
 
 
@@ -17,13 +17,33 @@ def test_a_step_hit_by_a_burst_in_one_run_drops_out_of_the_figure() -> None:
     assert script.per_step(runs) == pytest.approx(2.0)
 
 
-def test_the_plain_loop_takes_the_batches_in_the_trainers_order() -> None:
-    script = load("end_to_end")
-    items = [f"batch {i}" for i in range(11)]
-    config = TrainerConfig(batch_size=1, seed=5, shuffle=True)
-    expected = [items[s.indices[0]] for s in EpochOrder(11, 1, seed=5, shuffle=True).batches(0)]
-    assert script.ordered(items, config) == expected
-    assert expected != items and sorted(expected) == sorted(items)  # shuffled, each once
+def test_the_plain_loop_takes_the_batches_the_trainer_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rnnkit.cli.main import main
+    from rnnkit.training.trainer import Trainer
+    from tests.models.fixtures import FIXTURES
+
+    fed: list[Any] = []
+    batch_of = Trainer._batch
+
+    def recording(self: Trainer, shard: Any, examples: Any) -> Any:
+        batch = batch_of(self, shard, examples)
+        if examples is self.train_data:
+            fed.append(batch)
+        return batch
+
+    monkeypatch.setattr(Trainer, "_batch", recording)
+    sample = str(FIXTURES / "models_rotten_tomatoes_sample.tsv")
+    out = tmp_path / "run"
+    argv = ["train", "classify", "--data", sample, sample, sample, "--comment", "#",
+            "--batch-size", "4", "--hidden", "4", "--embed", "4", "--max-steps", "3",
+            "--progress", "off", "--no-report", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    _, batches = load("end_to_end").prepared_run("classify", out)
+    assert len(fed) == 3 and len(batches) == 4  # 16 texts in batches of 4
+    for ours, theirs in zip(fed, batches, strict=False):
+        assert torch.equal(ours.inputs, theirs.inputs) and torch.equal(ours.targets, theirs.targets)
 
 
 def test_writing_one_case_keeps_the_other_cases_rows(tmp_path: Path) -> None:

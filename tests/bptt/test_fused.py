@@ -12,9 +12,15 @@ from torch import Tensor
 
 from rnnkit import Recurrent, unroll
 from rnnkit.bptt import compiled
-from rnnkit.bptt.fused import FusedGRU, FusedLSTM, FusedRNN, fused_supported, run_fused
+from rnnkit.bptt.fused import (
+    FusedBatch,
+    FusedGRU,
+    FusedLSTM,
+    FusedRNN,
+    fused_supported,
+)
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell, cell_factory
-from rnnkit.state import HiddenState, LSTMState
+from rnnkit.state import HiddenState, LSTMState, map_state
 from tests.helpers import weighted_sum
 
 F64 = torch.float64
@@ -87,22 +93,30 @@ def test_gradcheck_of_each_fused_function(name: str, ragged: bool, bias: bool, l
     assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5, 1]], ids=["full", "ragged"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["left", "right"])
 @pytest.mark.parametrize("name", ["rnn", "rnn_relu", "lstm", "gru"])
-def test_function_equals_the_explicit_loop_of_its_cell(name: str) -> None:
-    # The Function alone (time-major, one direction) against unroll over the same cell.
+def test_one_direction_of_the_runner_equals_the_explicit_loop_of_its_cell(
+    name: str, reverse: bool, lengths: list[int] | None
+) -> None:
+    # FusedBatch's layout (time-major, sorted, reversed by index) and one Function,
+    # against unroll over the same cell, with Recurrent's loop out of the way.
     torch.manual_seed(3)
     steps, batch = 6, 4
     cell = cell_factory(name)(2, 5).double()
     x = torch.randn(batch, steps, 2, dtype=F64)
     state = cell.initial_state(batch, dtype=F64)
     state = type(state)(*(torch.randn_like(f) for f in state))
-    expected, expected_final = unroll(cell, x, state)
-    stacked = type(state)(*(field[None] for field in state))  # (L·D = 1, B, H)
-    outputs, final = run_fused(
-        [cell], x, stacked, None, num_layers=1, bidirectional=False, dropout=0.0, training=False
-    )
+    expected, expected_final = unroll(cell, x, state, lengths, reverse=reverse)
+    stacked = map_state(lambda field: field[None], state)  # (L·D = 1, B, H)
+    checked = None if lengths is None else torch.tensor(lengths)
+    run = FusedBatch(x, stacked, checked)
+    start = map_state(lambda field: field[0], run.state)  # (B, H), the runner's row order
+    Y, final = run.direction(cell, run.inputs, start, reverse)
+    assert type(final) is type(state)
+    outputs, finals = run.finish(Y, map_state(lambda field: field[None], final))
     torch.testing.assert_close(outputs, expected, rtol=0, atol=1e-12)
-    for a, b in zip(final, expected_final, strict=True):
+    for a, b in zip(finals, expected_final, strict=True):
         torch.testing.assert_close(a[0], b, rtol=0, atol=1e-12)
 
 

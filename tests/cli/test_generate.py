@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from rnnkit.cli.main import main
+from rnnkit.data.corpus import detokenize, never_targets, prompt_ids
+from rnnkit.data.formats.midi import write_atomically
 from rnnkit.decoding import sample
 from rnnkit.models.language_model import LanguageModel
 from rnnkit.tasks import language_model as lm
-from rnnkit.tasks.music import _write_atomically
 from tests.models.fixtures import lines
 
 
@@ -89,13 +90,14 @@ def test_the_first_piece_is_written_before_generation_ends(
 
 def old_generate(run: Path, start: str, length: int, seed: int, num_samples: int) -> list[str]:
     """The batched, non-streamed generation ``generate`` did before it streamed."""
-    model, vocab, config = lm.load_run(run)
-    prompt = torch.tensor([lm._prompt_ids(start, vocab, config.task.level)] * num_samples)
+    loaded = lm.TASK.load(run)
+    model, vocab, level = loaded.model, loaded.assets.vocab, loaded.run.task.level
+    prompt = torch.tensor([prompt_ids(start, vocab, level)] * num_samples)
     last, state = model.prime(prompt)
     tokens = sample(model, last, state, max_length=length, temperature=0.8, top_k=5,
                     generator=torch.Generator().manual_seed(seed),
-                    banned=lm.banned_tokens(vocab, config)).tokens  # fmt: skip
-    return [start + lm.detokenize(vocab.decode(row), config.task.level) for row in tokens.tolist()]
+                    banned=never_targets(vocab, level, cut=False)).tokens  # fmt: skip
+    return [start + detokenize(vocab.decode(row), level) for row in tokens.tolist()]
 
 
 def test_the_streamed_sample_has_the_tokens_of_the_batched_one(
@@ -117,7 +119,8 @@ def test_the_streamed_sample_has_the_tokens_of_the_batched_one(
     assert len({p.split("\n", 1)[1] for p in parts[1:]}) == 3
     options = lm.GenerateOptions(start="Full", length=80, seed=4, temperature=0.8, top_k=5,
                                  num_samples=3)  # fmt: skip
-    assert lm.generate(run, options) == [p.split("\n", 1)[1][:-1] for p in parts[1:]]
+    samples = ["".join(pieces) for pieces in lm.TASK.stream(lm.TASK.load(run), options)]
+    assert samples == [p.split("\n", 1)[1][:-1] for p in parts[1:]]
 
 
 def test_ctrl_c_stops_a_long_generation_with_status_130(run: Path) -> None:
@@ -174,17 +177,18 @@ def test_a_vanishing_temperature_is_greedy(run: Path, capsys: pytest.CaptureFixt
         argv = ["generate", str(run), "--length", "40", "--temperature", "1e-300", "--seed", seed]
         assert main(argv) == 0
         outputs.append(capsys.readouterr().out)
-    model, vocab, config = lm.load_run(run)
+    loaded = lm.TASK.load(run)
+    model, vocab = loaded.model, loaded.assets.vocab
     from rnnkit.decoding import greedy
 
-    last, state = model.prime(torch.tensor([lm._prompt_ids("\n", vocab, config.task.level)]))
-    best = greedy(model, last, state, max_length=40, banned=lm.banned_tokens(vocab, config))
+    last, state = model.prime(torch.tensor([prompt_ids("\n", vocab, "char")]))
+    best = greedy(model, last, state, max_length=40, banned=never_targets(vocab, "char", False))
     assert outputs == ["\n" + "".join(vocab.decode(best.tokens[0])) + "\n"] * 2
 
 
 def test_out_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
     path = tmp_path / "new" / "deeper" / "x.mid"
-    _write_atomically(path, lambda partial: partial.write_bytes(b"MThd"))
+    write_atomically(path, lambda partial: partial.write_bytes(b"MThd"))
     assert path.read_bytes() == b"MThd"  # the missing folders were created
 
     def interrupted(partial: Path) -> None:
@@ -192,8 +196,8 @@ def test_out_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _write_atomically(path, interrupted)
+        write_atomically(path, interrupted)
     assert path.read_bytes() == b"MThd" and os.listdir(path.parent) == ["x.mid"]
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match=r"^--out: cannot create the folder .*file"):
-        _write_atomically(tmp_path / "file" / "x.mid", lambda partial: None)
+        write_atomically(tmp_path / "file" / "x.mid", lambda partial: None)

@@ -11,11 +11,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from rnnkit import tasks
 from rnnkit.cells import cell_factory
+from rnnkit.cells.init import gate_bias_
 from rnnkit.cli.main import main
 from rnnkit.data.synthetic import adding_problem
 from rnnkit.diagnostics import gradient_flow
 from rnnkit.report.probe import capture, probe_loss, sample_inputs
+from rnnkit.tasks.task import run_kind
 from tests.report.runs import classify
 
 
@@ -25,11 +28,16 @@ def imread(path: Path) -> Any:
     return read(path)
 
 
-def expected_flow(cell: str, steps: int, hidden: int, seed: int) -> tuple[float, float, float]:
-    """‖∂L/∂h_0‖, ‖∂L/∂h_{T−1}‖ and their ratio, computed here from gradient_flow itself."""
+def expected_flow(
+    cell: str, steps: int, hidden: int, seed: int, gate_bias: float | None = 1.0
+) -> tuple[float, float, float]:
+    """‖∂L/∂h_0‖, ‖∂L/∂h_{T−1}‖ and their ratio, computed here from gradient_flow itself,
+    the gated cells with ``gate_bias`` added (None: torch.nn's initialisation as it is)."""
     data = adding_problem(16, steps, seed=seed, dtype=torch.float64)
     torch.manual_seed(seed)
     model = cell_factory(cell)(2, hidden).double()
+    if gate_bias is not None and cell in ("lstm", "gru"):
+        gate_bias_(model, gate_bias)
     head = nn.Linear(hidden, 1).double()
 
     def loss(outputs: Tensor) -> Tensor:
@@ -60,17 +68,53 @@ def test_fresh_cells_summary_equals_gradient_flow(
         line = f"{row['cell']:<4}  {row['T']:>5}  {first:>11.4e}  {last:>11.4e}  {ratio:>11.4e}"
         assert line in printed
     assert (out / "summary.txt").read_text() in printed
+    assert printed.splitlines()[0] == "# adding problem, untrained, H = 8, gate bias +1"
+    assert (
+        "gate bias: +1 on the lstm's forget gate and the gru's update gate; rnn: no gate. "
+        "--gate-bias 0 shows the unbiased cells\n"
+    ) in printed
     for steps in (12, 30):
         image = imread(out / f"gradflow-T{steps}.png")
         assert image.shape[0] > 100 and image.shape[1] > 300
         assert f"wrote {out / f'gradflow-T{steps}.png'}" in printed
 
 
-def test_the_tanh_rnn_vanishes_faster_than_the_lstm(tmp_path: Path) -> None:
-    assert main(["gradflow", "--cells", "rnn,lstm", "--T", "60", "--hidden", "16",
-                 "--gate-bias", "1", "--out", str(tmp_path)]) == 0  # fmt: skip
-    rows = {r["cell"]: r for r in json.loads((tmp_path / "summary.json").read_text())}
-    assert rows["rnn"]["first_over_last"] < rows["lstm"]["first_over_last"]
+def summary(out: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    return {(r["cell"], r["T"]): r for r in json.loads((out / "summary.json").read_text())}
+
+
+def test_the_default_shows_the_gated_cells_keeping_their_gradient(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The README's claim, at the default H = 64, batch 16 and seed 0 (T = 100 only, to
+    # keep the test short): with the +1 gate bias, the LSTM and the GRU keep more than
+    # ten orders of magnitude more of the last step's gradient than the tanh RNN.
+    assert main(["gradflow", "--T", "100", "--out", str(tmp_path / "on")]) == 0
+    rows = summary(tmp_path / "on")
+    rnn, lstm, gru = (rows[(cell, 100)]["first_over_last"] for cell in ("rnn", "lstm", "gru"))
+    assert rnn < 1e-18
+    assert lstm > 1e12 * rnn and gru > 1e10 * rnn
+    assert lstm > 1e-9 and gru > 1e-11
+    # --gate-bias 0 is torch.nn's initialisation exactly, and there all three vanish alike.
+    assert main(["gradflow", "--T", "100", "--gate-bias", "0", "--out", str(tmp_path / "off")]) == 0
+    printed = capsys.readouterr().out
+    assert "gate bias: 0 (torch.nn's initialisation) on the lstm's forget gate" in printed
+    off = summary(tmp_path / "off")
+    for cell in ("lstm", "gru"):
+        first, last, ratio = expected_flow(cell, 100, 64, 0, gate_bias=None)
+        assert (off[(cell, 100)]["first"], off[(cell, 100)]["last"]) == (first, last)
+        assert off[(cell, 100)]["first_over_last"] == ratio < 1e-18
+    assert off[("rnn", 100)] == rows[("rnn", 100)]  # the bias leaves the tanh RNN alone
+    # The README states these numbers (two significant digits), measured by this command.
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+
+    def figure(table: dict[tuple[str, int], dict[str, Any]], cell: str) -> str:
+        return f"{table[(cell, 100)]['first_over_last']:.1e}".replace("e-0", "e-")
+
+    assert f"receives {figure(rows, 'rnn')} of the last step's gradient" in readme
+    assert f"receive {figure(rows, 'lstm')} and {figure(rows, 'gru')}," in readme
+    off_figures = [figure(off, cell) for cell in ("rnn", "lstm", "gru")]
+    assert "vanish alike: {}, {} and {}.".format(*off_figures) in readme
 
 
 def test_a_trained_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,7 +122,8 @@ def test_a_trained_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["gradflow", str(run)]) == 0
     out = run / "gradflow"
     (row,) = json.loads((out / "summary.json").read_text())
-    captured = capture(run)
+    task = tasks.get(run_kind(run))
+    captured = capture(task, task.load(run))
     cell = copy.deepcopy(captured.module.cells[0]).double()
     flow = gradient_flow(cell, sample_inputs(captured).double(), probe_loss)
     assert row["T"] == flow.steps

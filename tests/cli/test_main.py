@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,73 @@ def test_an_interrupted_run_does_not_wait_for_a_reader_that_stopped(
         os.close(read_end)  # a blocked writer now fails (EPIPE) instead of waiting
         with contextlib.suppress(OSError):
             stdout.close()
+
+
+def error_paths(root: Path) -> list[list[str]]:
+    """Bad input the CLI refuses before any training: argv lists (folders under root)."""
+    empty, missing, a_file = root / "empty", root / "missing", root / "a-file"
+    empty.mkdir()
+    a_file.write_text("not a folder\n")
+    return [
+        [], ["nosuch"], ["train"], ["train", "nosuch"], ["train", "classify", "--lr", "x"],
+        ["train", "classify", "--config", str(root / "missing.toml")],
+        ["train", "classify", "--out", str(a_file)],
+        ["predict", str(missing), "a text"], ["predict", str(empty), "a text"],
+        ["predict", str(empty), "a text", "--file", str(a_file)],
+        ["predict", str(empty), "a text", " "], ["predict", str(empty), "--beam", "0"],
+        ["evaluate", str(empty)], ["evaluate", str(a_file)], ["evaluate", str(empty), "--split", "x"],
+        ["generate", str(empty)], ["report", str(missing)], ["gradflow", str(empty)],
+        ["gradflow", str(empty), "--T", "10"], ["gradflow", "--cells", "rnn,transformer"],
+        ["gradflow", "--T", "1"], ["gradflow", "--hidden", "0"],
+        ["gradflow", "--cells", "rnn", "--T", "5", "--out", str(a_file)],
+        ["explain", "--format", "bad"], ["bench", "nosuch"], ["datasets", "info", "nosuch"],
+        ["selfcheck", "--repeats", "0"], ["backends", "--nosuch"],
+    ]  # fmt: skip
+
+
+def test_every_cheap_error_says_error_once_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in error_paths(tmp_path):
+        try:
+            status = main(argv)
+        except SystemExit as stop:  # argparse's refusal of a flag
+            status = stop.code  # type: ignore[assignment]
+        err = capsys.readouterr().err
+        assert status == 2, (argv, err)
+        assert err.count("error:") == 1 and err.count("\n") == 1, (argv, err)
+        assert err.startswith("rnnkit") and ": error: " in err, (argv, err)
+        command = argv[0] if argv else "rnnkit"
+        assert f"{command}: {command}:" not in err and f"error: {command}:" not in err, err
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["selfcheck: hidden_size: expected a positive int, got 0",
+     "selfcheck: error: selfcheck: hidden_size: expected a positive int, got 0",
+     "rnnkit selfcheck: error: hidden_size: expected a positive int, got 0",
+     "error: hidden_size: expected a positive int, got 0"],
+)  # fmt: skip
+def test_a_message_that_names_the_command_is_not_prefixed_twice(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], message: str
+) -> None:
+    import rnnkit.selfcheck
+
+    def bad(config: object) -> None:
+        raise ValueError(message)
+
+    monkeypatch.setattr(rnnkit.selfcheck, "check_agreement", bad)
+    assert main(["selfcheck", "--no-timing"]) == 2
+    assert capsys.readouterr().err == (
+        "rnnkit selfcheck: error: hidden_size: expected a positive int, got 0\n"
+    )
+
+
+def test_a_split_named_like_the_command_keeps_its_name() -> None:
+    from rnnkit.cli.main import error_line
+
+    assert error_line("train", "train: no texts") == "rnnkit train: error: train: no texts"
+    assert error_line("train", "rnnkit train: error: --lr: x") == "rnnkit train: error: --lr: x"
+    assert error_line("generate", "generate: a classify run") == (
+        "rnnkit generate: error: a classify run"
+    )

@@ -96,3 +96,22 @@ def test_bad_input_is_one_line_with_status_2(
         train(parts, tmp_path / "run", "--threshold", "1.5")
     assert stop.value.code == 2
     assert "--threshold" in capsys.readouterr().err
+
+
+def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path) -> None:
+    from tests.cli.accumulation import assert_accumulation_is_exact
+
+    # 32 training pieces of 6 to 37 frames: bucketed by length, padded per micro-batch.
+    frames = read_roll_text(CHORALE)
+    folder = tmp_path / "pieces"
+    folder.mkdir()
+    for i in range(32):
+        start = (7 * i) % 100
+        (folder / f"{i:02d}.txt").write_text(roll_text(frames[start : start + 6 + i]))
+    valid, test = tmp_path / "valid.txt", tmp_path / "test.txt"
+    valid.write_text(roll_text(frames[96:120]))
+    test.write_text(roll_text(frames[120:]))
+    command = ["train", "music", "--data", str(folder), str(valid), str(test), "--embed", "8",
+               "--hidden", "16", "--lr", "0.01", "--max-steps", "3", "--backend", "fused",
+               "--seed", "3"]  # fmt: skip
+    assert_accumulation_is_exact(tmp_path / "runs", command)

@@ -39,7 +39,7 @@ def test_train_evaluate_predict_and_resume(
     printed = capsys.readouterr().out
     assert "bidirectional_encoder = true" in printed and 'attention = "general"' in printed
     assert "beam = 2" in printed and "teacher_forcing = 0.9" in printed
-    assert "# train: 20 pairs, 19 distinct sources" in printed
+    assert "# train: 21 pairs, 20 distinct sources" in printed
     assert "trained 4 steps (max_steps)" in printed
     artifacts = load_checkpoint(out / "checkpoints" / "last").artifacts
     assert {"source_vocab.json", "target_vocab.json"} <= set(artifacts)
@@ -48,14 +48,15 @@ def test_train_evaluate_predict_and_resume(
     report = json.loads(capsys.readouterr().out)
     assert report["task"] == "seq2seq" and report["split"] == "train"
     metrics = report["metrics"]
-    assert metrics["sources"] == 19 and metrics["pairs"] == 20
+    assert metrics["sources"] == 20 and metrics["pairs"] == 21
     assert metrics["perplexity"] == pytest.approx(2.718281828459045 ** metrics["loss"])
     assert 0.0 <= metrics["sequence_error_rate"] <= 1.0 and metrics["token_error_rate"] >= 0
     assert report["details"]["decoding"] == "beam 2"
     for mistake in report["details"]["mistakes"]:
         assert len(mistake["output"].split()) <= 12  # --max-output
     assert main(["evaluate", str(out), "--data", str(g2p_file)]) == 0  # the table, a file
-    assert "token_error_rate" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "token_error_rate" in text and "PER (phoneme error rate)" in text
 
     assert main(["predict", str(out), "burnt", "cyprus", "--beam", "3", "--json"]) == 0
     first = capsys.readouterr().out
@@ -88,3 +89,18 @@ def test_bad_input_is_one_line_with_status_2(
         train(good, tmp_path / "run", "--source-level", "byte")
     assert exit_.value.code == 2
     assert "--source-level" in capsys.readouterr().err
+
+
+def test_accumulate_trains_what_the_whole_batch_trains(g2p_file: Path) -> None:
+    from tests.cli.accumulation import assert_accumulation_is_exact
+
+    # Teacher forcing 1 (the default) draws nothing; dropout off; 3 steps of 16 pairs
+    # (the 21 training pairs are one step of 16 and one of 5, then 16 again). SGD, not
+    # Adam: Adam divides by √v, so on a weight whose gradient is near 0 it turns the
+    # float32 rounding of a sum in another order into an update of ~1e-6 (measured
+    # 1.2e-6 at lr 0.02 on 2 threads); SGD's update is linear in the gradient (3e-8).
+    command = ["train", "seq2seq", "--data", str(g2p_file), "--embed", "8", "--hidden", "12",
+               "--attention", "general", "--bidirectional", "--dropout", "0",
+               "--optimizer", "sgd", "--lr", "0.5", "--max-steps", "3", "--backend", "fused",
+               "--seed", "3", "--max-output", "8"]  # fmt: skip
+    assert_accumulation_is_exact(g2p_file.parent, command)

@@ -35,7 +35,9 @@ def test_train_evaluate_predict_and_resume(
     assert checkpoint.step == 30
     scaler = json.loads(checkpoint.artifacts["scaler.json"])
     assert len(scaler["mean"]) == len(scaler["std"]) == 12
-    assert json.loads(checkpoint.artifacts["labels.json"]) == {"labels": ["1", "2", "3"]}
+    labels = json.loads(checkpoint.artifacts["labels.json"])
+    assert labels["labels"] == ["1", "2", "3"] and labels["majority"] in labels["labels"]
+    assert "batch_size = 8" in (out / "config.toml").read_text()  # the real batch size
 
     assert main(["evaluate", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -101,3 +103,24 @@ def test_bad_input_is_one_line_with_status_2(
     assert main(["train", "seqclass", "--dataset", "wnut16", "--dry-run",
                  "--out", str(tmp_path / "x")]) == 2  # fmt: skip
     assert "not a labelled-sequence dataset" in capsys.readouterr().err
+
+
+def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path) -> None:
+    from tests.cli.accumulation import assert_accumulation_is_exact
+
+    # SGD: Adam's first step, lr·g/(|g| + ε), turns the float32 rounding of an element
+    # whose gradient is about ε into a step 1e-4 apart (measured with these flags, while
+    # SGD agrees to 2e-8): the gradients are equal, the optimizer magnifies their noise.
+    command = ["train", "seqclass", "--data", SAMPLE, SAMPLE, SAMPLE, "--hidden", "12",
+               "--bidirectional", "--pooling", "mean", "--optimizer", "sgd", "--lr", "0.5",
+               "--max-steps", "3", "--backend", "fused", "--seed", "3"]  # fmt: skip
+    assert_accumulation_is_exact(tmp_path, command)
+
+
+def test_accumulate_is_exact_for_the_adding_problem(tmp_path: Path) -> None:
+    from tests.cli.accumulation import assert_accumulation_is_exact
+
+    command = ["train", "seqclass", "--dataset", "adding", "--length", "9", "--train-size", "40",
+               "--valid-size", "8", "--test-size", "8", "--hidden", "8", "--cell", "gru",
+               "--lr", "0.02", "--max-steps", "3", "--backend", "unrolled", "--seed", "1"]  # fmt: skip
+    assert_accumulation_is_exact(tmp_path, command)

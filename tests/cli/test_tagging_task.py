@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from rnnkit.cli.main import main
+from rnnkit.tasks import tagging
+from rnnkit.tasks.tagging import TASK
 from rnnkit.training.checkpoint import load_checkpoint
 from tests.models.fixtures import FIXTURES
 
@@ -39,7 +41,9 @@ def test_train_evaluate_predict_and_resume(
     report = json.loads(capsys.readouterr().out)
     assert report["task"] == "tag" and report["split"] == "train"
     metrics = report["metrics"]
-    assert metrics["tokens"] == 159  # the 10 training sentences' tokens
+    train_part = tagging.read_parts(TASK.load(out).run.task)["train"]
+    assert len(train_part) == 10  # the training part's tokens, all counted:
+    assert metrics["tokens"] == sum(map(len, train_part))
     p, r = metrics["span_precision"], metrics["span_recall"]
     assert metrics["span_f1"] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0)
     assert 0.0 <= metrics["accuracy"] <= 1.0
@@ -85,3 +89,18 @@ def test_bad_input_is_one_line_with_status_2(
         train(SAMPLE, tmp_path / "run", "--min-freq", "0")
     assert exit_.value.code == 2
     assert "--min-freq" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("crf", [False, True], ids=["softmax", "crf"])
+def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path, crf: bool) -> None:
+    from tests.cli.accumulation import assert_accumulation_is_exact
+
+    # SGD: the weights move by lr·gradient, so they compare the gradients themselves (they
+    # agree to float32 rounding: the weights to 3e-8, one ulp). Adam divides by √v + 1e-8,
+    # which turns the rounding of a gradient entry near 1e-8 (weight_hh has a few at the
+    # start) into a few 1e-6 of a weight: a property of Adam, not of the batching.
+    command = ["train", "tag", "--data", str(SAMPLE), "--comment", "# ", "--embed", "8",
+               "--hidden", "12", "--min-freq", "1", "--dropout", "0", "--optimizer", "sgd",
+               "--lr", "0.1", "--max-steps", "3", "--backend", "fused", "--seed", "3",
+               *(["--crf"] if crf else [])]  # fmt: skip
+    assert_accumulation_is_exact(tmp_path, command, batch_size=2, accumulate=4)

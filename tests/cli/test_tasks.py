@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rnnkit import tasks
 from rnnkit.cli.main import main
 from rnnkit.cli.tasks import COMMON, TASKS
 from rnnkit.configuration import replace
-from rnnkit.tasks import MODULES, task_module
 from tests.models.fixtures import lines
 
 
@@ -32,12 +32,12 @@ def sample_value(flag: str) -> object:
 
 
 def test_every_task_has_a_command_and_a_module() -> None:
-    assert set(TASKS) == set(MODULES)
+    assert set(TASKS) == set(tasks.NAMES)
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_every_flag_sets_a_key_of_its_task(name: str) -> None:
-    run_type = task_module(name).Run
+    run_type = tasks.get(name).run_type
     default = run_type()
     assert default.kind == name  # a run folder says which task made it
     for option, key in TASKS[name].flags():
@@ -157,3 +157,20 @@ def test_help_does_not_import_torch() -> None:
                             timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("name", sorted(tasks.NAMES))
+def test_every_task_follows_the_one_contract(name: str) -> None:
+    from rnnkit.tasks.task import Task
+
+    task = tasks.get(name)
+    assert isinstance(task, Task) and task.name == name
+    assert task.run_type().kind == name
+    assert task.generative == (name in ("lm", "caption", "music"))
+    # The Trainer's batch size is the one batch size; no task keeps its own.
+    assert not hasattr(task.run_type().task, "batch_size")
+
+
+def test_an_unknown_task_is_one_line() -> None:
+    with pytest.raises(ValueError, match="task: expected one of classify, tag, lm"):
+        tasks.get("translate")

@@ -1,4 +1,4 @@
-"""Batching: buckets, padding, LM streams, forecasting windows without leakage, seeded splits."""
+"""Batching: buckets, padding, LM streams, forecasting windows without leakage."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from rnnkit.data.batching import (
     pad,
     padding_fraction,
     sliding_windows,
-    split_indices,
     split_series,
     stream_batches,
 )
@@ -381,41 +380,3 @@ def test_forecasting_windows_properties(
     if n_val:
         assert torch.equal(val.targets[:, 0], scaled[n_train : n_train + n_val - horizon + 1])
         assert torch.equal(val.targets[-1, -1], scaled[n_train + n_val - 1])
-
-
-# ---- seeded splits ----
-
-
-def test_split_indices_is_the_same_on_every_machine() -> None:
-    # Golden values: torch.randperm on a CPU generator is specified to reproduce.
-    assert split_indices(10, (0.6, 0.2, 0.2), seed=0) == (
-        [1, 3, 4, 5, 7, 9],
-        [0, 8],
-        [2, 6],
-    )
-    assert split_indices(7, (0.5, 0.5), seed=1) == ([0, 1, 3, 6], [2, 4, 5])
-
-
-def test_split_indices_refuses_fractions_that_do_not_add_up() -> None:
-    with pytest.raises(ValueError, match=r"fractions: expected them to add up to 1, got 0.9"):
-        split_indices(10, (0.5, 0.4), seed=0)
-    with pytest.raises(ValueError, match=r"fractions: expected non-negative numbers"):
-        split_indices(10, (1.5, -0.5), seed=0)
-    with pytest.raises(ValueError, match=r"fractions: expected at least one"):
-        split_indices(10, (), seed=0)
-
-
-@given(
-    st.integers(0, 300),
-    st.lists(st.integers(0, 10), min_size=1, max_size=5).filter(lambda w: sum(w) > 0),
-    st.integers(0, 2**63 - 1),
-)
-def test_split_indices_properties(n: int, weights: list[int], seed: int) -> None:
-    fractions = tuple(w / sum(weights) for w in weights)
-    parts = split_indices(n, fractions, seed)
-    assert len(parts) == len(fractions)
-    assert sorted(i for part in parts for i in part) == list(range(n))
-    for part, fraction in zip(parts, fractions, strict=True):
-        assert abs(len(part) - n * fraction) < 1
-        assert part == sorted(part)
-    assert split_indices(n, fractions, seed) == parts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -135,6 +137,88 @@ def test_vanishing_gradient_on_the_adding_problem() -> None:
         assert flow.jacobian_norms[0] > 1e4 * rnn.jacobian_norms[0]
     # The first ten steps contribute next to nothing to the RNN's ∂L/∂W.
     assert rnn.share("weight_hh")[:10].sum() < 1e-10
+
+
+def adding_flow(name: str, gate_bias: float | None, steps: int = 100) -> GradientFlow:
+    """A fresh cell (H = 32, seed 0) on the adding problem, its gate bias raised by
+    ``gate_bias`` (None: torch.nn's initialisation untouched)."""
+    data = adding_problem(16, steps, seed=0, dtype=F64)
+    torch.manual_seed(0)
+    cell = cell_factory(name)(2, 32).double()
+    if gate_bias is not None:
+        gate_bias_(cell, gate_bias)
+    head = nn.Linear(32, 1).double()
+
+    def loss(outputs: Tensor) -> Tensor:
+        return (head(outputs[:, -1]).squeeze(1) - data.targets).square().mean()
+
+    return gradient_flow(cell, data.inputs, loss)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_the_gate_bias_is_the_one_that_keeps_the_state(name: str) -> None:
+    # +1 on the LSTM's forget gate f (c_t = f ⊙ c_{t−1} + …) and on the GRU's z
+    # (h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}, torch.nn's convention) keeps more of the past:
+    # the gradient reaching step 0 grows by orders of magnitude; −1 loses more of it.
+    plain, kept, lost = (adding_flow(name, bias, steps=50) for bias in (None, 1.0, -1.0))
+    assert kept.decay() > 1e4 * plain.decay()
+    assert lost.decay() < plain.decay()
+    # A bias of 0 is torch.nn's initialisation exactly: the same flow to the last bit.
+    zero = adding_flow(name, 0.0, steps=50)
+    assert torch.equal(zero.state_grad_norms, plain.state_grad_norms)
+
+
+class MemoryState(NamedTuple):
+    """A user's state with the hidden vector second: the flow must follow h by name."""
+
+    m: Tensor  # a slow memory, (B, H)
+    h: Tensor  # (B, H)
+
+
+class LeakyCell(nn.Module):
+    """m_t = 0.9 m_{t−1} + 0.1 tanh(U x_t + W h_{t−1} + b), h_t = tanh(m_t)."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight_ih = nn.Linear(input_size, hidden_size)
+        self.weight_hh = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, x_t: Tensor, state: MemoryState) -> tuple[Tensor, MemoryState]:
+        m = 0.9 * state.m + 0.1 * torch.tanh(self.weight_ih(x_t) + self.weight_hh(state.h))
+        h = torch.tanh(m)
+        return h, MemoryState(m, h)
+
+    def initial_state(
+        self, batch_size: int, *, device: object = None, dtype: torch.dtype | None = None
+    ) -> MemoryState:
+        zeros = torch.zeros(batch_size, self.hidden_size, dtype=dtype)
+        return MemoryState(zeros, zeros.clone())
+
+
+@pytest.mark.parametrize("loss_fn", [every_step_loss, last_step_loss], ids=["every", "last"])
+def test_a_users_state_is_followed_by_its_field_h(loss_fn) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    cell = LeakyCell(2, 4).double()
+    x = torch.randn(3, 6, 2, dtype=F64)
+    flow = gradient_flow(cell, x, loss_fn)
+    h_grads, param_grads = autograd_reference(cell, x, loss_fn)
+    expected = torch.stack([g.norm() for g in h_grads])
+    torch.testing.assert_close(flow.state_grad_norms, expected, rtol=1e-12, atol=1e-14)
+    for pname, grad in param_grads.items():
+        torch.testing.assert_close(flow.param_grads[pname], grad, rtol=1e-12, atol=1e-14)
+    assert flow.jacobian_norms is not None
+    torch.testing.assert_close(flow.jacobian_norms[-1], torch.tensor(1.0, dtype=F64))
+
+
+def test_a_state_without_h_is_refused() -> None:
+    class Carry(NamedTuple):
+        memory: Tensor
+
+    cell, x = setup("rnn")
+    state = Carry(torch.zeros(3, 4, dtype=F64))
+    with pytest.raises(ValueError, match=r"expected a NamedTuple with a field h .*Carry"):
+        gradient_flow(cell, x, last_step_loss, state=state)
 
 
 def test_plot_writes_a_png(tmp_path) -> None:  # type: ignore[no-untyped-def]

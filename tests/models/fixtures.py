@@ -59,7 +59,9 @@ def overfit(model: nn.Module, batch: object, steps: int, lr: float = 0.02) -> fl
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
     value = float("nan")
     for _ in range(steps):
-        out: LossSum = model(batch)
+        result = model(batch)
+        # (LossSum, state) on the one protocol; a bare LossSum from a model not yet on it.
+        out: LossSum = result if isinstance(result, LossSum) else result[0]
         loss = out.total / out.n_targets
         optimizer.zero_grad()
         loss.backward()

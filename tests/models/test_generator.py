@@ -77,11 +77,67 @@ def test_padding_changes_neither_the_loss_nor_any_gradient() -> None:
         padded = tokens.clone()
         padded[torch.arange(tokens.shape[1])[None, :] >= lengths[:, None]] = fill
         model.zero_grad()
-        out = model(ConditionedBatch(condition, padded, lengths))
+        out, state = model(ConditionedBatch(condition, padded, lengths))
+        assert state is None  # the generator carries no state between batches
         out.total.backward()
-        runs.append([out.total.detach(), *[p.grad.clone() for p in model.parameters()]])
+        grads = [p.grad for p in model.parameters()]
+        assert all(g is not None for g in grads)  # every weight takes part
+        runs.append([out.total.detach(), *[g.clone() for g in grads if g is not None]])
     for a, b in zip(*runs, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_text_nll_sums_to_the_teacher_forced_loss_under_each_label() -> None:
+    # Scored by stepping the decoder (the path generation takes), row by row.
+    data = reviews()[:6]
+    vocab, tokens, lengths = word_batch([text for _, text in data])
+    labels = torch.tensor([1 if label == "fresh" else 0 for label, _ in data])
+    torch.manual_seed(3)
+    model = ConditionedGenerator(GeneratorConfig(len(vocab) + 3, num_labels=2, embed=8, hidden=16))
+    model.eval()
+    batch = ConditionedBatch(labels, tokens, lengths)
+    per_text = model.text_nll(batch)
+    assert per_text.shape == (6,) and per_text.dtype == torch.float64
+    with torch.no_grad():
+        total = float(model(batch)[0].total)
+        rows = [float(model(ConditionedBatch(labels[i : i + 1], tokens[i : i + 1, : int(n)],
+                                             lengths[i : i + 1]))[0].total)
+                for i, n in enumerate(lengths.tolist())]  # fmt: skip
+    assert float(per_text.sum()) == pytest.approx(total, rel=1e-5)
+    assert per_text.tolist() == pytest.approx(rows, rel=1e-5)
+    by_label = model.label_nll(batch)  # (B, K): column k is every text under label k
+    assert by_label.shape == (6, 2)
+    for k in (0, 1):
+        expected = model.text_nll(ConditionedBatch(torch.full_like(labels, k), tokens, lengths))
+        torch.testing.assert_close(by_label[:, k], expected, rtol=0, atol=0)
+    assert by_label.gather(1, labels[:, None]).squeeze(1).tolist() == pytest.approx(
+        per_text.tolist(), rel=1e-12
+    )
+    with pytest.raises(ValueError, match="no labels"):
+        ConditionedGenerator(GeneratorConfig(9, condition_size=3)).label_nll(batch)
+
+
+def test_tokens_prime_the_prompt_then_greedy_sampling_and_beam_recite() -> None:
+    data = reviews()[:2]
+    vocab, tokens, lengths = word_batch([text for _, text in data])
+    labels = torch.tensor([0, 1])
+    torch.manual_seed(0)
+    model = ConditionedGenerator(GeneratorConfig(len(vocab) + 3, num_labels=2, embed=16, hidden=32))
+    assert overfit(model, ConditionedBatch(labels, tokens, lengths), 150) < 0.02
+    model.eval()
+    for row, n in enumerate(lengths.tolist()):
+        words = tokens[row, 1 : n - 1].tolist()  # the text without BOS and EOS
+        condition = labels[row : row + 1]
+        greedy_tokens = list(model.tokens(condition, [], length=30, top_k=1))
+        assert greedy_tokens == [*words, EOS]  # EOS ends the text
+        assert list(model.tokens(condition, [], length=30, beam=3)) == [*words, EOS]
+        assert list(model.tokens(condition, [], length=3, top_k=1)) == words[:3]
+        # A prompt is teacher-forced: what follows it is the rest of the text.
+        assert list(model.tokens(condition, words[:2], length=30, top_k=1)) == [*words[2:], EOS]
+        last, _ = model.prime(condition, words[:2])
+        assert last.tolist() == [words[1]]
+        banned = list(model.tokens(condition, [], length=5, top_k=1, banned=[words[0]]))
+        assert words[0] not in banned[:1]
 
 
 def test_reorder_state_selects_rows_of_the_state_and_the_condition() -> None:

@@ -1,18 +1,16 @@
-"""The language model: overfits real text, ties weights, padding-invariant, decodes step by step."""
+"""The language model: overfits real text, ties weights, padding-invariant, cut in time
+like TBPTT's oracle, decodes step by step."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
 
-from rnnkit.bptt.truncated import TBPTTConfig, truncated_bptt
-from rnnkit.models.language_model import (
-    LanguageModel,
-    LanguageModelConfig,
-    SequenceLM,
-    StreamLM,
-    TextBatch,
-)
+from rnnkit.bptt.truncated import TBPTTConfig, Window, truncated_bptt, windows
+from rnnkit.losses import masked_cross_entropy
+from rnnkit.models.language_model import LanguageModel, LanguageModelConfig, TextBatch
 from tests.models.fixtures import char_ids, lines, overfit
 
 
@@ -69,31 +67,83 @@ def test_padding_changes_neither_the_loss_nor_any_gradient() -> None:
         inputs, targets = batch.inputs.clone(), batch.targets.clone()
         inputs[~mask], targets[~mask] = fill, fill
         model.zero_grad()
-        out = model(TextBatch(inputs, targets, batch.lengths))
+        out, _ = model(TextBatch(inputs, targets, batch.lengths))
         out.total.backward()
         runs.append([out.total.detach(), *[p.grad.clone() for p in model.parameters()]])
     for a, b in zip(*runs, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
-def test_stream_and_sequence_views_give_the_same_loss_and_gradients() -> None:
+def chunk() -> tuple[LanguageModel, TextBatch]:
+    """Eight rows of 20 full steps (no padding, as a stream's chunk), a float64 model."""
     ids, batch = song_batch()
-    full = TextBatch(batch.inputs[:, :20], batch.targets[:, :20], torch.full((8,), 20))
     torch.manual_seed(2)
     model = LanguageModel(LanguageModelConfig(len(ids), embed=8, hidden=12, layers=1)).double()
-    stream = StreamLM(model)
-    out, state = stream(full, None)
+    return model, TextBatch(batch.inputs[:, :20], batch.targets[:, :20])
+
+
+def test_a_chunk_is_one_window_of_tbptt_with_the_state_carried_in_and_out() -> None:
+    model, full = chunk()
+    start = model.rnn.initial_state(8, dtype=torch.float64)
+    start = type(start)(*(torch.randn_like(f) for f in start))  # a carried state
+    out, state = model(full, start)
     out.total.backward()
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    sequence = SequenceLM(model)
-    result = truncated_bptt(
-        sequence, full.inputs, lambda o, w: sequence.window_loss(o, full, w).total, TBPTTConfig(20)
-    )
+
+    # The oracle: truncated_bptt over the model's logits, one window of 20 steps.
+    def loss(logits: torch.Tensor, w: Window) -> torch.Tensor:
+        targets = full.targets[:, w.loss_start : w.stop]
+        return masked_cross_entropy(
+            logits, targets, torch.ones_like(targets, dtype=torch.bool)
+        ).total
+
+    result = truncated_bptt(model.logits, full.inputs, loss, TBPTTConfig(20), start)
     assert abs(sum(result.losses) - float(out.total.detach())) < 1e-9
+    assert int(out.n_targets) == 8 * 20
     for a, p in zip(expected, model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, a, rtol=0, atol=1e-12)
     torch.testing.assert_close(result.state.h, state.h.detach())
+
+
+def test_steps_cut_a_chunk_as_tbptt_windows_do() -> None:
+    # TBPTT(5, 8) by the batch's own cuts (what the Trainer runs) against the oracle.
+    model, full = chunk()
+    config = TBPTTConfig(5, 8)
+    assert full.num_steps == 20
+    state, losses, counts = None, [], []
+    for w in windows(full.num_steps, config):
+        # Split where the next window starts (as the Trainer does): one graph.
+        cuts = [w.start, w.carry, w.stop] if w.start < w.carry < w.stop else [w.start, w.stop]
+        running, following, total, count = state, state, 0.0, 0
+        for a, b in itertools.pairwise(cuts):
+            out, running = model(full.steps(a, b, w.loss_start), running)
+            total, count = total + out.total, count + int(out.n_targets)
+            if b == w.carry:
+                following = type(running)(*(f.detach() for f in running))
+        total.backward()
+        losses.append(float(total.detach()))
+        counts.append(count)
+        state = following
+    by_steps = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    def loss(logits: torch.Tensor, w: Window) -> torch.Tensor:
+        targets = full.targets[:, w.loss_start : w.stop]
+        return masked_cross_entropy(
+            logits, targets, torch.ones_like(targets, dtype=torch.bool)
+        ).total
+
+    result = truncated_bptt(model.logits, full.inputs, loss, config)
+    assert counts == [8 * (w.stop - w.loss_start) for w in result.windows]  # each target once
+    assert losses == pytest.approx(list(result.losses), rel=1e-12)
+    for a, p in zip(by_steps, model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, a, rtol=0, atol=1e-12)
+    # A window's history steps carry the state only: their targets do not count.
+    window = full.steps(3, 9, 6)
+    assert window.loss_from == 3 and window.mask.sum() == 8 * 3
+    with pytest.raises(ValueError, match="padded rows cannot be cut in time"):
+        song_batch()[1].steps(0, 4, 0)
 
 
 def test_prime_reads_the_prompt_and_reorder_state_selects_rows() -> None:
@@ -118,26 +168,23 @@ def test_config_errors_name_the_field() -> None:
 
 
 def test_trains_on_a_stream_through_the_trainer_with_tbptt() -> None:
-    # The song as one long stream cut into 4 parallel streams of consecutive chunks,
-    # the state carried between chunks and TBPTT(4, 8) inside each.
+    # The song as one long stream cut into 4 rows of consecutive chunks, the state
+    # carried between chunks and TBPTT(4, 8) inside each: continuous examples, one
+    # row's chunk each, chunk-major.
+    from rnnkit.data.corpus import collate_chunks, stream_examples
     from rnnkit.training.trainer import OptimizerConfig, Trainer, TrainerConfig
 
     ids, _ = song_batch()
-    text = torch.tensor([ids[c] for c in " ".join(lines("models_tempest_song.txt"))])
-    streams = text[: (len(text) - 1) // 4 * 4 + 1]
-    width = (len(streams) - 1) // 4
-    rows = torch.stack([streams[i * width : (i + 1) * width + 1] for i in range(4)])  # (4, W+1)
-    chunks = [
-        TextBatch(rows[:, s : s + 16], rows[:, s + 1 : s + 17], torch.full((4,), 16))
-        for s in range(0, width - 16 + 1, 16)
-    ]
+    text = [ids[c] for c in " ".join(lines("models_tempest_song.txt"))]
+    examples = stream_examples(text, rows=4, steps=16)
+    assert examples.continuous and examples.items[1][0][0] == text[len(text) // 4]
     torch.manual_seed(0)
     lm = LanguageModel(LanguageModelConfig(len(ids), embed=16, hidden=48, layers=1))
     config = TrainerConfig(
-        epochs=30, batch_size=1, shuffle=False, carry_state=True, tbptt=TBPTTConfig(4, 8),
-        progress="off", device="cpu", optimizer=OptimizerConfig("adam", lr=0.02),
+        epochs=30, batch_size=4, tbptt=TBPTTConfig(4, 8), progress="off", device="cpu",
+        optimizer=OptimizerConfig("adam", lr=0.02),
     )  # fmt: skip
-    trainer = Trainer(SequenceLM(lm), config, chunks, lambda items: items[0], val=chunks)
+    trainer = Trainer(lm, config, examples, collate_chunks, val=examples)
     before = trainer.evaluate()["val_loss"]
     trainer.fit()
     assert trainer.evaluate()["val_loss"] < before / 3

@@ -17,6 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor
 
+from rnnkit.decoding import beam_search, greedy
+from rnnkit.losses import LossSum
 from rnnkit.models.seq2seq import (
     PairBatch,
     Seq2Seq,
@@ -49,9 +51,16 @@ def random_batch(source_lengths: list[int], target_lengths: list[int], seed: int
     return PairBatch(source, torch.tensor(source_lengths), target, torch.tensor(target_lengths))
 
 
+def loss(net: Seq2Seq, batch: PairBatch) -> LossSum:
+    """The model's summed loss; an encoder–decoder carries no state between batches."""
+    result: tuple[LossSum, None] = net(batch, None)
+    assert result[1] is None
+    return result[0]
+
+
 def gradients(net: Seq2Seq, batch: PairBatch) -> tuple[Tensor, list[Tensor]]:
     net.zero_grad()
-    total, _ = net(batch)
+    total, _ = loss(net, batch)
     total.backward()
     return total.detach(), [
         torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in net.parameters()
@@ -98,7 +107,7 @@ def test_batch_errors_name_the_field() -> None:
         PairBatch(good.source, good.source_lengths, good.target, good.target_lengths[:1])
     too_short = PairBatch(good.source, good.source_lengths, good.target, torch.tensor([1, 4]))
     with pytest.raises(ValueError, match=r"^target_lengths:"):
-        model()(too_short)
+        loss(model(), too_short)
     with pytest.raises(ValueError, match=r"^teacher_forcing:"):
         model().set_teacher_forcing(-0.1)
 
@@ -182,11 +191,11 @@ def manual_loss(net: Seq2Seq, batch: PairBatch, gold: bool) -> Tensor:
 def test_forward_equals_the_decode_step_loop_for_ratios_one_and_zero() -> None:
     net = model(bidirectional_encoder=True, layers=2)
     batch = random_batch([3, 5, 1], [4, 2, 6])
-    total, count = net(batch)
+    total, count = loss(net, batch)
     assert count == 3 + 1 + 5
     torch.testing.assert_close(total, manual_loss(net, batch, gold=True))
     net.set_teacher_forcing(0.0)
-    torch.testing.assert_close(net(batch).total, manual_loss(net, batch, gold=False))
+    torch.testing.assert_close(loss(net, batch).total, manual_loss(net, batch, gold=False))
 
 
 def test_teacher_forcing_ratios() -> None:
@@ -194,23 +203,25 @@ def test_teacher_forcing_ratios() -> None:
     batch = random_batch([3, 5, 4, 2], [6, 6, 5, 6], seed=3)
 
     before = torch.get_rng_state()
-    gold = net(batch).total
-    assert torch.equal(gold, net(batch).total)  # ratio 1 is deterministic...
+    gold = loss(net, batch).total
+    assert torch.equal(gold, loss(net, batch).total)  # ratio 1 is deterministic...
     assert torch.equal(before, torch.get_rng_state())  # ...and draws nothing
 
     net.set_teacher_forcing(0.0)
-    free = net(batch).total
+    free = loss(net, batch).total
     assert not torch.allclose(gold, free)  # an untrained model's guesses are not the gold tokens
 
     net.set_teacher_forcing(0.5)
     torch.manual_seed(123)
-    mixed = net(batch).total
+    mixed = loss(net, batch).total
     torch.manual_seed(123)
-    assert torch.equal(mixed, net(batch).total)  # the draws come from torch's seeded generator
+    assert torch.equal(
+        mixed, loss(net, batch).total
+    )  # the draws come from torch's seeded generator
     assert not torch.allclose(mixed, gold) and not torch.allclose(mixed, free)
 
     net.eval()  # validation always feeds the gold tokens
-    assert torch.equal(net(batch).total, gold)
+    assert torch.equal(loss(net, batch).total, gold)
 
 
 def test_inverse_sigmoid_decay() -> None:
@@ -233,7 +244,7 @@ def test_inverse_sigmoid_decay() -> None:
 def test_unequal_source_and_target_lengths(source_steps: int, target_steps: int) -> None:
     net = model(bidirectional_encoder=True, layers=2, dropout=0.1)
     batch = random_batch([source_steps, 1], [target_steps, 2])
-    total, count = net(batch)
+    total, count = loss(net, batch)
     assert count == target_steps - 1 + 1
     total.backward()
     for name, parameter in net.named_parameters():
@@ -255,6 +266,27 @@ def test_reorder_state_selects_rows_of_every_tensor() -> None:
         expected, _ = net.decode_step(step, state)
         reordered, _ = net.decode_step(step[index], net.reorder_state(state, index))
     torch.testing.assert_close(reordered, expected[index], rtol=0, atol=1e-12)
+
+
+def test_translate_is_greedy_or_beam_search_over_the_start_state() -> None:
+    net = model(bidirectional_encoder=True, layers=2)  # in training mode
+    batch = random_batch([3, 5, 1], [4, 2, 6])
+    with torch.no_grad():
+        net.eval()
+        bos, state = net.start(batch.source, batch.source_lengths)
+        expected = greedy(net, bos, state, max_length=7, eos_id=EOS, pad_id=PAD)
+        beamed = beam_search(net, bos, state, max_length=7, beam_size=3, length_penalty=0.5,
+                             eos_id=EOS, pad_id=PAD).best  # fmt: skip
+    net.train()
+    found = net.translate(batch.source, batch.source_lengths, max_length=7)
+    assert net.training  # translated in eval mode, and its mode given back
+    assert torch.equal(found.tokens, expected.tokens)
+    assert torch.equal(found.lengths, expected.lengths)
+    torch.testing.assert_close(found.scores, expected.scores, rtol=0, atol=0)
+    best = net.translate(batch.source, batch.source_lengths, max_length=7, beam=3,
+                         length_penalty=0.5)  # fmt: skip
+    assert torch.equal(best.tokens, beamed.tokens) and torch.equal(best.lengths, beamed.lengths)
+    torch.testing.assert_close(best.scores, beamed.scores, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -304,7 +336,7 @@ def test_property_ragged_pairs(case: tuple[list[int], list[int], int]) -> None:
     source_lengths, target_lengths, seed = case
     batch = random_batch(source_lengths, target_lengths, seed)
     net = shared_model()
-    total, count = net(batch)
+    total, count = loss(net, batch)
     assert count == sum(t - 1 for t in target_lengths)
     assert torch.isfinite(total)
     weights = net.attention_weights(batch)  # (B, T−1, S)
@@ -361,13 +393,13 @@ def test_overfits_real_pronunciations_and_greedy_decoding_reproduces_them() -> N
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
     for _ in range(300):
         optimizer.zero_grad()
-        total, count = net(batch)
-        loss = total / count
-        loss.backward()
+        total, count = loss(net, batch)
+        mean = total / count
+        mean.backward()
         optimizer.step()
-        if loss.item() < 0.02:
+        if mean.item() < 0.02:
             break
-    assert loss.item() < 0.05
+    assert mean.item() < 0.05
 
     net.eval()
     with torch.no_grad():

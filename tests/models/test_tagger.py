@@ -71,11 +71,12 @@ def test_overfits_real_sentences(crf: bool) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     for _ in range(200):
         optimizer.zero_grad()
-        loss = model(batch)
+        loss, state = model(batch)
+        assert state is None  # a tagger carries no state
         (loss.total / loss.n_targets).backward()
         optimizer.step()
     model.eval()
-    final = model(batch)
+    final, _ = model(batch)
     assert final.n_targets.item() == 182
     assert final.total.item() / final.n_targets.item() < 0.05
     predicted = model.predict(batch.tokens, batch.lengths)
@@ -110,7 +111,7 @@ def test_padding_changes_neither_loss_nor_gradients(crf: bool, backend: str) -> 
     losses, grads = [], []
     for b in (batch, other):
         model.zero_grad()
-        loss = model(b).total
+        loss = model(b)[0].total
         loss.backward()
         losses.append(loss.detach())
         grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
@@ -127,7 +128,7 @@ def test_loss_is_the_summed_token_or_sequence_nll(crf: bool) -> None:
     batch = _ragged_batch(5, 20, 5)
     mask = batch.mask
     scores = model.emissions(batch.tokens, batch.lengths)  # (B, T, C)
-    loss = model(batch)
+    loss, _ = model(batch)
     if model.crf is None:
         picked = -F.log_softmax(scores, dim=2).gather(2, batch.tags.unsqueeze(2)).squeeze(2)
         expected = picked[mask].sum()
@@ -194,3 +195,20 @@ def test_batch_errors_name_the_field() -> None:
         TagBatch(tokens, tokens, lengths.int())
     mask = TagBatch(tokens, tokens, lengths).mask
     assert mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+@pytest.mark.parametrize("crf", [False, True], ids=["softmax", "crf"])
+def test_the_loss_of_a_batch_is_the_sum_of_its_parts(crf: bool) -> None:
+    # What makes gradient accumulation exact: rows contribute independently, no
+    # per-batch normalisation, and padding (longer in the whole batch) adds nothing.
+    torch.manual_seed(8)
+    model = Tagger(TaggerConfig(20, 5, embed=6, hidden=5, crf=crf)).double()
+    batch = _ragged_batch(9, 20, 5)
+    whole, _ = model(batch)
+    parts = []
+    for rows in (slice(0, 1), slice(1, 4)):
+        steps = int(batch.lengths[rows].max())
+        part = TagBatch(batch.tokens[rows, :steps], batch.tags[rows, :steps], batch.lengths[rows])
+        parts.append(model(part)[0])
+    torch.testing.assert_close(whole.total, sum(p.total for p in parts), rtol=0, atol=1e-12)
+    assert whole.n_targets.item() == sum(p.n_targets.item() for p in parts) == 13

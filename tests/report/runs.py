@@ -39,6 +39,7 @@ def lm(folder: Path) -> Path:
 def tag(folder: Path) -> Path:
     out = folder / "tag"
     _train("tag", "--data", str(FIXTURES / "tagger_wnut16_sample.txt"), "--comment", "# ",
+           "--split-seed", "1",
            "--out", str(out), "--batch-size", "2", "--embed", "8", "--hidden", "12",
            "--lr", "0.01", "--max-steps", "6", "--min-freq", "1")  # fmt: skip
     return out

@@ -9,7 +9,10 @@ import pytest
 import torch
 
 from rnnkit.data.errors import DataError
+from rnnkit.data.labels import Labels
+from rnnkit.data.splits import split_indices
 from rnnkit.data.vocab import PAD_ID, UNK_ID
+from rnnkit.metrics import classification_report
 from rnnkit.tasks import classification as cls
 from rnnkit.tasks.task import PredictOptions
 from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
@@ -33,26 +36,31 @@ def write_tsv(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 def test_label_order_is_numeric_for_integer_labels() -> None:
-    assert cls.label_order(["10", "9", "2", "10"]) == ["2", "9", "10"]
-    assert cls.label_order(["rotten", "fresh"]) == ["fresh", "rotten"]
+    assert Labels.of(["10", "9", "2", "10"]).names == ("2", "9", "10")
+    assert Labels.of(["rotten", "fresh"]).names == ("fresh", "rotten")
 
 
 def test_one_file_is_split_80_10_10_and_the_vocabulary_sees_train_only() -> None:
-    prepared = cls.prepare(run_on(SAMPLE))
+    prepared = cls.TASK.prepare(run_on(SAMPLE))
     texts = prepared.data
-    sizes = {name: len(ids) for name, (ids, _) in texts.splits.items()}
-    assert sizes == {"train": 13, "valid": 2, "test": 1}
-    assert texts.labels == ["fresh", "rotten"]
+    vocab = texts.assets.vocab
+    sizes = {name: len(rows) for name, rows in texts.parts.items()}
+    expected = split_indices(16, (0.8, 0.1, 0.1), 0)
+    assert sizes == dict(zip(("train", "valid", "test"), map(len, expected), strict=True))
+    assert sum(sizes.values()) == 16 and sizes["train"] >= 12
+    assert texts.assets.labels.names == ("fresh", "rotten")
     assert prepared.run.model.num_classes == 2
-    assert prepared.run.model.vocab_size == len(texts.vocab)
+    assert prepared.run.model.vocab_size == len(vocab)
+    assert prepared.run.model.loss == "cross_entropy"  # config.toml names the loss used
     # min_freq 2 on 13 snippets: "a" and "." recur, a word seen once does not.
     train = [text for text, _ in cls.read_parts(run_on(SAMPLE).task)["train"]]
     words = [w for t in train for w in cls.tokenize(t, prepared.run.task)]
-    assert all(words.count(w) >= 2 for w in texts.vocab.tokens[4:])
-    assert "." in texts.vocab and "a" in texts.vocab
+    assert all(words.count(w) >= 2 for w in vocab.tokens[4:])
+    assert "." in vocab and "a" in vocab
     # Each text's ids decode to its lowercased words (rare ones as <unk>).
-    ids, targets = texts.splits["train"]
-    assert len(ids) == len(targets) and min(len(x) for x in ids) >= 1
+    examples = cls.TASK.examples(prepared.run, texts, "train")
+    ids = [x for x, _ in examples.items]
+    assert examples.lengths == [len(x) for x in ids] and min(len(x) for x in ids) >= 1
     assert any(UNK_ID in x for x in ids)
     assert any("summary" in line for line in prepared.summary) is False
     assert prepared.summary[-1] == "labels: fresh, rotten"
@@ -63,45 +71,44 @@ def test_three_files_and_max_length_and_vocabulary_limits(tmp_path: Path) -> Non
     train = write_tsv(tmp_path / "train.tsv", rows)
     part = write_tsv(tmp_path / "part.tsv", rows[:4])
     run = run_on(train, part, part, min_freq=1, max_vocab=10, max_length=3)
-    texts = cls.prepare(run).data
-    assert len(texts.vocab) == 10
-    assert max(len(x) for x in texts.splits["train"][0]) == 3
-    assert [len(ids) for ids, _ in texts.splits.values()] == [16, 4, 4]
+    prepared = cls.TASK.prepare(run)
+    texts = prepared.data
+    assert len(texts.assets.vocab) == 10
+    train = cls.TASK.examples(prepared.run, texts, "train")
+    assert max(train.lengths or []) == 3
+    assert [len(rows) for rows in texts.parts.values()] == [16, 4, 4]
 
 
-def test_batches_are_bucketed_padded_and_cover_every_text() -> None:
-    ids = [[5] * n for n in (3, 1, 4, 1, 5, 9, 2, 6)]
-    targets = [0, 1, 0, 1, 0, 1, 0, 1]
-    batches = cls.text_batches(ids, targets, 3, seed=0, shuffle=True)
-    seen = sorted(int(t) for b in batches for t in b.lengths)
-    assert seen == sorted(len(x) for x in ids)
-    for batch in batches:
-        assert batch.inputs.shape == (len(batch.lengths), int(batch.lengths.max()))
-        assert batch.lengths.tolist() == sorted(batch.lengths.tolist(), reverse=True)
-        for row, length in zip(batch.inputs, batch.lengths, strict=True):
-            assert (row[length:] == PAD_ID).all() and (row[:length] == 5).all()
-    binary = cls.text_batches(ids, targets, 3, seed=0, shuffle=False, binary=True)
-    assert binary[0].targets.dtype == torch.float32
+def test_collate_pads_and_a_binary_head_gets_float_targets() -> None:
+    batch = cls.TASK.collate([([5] * 3, 0), ([5], 1), ([5] * 4, 0)])
+    assert batch.inputs.shape == (3, 4) and batch.lengths.tolist() == [3, 1, 4]
+    for row, length in zip(batch.inputs, batch.lengths, strict=True):
+        assert (row[length:] == PAD_ID).all() and (row[:length] == 5).all()
+    assert batch.targets.dtype == torch.int64
+    assert cls.TASK.collate([([5], 1.0), ([5], 0.0)]).targets.dtype == torch.float32
 
 
 def test_scores_by_hand() -> None:
     # gold 0 0 1 1 2, predicted 0 1 1 1 0: 3/5 right.
-    # F1: class 0: 2·1/(2+1+... ) = 2/(2+2)=0.5 ; class 1: 2·2/(3+2)=0.8 ; class 2: 0.
-    got = cls.scores([0, 1, 1, 1, 0], [0, 0, 1, 1, 2], 3)
+    # F1: class 0: 2·1/(2+1+1) = 0.5; class 1: 2·2/(3+2) = 0.8; class 2: 0.
+    got, details = classification_report([0, 1, 1, 1, 0], [0, 0, 1, 1, 2], ["a", "b", "c"], "a")
     assert got["accuracy"] == pytest.approx(0.6)
     assert got["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    assert got["majority_accuracy"] == pytest.approx(0.4)
+    assert details["confusion_matrix"]["matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
 
 
 def test_a_trained_run_evaluates_and_predicts(tmp_path: Path) -> None:
     rows = reviews()
     train = write_tsv(tmp_path / "train.tsv", rows)
     run = run_on(train, train, train, embed_dropout=0.0, pool_dropout=0.0, word_dropout=0.0,
-                 min_freq=1, batch_size=4)  # fmt: skip
-    trainer = TrainerConfig(epochs=12, batch_size=1, progress="off",
+                 min_freq=1)  # fmt: skip
+    trainer = TrainerConfig(epochs=12, batch_size=4, progress="off",
                             optimizer=OptimizerConfig(lr=0.02))  # fmt: skip
     run = replace(run, trainer=trainer)
-    cls.train(run, tmp_path / "run")
-    result = cls.evaluate(tmp_path / "run", split="test")
+    cls.TASK.train(run, tmp_path / "run")
+    loaded = cls.TASK.load(tmp_path / "run")
+    result = cls.TASK.evaluate(loaded, "test", None)
     assert result.metrics["examples"] == 16
     assert result.metrics["accuracy"] == 1.0  # 16 training snippets memorised
     assert result.metrics["macro_f1"] == 1.0
@@ -109,7 +116,7 @@ def test_a_trained_run_evaluates_and_predicts(tmp_path: Path) -> None:
     assert result.details["confusion_matrix"] == {"labels": ["fresh", "rotten"],
                                                   "matrix": [[8, 0], [0, 8]]}  # fmt: skip
     texts = [text for _, text in rows[:4]]
-    answers = cls.predict(tmp_path / "run", PredictOptions(inputs=tuple(texts), top=2))
+    answers = cls.TASK.predict(loaded, PredictOptions(inputs=tuple(texts), top=2))
     assert [a.record["label"] for a in answers] == [label for label, _ in rows[:4]]
     for answer in answers:
         probs = answer.record["probabilities"]
@@ -118,7 +125,7 @@ def test_a_trained_run_evaluates_and_predicts(tmp_path: Path) -> None:
     # --file: one text per line, blank lines skipped.
     file = tmp_path / "texts.txt"
     file.write_text("\n".join(texts) + "\n\n")
-    again = cls.predict(tmp_path / "run", PredictOptions(file=str(file), top=1))
+    again = cls.TASK.predict(loaded, PredictOptions(file=str(file), top=1))
     assert [a.record["label"] for a in again] == [a.record["label"] for a in answers]
     assert all(len(a.record["probabilities"]) == 1 for a in again)
 
@@ -126,9 +133,11 @@ def test_a_trained_run_evaluates_and_predicts(tmp_path: Path) -> None:
 def test_binary_head_gives_two_probabilities(tmp_path: Path) -> None:
     run = run_on(SAMPLE)
     run = replace(run, model=replace(run.model, head="binary"),
-                  trainer=TrainerConfig(max_steps=2, batch_size=1, progress="off"))  # fmt: skip
-    cls.train(run, tmp_path / "run")
-    (answer,) = cls.predict(tmp_path / "run", PredictOptions(inputs=("a fine film",)))
+                  trainer=TrainerConfig(max_steps=2, batch_size=4, progress="off"))  # fmt: skip
+    cls.TASK.train(run, tmp_path / "run")
+    loaded = cls.TASK.load(tmp_path / "run")
+    assert loaded.run.model.loss == "log_loss"
+    (answer,) = cls.TASK.predict(loaded, PredictOptions(inputs=("a fine film",)))
     assert sorted(answer.record["probabilities"]) == ["fresh", "rotten"]
     assert sum(answer.record["probabilities"].values()) == pytest.approx(1.0)
 
@@ -137,17 +146,19 @@ def test_bad_data_is_named(tmp_path: Path) -> None:
     rows = reviews()
     train = write_tsv(tmp_path / "train.tsv", [r for r in rows if r[0] == "fresh"])
     with pytest.raises(DataError, match="one label"):
-        cls.prepare(run_on(train, train, train))
+        cls.TASK.prepare(run_on(train, train, train))
     train = write_tsv(tmp_path / "train2.tsv", rows)
     odd = write_tsv(tmp_path / "odd.tsv", [("meh", "so-so")])
     with pytest.raises(DataError, match="the test part has label\\(s\\) 'meh'"):
-        cls.prepare(run_on(train, train, odd))
+        cls.TASK.prepare(run_on(train, train, odd))
     with pytest.raises(DataError, match="regression"):
-        cls.prepare(replace(run_on(SAMPLE), model=replace(cls._model(), head="regression")))
+        cls.TASK.prepare(replace(run_on(SAMPLE), model=replace(cls._model(), head="regression")))
     with pytest.raises(DataError, match="too few to split"):
-        cls.prepare(run_on(write_tsv(tmp_path / "tiny.tsv", rows[:5])))
+        cls.TASK.prepare(run_on(write_tsv(tmp_path / "tiny.tsv", rows[:5])))
     with pytest.raises(DataError, match="not a labelled-text dataset"):
-        cls.prepare(replace(cls.ClassificationRun(), task=cls.ClassificationTask(dataset="adding")))
+        cls.TASK.prepare(
+            replace(cls.ClassificationRun(), task=cls.ClassificationTask(dataset="adding"))
+        )
     with pytest.raises(ValueError, match="max_vocab"):
         cls.ClassificationTask(max_vocab=4)
     with pytest.raises(ValueError, match="data: expected one file"):

@@ -11,10 +11,18 @@ import torch
 
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.midi import read_midi, read_roll_text, roll_text
-from rnnkit.models.music import MusicConfig, PianoRollModel
+from rnnkit.models.music import (
+    MusicConfig,
+    PianoRollModel,
+    baseline_nll,
+    from_roll,
+    key_frequencies,
+    to_roll,
+)
 from rnnkit.tasks import music
-from rnnkit.tasks.music import MusicRun, MusicTask
+from rnnkit.tasks.music import TASK, MusicRun, MusicTask
 from rnnkit.tasks.task import GenerateOptions, PredictOptions
+from rnnkit.training.sampler import Examples
 from rnnkit.training.trainer import TrainerConfig
 from tests.models.fixtures import FIXTURES
 
@@ -43,26 +51,31 @@ def small_run(data: tuple[str, ...], **task: object) -> MusicRun:
     )
 
 
+def generate(run: Path, options: GenerateOptions) -> list[str]:
+    return ["".join(pieces) for pieces in TASK.stream(TASK.load(run), options)]
+
+
 def test_prepare_fixes_the_range_and_prepends_silence(parts: tuple[str, str, str]) -> None:
-    prepared = music.prepare(small_run(parts))
+    prepared = TASK.prepare(small_run(parts))
     frames = read_roll_text(CHORALE)
     pitches = [p for frame in frames for p in frame]
     assert (prepared.run.task.low, prepared.run.task.high) == (min(pitches), max(pitches))
     assert prepared.run.model.pitches == max(pitches) - min(pitches) + 1
     assert prepared.run.task.frames_per_quarter == 4
-    (train,) = prepared.data["rolls"]["train"]
+    (train,) = prepared.data.rolls["train"]
     assert train.shape == (97, prepared.run.model.pitches)
     assert train[0].sum() == 0  # the start frame
-    assert music.from_roll(train[1:], min(pitches)) == frames[:96]
+    assert from_roll(train[1:], min(pitches)) == frames[:96]
+    assert TASK.examples(prepared.run, prepared.data, "valid").lengths == [25]
 
 
 def test_baseline_by_hand() -> None:
     # Two frames over two pitches: pitch 0 in both, pitch 1 in one; add-1 smoothing.
-    train = music.to_roll([[10], [10, 11]], 10, 11)
-    p = music.key_frequencies([train], smoothing=1.0)
+    train = to_roll([[10], [10, 11]], 10, 11)
+    p = key_frequencies(train[1:], smoothing=1.0)
     torch.testing.assert_close(p, torch.tensor([3 / 4, 2 / 4]))
-    test = music.to_roll([[10]], 10, 11)
-    assert music.baseline_nll([test], p) == pytest.approx(-(math.log(0.75) + math.log(0.5)))
+    test = to_roll([[10]], 10, 11)
+    assert baseline_nll(test[1:], p) == pytest.approx(-(math.log(0.75) + math.log(0.5)))
 
 
 def test_a_model_that_predicts_the_frequencies_scores_as_the_baseline() -> None:
@@ -71,8 +84,9 @@ def test_a_model_that_predicts_the_frequencies_scores_as_the_baseline() -> None:
     with torch.no_grad():
         model.out.weight.zero_()
         model.out.bias.copy_(torch.logit(p).float())
-    rolls = [music.to_roll([[0, 2], [1], []], 0, 2), music.to_roll([[0]], 0, 2)]
-    scores = music.score(model, rolls, p, threshold=0.5)
+    rolls = [to_roll([[0, 2], [1], []], 0, 2), to_roll([[0]], 0, 2)]
+    batches = TASK.batches(Examples(rolls, lengths=[4, 2]), 2)
+    scores = music.score(model, batches, p, threshold=0.5)
     assert scores["frames"] == 4 and scores["pieces"] == 2
     assert scores["nll_per_frame"] == pytest.approx(scores["baseline_nll_per_frame"], rel=1e-6)
     # Thresholded at 0.5, both predict pitches 0 and 2 in every frame: TP 2 (frames 1
@@ -86,9 +100,10 @@ def test_one_folder_is_split_by_piece(tmp_path: Path) -> None:
     for i in range(10):
         (tmp_path / f"piece{i}.txt").write_text(roll_text(frames[i * 12 : i * 12 + 24]))
     pieces = music.read_task(MusicTask(data=(str(tmp_path),)))
-    assert [len(pieces.splits[name]) for name in ("train", "valid", "test")] == [8, 1, 1]
+    assert [len(pieces.rolls[name]) for name in ("train", "valid", "test")] == [8, 1, 1]
     again = music.read_task(MusicTask(data=(str(tmp_path),)))
-    assert again.splits == pieces.splits  # a fixed seed
+    for name, rolls in pieces.rolls.items():  # a fixed seed
+        assert all(torch.equal(a, b) for a, b in zip(rolls, again.rolls[name], strict=True))
     with pytest.raises(DataError, match="too few to split"):
         music.read_task(MusicTask(data=(str(CHORALE),)))
 
@@ -97,33 +112,34 @@ def test_pitches_outside_the_range_are_an_error(parts: tuple[str, str, str]) -> 
     with pytest.raises(
         DataError, match=r"train.txt: frame 23: pitch 49 is outside the range 50\.\.76"
     ):
-        music.prepare(small_run(parts, low=50))
+        TASK.prepare(small_run(parts, low=50))
 
 
 @pytest.fixture(scope="module")
 def trained(parts: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("music") / "run"
-    music.train(small_run(parts), out)
+    TASK.train(small_run(parts), out)
     return out
 
 
 def test_evaluate_and_predict_agree(trained: Path, parts: tuple[str, str, str]) -> None:
-    result = music.evaluate(trained)
+    loaded = TASK.load(trained)
+    result = TASK.evaluate(loaded, "test", None)
     assert result.metrics["frames"] == 24 and result.metrics["pieces"] == 1
     assert 0 <= result.metrics["frame_accuracy"] <= 1
-    by_file = music.evaluate(trained, data=parts[2])
-    assert by_file.metrics == result.metrics
-    (answer,) = music.predict(trained, PredictOptions(inputs=(parts[2],)))
+    by_file = TASK.evaluate(loaded, "test", parts[2])
+    assert by_file.metrics == result.metrics and by_file.split == parts[2]
+    (answer,) = TASK.predict(loaded, PredictOptions(inputs=(parts[2],)))
     assert answer.record["nll_per_frame"] == pytest.approx(result.metrics["nll_per_frame"])
     assert answer.record["baseline_nll_per_frame"] == result.metrics["baseline_nll_per_frame"]
 
 
 def test_generate_is_seeded_and_writes_midi_and_png(trained: Path, tmp_path: Path) -> None:
-    first = music.generate(trained, GenerateOptions(length=16, seed=5, temperature=0.9))
-    assert first == music.generate(trained, GenerateOptions(length=16, seed=5, temperature=0.9))
+    first = generate(trained, GenerateOptions(length=16, seed=5, temperature=0.9))
+    assert first == generate(trained, GenerateOptions(length=16, seed=5, temperature=0.9))
     assert len(first[0].splitlines()) == 16
     out = tmp_path / "piece.mid"
-    (line,) = music.generate(trained, GenerateOptions(length=16, seed=5, temperature=0.9,
+    (line,) = generate(trained, GenerateOptions(length=16, seed=5, temperature=0.9,
                                                       out=str(out)))  # fmt: skip
     assert line.startswith(f"wrote {out} (16 frames")
     text = tmp_path / "piece.txt"
@@ -132,18 +148,27 @@ def test_generate_is_seeded_and_writes_midi_and_png(trained: Path, tmp_path: Pat
     last = max((t for t, frame in enumerate(expected) if frame), default=-1)
     if last >= 0:
         assert read_midi(out) == expected[: last + 1]
-    primed = music.generate(trained, GenerateOptions(start=str(CHORALE), length=8, seed=5))
+    primed = generate(trained, GenerateOptions(start=str(CHORALE), length=8, seed=5))
     assert len(primed[0].splitlines()) == 8  # the generated frames only, after the piece
     png = tmp_path / "piece.png"
-    music.generate(trained, GenerateOptions(length=16, out=str(png)))
+    generate(trained, GenerateOptions(length=16, out=str(png)))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_draws_a_generated_piece(trained: Path) -> None:
+    (section,) = TASK.report(TASK.load(trained))
+    assert section.title == "Generated piece" and section.missing is None
+    assert section.images[0].uri.startswith("data:image/png;base64,")
+    assert list(trained.parent.iterdir()) == [trained]  # the picture went to a temporary folder
+
+
 def test_generate_errors(trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(DataError, match=r"^a music run samples every pitch independently"):
+        generate(trained, GenerateOptions(beam=2))
     with pytest.raises(DataError, match=r"expected a \.mid or \.png"):
-        music.generate(trained, GenerateOptions(out="piece.wav"))
+        generate(trained, GenerateOptions(out="piece.wav"))
     with pytest.raises(DataError, match="--top-k"):
-        music.generate(trained, GenerateOptions(top_k=3))
+        generate(trained, GenerateOptions(top_k=3))
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(DataError, match=r"needs matplotlib \(pip install 'rnnkit\[plot\]'\)"):
-        music.generate(trained, GenerateOptions(length=4, out="piece.png"))
+        generate(trained, GenerateOptions(length=4, out="piece.png"))

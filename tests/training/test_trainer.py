@@ -82,10 +82,11 @@ def test_the_first_gradient_is_the_mean_over_every_target_of_the_window() -> Non
         double=True,
     )
     before = weights_of(trainer.model)
-    order = trainer.order.permutation(0)[:12]
+    first = trainer.sampler.global_batches(0)[0]  # the 12 examples of the first step
+    assert len(first) == 12
     reference = Tagger().double()
     reference.load_state_dict(before)
-    out = reference(collate([trainer.train_data[i] for i in order]))
+    out, _ = reference(collate([trainer.train_data.items[i] for i in first]))
     (out.total / out.n_targets).backward()
     trainer.fit()
     for name, param in reference.named_parameters():
@@ -138,7 +139,7 @@ def test_clipping_by_value_bounds_every_element() -> None:
 def test_a_nan_loss_skips_the_step_and_training_goes_on(tmp_path: Path) -> None:
     # Example 5 carries a NaN into its batch's loss: that window is skipped.
     trainer = make(base(epochs=1, accumulate=1), poison=frozenset({5}), run_dir=tmp_path)
-    position = trainer.order.permutation(0).index(5) // 4  # the poisoned micro-batch
+    position = next(k for k, batch in enumerate(trainer.sampler.global_batches(0)) if 5 in batch)
     seen: list[dict[str, float]] = []
 
     class Record(Callback):
@@ -147,7 +148,7 @@ def test_a_nan_loss_skips_the_step_and_training_goes_on(tmp_path: Path) -> None:
 
     trainer.callbacks.append(Record())
     result = trainer.fit()
-    assert result.skipped == 1 and result.steps == len(trainer.order) - 1
+    assert result.skipped == 1 and result.steps == len(trainer.sampler) - 1
     assert seen[position]["skipped"] == 1.0 and math.isnan(seen[position]["grad_norm"])
     saved = load_checkpoint(tmp_path / "checkpoints" / "last")
     assert all(torch.isfinite(v).all() for v in saved.weights.values())
@@ -478,7 +479,7 @@ def test_resume_numbers_the_epoch_as_training_does(
     make(base(epochs=3, progress="lines"), run_dir=tmp_path, resume=True, val=examples(5)).fit()
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith(f"resumed from {tmp_path / 'checkpoints' / 'last'} at step 13 "
-                             "(epoch 2, micro-batch 3)")  # fmt: skip
+                             "(epoch 2, step 3 of the epoch)")  # fmt: skip
     assert [line.split(":")[0] for line in err[1:] if " val" in line] == [
         "epoch 2 step 20 val", "epoch 3 step 30 val"]  # fmt: skip
     epochs = {(r["step"], r["epoch"]) for r in read_metrics(tmp_path / "metrics.csv")}
@@ -509,3 +510,21 @@ def test_each_optimizer_takes_torchs_fused_kernel_where_there_is_one_with_the_sa
             optimizer.step()
     for a, b in zip(fused, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_max_minutes_is_decided_by_rank_0_for_every_process(monkeypatch: Any) -> None:
+    # Rank 0's clock says time is up; this process's own clock would go on: it stops
+    # after the same step as rank 0, because the decision is broadcast.
+    from rnnkit.training import distributed
+
+    decisions: list[bool] = []
+
+    def broadcast(world: Any, value: Any) -> Any:
+        decisions.append(value)
+        return True  # what rank 0 sent
+
+    monkeypatch.setattr(distributed, "broadcast_object", broadcast)
+    trainer = make(base(epochs=3, max_minutes=60.0))
+    result = trainer.fit()
+    assert result.steps == 1 and result.stop_reason == "max_minutes"
+    assert decisions == [False]  # this process alone would have gone on

@@ -32,14 +32,14 @@ class Tagger(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, TAGS)
 
-    def forward(self, batch: Batch) -> LossSum:
+    def forward(self, batch: Batch, state: None = None) -> tuple[LossSum, None]:
         x = self.embed(batch.tokens)  # (B, T, E)
         h, _ = self.rnn(x, lengths=batch.lengths)  # (B, T, H)
         logits = self.out(self.drop(h))  # (B, T, C)
         loss = masked_cross_entropy(logits, batch.tags, batch.mask)
         if bool(batch.poison.any()):
             loss = LossSum(loss.total * float("nan"), loss.n_targets)
-        return loss
+        return loss, None
 
 
 def examples(n: int, seed: int = 0, poison: frozenset[int] = frozenset()) -> list[dict]:

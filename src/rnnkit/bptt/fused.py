@@ -57,9 +57,12 @@ is not offered (not measured faster and accurate enough).
 The Functions take time-major inputs ``(T, B, I)`` whose batch is sorted by
 length, longest first, and run left to right. Step t then updates only the first
 ``batch_sizes[t]`` rows (the rows whose sequences are still running), exactly as a
-``PackedSequence`` does; :func:`run_fused` does the sorting, the reversal for
-right-to-left directions, the layering and the undoing, all with ordinary
-differentiable tensor operations around the Functions.
+``PackedSequence`` does. :class:`FusedBatch` is the backend's runner for
+:class:`~rnnkit.Recurrent`, whose one loop runs the layers and directions (dropout,
+concatenation, final states): once per call, it sorts and transposes the batch
+and builds the right-to-left index; per direction, it runs one Function; at the
+end, it undoes the sorting. All of that is ordinary differentiable tensor
+operations around the Functions.
 
 Naming follows ``docs/bptt.md``: ``A``/``S`` = pre-activations, filled with U·x_t + b
 for all steps before the loop and completed in place; ``Y`` = h_t for all steps
@@ -78,6 +81,7 @@ on CUDA ``"auto"`` picks cuDNN instead.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,6 +92,7 @@ from torch.autograd.function import FunctionCtx
 
 from rnnkit.bptt import compiled
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.state import HiddenState, LSTMState, map_state
 
 BatchSizes = tuple[int, ...] | None
 
@@ -232,37 +237,39 @@ def _check_batch_sizes(batch_sizes: BatchSizes, steps: int, batch: int) -> None:
 # --------------------------------------------------------------------------- higher order
 
 
-def _step(cell: str, x_t: Tensor, state: tuple[Tensor, ...], *params: Tensor | None) -> Any:
+def _step(
+    cell: str, x_t: Tensor, state: HiddenState | LSTMState, *params: Tensor | None
+) -> HiddenState | LSTMState:
     """One step of ``cell`` (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``) in autograd ops.
 
     The equations of :mod:`rnnkit.cells`, on the Function's own tensors (w_ih, w_hh,
-    b_ih, b_hh in torch.nn's layout); returns the new state fields, h first.
+    b_ih, b_hh in torch.nn's layout); returns the new state, of ``state``'s type.
     """
     w_ih, w_hh, b_ih, b_hh = params
     assert w_ih is not None and w_hh is not None
     a = F.linear(x_t, w_ih, b_ih)  # U·x_t + b_ih
-    ah = F.linear(state[0], w_hh, b_hh)  # W·h_{t−1} + b_hh
-    if cell == "lstm":
+    ah = F.linear(state.h, w_hh, b_hh)  # W·h_{t−1} + b_hh
+    if isinstance(state, LSTMState):
         i, f, g, o = (a + ah).chunk(4, dim=1)
-        c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)
+        return LSTMState(torch.sigmoid(o) * torch.tanh(c), c)
     if cell == "gru":
         x_r, x_z, x_n = a.chunk(3, dim=1)
         h_r, h_z, h_n = ah.chunk(3, dim=1)
         r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
         n = torch.tanh(x_n + r * h_n)
-        return ((1 - z) * n + z * state[0],)
-    return (torch.relu(a + ah) if cell == "rnn_relu" else torch.tanh(a + ah),)
+        return HiddenState((1 - z) * n + z * state.h)
+    return HiddenState(torch.relu(a + ah) if cell == "rnn_relu" else torch.tanh(a + ah))
 
 
 def _replay(
     cell: str,
     x: Tensor,
-    state: tuple[Tensor, ...],
+    state: HiddenState | LSTMState,
     params: tuple[Tensor | None, ...],
     batch_sizes: BatchSizes,
-) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """A Function's forward in plain autograd ops: (Y (T, B, H), final state fields).
+) -> tuple[Tensor, HiddenState | LSTMState]:
+    """A Function's forward in plain autograd ops: (Y (T, B, H), final state).
 
     Same conventions as the Functions: time-major, sorted longest first, step t
     updates the first ``batch_sizes[t]`` rows; the others keep their state (so the
@@ -272,9 +279,11 @@ def _replay(
     outputs = []
     for t in range(T):
         b = B if batch_sizes is None else batch_sizes[t]
-        new = _step(cell, x[t, :b], tuple(field[:b] for field in state), *params)
-        outputs.append(F.pad(new[0], (0, 0, 0, B - b)))  # (B, H)
-        state = tuple(torch.cat((n, old[b:])) for n, old in zip(new, state, strict=True))
+        running = map_state(operator.itemgetter(slice(0, b)), state)  # the first b rows
+        new = _step(cell, x[t, :b], running, *params)
+        outputs.append(F.pad(new.h, (0, 0, 0, B - b)))  # (B, H)
+        # Rows b … B−1 have ended and keep their state.
+        state = type(state)(*(torch.cat((n, old[b:])) for n, old in zip(new, state, strict=True)))
     return torch.stack(outputs), state
 
 
@@ -286,14 +295,14 @@ def _graph_backward(ctx: Any, cell: str, grads: tuple[Tensor | None, ...]) -> tu
     loops write numbers into buffers; here the forward is replayed with autograd
     ops from the saved inputs (which keep their own graph) and differentiated with
     ``create_graph=True``: exact to every order, at the cost of the unrolled backend,
-    and only when a graph is asked for. ``grads`` are ∂L/∂ of (Y, final fields…).
+    and only when a graph is asked for. ``grads`` are ∂L/∂ of (Y, final h[, final c]).
     """
-    count = len(grads) + 4  # x, the state fields, w_ih, w_hh, b_ih, b_hh
-    inputs = ctx.saved_tensors[:count]
-    fields = len(grads) - 1
-    Y, final = _replay(
-        cell, inputs[0], inputs[1 : 1 + fields], inputs[1 + fields :], ctx.batch_sizes
-    )
+    # The Functions save their inputs first: x, the state (h[, c]), w_ih, w_hh, b_ih, b_hh.
+    lstm = cell == "lstm"
+    inputs = ctx.saved_tensors[: 7 if lstm else 6]
+    x, h0, *rest = inputs
+    state: HiddenState | LSTMState = LSTMState(h0, rest.pop(0)) if lstm else HiddenState(h0)
+    Y, final = _replay(cell, x, state, tuple(rest), ctx.batch_sizes)
     pairs = [(out, g) for out, g in zip((Y, *final), grads, strict=True) if g is not None]
     needs = ctx.needs_input_grad
     wanted = [tensor for tensor, need in zip(inputs, needs, strict=False) if need]
@@ -846,116 +855,109 @@ def fused_supported(cells: Sequence[nn.Module]) -> str:
 
 
 def _run_cell(
-    cell: nn.Module, x: Tensor, state: tuple[Tensor, ...], batch_sizes: BatchSizes
-) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """One direction of one layer: (T, B, I) time-major → (Y (T, B, H), final fields).
+    cell: nn.Module, x: Tensor, state: HiddenState | LSTMState, batch_sizes: BatchSizes
+) -> tuple[Tensor, HiddenState | LSTMState]:
+    """One direction of one layer, left to right: (T, B, I) time-major → (Y (T, B, H), final).
 
     Under autocast the Function runs in its parameters' dtype with autocast off:
     its in-place buffers must keep one dtype, and a reduced-precision recurrence
     would round the carried state at every step.
     """
     weight: Tensor = cell.weight_hh  # type: ignore[assignment]
-    dtype = weight.dtype
     if torch.is_autocast_enabled(x.device.type):
+        dtype = weight.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return _run_cell(cell, x.to(dtype), tuple(f.to(dtype) for f in state), batch_sizes)
+            return _run_cell(
+                cell, x.to(dtype), map_state(lambda f: f.to(dtype), state), batch_sizes
+            )
     params = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
     if isinstance(cell, LSTMCell):
+        assert isinstance(state, LSTMState)
         Y, h, c = FusedLSTM.apply(  # type: ignore[no-untyped-call]
-            x, state[0], state[1], *params, batch_sizes
+            x, state.h, state.c, *params, batch_sizes
         )
-        return Y, (h, c)
+        return Y, LSTMState(h, c)
     if isinstance(cell, GRUCell):
         Y, h = FusedGRU.apply(  # type: ignore[no-untyped-call]
-            x, state[0], *params, batch_sizes
+            x, state.h, *params, batch_sizes
         )
-        return Y, (h,)
+        return Y, HiddenState(h)
     assert isinstance(cell, RNNCell)
     Y, h = FusedRNN.apply(  # type: ignore[no-untyped-call]
-        x, state[0], *params, batch_sizes, cell.nonlinearity == "relu"
+        x, state.h, *params, batch_sizes, cell.nonlinearity == "relu"
     )
-    return Y, (h,)
+    return Y, HiddenState(h)
 
 
-def run_fused(
-    cells: Sequence[nn.Module],
-    inputs: Tensor,
-    state: tuple[Tensor, ...],
-    lengths: Tensor | None,
-    *,
-    num_layers: int,
-    bidirectional: bool,
-    dropout: float,
-    training: bool,
-) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """Run a stack of built-in cells with the fused Functions.
+class FusedBatch:
+    """One call's batch in the Functions' layout, prepared once for every layer.
 
-    Args:
-        cells: layer-major, direction-minor (torch.nn's order), as checked by
-            :func:`fused_supported`.
-        inputs: ``(B, T, I)``.
-        state: stacked initial state, every field ``(L·D, B, H)``.
-        lengths: validated CPU int64 ``(B,)``, or ``None`` when every row is full length.
+    :class:`~rnnkit.Recurrent` runs the layers × directions loop; this object is
+    its runner for the fused backend. At construction it transposes the batch to
+    time-major ``(T, B, I)``, sorts a ragged batch's rows longest first (so the rows
+    still running at step t are a prefix, ``batch_sizes[t]`` of them), zeroes the
+    padding, and builds the right-to-left index; :meth:`direction` then runs one
+    Function per (layer, direction) on that layout, and :meth:`finish` undoes it.
 
-    Returns:
-        ``(outputs (B, T, D·H), final_state)``, ``final_state`` of ``state``'s type.
+    Attributes:
+        inputs: ``(T, B, I)`` time-major, rows sorted longest first when ragged.
+        state: the initial state, every field ``(L·D, B, H)``, rows in that order.
+        batch_sizes: rows still running at each step, or ``None`` when all are full.
     """
-    directions = 2 if bidirectional else 1
-    batch, steps = inputs.shape[0], inputs.shape[1]
-    device = inputs.device
-    if lengths is None:
-        batch_sizes: BatchSizes = None
-        order = inverse = None
-        x = inputs.transpose(0, 1).contiguous()  # (T, B, I)
-        reverse_index: Tensor | None = None
-    else:
-        # Sort rows longest first, so the rows still running at step t are a prefix.
+
+    __slots__ = ("_columns", "_inverse", "_reverse", "batch_sizes", "inputs", "state")
+
+    def __init__(self, inputs: Tensor, state: Any, lengths: Tensor | None) -> None:
+        """``inputs (B, T, I)``; ``lengths``: validated CPU int64 ``(B,)``, ``None`` when full."""
+        if lengths is None:
+            self.batch_sizes: BatchSizes = None
+            self.inputs = inputs.transpose(0, 1).contiguous()  # (T, B, I)
+            self.state = state
+            self._inverse: Tensor | None = None
+            self._reverse: Tensor | None = None
+            self._columns: Tensor | None = None
+            return
+        batch, steps = inputs.shape[0], inputs.shape[1]
+        device = inputs.device
         sorted_lengths, order_cpu = torch.sort(lengths, descending=True, stable=True)
-        batch_sizes = tuple(
+        self.batch_sizes = tuple(
             int(n) for n in (sorted_lengths[None, :] > torch.arange(steps)[:, None]).sum(1)
         )
         order = order_cpu.to(device)
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(batch, device=device)
+        self._inverse = torch.empty_like(order)
+        self._inverse[order] = torch.arange(batch, device=device)
         x = inputs.index_select(0, order).transpose(0, 1)  # (T, B, I), sorted
         valid = torch.arange(steps)[:, None] < sorted_lengths[None, :]  # (T, B)
         # Padding never reaches a sum: zero it (NaN ⋅ 0 would still be NaN).
-        x = x.masked_fill(~valid.to(device)[:, :, None], 0.0).contiguous()
+        self.inputs = x.masked_fill(~valid.to(device)[:, :, None], 0.0).contiguous()
+        self.state = map_state(lambda field: field.index_select(1, order), state)
         # Right-to-left over each row's own valid part: step t reads step len − 1 − t;
         # padding maps to itself. The map is its own inverse.
         t_index = torch.arange(steps)[:, None].expand(steps, batch)
-        reverse_index = torch.where(valid, sorted_lengths[None, :] - 1 - t_index, t_index).to(
+        self._reverse = torch.where(valid, sorted_lengths[None, :] - 1 - t_index, t_index).to(
             device
+        )  # (T, B)
+        self._columns = torch.arange(batch, device=device)[None, :]  # (1, B)
+
+    def direction(
+        self, cell: nn.Module, x: Tensor, state: Any, reverse: bool
+    ) -> tuple[Tensor, HiddenState | LSTMState]:
+        """One direction of one layer: x ``(T, B, ·)`` → (outputs ``(T, B, H)``, final ``(B, H)``)."""
+        if not reverse:
+            return _run_cell(cell, x, state, self.batch_sizes)
+        if self._reverse is None:
+            Y, final = _run_cell(cell, x.flip(0), state, self.batch_sizes)
+            return Y.flip(0), final
+        steps, rows = self._reverse, self._columns
+        Y, final = _run_cell(cell, x[steps, rows], state, self.batch_sizes)
+        return Y[steps, rows], final
+
+    def finish(self, outputs: Tensor, final: Any) -> tuple[Tensor, Any]:
+        """``(T, B, D·H)`` and the stacked finals → batch-first, in the caller's row order."""
+        out = outputs.transpose(0, 1)  # (B, T, D·H), a view, as torch.nn with batch_first
+        inverse = self._inverse
+        if inverse is None:
+            return out, final
+        return out.index_select(0, inverse), map_state(
+            lambda field: field.index_select(1, inverse), final
         )
-    columns = torch.arange(batch, device=device)[None, :]
-    sorted_state = (
-        state if order is None else tuple(field.index_select(1, order) for field in state)
-    )
-
-    finals: list[tuple[Tensor, ...]] = []
-    for layer in range(num_layers):
-        if layer > 0 and dropout > 0.0:
-            x = F.dropout(x, dropout, training)
-        outputs = []
-        for direction in range(directions):
-            index = layer * directions + direction
-            start = tuple(field[index] for field in sorted_state)
-            if direction == 0:
-                Y, final = _run_cell(cells[index], x, start, batch_sizes)
-            elif reverse_index is None:
-                Y, final = _run_cell(cells[index], x.flip(0), start, batch_sizes)
-                Y = Y.flip(0)
-            else:
-                x_rev = x[reverse_index, columns]  # (T, B, I)
-                Y, final = _run_cell(cells[index], x_rev, start, batch_sizes)
-                Y = Y[reverse_index, columns]
-            outputs.append(Y)
-            finals.append(final)
-        x = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)  # (T, B, D·H)
-
-    out = x.transpose(0, 1)  # (B, T, D·H)
-    fields = [torch.stack(parts, dim=0) for parts in zip(*finals, strict=True)]  # (L·D, B, H)
-    if inverse is not None:
-        out = out.index_select(0, inverse)
-        fields = [field.index_select(1, inverse) for field in fields]
-    return out, type(state)(*fields)  # a transposed view, as torch.nn with batch_first

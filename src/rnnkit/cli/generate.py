@@ -54,8 +54,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rnnkit import tasks
     from rnnkit.cli.arguments import UsageError
-    from rnnkit.tasks import task_module
     from rnnkit.tasks.task import GenerateOptions, run_kind
 
     # Checked before the run is read: an impossible request costs nothing.
@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
         condition=args.condition, out=args.out,
     )  # fmt: skip
     kind = run_kind(args.run_dir)
-    module = task_module(kind)
-    if not hasattr(module, "stream"):
+    task = tasks.get(kind)
+    if not task.generative:
         raise UsageError(f"a {kind} run does not generate; try `rnnkit predict {args.run_dir}`")
     out = sys.stdout
-    for index, pieces in enumerate(module.stream(args.run_dir, options)):
+    for index, pieces in enumerate(task.stream(task.load(args.run_dir), options)):
         if options.num_samples > 1:
             out.write(f"--- sample {index + 1} ---\n")
         for piece in pieces:

@@ -22,7 +22,9 @@ def register(subparsers: Any) -> None:
             "explicit BPTT (rnnkit.diagnostics.gradient_flow). With RUN: the trained "
             "run's first recurrent layer on a batch of its own data, under the probe loss "
             "½‖h_T‖² on the last step. Without RUN: fresh cells on the adding problem, a "
-            "linear head on the last step and the MSE. Writes one PNG per length T, "
+            "linear head on the last step and the MSE, the gated cells starting with the "
+            "usual +1 bias on the LSTM's forget gate and the GRU's update gate (--gate-bias "
+            "0: torch.nn's initialisation). Writes one PNG per length T, "
             "summary.txt and summary.json into --out, and prints the summary: per cell "
             "and T, the ratio of the first step's gradient norm to the last step's.\n\n"
             "example:\n"
@@ -52,7 +54,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--gate-bias",
         type=float,
-        help="fresh cells: add this to the LSTM forget / GRU update gate bias",
+        help="fresh cells: added to the LSTM's forget-gate and the GRU's update-gate bias "
+        "(1, the usual start; 0: torch.nn's initialisation)",
     )
     parser.add_argument(
         "--seed", type=seed, help="fresh cells: seed of the weights and the data (0)"
@@ -105,8 +108,30 @@ def _check_out(out: Path) -> None:
 
 
 # The fresh-cell flags and their defaults (None in the parser: typed or not is told apart).
+# The gate bias starts the gated cells remembering, as they are used in practice (Keras'
+# unit_forget_bias, Jozefowicz et al. 2015): torch.nn's zero-mean biases put every gate
+# near σ(0) = 0.5 and the gradient then vanishes as fast as the tanh RNN's.
 FRESH = {"cells": "rnn,lstm,gru", "lengths": "50,100,200", "hidden": 64, "batch": 16,
-         "gate_bias": None, "seed": 0}  # fmt: skip
+         "gate_bias": 1.0, "seed": 0}  # fmt: skip
+GATES = {"lstm": "forget gate", "gru": "update gate"}  # the gate each bias opens
+
+
+def bias_line(cells: list[str], bias: float) -> str | None:
+    """What the gated cells among ``cells`` started with, and how to see the other case."""
+    gated = [f"the {name}'s {GATES[name]}" for name in cells if name in GATES]
+    if not gated:
+        return None
+    where = " and ".join(gated)
+    if bias == 0:
+        return (f"gate bias: 0 (torch.nn's initialisation) on {where}; the default, "
+                f"--gate-bias 1, starts them at +1 as they are used in practice")  # fmt: skip
+    plain = [name for name in cells if name not in GATES]
+    others = f"; {', '.join(plain)}: no gate" if plain else ""
+    return f"gate bias: {_signed(bias)} on {where}{others}. --gate-bias 0 shows the unbiased cells"
+
+
+def _signed(bias: float) -> str:
+    return f"{bias:+g}" if bias else "0"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         _check_out(out)
         flows = run_flow(args.run_dir)
         title = f"trained run {Path(args.run_dir).resolve().name}"
+        note = None
     else:
         for key, default in FRESH.items():
             if getattr(args, key) is None:
@@ -138,12 +164,17 @@ def run(args: argparse.Namespace) -> int:
             gate_bias=args.gate_bias,
         )
         title = f"adding problem, untrained, H = {args.hidden}"
+        if any(name in GATES for name in cells):
+            title += f", gate bias {_signed(args.gate_bias)}"
+        note = bias_line(cells, args.gate_bias)
     try:
         images, text = write_flows(flows, out, title)
     except ImportError as error:
         print(f"rnnkit gradflow: error: {error}", file=sys.stderr)
         return 1
     print(text, end="")
+    if note is not None:
+        print(note)
     for path in images:
         print(f"wrote {path}")
     print(f"wrote {out / 'summary.txt'} and {out / 'summary.json'}")

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from rnnkit import __version__
 from rnnkit.cli import (
     backends,
     bench,
@@ -28,6 +27,7 @@ from rnnkit.cli import (
     train,
 )
 from rnnkit.cli.arguments import UsageError
+from rnnkit.version import __version__
 
 # Each subcommand module has ``register(subparsers)`` and ``run(args) -> int``.
 SUBCOMMANDS = (
@@ -85,14 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (UsageError, ValueError) as error:
         # Library errors are ValueErrors that already name the field and the expectation.
-        print(f"rnnkit {args.command}: error: {error}", file=sys.stderr)
+        print(error_line(args.command, error), file=sys.stderr)
         return 2
     except Exception as error:
         # Errors of modules that import torch, recognised without importing them here.
         kind = _known_error(error)
         if kind is None:
             raise
-        print(f"rnnkit {args.command}: error: {error}", file=sys.stderr)
+        print(error_line(args.command, error), file=sys.stderr)
         return kind
     except KeyboardInterrupt:
         print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
@@ -101,12 +101,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+def error_line(command: str, error: BaseException | str) -> str:
+    """``rnnkit COMMAND: error: MESSAGE``, with ``error:`` once.
+
+    The line names the command itself, so a message that begins with it, or with
+    ``error:`` (written for a caller of the library, who has no such prefix), loses
+    that beginning: never ``rnnkit predict: error: predict: …``.
+    """
+    message = str(error).strip()
+    own = [f"rnnkit {command}:", "rnnkit:", "error:"]
+    if command not in ("train", "valid", "test"):  # "train: …" may name the data's split
+        own.append(f"{command}:")
+    while stripped := next((p for p in own if message.startswith(p)), None):
+        message = message[len(stripped) :].lstrip()
+    return f"rnnkit {command}: error: {message}"
+
+
 class _Stderr(logging.Handler):
     """Writes to the ``sys.stderr`` of the moment (a test's capture, a redirect)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            print(self.format(record), file=sys.stderr)
+            # Above a training bar, not into it (imported here: --help stays quick).
+            from rnnkit.training.progress import write_above
+
+            write_above(self.format(record), sys.stderr)
         except Exception:
             self.handleError(record)
 

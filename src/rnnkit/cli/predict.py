@@ -37,8 +37,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rnnkit import tasks
     from rnnkit.cli.arguments import UsageError
-    from rnnkit.tasks import task_module
     from rnnkit.tasks.task import PredictOptions, run_kind
 
     if args.inputs and args.file:
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     kind = run_kind(args.run_dir)
     options = PredictOptions(inputs=tuple(args.inputs), file=args.file, beam=args.beam,
                              top=args.top)  # fmt: skip
-    for prediction in task_module(kind).predict(args.run_dir, options):
+    task = tasks.get(kind)
+    for prediction in task.predict(task.load(args.run_dir), options):
         print(json.dumps(prediction.record) if args.json else prediction.text)
     return 0

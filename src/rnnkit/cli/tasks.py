@@ -1,4 +1,8 @@
-"""The tasks ``rnnkit train`` knows, and the flags each takes, without importing torch.
+"""The flags of ``rnnkit train TASK``: each task's own and the shared ones, without torch.
+
+They are the command line's view of each task's ``run_type`` (the task declares its
+configuration; this table names the keys a flag sets), kept apart from the task
+modules so that ``--help`` imports no torch.
 
 Every flag names the dotted key of the task's ``Run`` configuration it sets
 (``--hidden`` → ``model.hidden``). Flags default to "not given": the value comes
@@ -209,7 +213,6 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
             Option("--split-seed", "task.split_seed", "seed of one file's 80/10/10 split",
                    seed),
         ),
-        keys={"--batch-size": "task.batch_size"},
     ),
     TaskCommand(
         "tag", "many-to-many aligned tagging (NER, POS), optional CRF",
@@ -247,7 +250,6 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
             Option("--tie-weights", "model.tie_weights", "share embedding and output weights",
                    switch=True),
         ),
-        keys={"--batch-size": "task.batch_size"},
     ),
     TaskCommand(
         "forecast", "many-to-one time-series forecasting with a horizon",
@@ -303,8 +305,7 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
             Option("--max-output", "task.max_output", "most target units decoded",
                    positive_int),
         ),
-        keys={"--bidirectional": "model.bidirectional_encoder",
-              "--batch-size": "task.batch_size"},
+        keys={"--bidirectional": "model.bidirectional_encoder"},
     ),
     TaskCommand(
         "music", "polyphonic music as piano rolls (one-to-many generation)",
@@ -357,7 +358,6 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
             Option("--data-seed", "task.data_seed",
                    "adding problem: train, valid, test come from seeds S, S+1, S+2", seed),
         ),
-        keys={"--batch-size": "task.batch_size"},
     ),
     TaskCommand(
         "caption", "one-to-many generation conditioned on a label or a vector",
@@ -392,6 +392,5 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
             Option("--condition-input", "model.condition_input",
                    "the condition joins every step's input", boolean, metavar="yes|no"),
         ),
-        keys={"--batch-size": "task.batch_size"},
     ),
 )}  # fmt: skip

@@ -155,25 +155,26 @@ def _plain(config: Any) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rnnkit import tasks
     from rnnkit.configuration import to_toml
-    from rnnkit.tasks import task_module
-    from rnnkit.tasks.task import read_config
+    from rnnkit.training.runs import read_config
 
     command = TASKS[args.task]
-    module = task_module(args.task)
+    task = tasks.get(args.task)
     out = Path(args.out or f"runs/{args.task}")
     check_out(out, resume=args.resume, dry_run=args.dry_run)
     resuming = args.resume
     # A resumed run starts from its own saved configuration, not the task's defaults.
-    saved = read_config(out, module.Run) if resuming else None
-    config = resolve(command, args, module.Run, base=saved)
-    prepared = module.prepare(config)
+    saved = read_config(out, task.run_type) if resuming else None
+    config = resolve(command, args, task.run_type, base=saved)
+    prepared = task.prepare(config)
     from rnnkit.training.budget import check_run
 
     check_run(prepared.run)  # the device and the memory, before anything is allocated
     if saved is not None:
         check_resumable(absolute_data(saved), prepared.run, out)
-    print(f"# rnnkit train {args.task}: resolved configuration (saved as {out}/config.toml)")
+    saving = "not saved: a dry run" if args.dry_run else f"saved as {out}/config.toml"
+    print(f"# rnnkit train {args.task}: resolved configuration ({saving})")
     print(to_toml(prepared.run))
     for line in prepared.summary:
         print(f"# {line}")
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"--out: cannot create {out}: {error.strerror}") from None
     check_data(prepared.run, out, resume=args.resume)
-    result = module.fit(prepared, out, resume=args.resume)
+    result = task.fit(prepared, out, resume=args.resume)
     best = (
         ""
         if result.best is None

@@ -1,7 +1,8 @@
-"""Batches: length buckets, padding, language-model streams, forecasting windows, splits.
+"""Batches: length buckets, padding, language-model streams, forecasting windows.
 
 Everything random here draws from a ``torch.Generator`` seeded by the caller, so a
-seed gives the same batches and the same splits on every machine.
+seed gives the same batches on every machine. Seeded splits of examples are
+:func:`rnnkit.data.splits.split_indices` (re-exported here for the tasks).
 
 Forecasting data goes through :func:`forecasting_windows`, which splits the series
 in time order *before* fitting the :class:`Scaler` on the training part alone:
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.data.errors import DataError
+from rnnkit.data.splits import split_indices as split_indices  # the tasks split files with it
 
 
 def _check_count(value: object, name: str, least: int) -> int:
@@ -385,45 +387,3 @@ def forecasting_windows(
     val = part(n_train, n_val, "validation")
     test = part(n_train + n_val, n_test, "test")
     return train, val, test, scaler
-
-
-def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> tuple[list[int], ...]:
-    """A seeded random split of ``range(n)`` into parts of the given fractions.
-
-    Part sizes are ``n · fraction`` rounded down, with the indices left over
-    handed one each to the parts with the largest remainders (the earlier part
-    on a tie), so the sizes add up to ``n``. The permutation comes from a
-    ``torch.Generator`` on the CPU: the same seed gives the same split on every
-    machine. Each part is sorted.
-
-    Args:
-        n: how many examples.
-        fractions: non-negative, adding up to 1.
-        seed: the permutation's seed.
-
-    Returns:
-        One list of indices per fraction; every index in exactly one.
-    """
-    _check_count(n, "n", 0)
-    if not fractions:
-        raise ValueError("fractions: expected at least one")
-    for f in fractions:
-        if isinstance(f, bool) or not isinstance(f, int | float) or not math.isfinite(f) or f < 0:
-            raise ValueError(f"fractions: expected non-negative numbers, got {fractions!r}")
-    if not math.isclose(math.fsum(fractions), 1.0, abs_tol=1e-9):
-        raise ValueError(f"fractions: expected them to add up to 1, got {math.fsum(fractions)}")
-    # Dividing by the sum makes the exact sizes add up to n, so the floors never exceed it.
-    total = math.fsum(fractions)
-    exact = [n * f / total for f in fractions]
-    sizes = [math.floor(x) for x in exact]
-    by_remainder = sorted(range(len(fractions)), key=lambda i: (-(exact[i] - sizes[i]), i))
-    for i in by_remainder[: max(0, n - sum(sizes))]:
-        sizes[i] += 1
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    order = torch.randperm(n, generator=generator).tolist()
-    parts: list[list[int]] = []
-    start = 0
-    for size in sizes:
-        parts.append(sorted(order[start : start + size]))
-        start += size
-    return tuple(parts)

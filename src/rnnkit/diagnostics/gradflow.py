@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from rnnkit.state import map_state
+from rnnkit.state import describe_state, map_state
 from rnnkit.unrolling import check_inputs
 
 
@@ -97,7 +97,8 @@ def gradient_flow(
         loss_fn: maps the stacked step outputs ``(B, T, O)`` to a scalar loss; put
             the output map (V, c) and the targets inside it. A loss on the last
             step only reads ``outputs[:, -1]``; a loss on every step reads them all.
-        state: initial state (``None``: the cell's ``initial_state``).
+        state: initial state (``None``: the cell's ``initial_state``), a NamedTuple
+            whose field ``h`` is the hidden state that the norms and Jacobians follow.
         jacobians: also compute ‖∂h_{T−1}/∂h_t‖₂ (H extra vector-Jacobian products
             per step, batched).
 
@@ -108,6 +109,11 @@ def gradient_flow(
     protocol: Any = cell
     if state is None:
         state = protocol.initial_state(batch, device=inputs.device, dtype=inputs.dtype)
+    if not hasattr(state, "h") or not hasattr(state, "_replace"):
+        raise ValueError(
+            "state: gradient_flow follows the hidden state, expected a NamedTuple with a "
+            f"field h (HiddenState, LSTMState), got {describe_state(state)}"
+        )
     params = dict(cell.named_parameters())
 
     # Forward: one small graph per step, with the step's own leaves.
@@ -131,38 +137,39 @@ def gradient_flow(
     (output_grads,) = torch.autograd.grad(loss, outputs)  # ∂L_t/∂output_t, (B, T, O)
 
     # Backward: the BPTT recursion, one step at a time from the last.
-    future = [torch.zeros_like(field) for field in produced[-1][1]]  # ∂L/∂s_t via steps > t
+    last = produced[-1][1]
+    future = map_state(torch.zeros_like, last)  # ∂L/∂s_t through the steps after t
     state_norms = torch.zeros(steps, dtype=torch.float64)
     step_norms = {name: torch.zeros(steps, dtype=torch.float64) for name in params}
     sums = {name: torch.zeros_like(p, dtype=torch.float64) for name, p in params.items()}
-    jacobian_rows = _identity_rows(produced[-1][1]) if jacobians else None
+    jacobian_rows = _identity_rows(last) if jacobians else None
     jacobian_norms = torch.zeros(steps, dtype=torch.float64) if jacobians else None
     for t in range(steps - 1, -1, -1):
         output, new_state = produced[t]
-        fields = list(new_state)
-        delta_h = future[0] + (output_grads[:, t] if output is fields[0] else 0.0)
+        # δ_t: through the later steps, plus the loss's own term when the output is h_t.
+        delta_h = future.h + (output_grads[:, t] if output is new_state.h else 0.0)
         state_norms[t] = float(delta_h.double().norm())
         if jacobian_rows is not None and jacobian_norms is not None:
-            jacobian_norms[t] = _mean_spectral_norm(jacobian_rows[0])
-        leaves = list(incoming[t])
+            jacobian_norms[t] = _mean_spectral_norm(jacobian_rows.h)
+        leaf = incoming[t]
         params_t = list(copies[t].values())
         grads = torch.autograd.grad(
-            [output, *fields],
-            leaves + params_t,
+            [output, *new_state],
+            [*leaf, *params_t],
             [output_grads[:, t], *future],
             retain_graph=jacobian_rows is not None,
             allow_unused=True,
         )
-        future = [
-            torch.zeros_like(leaf) if g is None else g
-            for leaf, g in zip(leaves, grads[: len(leaves)], strict=True)
-        ]
-        for name, g in zip(copies[t], grads[len(leaves) :], strict=True):
+        leaf_grads = grads[: len(leaf)]  # one per field of the state, in its order
+        future = _like(
+            leaf, [_or_zeros(g, f.shape, f) for g, f in zip(leaf_grads, leaf, strict=True)]
+        )
+        for name, g in zip(copies[t], grads[len(leaf) :], strict=True):
             if g is not None:
                 step_norms[name][t] = float(g.double().norm())
                 sums[name] += g.double()
         if jacobian_rows is not None and t > 0:
-            jacobian_rows = _pull_back(fields, leaves, jacobian_rows)
+            jacobian_rows = _pull_back(new_state, leaf, jacobian_rows)
     return GradientFlow(
         state_grad_norms=state_norms,
         param_step_norms=step_norms,
@@ -172,31 +179,38 @@ def gradient_flow(
     )
 
 
-def _identity_rows(state: Any) -> list[Tensor]:
+def _identity_rows(state: Any) -> Any:
     """∂h/∂s for the last state s: rows e_k of h, zero rows for the other fields.
 
-    Each field's tensor is ``(H, B, …)``: H batched vector-Jacobian products, one
-    per component of h.
+    A state of the cell's type whose field ``f`` is ``(H, *f.shape)``: H batched
+    vector-Jacobian products, one per component of h.
     """
-    h = state[0]
+    h = state.h  # (B, H)
     hidden = h.shape[-1]
     eye = torch.eye(hidden, dtype=h.dtype, device=h.device)  # (H, H)
-    rows = [eye[:, None, :].expand(hidden, *h.shape).contiguous()]  # (H, B, H)
-    rows += [
-        torch.zeros(hidden, *field.shape, dtype=field.dtype, device=field.device)
-        for field in list(state)[1:]
-    ]
-    return rows
+    rows = map_state(lambda field: field.new_zeros(hidden, *field.shape), state)
+    return rows._replace(h=eye[:, None, :].expand(hidden, *h.shape).contiguous())  # (H, B, H)
 
 
-def _pull_back(fields: list[Tensor], leaves: list[Tensor], rows: list[Tensor]) -> list[Tensor]:
+def _pull_back(new_state: Any, leaf: Any, rows: Any) -> Any:
     """rows · ∂s_t/∂s_{t−1}: the Jacobian rows moved one step back (batched VJPs)."""
-    grads = torch.autograd.grad(fields, leaves, rows, is_grads_batched=True, allow_unused=True)
-    count = rows[0].shape[0]
-    return [
-        torch.zeros(count, *leaf.shape, dtype=leaf.dtype, device=leaf.device) if g is None else g
-        for leaf, g in zip(leaves, grads, strict=True)
-    ]
+    grads = torch.autograd.grad(
+        list(new_state), list(leaf), list(rows), is_grads_batched=True, allow_unused=True
+    )
+    count = rows.h.shape[0]
+    return _like(
+        leaf, [_or_zeros(g, (count, *f.shape), f) for g, f in zip(grads, leaf, strict=True)]
+    )
+
+
+def _like(state: Any, fields: list[Tensor]) -> Any:
+    """A state of ``state``'s NamedTuple type holding ``fields``, in its field order."""
+    return type(state)(*fields)
+
+
+def _or_zeros(grad: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """``grad``, or zeros of ``shape`` where autograd found no path (``allow_unused``)."""
+    return like.new_zeros(shape) if grad is None else grad
 
 
 def _mean_spectral_norm(rows: Tensor) -> float:

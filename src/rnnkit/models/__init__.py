@@ -75,5 +75,5 @@ def _classifier(config: Any) -> nn.Module:
     elif c.head == "multiclass":
         head = ClassHead(features, c.num_classes)
     else:
-        head = RegressionHead(features, c.outputs, c.loss)
+        head = RegressionHead(features, c.outputs, "huber" if c.loss == "huber" else "mse")
     return SequenceClassifier(inputs, encoder, pooling, head)

@@ -9,7 +9,7 @@ that maps configuration names to those parts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -28,6 +28,11 @@ from rnnkit.recurrent import Recurrent
 from rnnkit.unrolling import length_mask
 
 MAX_GATE_BIAS = 100.0  # see ClassifierConfig.gate_bias
+# Each head's losses, its default first.
+Loss = Literal["cross_entropy", "log_loss", "mse", "huber"]
+HEAD_LOSSES: dict[str, tuple[Loss, ...]] = {"multiclass": ("cross_entropy",),
+                                           "binary": ("log_loss",),
+                                           "regression": ("mse", "huber")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,11 @@ class ClassifierConfig:
             ``regression`` (linear + ``loss``).
         num_classes: classes of a ``multiclass`` head.
         outputs: values of a ``regression`` head (the forecast horizon × series).
-        loss: ``mse`` or ``huber`` for regression.
+        loss: the loss the head trains with: ``cross_entropy`` for ``multiclass``,
+            ``log_loss`` for ``binary`` (each head has one), ``mse`` or ``huber`` for
+            ``regression``; None: the head's own (``mse`` for regression). The tasks
+            resolve it (:meth:`resolved`), so a saved configuration names the loss
+            that was used.
         pad_id: the padding token id (its embedding row stays zero).
         gate_bias: added at initialisation to the LSTM's forget-gate bias or the
             GRU's update-gate bias (:func:`rnnkit.cells.init.gate_bias_`; Keras'
@@ -68,7 +77,7 @@ class ClassifierConfig:
     head: Literal["binary", "multiclass", "regression"] = "multiclass"
     num_classes: int = 2
     outputs: int = 1
-    loss: Literal["mse", "huber"] = "mse"
+    loss: Loss | None = None
     pad_id: int = 0
     backend: str = "auto"
     gate_bias: float = 0.0
@@ -83,12 +92,20 @@ class ClassifierConfig:
             raise ValueError(
                 "vocab_size, input_size: expected exactly one (tokens or real-valued features)"
             )
+        allowed = HEAD_LOSSES[self.head]
+        if self.loss is not None and self.loss not in allowed:
+            raise ValueError(f"loss: a {self.head} head trains with {' or '.join(allowed)}, "
+                             f"got {self.loss!r}")  # fmt: skip
         check_positive_ints(self, "vocab_size", "input_size", "num_classes", "outputs")
         check_sizes(self, "embed", "hidden")
         check_sizes(self, "layers", at_most=MAX_LAYERS)
         # σ(±20) is already 0 or 1 in float32: a larger bias only saturates the gate.
         check_range(self, "gate_bias", -MAX_GATE_BIAS, MAX_GATE_BIAS)
         check_dropout(self.dropout)
+
+    def resolved(self) -> ClassifierConfig:
+        """This configuration with ``loss`` set to the one its head trains with."""
+        return self if self.loss is not None else replace(self, loss=HEAD_LOSSES[self.head][0])
 
 
 @dataclass(frozen=True)
@@ -127,7 +144,7 @@ class SequenceClassifier(nn.Module):
         mask = length_mask(lengths, inputs.shape[1])  # (B, T)
         outputs, state = self.encoder(self.inputs(inputs), lengths=lengths)
         directions = self.encoder.num_directions
-        h = state[0][-directions:]  # (D, B, H): the last layer's directions
+        h = state.h[-directions:]  # (D, B, H): the last layer's directions
         final = h.transpose(0, 1).reshape(h.shape[1], -1)  # (B, D·H)
         return outputs, final, mask.to(outputs.device)
 
@@ -135,8 +152,9 @@ class SequenceClassifier(nn.Module):
         outputs, final, mask = self.encode(inputs, lengths)
         return self.pooling(outputs, final, mask)  # type: ignore[no-any-return]
 
-    def forward(self, batch: SequenceBatch) -> LossSum:
-        return self.head.loss(self.pooled(batch.inputs, batch.lengths), batch.targets)
+    def forward(self, batch: SequenceBatch, state: None = None) -> tuple[LossSum, None]:
+        """The head's loss summed over the batch; a classifier carries no state."""
+        return self.head.loss(self.pooled(batch.inputs, batch.lengths), batch.targets), None
 
     @torch.no_grad()
     def predict(self, inputs: Tensor, lengths: Tensor) -> Tensor:
@@ -147,3 +165,10 @@ class SequenceClassifier(nn.Module):
             return self.head.predict(self.pooled(inputs, lengths))
         finally:
             self.train(was_training)
+
+    def probabilities(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """P(class) ``(B, C)`` from a binary (σ, C = 2) or multiclass (softmax) head."""
+        probs = self.predict(inputs, lengths).float()
+        if probs.dim() == 1:  # binary head: P(y = 1)
+            probs = torch.stack([1.0 - probs, probs], dim=-1)
+        return probs

@@ -8,14 +8,17 @@ Karpathy's "multimodal RNN" adds it at every step):
     x̃_t = [E[y_{t−1}]; W_in·c]                (condition_input)
     (o_t, s_t) = RNN(x̃_t, s_{t−1}),   P(y_t | y_<t, c) = softmax(V·o_t + b_out)
 
-Training is teacher-forced on ``BOS y_1 … y_n EOS``; generation runs through
-:mod:`rnnkit.decoding` from :meth:`ConditionedGenerator.start`, each step through
-the stack's :class:`~rnnkit.stepping.Stepper` (eval mode, no gradients).
+Training is teacher-forced on ``BOS y_1 … y_n EOS``, on the Trainer's protocol
+``model(batch, state) -> (LossSum, None)`` (no state is carried between batches);
+generation runs through :mod:`rnnkit.decoding` from :meth:`ConditionedGenerator.start`,
+each step through the stack's :class:`~rnnkit.stepping.Stepper` (eval mode, no
+gradients).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import torch
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
+from rnnkit.decoding import beam_search, stream
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import LSTMState, map_state
@@ -138,14 +142,48 @@ class ConditionedGenerator(nn.Module):
             e = torch.cat([e, cond[:, None, :].expand(-1, tokens.shape[1], -1)], dim=-1)
         return e  # (B, T, E + C)
 
-    def forward(self, batch: ConditionedBatch) -> LossSum:
+    def forward(self, batch: ConditionedBatch, state: None = None) -> tuple[LossSum, None]:
+        """The teacher-forced cross-entropy summed over the batch's targets (``<eos>``
+        too); the generator carries no state from batch to batch."""
         cond = self.encode_condition(batch.condition)
         inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]  # predict y_t from y_<t
         lengths = batch.lengths - 1
         o, _ = self.rnn(self._inputs(inputs, cond), self.initial_state(cond), lengths)
         logits = self.out(self.drop(o))  # (B, T−1, V)
         mask = length_mask(lengths, targets.shape[1])  # (B, T−1)
-        return masked_cross_entropy(logits, targets, mask)
+        return masked_cross_entropy(logits, targets, mask), None
+
+    # ----------------------------------------------------------------- scoring
+
+    @torch.no_grad()
+    def text_nll(self, batch: ConditionedBatch) -> Tensor:
+        """``(B,)`` −log p(text | condition) of each row, summed over its targets
+        (``<eos>`` too), float64 on the CPU.
+
+        Scored by stepping the decoder (:meth:`decode_step`), the path generation
+        takes; the sum over rows equals the teacher-forced loss of ``model(batch)``.
+        """
+        device = self.out.weight.device
+        tokens, lengths = batch.tokens.to(device), batch.lengths.to(device)
+        _, state = self.start(batch.condition.to(device))
+        total = torch.zeros(tokens.shape[0], dtype=torch.float64, device=device)  # (B,)
+        for t in range(1, tokens.shape[1]):
+            logits, state = self.decode_step(tokens[:, t - 1], state)
+            log_probs = torch.log_softmax(logits.double(), dim=-1)  # (B, V)
+            picked = log_probs.gather(1, tokens[:, t, None]).squeeze(1)  # (B,)
+            total -= torch.where(t < lengths, picked, torch.zeros_like(picked))
+        return total.cpu()
+
+    def label_nll(self, batch: ConditionedBatch) -> Tensor:
+        """``(B, K)``: each row's text scored (:meth:`text_nll`) under every one of the
+        K labels of a label-conditioned generator (the batch's own labels unused)."""
+        if self.config.num_labels is None:
+            raise ValueError("label_nll: a vector-conditioned generator has no labels")
+        columns = []
+        for label in range(self.config.num_labels):
+            condition = torch.full_like(batch.condition, label)
+            columns.append(self.text_nll(replace(batch, condition=condition)))
+        return torch.stack(columns, dim=1)
 
     # ----------------------------------------------------------------- generation
 
@@ -154,6 +192,40 @@ class ConditionedGenerator(nn.Module):
         cond = self.encode_condition(condition)
         bos = torch.full((cond.shape[0],), self.config.bos_id, dtype=torch.long, device=cond.device)
         return bos, GeneratorState(self.initial_state(cond), cond)
+
+    def prime(self, condition: Tensor, prompt: Sequence[int]) -> tuple[Tensor, GeneratorState]:
+        """:meth:`start`, then the ``prompt``'s tokens teacher-forced: its last token
+        ``(B,)`` (BOS for no prompt) and the state that has read all before it."""
+        last, state = self.start(condition)  # (B,) BOS
+        for token in prompt:
+            _, state = self.decode_step(last, state)
+            last = torch.full_like(last, token)
+        return last, state
+
+    def tokens(self, condition: Tensor, prompt: Sequence[int], *, length: int, beam: int = 1,
+               temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+               generator: torch.Generator | None = None,
+               banned: Sequence[int] = ()) -> Iterator[int]:  # fmt: skip
+        """One text's tokens for one condition ``(1,)`` or ``(1, F)``, after the
+        teacher-forced ``prompt``, each yielded as it is generated: at most ``length``,
+        the last one EOS when the text ends, never a ``banned`` one.
+
+        With ``beam`` > 1 the best of a beam search (:func:`rnnkit.decoding.beam_search`),
+        else sampled one step at a time (:func:`rnnkit.decoding.stream`: temperature,
+        top-k, top-p, seeded by ``generator``); both step through :meth:`decode_step`.
+        """
+        c = self.config
+        with torch.no_grad():  # the stepper's path (a generator body runs outside callers')
+            last, state = self.prime(condition, prompt)  # (1,), the state after the prompt
+        if beam > 1:
+            best = beam_search(self, last, state, max_length=length, beam_size=beam,
+                               eos_id=c.eos_id, pad_id=c.pad_id, banned=banned).best  # fmt: skip
+            yield from best.tokens[0, : int(best.lengths[0])].tolist()
+            return
+        for step in stream(self, last, state, max_length=length, temperature=temperature,
+                           top_k=top_k, top_p=top_p, eos_id=c.eos_id, pad_id=c.pad_id,
+                           generator=generator, banned=banned):  # fmt: skip
+            yield int(step.tokens[0])
 
     def decode_step(self, tokens: Tensor, state: GeneratorState) -> tuple[Tensor, GeneratorState]:
         """Previous tokens ``(B,)`` → ``(logits (B, V), next state)``.

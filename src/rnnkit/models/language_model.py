@@ -6,12 +6,12 @@ With ``tie_weights`` the output matrix V is the embedding E itself (Press & Wolf
 2017; Inan et al. 2017); when the hidden size differs from the embedding size a
 linear projection maps o_t to the embedding size first.
 
-Three ways to train it, one module:
-
-* sentences or documents in batches: ``forward(batch) -> LossSum``;
-* a long text cut into consecutive chunks, the state carried between them:
-  :class:`StreamLM` (``Trainer(carry_state=True)``);
-* TBPTT(k1, k2) within chunks: :class:`SequenceLM` (``Trainer(tbptt=...)``).
+One protocol trains it, ``forward(batch, state) -> (LossSum, final state)``: the
+state comes in (None: the initial state) and the final state goes out, so the
+same module trains on padded sentences (state None, ``lengths`` given), on a long
+text cut into consecutive chunks (the Trainer carries each row's state from chunk
+to chunk) and by TBPTT(k1, k2) within a chunk (the Trainer cuts a
+:class:`TextBatch` in time with :meth:`TextBatch.steps`).
 
 Generation goes through :mod:`rnnkit.decoding` (``decode_step``/``reorder_state``);
 in eval mode without gradients a step runs the stack through
@@ -23,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.bptt.truncated import Window
 from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.recurrent import Recurrent
@@ -66,15 +66,43 @@ class LanguageModelConfig:
 
 @dataclass(frozen=True)
 class TextBatch:
-    """Inputs and next-token targets, ``(B, T)`` each; ``lengths`` ``(B,)`` real steps."""
+    """Inputs and next-token targets, ``(B, T)`` each.
+
+    Attributes:
+        inputs, targets: token ids; ``targets[:, t]`` follows ``inputs[:, t]``.
+        lengths: ``(B,)`` real steps of padded rows; None: every row is T steps long
+            (a stream's chunk), and the stack runs without masking.
+        loss_from: targets before this step do not count (the history a TBPTT
+            window re-reads); 0: all count.
+    """
 
     inputs: Tensor
     targets: Tensor
-    lengths: Tensor
+    lengths: Tensor | None = None
+    loss_from: int = 0
+
+    @property
+    def num_steps(self) -> int:
+        """T, the steps of the batch."""
+        return int(self.inputs.shape[1])
 
     @property
     def mask(self) -> Tensor:
-        return length_mask(self.lengths, self.inputs.shape[1])
+        """``(B, T)`` bool: the targets that count."""
+        B, T = self.inputs.shape
+        real = (torch.ones(B, T, dtype=torch.bool, device=self.inputs.device)
+                if self.lengths is None else length_mask(self.lengths, T))  # fmt: skip
+        real[:, : self.loss_from] = False
+        return real
+
+    def steps(self, start: int, stop: int, loss_from: int) -> TextBatch:
+        """Steps ``start … stop − 1``, the targets before step ``loss_from`` not counted:
+        a window of TBPTT, which cuts full-length rows only."""
+        if self.lengths is not None:
+            raise ValueError("TextBatch.steps: padded rows cannot be cut in time (TBPTT "
+                             "trains a stream's full-length chunks)")  # fmt: skip
+        inputs, targets = self.inputs[:, start:stop], self.targets[:, start:stop]
+        return TextBatch(inputs, targets, None, max(0, max(loss_from, self.loss_from) - start))
 
 
 class LanguageModel(nn.Module):
@@ -105,9 +133,16 @@ class LanguageModel(nn.Module):
         o, final = self.rnn(e, state, lengths)  # (B, T, H)
         return self.out(self.project(self.drop(o))), final
 
-    def forward(self, batch: TextBatch) -> LossSum:
-        logits, _ = self.logits(batch.inputs, None, batch.lengths)
-        return masked_cross_entropy(logits, batch.targets, batch.mask)
+    def forward(self, batch: TextBatch, state: Any = None) -> tuple[LossSum, Any]:
+        """The cross-entropy summed over the counted targets, and the final state.
+
+        ``state``: the state before step 0 (None: the initial state). The loss reads
+        the outputs from ``batch.loss_from`` on; the ones before only carry the state.
+        """
+        logits, final = self.logits(batch.inputs, state, batch.lengths)  # (B, T, V)
+        t0 = batch.loss_from  # sliced off, not masked: a stream's mask stays all true
+        loss = masked_cross_entropy(logits[:, t0:], batch.targets[:, t0:], batch.mask[:, t0:])
+        return loss, final
 
     # ----------------------------------------------------------------- generation
 
@@ -156,31 +191,3 @@ class LanguageModel(nn.Module):
 
     def reorder_state(self, state: Any, index: Tensor) -> Any:
         return map_state(lambda field: field.index_select(1, index), state)  # batch is dim 1
-
-
-class StreamLM(nn.Module):
-    """A :class:`LanguageModel` over consecutive chunks: ``forward(batch, state) -> (LossSum, state)``."""
-
-    def __init__(self, model: LanguageModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: TextBatch, state: Any) -> tuple[LossSum, Any]:
-        logits, final = self.model.logits(batch.inputs, state)
-        return masked_cross_entropy(logits, batch.targets, batch.mask), final
-
-
-class SequenceLM(nn.Module):
-    """A :class:`LanguageModel` as a sequence model for TBPTT(k1, k2) in the Trainer."""
-
-    def __init__(self, model: LanguageModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        return self.model.logits(inputs, state)
-
-    def window_loss(self, logits: Tensor, batch: TextBatch, window: Window) -> LossSum:
-        targets = batch.targets[:, window.loss_start : window.stop]
-        mask = batch.mask[:, window.loss_start : window.stop]
-        return masked_cross_entropy(logits, targets, mask)

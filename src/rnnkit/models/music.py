@@ -12,6 +12,7 @@ per frame (:func:`rnnkit.losses.bernoulli_nll`), the "NLL per frame" of those pa
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,38 @@ class RollBatch:
     lengths: Tensor
 
 
+def to_roll(frames: Sequence[Sequence[int]], low: int, high: int) -> Tensor:
+    """``(T + 1, P)`` 0/1 frames of the pitches ``low … high``: a silent start frame (so
+    that every real frame is predicted, and generation can start from silence), then
+    ``frames``, each a list of MIDI pitches."""
+    roll = torch.zeros(len(frames) + 1, high - low + 1)
+    for t, frame in enumerate(frames, start=1):
+        roll[t, [p - low for p in frame]] = 1.0
+    return roll
+
+
+def from_roll(roll: Tensor, low: int) -> list[list[int]]:
+    """The MIDI pitches of each frame of a ``(T, P)`` 0/1 roll whose pitch 0 is ``low``."""
+    return [[low + int(i) for i in torch.nonzero(frame).flatten()] for frame in roll]
+
+
+def key_frequencies(frames: Tensor, smoothing: float) -> Tensor:
+    """The per-key baseline, fitted: ``(P,)`` each pitch's share of the frames ``(N, P)``,
+    add-k (Laplace) smoothed, (n_p + k) / (N + 2k).
+
+    The baseline models every pitch of every frame as an independent Bernoulli with
+    that probability, ignoring the past: what the model must beat.
+    """
+    return (frames.sum(0) + smoothing) / (frames.shape[0] + 2 * smoothing)
+
+
+def baseline_nll(frames: Tensor, frequencies: Tensor) -> float:
+    """The per-key baseline's NLL of the frames ``(N, P)`` (nats): Σ over frames and
+    pitches of −log P(x) under independent Bernoullis of ``frequencies`` ``(P,)``."""
+    x, p = frames.double(), frequencies.double()
+    return float(-(x * p.log() + (1 - x) * (1 - p).log()).sum())
+
+
 class PianoRollModel(nn.Module):
     """Frame projection → :class:`~rnnkit.Recurrent` → per-pitch logits of the next frame."""
 
@@ -71,12 +104,19 @@ class PianoRollModel(nn.Module):
         o, final = self.rnn(self.inputs(rolls), state, lengths)
         return self.out(self.drop(o)), final  # (B, T, P)
 
-    def forward(self, batch: RollBatch) -> LossSum:
+    def next_frames(self, batch: RollBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """Each frame's logits of the frame after it: ``(logits (B, T−1, P), the frames
+        they predict (B, T−1, P), mask (B, T−1))``, the mask true on real frames."""
         frames = batch.rolls.to(self.inputs.weight.dtype)
         lengths = batch.lengths - 1  # frame t predicts frame t + 1
         logits, _ = self.logits(frames[:, :-1], None, lengths)
-        mask = length_mask(lengths, frames.shape[1] - 1)  # (B, T−1)
-        return bernoulli_nll(logits, frames[:, 1:], mask)
+        return logits, frames[:, 1:], length_mask(lengths, frames.shape[1] - 1).to(logits.device)
+
+    def forward(self, batch: RollBatch, state: None = None) -> tuple[LossSum, None]:
+        """The Bernoulli NLL summed over pitches and frames, counted per frame; whole
+        pieces carry no state from batch to batch."""
+        logits, targets, mask = self.next_frames(batch)
+        return bernoulli_nll(logits, targets, mask), None
 
     def decode_step(self, frames: Tensor, state: Any) -> tuple[Tensor, Any]:
         """One step: frames ``(B, P)`` and a state with fields ``(L, B, H)`` →
@@ -92,6 +132,22 @@ class PianoRollModel(nn.Module):
         stepper = cached_stepper(self, lambda: Stepper.from_recurrent(self.rnn))
         o, state = stepper.step(self.inputs(frames), state)  # (B, H)
         return self.out(o), state
+
+    @torch.no_grad()  # on a generator: no gradients inside each step, none leaked outside
+    def sample(self, prime: Tensor, *, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Iterator[Tensor]:  # fmt: skip
+        """Frames ``(B, P)`` in {0, 1} after the piano rolls ``prime`` ``(B, P0, P)``, one
+        at a time for as long as they are asked for, the state carried.
+
+        Every pitch of a new frame is a Bernoulli draw from σ(logit / temperature). The
+        model should be in eval mode (:meth:`generate` puts it there).
+        """
+        logits, state = self.logits(prime.to(self.inputs.weight.dtype))
+        last = logits[:, -1]  # (B, P)
+        while True:
+            frame = torch.bernoulli(torch.sigmoid(last / temperature), generator=generator)
+            yield frame
+            last, state = self.decode_step(frame, state)
 
     @torch.no_grad()
     def generate(
@@ -114,15 +170,7 @@ class PianoRollModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            frames = prime.to(self.inputs.weight.dtype)
-            logits, state = self.logits(frames)
-            last = logits[:, -1]  # (B, P)
-            out = []
-            for _ in range(steps):
-                p = torch.sigmoid(last / temperature)  # (B, P)
-                frame = torch.bernoulli(p, generator=generator)
-                out.append(frame)
-                last, state = self.decode_step(frame, state)
-            return torch.stack(out, dim=1)
+            frames = self.sample(prime, temperature=temperature, generator=generator)
+            return torch.stack([next(frames) for _ in range(steps)], dim=1)
         finally:
             self.train(was_training)

@@ -26,13 +26,15 @@ states per layer; they are joined by a learned linear bridge per state field
 (h, and c for the LSTM), shared by the layers:
 s_0^l.f = tanh(W_f [→f^l ; ←f^l] + b_f), with W_f ``(H, 2H)``.
 
-Training (:meth:`Seq2Seq.forward`) predicts target token t from tokens < t for
-t = 1 … len−1 and sums the cross-entropy over those real positions only. The
+Training (:meth:`Seq2Seq.forward`, the Trainer's ``model(batch, state) → (LossSum,
+state)`` with no state) predicts target token t from tokens < t for t = 1 … len−1
+and sums the cross-entropy over those real positions only. The
 decoder's input at step t is the gold y_{t−1} with probability
 ``teacher_forcing``, else the model's own greedy prediction (scheduled sampling,
 Bengio et al. 2015; :func:`inverse_sigmoid_decay` gives their schedule).
 Generation follows the StepDecoder protocol: :meth:`Seq2Seq.start`, then
-:meth:`Seq2Seq.decode_step` per token, with :meth:`Seq2Seq.reorder_state` for beams;
+:meth:`Seq2Seq.decode_step` per token, with :meth:`Seq2Seq.reorder_state` for beams
+(:meth:`Seq2Seq.translate` runs greedy or beam search over a batch of sources);
 in eval mode without gradients the decoder's cells step through one
 :class:`~rnnkit.stepping.Stepper` (every layer in one call, weights packed once).
 """
@@ -49,6 +51,7 @@ from torch import Tensor, nn
 
 from rnnkit.cells import CELL_NAMES, cell_factory
 from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
+from rnnkit.decoding import Decoded, beam_search, greedy
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.attention import AdditiveAttention, DotAttention, GeneralAttention
 from rnnkit.recurrent import BACKENDS, Recurrent
@@ -364,10 +367,34 @@ class Seq2Seq(nn.Module):
             pick(state.mask),
         )
 
+    @torch.no_grad()
+    def translate(self, source: Tensor, source_lengths: Tensor, *, max_length: int,
+                  beam: int = 1, length_penalty: float = 1.0) -> Decoded:  # fmt: skip
+        """The outputs for a batch of sources, greedy (``beam`` 1) or the best of a beam
+        search with GNMT length penalty α = ``length_penalty``, in eval mode.
+
+        Returns:
+            :class:`~rnnkit.decoding.Decoded`: tokens ``(B, max_length)``, lengths
+            ``(B,)`` (the tokens before EOS) and log-probabilities ``(B,)``.
+        """
+        c, was_training = self.config, self.training
+        self.eval()
+        try:
+            bos, state = self.start(source, source_lengths)
+            if beam == 1:
+                return greedy(self, bos, state, max_length=max_length, eos_id=c.eos_id,
+                              pad_id=c.pad_id)  # fmt: skip
+            return beam_search(self, bos, state, max_length=max_length, beam_size=beam,
+                               length_penalty=length_penalty, eos_id=c.eos_id,
+                               pad_id=c.pad_id).best  # fmt: skip
+        finally:
+            self.train(was_training)
+
     # ----------------------------------------------------------------- training and inspection
 
-    def forward(self, batch: PairBatch) -> LossSum:
-        """Cross-entropy summed over the predicted target positions 1 … len−1.
+    def forward(self, batch: PairBatch, state: None = None) -> tuple[LossSum, None]:
+        """Cross-entropy summed over the predicted target positions 1 … len−1; each
+        pair starts from its own encoding, so no state is carried between batches.
 
         In training mode the input at step t ≥ 1 is the gold token y_{t−1} with
         probability ``teacher_forcing``, drawn per row and step from torch's global
@@ -378,7 +405,7 @@ class Seq2Seq(nn.Module):
         """
         ratio = self.teacher_forcing if self.training else 1.0
         logits, _ = self._unroll(batch, ratio)  # (B, T−1, V)
-        return masked_cross_entropy(logits, batch.target[:, 1:], batch.target_mask)
+        return masked_cross_entropy(logits, batch.target[:, 1:], batch.target_mask), None
 
     @torch.no_grad()
     def attention_weights(self, batch: PairBatch) -> Tensor:

@@ -154,17 +154,19 @@ class Tagger(nn.Module):
         scores: Tensor = self.output(self.dropout(hidden))  # (B, T, C)
         return scores
 
-    def forward(self, batch: TagBatch) -> LossSum:
-        """The loss summed over the batch's real tokens, and their number.
+    def forward(self, batch: TagBatch, state: None = None) -> tuple[LossSum, None]:
+        """The loss summed over the batch's real tokens, and their number; a tagger
+        carries no state from batch to batch.
 
         Without a CRF: Σ_t −log softmax(e_t)[y_t]. With one: Σ_rows (log Z − S(y)),
         which is the NLL of whole sentences; ``n_targets`` is the token count in both.
+        Both are sums over rows, so a batch cut in parts sums to the whole batch's loss.
         """
         mask = batch.mask  # (B, T)
         scores = self.emissions(batch.tokens, batch.lengths)  # (B, T, C)
         if self.crf is None:
-            return masked_cross_entropy(scores, batch.tags, mask)
-        return self.crf.nll(_at_least_float32(scores), batch.tags, mask)
+            return masked_cross_entropy(scores, batch.tags, mask), None
+        return self.crf.nll(_at_least_float32(scores), batch.tags, mask), None
 
     @torch.no_grad()
     def predict(self, tokens: Tensor, lengths: Tensor) -> Tensor:

@@ -80,7 +80,11 @@ def adding_flows(
 
 def run_flow(run_dir: Path | str) -> dict[FlowKey, GradientFlow]:
     """The trained run's first recurrent cell on a batch of its data (one flow)."""
-    captured = capture(run_dir)
+    from rnnkit import tasks
+    from rnnkit.tasks.task import run_kind
+
+    task = tasks.get(run_kind(run_dir))
+    captured = capture(task, task.load(run_dir))
     flow = run_gradient_flow(captured)
     return {FlowKey(f"{cell_name(captured)} ({captured.split} batch)", flow.steps): flow}
 

@@ -10,8 +10,10 @@ import datetime
 import tomllib
 from pathlib import Path
 
-from rnnkit.report.sections import Context, Section, build
-from rnnkit.tasks.task import config_file, run_kind
+from rnnkit.report.page import Section
+from rnnkit.report.sections import Context, build
+from rnnkit.tasks.task import run_kind
+from rnnkit.training.runs import config_file
 
 TEMPLATE = "template.html.j2"
 
@@ -20,7 +22,7 @@ def render(run_dir: Path, sections: list[Section], kind: str) -> str:
     """The page for ``sections`` (the template lives beside this module)."""
     import jinja2
 
-    from rnnkit import __version__
+    from rnnkit.version import __version__
 
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent),

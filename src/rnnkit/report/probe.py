@@ -1,11 +1,10 @@
 """A look inside a trained run: its recurrent stack on a sample batch of its own data.
 
-Every task reads its data and runs its model in its own way, so the probe does not
-rebuild any of that. It calls the task's public ``evaluate`` on a split of the run's
-data with a global forward hook installed, keeps the first call of a
-:class:`~rnnkit.Recurrent` (the encoder, or the language model's stack) with its
-inputs and outputs, and stops the evaluation right there. What it keeps is exactly
-what the trained model saw: embedded tokens, scaled features, encoded frames.
+The task gives a batch of its own data (:meth:`rnnkit.tasks.task.Task.sample_batch`:
+the longest examples of a split, as training batches them) and the model runs its
+one protocol on it, ``model(batch, None)``, with a forward hook on the model's
+first :class:`~rnnkit.Recurrent`. What the hook keeps is exactly what the trained
+stack sees: embedded tokens, scaled features, encoded frames.
 
 :func:`run_gradient_flow` then measures the gradient flow through time of the
 stack's first cell (layer 1, left to right) on those inputs with
@@ -18,21 +17,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from rnnkit import stepping
 from rnnkit.data.errors import DataError
 from rnnkit.diagnostics import GradientFlow, gradient_flow
 from rnnkit.recurrent import Recurrent
-from rnnkit.tasks import task_module
-from rnnkit.tasks.task import run_kind
-
-# Splits tried in order: the validation part first (what training watched).
-SPLITS = ("valid", "test", "train")
+from rnnkit.tasks.task import SPLITS, Loaded, Task
+from rnnkit.training.trainer import move
 
 # At most this many rows and steps go into the gradient-flow measurement.
 MAX_ROWS = 16
@@ -44,7 +38,7 @@ JACOBIAN_MAX_HIDDEN = 64
 
 @dataclass(frozen=True)
 class Captured:
-    """The first call of a run's recurrent stack during evaluation.
+    """The first call of a run's recurrent stack on a sample batch.
 
     Attributes:
         module: the trained :class:`~rnnkit.Recurrent` (eval mode).
@@ -52,6 +46,7 @@ class Captured:
         lengths: ``(B,)`` valid steps per row, or ``None`` when all are T.
         outputs: ``(B, T, D·H)`` its hidden states (the last layer's).
         split: the split of the run's data the batch came from.
+        step_names: the first row's tokens, one per step (None: not tokens).
     """
 
     module: Recurrent
@@ -59,61 +54,61 @@ class Captured:
     lengths: Tensor | None
     outputs: Tensor
     split: str
+    step_names: list[str] | None = None
 
     def length(self, row: int) -> int:
         steps = int(self.inputs.shape[1])
         return steps if self.lengths is None else int(self.lengths[row])
 
 
-class _Stop(Exception):  # noqa: N818 - a signal that ends the evaluation, not an error
-    """Raised by the hook to end the evaluation once the batch is captured."""
-
-    def __init__(self, captured: tuple[Recurrent, Tensor, Tensor | None, Tensor]) -> None:
-        super().__init__("captured")
-        self.captured = captured
-
-
-def capture(run_dir: Path | str) -> Captured:
-    """The run's recurrent stack on its first evaluation batch (see the module docstring).
+def capture(task: Task[Any, Any, Any, Any, Any, Any], loaded: Loaded[Any, Any, Any]) -> Captured:
+    """The run's recurrent stack on a sample batch of its data (the module docstring):
+    the validation split first, what training watched, then test and train.
 
     Raises:
-        DataError: no split of the run's data could be evaluated, or the model has no
+        DataError: no split of the run's data gave a batch, or the model has no
             :class:`~rnnkit.Recurrent`.
     """
-    module = task_module(run_kind(run_dir))
-
-    def hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
-        if not isinstance(mod, Recurrent):
-            return
-        inputs = args[0] if args else kwargs["inputs"]
-        lengths = kwargs.get("lengths", args[2] if len(args) > 2 else None)
-        outputs = output[0]
-        raise _Stop(
-            (
-                mod,
-                inputs.detach(),
-                None if lengths is None else lengths.detach().cpu(),
-                outputs.detach(),
-            )
-        )
-
+    model: nn.Module = loaded.model
+    stack = next((m for m in model.modules() if isinstance(m, Recurrent)), None)
+    if stack is None:
+        raise DataError("the model has no recurrent stack to look into")
     problems = []
-    for split in SPLITS:
-        handle = torch.nn.modules.module.register_module_forward_hook(hook, with_kwargs=True)
+    for split in ("valid", *(s for s in SPLITS if s != "valid")):
         try:
-            # Generators score by stepping: through Recurrent here, so the hook sees it.
-            with torch.no_grad(), stepping.bypassed():
-                module.evaluate(run_dir, split=split)
-        except _Stop as stop:
-            mod, inputs, lengths, outputs = stop.captured
-            return Captured(mod, inputs.cpu(), lengths, outputs.cpu(), split)
+            batch = task.sample_batch(loaded, split)
         except (DataError, KeyError, ValueError) as error:
             problems.append(f"{split}: {error}")
-        else:
+            continue
+        call = first_call(stack, model, batch)
+        if call is None:
             problems.append(f"{split}: the model ran no recurrent stack")
-        finally:
-            handle.remove()
+            continue
+        inputs, lengths, outputs = call
+        return Captured(stack, inputs.cpu(), None if lengths is None else lengths.detach().cpu(),
+                        outputs.cpu(), split, task.step_names(loaded, batch))  # fmt: skip
     raise DataError("could not run the model on its data: " + "; ".join(problems))
+
+
+def first_call(
+    stack: Recurrent, model: nn.Module, batch: Any
+) -> tuple[Tensor, Tensor | None, Tensor] | None:
+    """``stack``'s inputs, lengths and outputs at its first call in ``model(batch, None)``."""
+    calls: list[tuple[Tensor, Tensor | None, Tensor]] = []
+
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        if not calls:
+            inputs = args[0] if args else kwargs["inputs"]
+            lengths = kwargs.get("lengths", args[2] if len(args) > 2 else None)
+            calls.append((inputs.detach(), lengths, output[0].detach()))
+
+    handle = stack.register_forward_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(move(batch, next(model.parameters()).device), None)
+    finally:
+        handle.remove()
+    return calls[0] if calls else None
 
 
 def sample_inputs(captured: Captured) -> Tensor:

@@ -8,67 +8,58 @@ The many-to-one recipe for sentiment, topic or spam, end to end:
    by a seeded permutation, or three files for train, valid and test;
 2. tokenise into (lowercased) words and build the vocabulary and the label list on
    the training part only; rare words become ``<unk>``;
-3. cut each part into length-bucketed, padded batches
-   (:func:`rnnkit.data.batching.bucket_batches`), so little of a batch is padding;
+3. hand the Trainer one example per text, with its length: it batches texts of
+   similar length (:mod:`rnnkit.training.sampler`), so little of a batch is padding;
 4. train a :class:`~rnnkit.models.classifier.SequenceClassifier` built by
    :func:`rnnkit.models.build_model` (embedding → recurrent encoder → pooling →
    softmax or σ head), with dropout on the words, the embeddings and the pooled vector;
 5. report accuracy, macro-F1 and the confusion matrix, beside the accuracy of
    always answering the training part's commonest label.
-
-The checkpoint's artifacts hold the vocabulary and the labels, so :func:`load_run`
-rebuilds everything :func:`evaluate` and :func:`predict` need. The helpers for
-labels, metrics and probabilities are shared with the sequence-classification task.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from rnnkit.configuration import check_dropout, check_positive_ints
-from rnnkit.data.batching import bucket_batches, pad, split_indices
+from rnnkit.data.batching import pad, split_indices
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.table import read_labelled_texts
-from rnnkit.data.formats.text import read_text
+from rnnkit.data.formats.text import read_lines
+from rnnkit.data.labels import LABELS_FILE, Labels
 from rnnkit.data.vocab import PAD_ID, UNK_ID, Vocabulary, WordTokenizer
-from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
+from rnnkit.metrics import classification_report
 from rnnkit.models import build_model
 from rnnkit.models.classifier import ClassifierConfig, SequenceBatch, SequenceClassifier
+from rnnkit.report.page import Section, confusion_section, wrong_section
 from rnnkit.tasks.task import (
+    SPLITS,
     Evaluation,
+    Loaded,
     Prediction,
     PredictOptions,
     Prepared,
-    artifact,
-    artifact_file,
-    load_into,
-    load_weights,
-    read_config,
+    Task,
+    asset_file,
+    check_data_paths,
+    class_prediction,
 )
-from rnnkit.training.trainer import (
-    EarlyStoppingConfig,
-    OptimizerConfig,
-    Trainer,
-    TrainerConfig,
-    TrainResult,
-)
+from rnnkit.training.sampler import Examples
+from rnnkit.training.trainer import EarlyStoppingConfig, OptimizerConfig, TrainerConfig
 
-VOCAB_ARTIFACT = "vocab.json"
-LABELS_ARTIFACT = "labels.json"
-SPLITS = ("train", "valid", "test")
+VOCAB_FILE = "vocab.json"
 
 
 @dataclass(frozen=True)
 class ClassificationTask:
-    """What to read, how to tokenise it and how to batch it.
+    """What to read, how to tokenise it and how to regularise the words.
 
     Attributes:
         dataset: a bundled labelled-text dataset (``rnnkit datasets list``), used
@@ -82,7 +73,6 @@ class ClassificationTask:
         min_freq: training words seen fewer times become ``<unk>``.
         max_vocab: the most ids in the vocabulary (special tokens included).
         max_length: tokens kept per text; the rest of a longer text is cut off.
-        batch_size: texts per batch; batches hold texts of similar length.
         split_seed: seeds the 80/10/10 split of a single file.
         word_dropout: in training, each word becomes ``<unk>`` with this probability
             (Iyyer et al. 2015), so no single word can carry a text's label.
@@ -99,14 +89,13 @@ class ClassificationTask:
     min_freq: int = 2
     max_vocab: int | None = 30_000
     max_length: int | None = 400
-    batch_size: int = 32
     split_seed: int = 0
     word_dropout: float = 0.2
     embed_dropout: float = 0.5
     pool_dropout: float = 0.3
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "min_freq", "max_length", "batch_size")
+        check_positive_ints(self, "min_freq", "max_length")
         if self.max_vocab is not None and (
             isinstance(self.max_vocab, bool)
             or not isinstance(self.max_vocab, int)
@@ -125,22 +114,13 @@ class ClassificationTask:
             raise ValueError("comment: expected a prefix such as '#', or none")
 
 
-def check_data_paths(data: tuple[str, ...]) -> None:
-    if len(data) not in (0, 1, 3):
-        raise ValueError(
-            f"data: expected one file (split 80/10/10) or three (train, valid, test), "
-            f"got {len(data)}"
-        )
-
-
 def _trainer() -> TrainerConfig:
-    # Batches are pre-bucketed by the task: each training item is one whole batch.
     # From scratch on ~10k short texts the model overfits within a few epochs: strong
     # decoupled weight decay (AdamW), early stopping on validation accuracy with the
     # best epoch's weights restored, and clipping at 5 for the odd large gradient.
     return TrainerConfig(
         epochs=15,
-        batch_size=1,
+        batch_size=32,
         clip_norm=5.0,
         optimizer=OptimizerConfig(name="adamw", lr=2e-3, weight_decay=0.1),
         early_stopping=EarlyStoppingConfig(monitor="val_accuracy", mode="max", patience=3),
@@ -159,7 +139,8 @@ def _model() -> ClassifierConfig:
 class ClassificationRun:
     """The resolved configuration of a text-classification run (``config.toml``).
 
-    ``model.vocab_size`` and ``model.num_classes`` are filled in by :func:`prepare`.
+    ``model.vocab_size``, ``model.num_classes`` and ``model.loss`` are filled in by
+    :meth:`Classify.prepare`.
     """
 
     kind: Literal["classify"] = "classify"
@@ -169,153 +150,23 @@ class ClassificationRun:
 
 
 Run = ClassificationRun
+Example = tuple[list[int], float | int]  # token ids, class id (a 0/1 float for a σ head)
 
 
-# --------------------------------------------------------------------------- labels and metrics
-# Shared with rnnkit.tasks.sequence_classification.
+@dataclass(frozen=True)
+class TextAssets:
+    """What a trained classifier keeps: its vocabulary and its labels."""
 
-
-def label_order(labels: Iterable[str]) -> list[str]:
-    """The distinct labels, sorted: numerically when every label is an integer."""
-    distinct = set(labels)
-    if all(_is_int(label) for label in distinct):
-        return sorted(distinct, key=int)
-    return sorted(distinct)
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
-
-
-def check_labels(parts: dict[str, list[str]], labels: Sequence[str], where: str) -> None:
-    """Every label of every part is among ``labels`` (those of the training part)."""
-    known = set(labels)
-    for name, part in parts.items():
-        unknown = sorted(set(part) - known)
-        if unknown:
-            shown = ", ".join(repr(label) for label in unknown[:5])
-            raise DataError(
-                f"{where}: the {name} part has label(s) {shown} that the training part "
-                f"lacks (expected only {', '.join(repr(x) for x in labels[:10])})"
-            )
-
-
-def labels_json(labels: Sequence[str]) -> bytes:
-    return json.dumps({"labels": list(labels)}, ensure_ascii=False).encode()
-
-
-def labels_from_json(data: bytes, run_dir: Path | str) -> list[str]:
-    try:
-        labels = json.loads(data.decode("utf-8"))["labels"]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        raise DataError('labels.json: expected {"labels": [...]}', path=run_dir) from None
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise DataError("labels.json: expected a list of label strings", path=run_dir)
-    return labels
-
-
-def class_probabilities(model: SequenceClassifier, inputs: Tensor, lengths: Tensor) -> Tensor:
-    """P(class) ``(B, C)`` from a binary (σ) or multiclass (softmax) head."""
-    probs = model.predict(inputs, lengths).float()
-    if probs.dim() == 1:  # binary head: P(y = 1)
-        probs = torch.stack([1.0 - probs, probs], dim=-1)
-    return probs
-
-
-def scores(predicted: Sequence[int], gold: Sequence[int], num_classes: int) -> dict[str, float]:
-    """Accuracy and macro-F1 (over every class of the run) of class ids."""
-    classes = list(range(num_classes))
-    return {
-        "accuracy": accuracy(predicted, gold),
-        "macro_f1": macro_f1(predicted, gold, labels=classes),
-    }
-
-
-def evaluate_batches(model: nn.Module, batches: Iterator[SequenceBatch]) -> dict[str, float]:
-    """The Trainer's ``evaluate``: accuracy and macro-F1 on the validation batches."""
-    assert isinstance(model, SequenceClassifier)
-    predicted: list[int] = []
-    gold: list[int] = []
-    for batch in batches:
-        probs = class_probabilities(model, batch.inputs, batch.lengths)
-        predicted += probs.argmax(-1).tolist()
-        gold += batch.targets.long().tolist()
-    return scores(predicted, gold, _num_classes(model))
-
-
-def _num_classes(model: SequenceClassifier) -> int:
-    out: nn.Linear = model.head.out
-    return max(2, out.out_features)
-
-
-def class_evaluation(
-    model: SequenceClassifier,
-    batches: Iterable[SequenceBatch],
-    labels: Sequence[str],
-    train_labels: Sequence[str],
-    split: str,
-) -> Evaluation:
-    """Accuracy, macro-F1, mean loss and the confusion matrix of a split, beside the
-    accuracy of always answering the training part's commonest label."""
-    predicted: list[int] = []
-    gold: list[int] = []
-    total = 0.0
-    model.eval()
-    with torch.no_grad():
-        for batch in batches:
-            total += float(model(batch).total)
-            probs = class_probabilities(model, batch.inputs, batch.lengths)
-            predicted += probs.argmax(-1).tolist()
-            gold += batch.targets.long().tolist()
-    if not gold:
-        raise DataError(f"{split}: no examples to evaluate")
-    commonest = Counter(train_labels).most_common(1)[0][0]
-    majority = labels.index(commonest)
-    metrics = {
-        **scores(predicted, gold, len(labels)),
-        "loss": total / len(gold),
-        "majority_accuracy": accuracy([majority] * len(gold), gold),
-        "examples": float(len(gold)),
-    }
-    matrix = confusion_matrix(predicted, gold, labels=list(range(len(labels))))
-    details = {
-        "confusion_matrix": {"labels": list(labels), "matrix": matrix},
-        "majority_label": commonest,
-    }
-    return Evaluation(split, metrics, details)
-
-
-def top_classes(probs: Tensor, labels: Sequence[str], top: int) -> list[tuple[str, float]]:
-    """The ``top`` likeliest labels of one row of probabilities, with their probabilities."""
-    values, ids = probs.topk(min(top, probs.numel()))
-    return [(labels[i], round(float(p), 6)) for i, p in zip(ids.tolist(), values, strict=True)]
-
-
-def label_prediction(
-    shown: str, record: dict[str, Any], pairs: list[tuple[str, float]]
-) -> Prediction:
-    """``label 0.912 (other 0.088)  INPUT``, and its JSON record."""
-    best, p = pairs[0]
-    rest = ", ".join(f"{label} {q:.3f}" for label, q in pairs[1:])
-    line = f"{best} {p:.3f}" + (f" ({rest})" if rest else "") + f"\t{shown}"
-    return Prediction(line, {**record, "label": best, "probabilities": dict(pairs)})
-
-
-# --------------------------------------------------------------------------- data
+    vocab: Vocabulary
+    labels: Labels
 
 
 @dataclass(frozen=True)
 class Texts:
-    """The task's data: token ids and label ids per split, with what made them."""
+    """The task's texts and label names per split, with the vocabulary and labels."""
 
-    vocab: Vocabulary
-    labels: list[str]
-    train_labels: list[str]  # the training part's label names (for the majority baseline)
-    splits: dict[str, tuple[list[list[int]], list[int]]]
+    assets: TextAssets
+    parts: dict[str, list[tuple[str, str]]]
 
 
 def read_parts(task: ClassificationTask) -> dict[str, list[tuple[str, str]]]:
@@ -323,22 +174,15 @@ def read_parts(task: ClassificationTask) -> dict[str, list[tuple[str, str]]]:
     if task.data:
 
         def read(path: str) -> list[tuple[str, str]]:
-            return read_labelled_texts(
-                path,
-                text_column=task.text_column,
-                label_column=task.label_column,
-                comment=task.comment,
-            )
+            return read_labelled_texts(path, text_column=task.text_column,
+                                       label_column=task.label_column, comment=task.comment)  # fmt: skip
 
         if len(task.data) == 3:
             return dict(zip(SPLITS, map(read, task.data), strict=True))
         rows = read(task.data[0])
         if len(rows) < 10:
-            raise DataError(
-                f"{len(rows)} rows are too few to split 80/10/10 (expected at least "
-                "10, or give three files: train, valid, test)",
-                path=task.data[0],
-            )
+            raise DataError(f"{len(rows)} rows are too few to split 80/10/10 (expected at least "
+                            "10, or give three files: train, valid, test)", path=task.data[0])  # fmt: skip
         parts = split_indices(len(rows), (0.8, 0.1, 0.1), seed=task.split_seed)
         return {name: [rows[i] for i in part] for name, part in zip(SPLITS, parts, strict=True)}
     from rnnkit.data.forms import LabelledTexts
@@ -346,10 +190,8 @@ def read_parts(task: ClassificationTask) -> dict[str, list[tuple[str, str]]]:
 
     form = info(task.dataset).form
     if form != "LabelledTexts":
-        raise DataError(
-            f"dataset: {task.dataset!r} is not a labelled-text dataset (it is "
-            f"{form}); try rotten-tomatoes or tweets-sentiment"
-        )
+        raise DataError(f"dataset: {task.dataset!r} is not a labelled-text dataset (it is "
+                        f"{form}); try rotten-tomatoes or tweets-sentiment")  # fmt: skip
     dataset = fetch(task.dataset)
     assert isinstance(dataset, LabelledTexts)
     missing = [name for name in SPLITS if name not in dataset.splits]
@@ -368,50 +210,21 @@ def encode(text: str, vocab: Vocabulary, task: ClassificationTask) -> list[int]:
 
 
 def read_texts(task: ClassificationTask) -> Texts:
-    """Read, split and encode; vocabulary and labels come from the training part only."""
+    """Read and split; the vocabulary and the labels come from the training part only."""
     parts = read_parts(task)
     for name, rows in parts.items():
         if not rows:
             raise DataError(f"data: the {name} part is empty (expected some labelled texts)")
-    train_tokens = [tokenize(text, task) for text, _ in parts["train"]]
-    vocab = Vocabulary.build(train_tokens, min_freq=task.min_freq, max_size=task.max_vocab)
-    train_labels = [label for _, label in parts["train"]]
-    labels = label_order(train_labels)
+    train = parts["train"]
+    vocab = Vocabulary.build([tokenize(text, task) for text, _ in train],
+                             min_freq=task.min_freq, max_size=task.max_vocab)  # fmt: skip
+    commonest = Counter(label for _, label in train).most_common(1)[0][0]
+    labels = replace(Labels.of(label for _, label in train), majority=commonest)
     if len(labels) < 2:
-        raise DataError(
-            f"data: the training part has one label ({labels[0]!r}); a classifier "
-            "needs at least two"
-        )
-    check_labels({name: [y for _, y in rows] for name, rows in parts.items()}, labels, "data")
-    index = {label: i for i, label in enumerate(labels)}
-    splits = {
-        name: ([encode(text, vocab, task) for text, _ in rows], [index[y] for _, y in rows])
-        for name, rows in parts.items()
-    }
-    return Texts(vocab, labels, train_labels, splits)
-
-
-def text_batches(
-    ids: list[list[int]],
-    targets: list[int],
-    batch_size: int,
-    *,
-    seed: int,
-    shuffle: bool,
-    binary: bool = False,
-) -> list[SequenceBatch]:
-    """Padded batches of texts of similar length (longest first within a batch)."""
-    groups = bucket_batches([len(x) for x in ids], batch_size, seed=seed, shuffle=shuffle)
-    batches = []
-    for group in groups:
-        inputs, lengths = pad([ids[i] for i in group], PAD_ID)
-        target = torch.tensor([targets[i] for i in group])
-        batches.append(SequenceBatch(inputs, lengths, target.float() if binary else target))
-    return batches
-
-
-def _first(items: list[SequenceBatch]) -> SequenceBatch:
-    return items[0]  # each item is already a whole batch
+        raise DataError(f"data: the training part has one label ({labels.names[0]!r}); a "
+                        "classifier needs at least two")  # fmt: skip
+    labels.check({name: [y for _, y in rows] for name, rows in parts.items()}, "data")
+    return Texts(TextAssets(vocab, labels), parts)
 
 
 # --------------------------------------------------------------------------- the model
@@ -444,184 +257,170 @@ class Regularised(nn.Module):
         return pooled
 
 
-def build_classifier(config: ClassifierConfig, task: ClassificationTask) -> SequenceClassifier:
-    """The configured classifier (:func:`rnnkit.models.build_model`) with the task's
-    dropouts around its parts: words → embedding → units, and the pooled vector.
-
-    Only the input layer and the pooling are wrapped, so the weights keep their names
-    under ``inputs.1`` (the embedding) and ``pooling.inner``.
-    """
-    model = build_model(config)
-    assert isinstance(model, SequenceClassifier)
-    model.inputs = nn.Sequential(
-        WordDropout(task.word_dropout), model.inputs, nn.Dropout(task.embed_dropout)
-    )
-    model.pooling = Regularised(model.pooling, task.pool_dropout)
-    return model
+# --------------------------------------------------------------------------- the task
 
 
-# --------------------------------------------------------------------------- the contract
+class Classify(Task[ClassificationRun, Texts, TextAssets, Example, SequenceBatch,
+                    SequenceClassifier]):  # fmt: skip
+    """``rnnkit train classify``: labelled texts → a many-to-one classifier."""
 
+    name = "classify"
+    run_type = ClassificationRun
 
-def prepare(run: ClassificationRun) -> Prepared[ClassificationRun]:
-    """Read and encode the texts; fill in the vocabulary size and the classes."""
-    if run.model.head == "regression":
-        raise DataError("model.head: classify needs 'multiclass' or 'binary', got 'regression'")
-    texts = read_texts(run.task)
-    if run.model.head == "binary" and len(texts.labels) != 2:
-        raise DataError(
-            f"model.head: 'binary' needs two labels, the data has "
-            f"{len(texts.labels)} ({', '.join(texts.labels[:5])})"
-        )
-    model = replace(
-        run.model,
-        vocab_size=len(texts.vocab),
-        input_size=None,
-        num_classes=len(texts.labels),
-        pad_id=PAD_ID,
-    )
-    run = replace(run, model=model, trainer=replace(run.trainer, batch_size=1))
-    summary = []
-    for name, (ids, targets) in texts.splits.items():
-        counts = Counter(targets)
-        shares = ", ".join(
-            f"{texts.labels[k]} {counts[k] / len(targets):.0%}" for k in range(len(texts.labels))
-        )
-        tokens = sum(len(x) for x in ids)
-        summary.append(
-            f"{name}: {len(ids):,} texts, {tokens / len(ids):.1f} tokens each on average ({shares})"
-        )
-    unknown = sum(x.count(UNK_ID) for x in texts.splits["train"][0])
-    total = sum(len(x) for x in texts.splits["train"][0])
-    summary.append(
-        f"vocabulary: {len(texts.vocab):,} tokens (4 special), built on train; "
-        f"{unknown / total:.1%} of training tokens are <unk>"
-    )
-    summary.append(f"labels: {', '.join(texts.labels)}")
-    return Prepared(run, summary, texts)
+    def prepare(self, run: ClassificationRun) -> Prepared[ClassificationRun, Texts]:
+        """Read the texts; fill in the vocabulary size, the classes and the loss."""
+        if run.model.head == "regression":
+            raise DataError("model.head: classify needs 'multiclass' or 'binary', got 'regression'")
+        texts = read_texts(run.task)
+        vocab, labels = texts.assets.vocab, texts.assets.labels
+        if run.model.head == "binary" and len(labels) != 2:
+            raise DataError(f"model.head: 'binary' needs two labels, the data has {len(labels)} "
+                            f"({', '.join(labels.names[:5])})")  # fmt: skip
+        model = replace(run.model, vocab_size=len(vocab), input_size=None,
+                        num_classes=len(labels), pad_id=PAD_ID).resolved()  # fmt: skip
+        run = replace(run, model=model)
+        summary = []
+        for name, rows in texts.parts.items():
+            counts = Counter(label for _, label in rows)
+            shares = ", ".join(f"{y} {counts[y] / len(rows):.0%}" for y in labels.names)
+            tokens = sum(len(tokenize(text, run.task)) for text, _ in rows)
+            summary.append(f"{name}: {len(rows):,} texts, {tokens / len(rows):.1f} tokens each "
+                           f"on average ({shares})")  # fmt: skip
+        train = [encode(text, vocab, run.task) for text, _ in texts.parts["train"]]
+        unknown = sum(ids.count(UNK_ID) for ids in train) / sum(map(len, train))
+        summary.append(f"vocabulary: {len(vocab):,} tokens (4 special), built on train; "
+                       f"{unknown:.1%} of training tokens are <unk>")  # fmt: skip
+        summary.append(f"labels: {', '.join(labels.names)}")
+        return Prepared(run, summary, texts)
 
+    def examples(self, run: ClassificationRun, data: Texts, split: str) -> Examples[Example]:
+        return self._examples(run, data.assets, data.parts[split])
 
-def fit(
-    prepared: Prepared[ClassificationRun], out: Path | str, *, resume: bool = False
-) -> TrainResult:
-    """Train (or resume) the prepared run into the folder ``out``."""
-    run, texts = prepared.run, prepared.data
-    torch.manual_seed(run.trainer.seed)
-    model = build_classifier(run.model, run.task)
-    binary = run.model.head == "binary"
-    size = run.task.batch_size
-    train_ids, train_targets = texts.splits["train"]
-    valid_ids, valid_targets = texts.splits["valid"]
-    trainer = Trainer(
-        model,
-        run.trainer,
-        text_batches(
-            train_ids, train_targets, size, seed=run.trainer.seed, shuffle=True, binary=binary
-        ),
-        _first,
-        val=text_batches(valid_ids, valid_targets, size, seed=0, shuffle=False, binary=binary),
-        evaluate=evaluate_batches,
-        run_dir=out,
-        resume=resume,
-        artifacts={
-            VOCAB_ARTIFACT: texts.vocab.to_json().encode(),
-            LABELS_ARTIFACT: labels_json(texts.labels),
-        },
-        config_to_save=run,
-    )
-    return trainer.fit()
+    def _examples(self, run: ClassificationRun, assets: TextAssets,
+                  rows: list[tuple[str, str]]) -> Examples[Example]:  # fmt: skip
+        ids = [encode(text, assets.vocab, run.task) for text, _ in rows]
+        targets = assets.labels.ids([label for _, label in rows])
+        binary = run.model.head == "binary"
+        items = [(x, float(y) if binary else y) for x, y in zip(ids, targets, strict=True)]
+        return Examples(items, lengths=[len(x) for x in ids])
 
+    def collate(self, examples: list[Example]) -> SequenceBatch:
+        inputs, lengths = pad([ids for ids, _ in examples], PAD_ID)
+        return SequenceBatch(inputs, lengths, torch.tensor([y for _, y in examples]))
 
-def train(run: ClassificationRun, out: Path | str, *, resume: bool = False) -> TrainResult:
-    """Prepare and train (or resume) a run into the folder ``out``."""
-    return fit(prepare(run), out, resume=resume)
+    def build_model(self, run: ClassificationRun) -> SequenceClassifier:
+        """The configured classifier (:func:`rnnkit.models.build_model`) with the task's
+        dropouts around its parts: words → embedding → units, and the pooled vector.
 
+        Only the input layer and the pooling are wrapped, so the weights keep their
+        names under ``inputs.1`` (the embedding) and ``pooling.inner``.
+        """
+        model = build_model(run.model)
+        assert isinstance(model, SequenceClassifier)
+        task = run.task
+        model.inputs = nn.Sequential(WordDropout(task.word_dropout), model.inputs,
+                                     nn.Dropout(task.embed_dropout))  # fmt: skip
+        model.pooling = Regularised(model.pooling, task.pool_dropout)
+        return model
 
-@dataclass(frozen=True)
-class Loaded:
-    """A trained run read back: the model in eval mode and what it needs."""
+    def assets(self, run: ClassificationRun, data: Texts) -> TextAssets:
+        return data.assets
 
-    model: SequenceClassifier
-    vocab: Vocabulary
-    labels: list[str]
-    run: ClassificationRun
+    def save_assets(self, assets: TextAssets) -> dict[str, bytes]:
+        return {VOCAB_FILE: assets.vocab.to_json().encode(), LABELS_FILE: assets.labels.to_json()}
 
+    def load_assets(self, run: ClassificationRun, files: Mapping[str, bytes],
+                    where: Path) -> TextAssets:  # fmt: skip
+        vocab = Vocabulary.from_json(asset_file(files, VOCAB_FILE, where), path=where / VOCAB_FILE)
+        return TextAssets(vocab, Labels.from_json(asset_file(files, LABELS_FILE, where), where))
 
-def load_run(run_dir: Path | str) -> Loaded:
-    """The trained model (best checkpoint, else last), its vocabulary, labels and configuration."""
-    run = read_config(run_dir, ClassificationRun)
-    checkpoint = load_weights(run_dir)
-    vocab = Vocabulary.from_json(
-        artifact(checkpoint, VOCAB_ARTIFACT, run_dir),
-        path=artifact_file(checkpoint, VOCAB_ARTIFACT),
-    )
-    labels = labels_from_json(artifact(checkpoint, LABELS_ARTIFACT, run_dir), run_dir)
-    model = build_classifier(run.model, run.task)
-    load_into(model, checkpoint)
-    model.eval()
-    return Loaded(model, vocab, labels, run)
+    def metrics(self, run: ClassificationRun, data: Texts, model: SequenceClassifier,
+                batches: Iterable[SequenceBatch]) -> dict[str, float]:  # fmt: skip
+        predicted, gold = _answers(model, batches)
+        report, _ = classification_report(predicted, gold, data.assets.labels.names)
+        return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
 
-
-def evaluate(run_dir: Path | str, *, split: str = "test", data: str | None = None) -> Evaluation:
-    """Accuracy, macro-F1, loss and the confusion matrix on a split of the run's data, or on
-    the labelled file ``data`` (read with the run's column names)."""
-    loaded = load_run(run_dir)
-    run = loaded.run
-    task = run.task
-    if data is not None:
-        rows = read_labelled_texts(
-            data, text_column=task.text_column, label_column=task.label_column, comment=task.comment
-        )
-        check_labels({"file's": [y for _, y in rows]}, loaded.labels, str(data))
-        index = {label: i for i, label in enumerate(loaded.labels)}
-        ids = [encode(text, loaded.vocab, task) for text, _ in rows]
-        targets = [index[y] for _, y in rows]
-        train_labels = read_parts_labels(task, fallback=loaded.labels)
-        split = data
-    else:
+    def _rows(self, loaded: Loaded[ClassificationRun, TextAssets, SequenceClassifier],
+              split: str, data: str | None) -> tuple[str, list[tuple[str, str]]]:  # fmt: skip
+        """The labelled texts of a split of the run's data, or of the user's file."""
+        task = loaded.run.task
+        if data is not None:
+            rows = read_labelled_texts(data, text_column=task.text_column,
+                                       label_column=task.label_column, comment=task.comment)  # fmt: skip
+            loaded.assets.labels.check({"file's": [y for _, y in rows]}, str(data))
+            return data, rows
         texts = read_texts(task)
-        if texts.vocab != loaded.vocab or texts.labels != loaded.labels:
-            raise DataError(
-                "the data's vocabulary or labels differ from the run's (was the data changed?)"
-            )
-        ids, targets = texts.splits[split]
-        train_labels = texts.train_labels
-    batches = text_batches(
-        ids, targets, task.batch_size, seed=0, shuffle=False, binary=run.model.head == "binary"
-    )
-    return class_evaluation(loaded.model, batches, loaded.labels, train_labels, split)
+        if texts.assets != loaded.assets:
+            raise DataError("the data's vocabulary or labels differ from the run's (was the "
+                            "data changed?)")  # fmt: skip
+        return split, texts.parts[split]
 
+    def evaluate(self, loaded: Loaded[ClassificationRun, TextAssets, SequenceClassifier],
+                 split: str, data: str | None) -> Evaluation:  # fmt: skip
+        """Accuracy, macro-F1, mean loss and the confusion matrix, beside the accuracy of
+        always answering the training part's commonest label."""
+        where, rows = self._rows(loaded, split, data)
+        if not rows:
+            raise DataError(f"{where}: no examples to evaluate")
+        examples = self._examples(loaded.run, loaded.assets, rows)
+        size = loaded.run.trainer.batch_size
+        total, count = self.loss(loaded.model, examples, size)
+        predicted, gold = _answers(loaded.model, self.batches(examples, size))
+        labels = loaded.assets.labels
+        metrics, details = classification_report(predicted, gold, labels.names, labels.majority)
+        return Evaluation(where, {**metrics, "loss": total / count}, details)
 
-def read_parts_labels(task: ClassificationTask, fallback: list[str]) -> list[str]:
-    """The training part's labels (for the majority baseline); ``fallback`` when the
-    run's data can no longer be read."""
-    try:
-        return [label for _, label in read_parts(task)["train"]]
-    except (DataError, OSError):
-        return fallback
+    @torch.no_grad()
+    def predict(self, loaded: Loaded[ClassificationRun, TextAssets, SequenceClassifier],
+                options: PredictOptions) -> list[Prediction]:  # fmt: skip
+        """The likeliest label of each text, with the ``top`` classes' probabilities."""
+        texts = [*options.inputs, *(read_lines(options.file) if options.file else [])]
+        if not texts:
+            raise DataError("give texts as arguments or --file (one text per line)")
+        results = []
+        size = loaded.run.trainer.batch_size
+        for start in range(0, len(texts), size):
+            chunk = texts[start : start + size]
+            ids, lengths = pad([encode(t, loaded.assets.vocab, loaded.run.task) for t in chunk],
+                               PAD_ID)  # fmt: skip
+            probs = loaded.model.probabilities(ids, lengths)
+            for text, row in zip(chunk, probs, strict=True):
+                results.append(class_prediction(text, {"input": text}, row,
+                                                loaded.assets.labels.names, options.top))  # fmt: skip
+        return results
 
+    def report(self, loaded: Loaded[ClassificationRun, TextAssets, SequenceClassifier]
+               ) -> list[Section]:  # fmt: skip
+        """The test split's confusion matrix and its most confidently wrong texts."""
+        evaluation = self.evaluate(loaded, "test", None)
+        rows = read_texts(loaded.run.task).parts["test"][:2000]
+        options = PredictOptions(inputs=tuple(text for text, _ in rows), top=1)
+        wrong = []
+        for (text, gold), answer in zip(rows, self.predict(loaded, options), strict=True):
+            label = answer.record["label"]
+            if label != gold:
+                wrong.append((float(answer.record["probabilities"][label]), text, gold, label))
+        matrix = evaluation.details["confusion_matrix"]
+        return [confusion_section(evaluation.metrics, matrix, "test"), wrong_section(wrong)]
 
-def read_inputs(options: PredictOptions) -> list[str]:
-    texts = list(options.inputs)
-    if options.file is not None:
-        texts += [line for line in read_text(options.file).splitlines() if line.strip()]
-    if not texts:
-        raise DataError("predict: give texts as arguments or --file (one text per line)")
-    return texts
+    def step_names(self, loaded: Loaded[ClassificationRun, TextAssets, SequenceClassifier],
+                   batch: SequenceBatch) -> list[str]:  # fmt: skip
+        return loaded.assets.vocab.decode(batch.inputs[0, : int(batch.lengths[0])],
+                                          strip_special=False)  # fmt: skip
 
 
 @torch.no_grad()
-def predict(run_dir: Path | str, options: PredictOptions) -> list[Prediction]:
-    """The likeliest label of each text, with the ``top`` classes' probabilities."""
-    loaded = load_run(run_dir)
-    texts = read_inputs(options)
-    results = []
-    size = loaded.run.task.batch_size
-    for start in range(0, len(texts), size):
-        chunk = texts[start : start + size]
-        inputs, lengths = pad([encode(t, loaded.vocab, loaded.run.task) for t in chunk], PAD_ID)
-        probs = class_probabilities(loaded.model, inputs, lengths)
-        for text, row in zip(chunk, probs, strict=True):
-            pairs = top_classes(row, loaded.labels, options.top)
-            results.append(label_prediction(text, {"input": text}, pairs))
-    return results
+def _answers(model: SequenceClassifier, batches: Iterable[SequenceBatch]) -> tuple[list[int],
+                                                                                   list[int]]:  # fmt: skip
+    """The predicted and the true class ids over the batches."""
+    device = next(model.parameters()).device
+    predicted: list[int] = []
+    gold: list[int] = []
+    for batch in batches:
+        probs = model.probabilities(batch.inputs.to(device), batch.lengths)
+        predicted += probs.argmax(-1).tolist()
+        gold += batch.targets.long().tolist()
+    return predicted, gold
+
+
+TASK = Classify()

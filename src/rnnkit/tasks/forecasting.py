@@ -21,20 +21,19 @@ values in one shot. The recipe:
    same steps (:func:`rnnkit.metrics.forecast_report`).
 
 ``predict`` forecasts past the end of the run's series (or of a CSV given with
-``--file``), with the time labels continued from the series' frequency. The
-checkpoint's artifact ``scaler.json`` holds the scaler and the transform.
+``--file``), with the time labels continued from the series' frequency
+(:func:`rnnkit.data.formats.series.next_times`). The checkpoint's file
+``scaler.json`` holds the scaler and the transform.
 """
 
 from __future__ import annotations
 
-import calendar
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -42,43 +41,27 @@ from torch import Tensor
 from rnnkit.configuration import check_positive_ints
 from rnnkit.data.batching import Scaler, forecasting_windows
 from rnnkit.data.errors import DataError
-from rnnkit.data.formats.series import check_date_format, date_format_of, read_series
-from rnnkit.metrics import forecast_report
+from rnnkit.data.formats.series import Column, check_date_format, default_season, next_times
+from rnnkit.data.formats.series import read_column as series_column
+from rnnkit.metrics import forecast_report, naive_forecast, seasonal_naive_forecast
 from rnnkit.models import build_model
 from rnnkit.models.classifier import ClassifierConfig, SequenceBatch, SequenceClassifier
+from rnnkit.report import figures
+from rnnkit.report.page import Section, Table, fmt, image
 from rnnkit.tasks.task import (
+    SPLITS,
     Evaluation,
+    Loaded,
     Prediction,
     PredictOptions,
     Prepared,
-    artifact,
-    artifact_file,
-    load_into,
-    load_weights,
-    read_config,
+    Task,
+    asset_file,
 )
-from rnnkit.training.trainer import OptimizerConfig, Trainer, TrainerConfig, TrainResult
+from rnnkit.training.sampler import Examples
+from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
 
-SCALER_ARTIFACT = "scaler.json"
-
-# A season for each frequency of rnnkit.data.formats.series.FREQUENCIES: the period of
-# the seasonal-naive baseline and of MASE's scale. Trading days (daily with weekends
-# missing) get 5 instead of 7, see season_of.
-SEASONS = {
-    "secondly": 60,
-    "minutely": 60,
-    "quarter-hourly": 96,
-    "half-hourly": 48,
-    "hourly": 24,
-    "daily": 7,
-    "weekly": 52,
-    "monthly": 12,
-    "quarterly": 4,
-    "yearly": 1,
-}
-_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
-_SECONDS = {"secondly": 1, "minutely": 60, "quarter-hourly": 900, "half-hourly": 1800,
-            "hourly": 3600, "daily": 86400, "weekly": 604800}  # fmt: skip
+SCALER_FILE = "scaler.json"
 
 
 @dataclass(frozen=True)
@@ -148,8 +131,8 @@ def _model() -> ClassifierConfig:
 class ForecastRun:
     """The resolved configuration of a forecasting run (``config.toml``).
 
-    ``model.outputs`` (the horizon), ``model.input_size`` and ``task.season`` are
-    filled in by :func:`prepare`.
+    ``model.outputs`` (the horizon), ``model.input_size``, ``model.loss`` and
+    ``task.season`` are filled in by :meth:`Forecast.prepare`.
     """
 
     kind: Literal["forecast"] = "forecast"
@@ -158,26 +141,12 @@ class ForecastRun:
     trainer: TrainerConfig = field(default_factory=_trainer)
 
 
-Run = ForecastRun
-
-
-@dataclass(frozen=True)
-class SeriesData:
-    """One column of a series, in the original units, with its times.
-
-    ``date_format`` is the times' strptime format (None: detect it from ``times``).
-    """
-
-    name: str
-    values: list[float]
-    times: list[str]
-    frequency: str
-    date_format: str | None = None
+Example = tuple[Tensor, Tensor]  # a window's inputs (window, 1), its targets (horizon,)
 
 
 @dataclass(frozen=True)
 class Transform:
-    """The data-dependent part of a run: the transform and the scaler fitted on train."""
+    """What a trained run keeps: the transform and the scaler fitted on train."""
 
     kind: str
     scaler: Scaler
@@ -195,81 +164,67 @@ class Transform:
         return json.dumps({"transform": self.kind, "scaler": self.scaler.state_dict()}).encode()
 
     @staticmethod
-    def from_json(data: bytes, *, path: str) -> Transform:
+    def from_json(data: bytes, *, path: Path) -> Transform:
         try:
             record = json.loads(data)
             scaler = Scaler()
             scaler.load_state_dict(record["scaler"])
             kind = record["transform"]
         except (ValueError, KeyError, TypeError) as error:
-            raise DataError(f"{SCALER_ARTIFACT}: damaged ({error})", path=path) from None
+            raise DataError(f"{SCALER_FILE}: damaged ({error})", path=path) from None
         return Transform(kind, scaler)
 
 
 def _apply(values: Tensor, kind: str) -> Tensor:
-    if kind == "log":
-        return values.log()
-    return values
+    return values.log() if kind == "log" else values
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The prepared series: its training, validation and test windows and the transform."""
+
+    parts: dict[str, list[Example]]
+    transform: Transform
 
 
 # --------------------------------------------------------------------------- data
 
 
-def read_column(task: ForecastTask) -> SeriesData:
-    """The task's series: one column of the bundled dataset or of the user's CSV."""
-    if task.data:
-        path = task.data[0]
-        chosen = None if task.column is None else (task.column,)
-        series = read_series(path, time_column=task.time_column, value_columns=chosen,
-                             comment="#", date_format=task.date_format)  # fmt: skip
-        if len(series.columns) > 1:
-            raise DataError(
-                f"{len(series.columns)} value columns ({', '.join(series.columns)}); "
-                "choose the one to forecast with --column",
-                path=path,
-            )
+def read_column(task: ForecastTask, file: str | None = None) -> Column:
+    """The task's series (one column of the bundled dataset or of the user's CSV), or
+    the same column of the CSV ``file``; its values checked for the transform."""
+    if file is not None or task.data:
+        path = file or task.data[0]
+        series = series_column(path, task.column, time_column=task.time_column, comment="#",
+                               date_format=task.date_format)  # fmt: skip
         if series.irregular is not None:
             # A notice, not an error: the model sees ordered steps either way, but the
             # seasons and the time labels of a forecast are then only approximate.
             print(f"{path}: dates are irregular ({series.irregular}): rows are taken as "
                   "ordered steps", file=sys.stderr)  # fmt: skip
-        name, values = next(iter(series.columns.items()))
-        return SeriesData(name, values, series.times, series.frequency, series.date_format)
+        return _checked(series, task, path)
     from rnnkit.data.forms import Series
     from rnnkit.data.registry import fetch
 
     dataset = fetch(task.dataset)
     if not isinstance(dataset, Series):
-        raise DataError(
-            f"dataset: {task.dataset!r} is not a time series (it is a {type(dataset).__name__})"
-        )
+        raise DataError(f"dataset: {task.dataset!r} is not a time series (it is a "
+                        f"{type(dataset).__name__})")  # fmt: skip
     name = task.column or dataset.target
     if name not in dataset.values:
-        raise DataError(
-            f"column: {task.dataset} has no column {name!r} "
-            f"(expected one of {', '.join(dataset.values)})"
-        )
-    return SeriesData(name, dataset.values[name], dataset.times, dataset.frequency)
+        raise DataError(f"column: {task.dataset} has no column {name!r} (expected one of "
+                        f"{', '.join(dataset.values)})")  # fmt: skip
+    return _checked(Column(name, dataset.values[name], dataset.times, dataset.frequency), task,
+                    None)  # fmt: skip
 
 
-def season_of(series: SeriesData) -> int:
-    """The default season of a series' frequency; 5 for daily data without weekends."""
-    if series.frequency == "daily":
-        moments = _moments(series.times, series.date_format)
-        if moments is not None and all(m.weekday() < 5 for m in moments):
-            return 5
-    return SEASONS.get(series.frequency, 1)
-
-
-def _check_values(series: SeriesData, task: ForecastTask, where: str | None = None) -> None:
-    if task.transform == "log":
-        bad = next((i for i, v in enumerate(series.values) if v <= 0), None)
-        if bad is not None:
-            raise DataError(
-                f"column {series.name!r}: value {series.values[bad]:g} at {series.times[bad]} "
-                "is not positive (the log transform needs values > 0; use --transform none)",
-                path=where,
-            )
+def _checked(series: Column, task: ForecastTask, where: str | None) -> Column:
+    bad = next((i for i, v in enumerate(series.values) if v <= 0), None)
+    if task.transform == "log" and bad is not None:
+        raise DataError(f"column {series.name!r}: value {series.values[bad]:g} at "
+                        f"{series.times[bad]} is not positive (the log transform needs values > "
+                        "0; use --transform none)", path=where)  # fmt: skip
+    return series
 
 
 def held_out(task: ForecastTask) -> int:
@@ -277,37 +232,31 @@ def held_out(task: ForecastTask) -> int:
     return task.horizon if task.valid is None else task.valid
 
 
-def windows_of(series: SeriesData, task: ForecastTask) -> tuple[dict[str, list[Any]], Transform]:
-    """Training and validation examples ``(inputs (window, 1), targets (horizon,))``."""
-    _check_values(series, task)
+def windows_of(series: Column, task: ForecastTask) -> Windows:
+    """The windows ``(inputs (window, 1), targets (horizon,))`` of each part."""
     values = torch.tensor(series.values, dtype=torch.float64)
     n = values.numel()
     transformed = _apply(values, task.transform)[:, None]  # (N, 1)
     needed = task.window + task.horizon + held_out(task) + task.horizon  # one training window
+    too_few = (f"{series.name}: {n} steps are too few for window {task.window}, horizon "
+               f"{task.horizon} and {held_out(task)} validation steps")  # fmt: skip
     if n < needed:
-        raise DataError(
-            f"{series.name}: {n} steps are too few for window {task.window}, horizon "
-            f"{task.horizon} and {held_out(task)} validation steps (expected at least "
-            f"{needed}: one training window plus the held-out steps; lower --window, "
-            "--horizon or --valid)"
-        )
+        raise DataError(f"{too_few} (expected at least {needed}: one training window plus the "
+                        "held-out steps; lower --window, --horizon or --valid)")  # fmt: skip
     try:
-        train, val, _, scaler = forecasting_windows(
+        *parts, scaler = forecasting_windows(
             transformed, task.window, task.horizon, held_out(task) / n, task.horizon / n
         )
     except (DataError, ValueError) as error:
-        raise DataError(
-            f"{series.name}: {n} steps are too few for window {task.window}, horizon "
-            f"{task.horizon} and {held_out(task)} validation steps ({error})"
-        ) from None
-    parts = {}
-    for name, part in (("train", train), ("valid", val)):
+        raise DataError(f"{too_few} ({error})") from None
+    windows = {}
+    for name, part in zip(SPLITS, parts, strict=True):
         inputs, targets = part.inputs.float(), part.targets[..., 0].float()  # (W, w, 1), (W, h)
         if not task.absolute:
             last = inputs[:, -1:, 0]  # (W, 1)
             inputs, targets = inputs - last[:, :, None], targets - last
-        parts[name] = list(zip(inputs, targets, strict=True))
-    return parts, Transform(task.transform, scaler)
+        windows[name] = list(zip(inputs, targets, strict=True))
+    return Windows(windows, Transform(task.transform, scaler))
 
 
 def _check_season(task: ForecastTask, n: int) -> None:
@@ -327,87 +276,16 @@ def _check_season(task: ForecastTask, n: int) -> None:
         )
 
 
-def collate(items: list[tuple[Tensor, Tensor]]) -> SequenceBatch:
-    inputs = torch.stack([x for x, _ in items])  # (B, w, 1)
-    targets = torch.stack([y for _, y in items])  # (B, h)
-    lengths = torch.full((inputs.shape[0],), inputs.shape[1], dtype=torch.long)
-    return SequenceBatch(inputs, lengths, targets)
-
-
-def prepare(run: ForecastRun) -> Prepared[ForecastRun]:
-    """Read the series, fit the scaler on its training part, fill in the horizon."""
-    series = read_column(run.task)
-    task = replace(run.task, valid=held_out(run.task), season=run.task.season or season_of(series))
-    parts, transform = windows_of(series, task)
-    _check_season(task, len(series.values))
-    model = replace(run.model, input_size=1, vocab_size=None, head="regression",
-                    outputs=task.horizon)  # fmt: skip
-    run = replace(run, task=task, model=model)
-    n = len(series.values)
-    summary = [
-        f"series: {series.name}, {n:,} {series.frequency} steps, {series.times[0]} … "
-        f"{series.times[-1]} (season {task.season})",
-        f"parts: train {n - held_out(task) - task.horizon:,} steps, valid {held_out(task)}, "
-        f"test {task.horizon} (the backtest: {series.times[n - task.horizon]} onwards)",
-        f"windows: {len(parts['train']):,} train, {len(parts['valid'])} valid "
-        f"({task.window} steps in, {task.horizon} out; transform {task.transform}, "
-        f"{'relative to the last input' if not task.absolute else 'absolute'})",
-    ]
-    return Prepared(run, summary, {**parts, "transform": transform})
-
-
-def fit(prepared: Prepared[ForecastRun], out: Path | str, *, resume: bool = False) -> TrainResult:
-    """Train (or resume) the prepared run into the folder ``out``."""
-    run, data = prepared.run, prepared.data
-    torch.manual_seed(run.trainer.seed)
-    model = build_model(run.model)
-    trainer = Trainer(
-        model,
-        run.trainer,
-        data["train"],
-        collate,
-        val=data["valid"] or None,
-        run_dir=out,
-        resume=resume,
-        artifacts={SCALER_ARTIFACT: data["transform"].to_json()},
-        config_to_save=run,
-    )
-    return trainer.fit()
-
-
-def train(run: ForecastRun, out: Path | str, *, resume: bool = False) -> TrainResult:
-    """Prepare and train (or resume) a run into the folder ``out``."""
-    return fit(prepare(run), out, resume=resume)
-
-
-def load_run(run_dir: Path | str) -> tuple[SequenceClassifier, Transform, ForecastRun]:
-    """The trained model (best checkpoint, else last), its transform and configuration."""
-    run = read_config(run_dir, ForecastRun)
-    checkpoint = load_weights(run_dir)
-    transform = Transform.from_json(artifact(checkpoint, SCALER_ARTIFACT, run_dir),
-                                    path=artifact_file(checkpoint, SCALER_ARTIFACT))  # fmt: skip
-    model = build_model(run.model)
-    load_into(model, checkpoint)
-    model.eval()
-    assert isinstance(model, SequenceClassifier)
-    return model, transform, run
-
-
 # --------------------------------------------------------------------------- answers
 
 
 @torch.no_grad()
-def forecast(
-    model: SequenceClassifier, transform: Transform, task: ForecastTask, history: list[float]
-) -> list[float]:
+def forecast(model: SequenceClassifier, transform: Transform, task: ForecastTask,
+             history: list[float]) -> list[float]:  # fmt: skip
     """The next ``horizon`` values after ``history`` (original units)."""
     if len(history) < task.window:
-        raise DataError(
-            f"{len(history)} values are too few to forecast from "
-            f"(expected at least the window, {task.window})"
-        )
-    if task.transform == "log" and min(history[-task.window :]) <= 0:
-        raise DataError("the log transform needs values > 0 in the last window")
+        raise DataError(f"{len(history)} values are too few to forecast from (expected at "
+                        f"least the window, {task.window})")  # fmt: skip
     recent = torch.tensor(history[-task.window :], dtype=torch.float64)
     inputs = transform.forward(recent)  # (w, 1)
     last = inputs[-1, 0] if not task.absolute else torch.zeros((), dtype=inputs.dtype)
@@ -415,19 +293,13 @@ def forecast(
     return [float(v) for v in transform.inverse(scaled.double() + last)]
 
 
-def backtest(
-    model: SequenceClassifier,
-    transform: Transform,
-    task: ForecastTask,
-    series: SeriesData,
-    end: int,
-    label: str,
-) -> Evaluation:
+def backtest(model: SequenceClassifier, transform: Transform, task: ForecastTask,
+             series: Column, end: int, label: str) -> Evaluation:  # fmt: skip
     """Forecast ``series[end − horizon : end]`` from everything before it, with baselines."""
     start = end - task.horizon
     history, actual = series.values[:start], series.values[start:end]
     predicted = forecast(model, transform, task, history)
-    season = task.season or season_of(series)
+    season = task.season or default_season(series.times, series.frequency, series.date_format)
     try:
         report = forecast_report(predicted, actual, history, season)
     except ValueError as error:
@@ -447,99 +319,125 @@ def backtest(
     return Evaluation(label, metrics, details)
 
 
-def evaluate(run_dir: Path | str, *, split: str = "test", data: str | None = None) -> Evaluation:
-    """A one-origin backtest: the split's last ``horizon`` steps forecast from all before.
+# --------------------------------------------------------------------------- the task
 
-    ``test`` is the series' last ``horizon`` steps, ``valid`` the last of the
-    validation part, ``train`` the last of the training part (in-sample); with
-    ``data``, the last ``horizon`` steps of that CSV (the run's column).
-    """
-    model, transform, run = load_run(run_dir)
-    task = run.task
-    if data is not None:
-        series = read_column(replace(task, data=(data,)))
-        _check_values(series, task, data)
-        end, split = len(series.values), data
-    else:
-        series = read_column(task)
+Trained = Loaded[ForecastRun, Transform, SequenceClassifier]
+
+
+class Forecast(Task[ForecastRun, Windows, Transform, Example, SequenceBatch,
+                    SequenceClassifier]):  # fmt: skip
+    """``rnnkit train forecast``: a series → a many-to-one model of its next values."""
+
+    name = "forecast"
+    run_type = ForecastRun
+
+    def prepare(self, run: ForecastRun) -> Prepared[ForecastRun, Windows]:
+        """Read the series, fit the scaler on its training part, fill in the horizon,
+        the season and the loss."""
+        series = read_column(run.task)
+        season = run.task.season or default_season(series.times, series.frequency,
+                                                   series.date_format)  # fmt: skip
+        task = replace(run.task, valid=held_out(run.task), season=season)
+        windows = windows_of(series, task)
+        _check_season(task, len(series.values))
+        model = replace(run.model, input_size=1, vocab_size=None, head="regression",
+                        outputs=task.horizon).resolved()  # fmt: skip
+        run = replace(run, task=task, model=model)
+        n, parts = len(series.values), windows.parts
+        summary = [
+            f"series: {series.name}, {n:,} {series.frequency} steps, {series.times[0]} … "
+            f"{series.times[-1]} (season {task.season})",
+            f"parts: train {n - held_out(task) - task.horizon:,} steps, valid {held_out(task)}, "
+            f"test {task.horizon} (the backtest: {series.times[n - task.horizon]} onwards)",
+            f"windows: {len(parts['train']):,} train, {len(parts['valid'])} valid "
+            f"({task.window} steps in, {task.horizon} out; transform {task.transform}, "
+            f"{'relative to the last input' if not task.absolute else 'absolute'})",
+        ]
+        return Prepared(run, summary, windows)
+
+    def examples(self, run: ForecastRun, data: Windows, split: str) -> Examples[Example]:
+        return Examples(data.parts[split])  # every window has the same length
+
+    def collate(self, examples: list[Example]) -> SequenceBatch:
+        inputs = torch.stack([x for x, _ in examples])  # (B, w, 1)
+        lengths = torch.full((inputs.shape[0],), inputs.shape[1], dtype=torch.long)
+        return SequenceBatch(inputs, lengths, torch.stack([y for _, y in examples]))  # (B, h)
+
+    def build_model(self, run: ForecastRun) -> SequenceClassifier:
+        model = build_model(run.model)
+        assert isinstance(model, SequenceClassifier)
+        return model
+
+    def assets(self, run: ForecastRun, data: Windows) -> Transform:
+        return data.transform
+
+    def save_assets(self, assets: Transform) -> dict[str, bytes]:
+        return {SCALER_FILE: assets.to_json()}
+
+    def load_assets(self, run: ForecastRun, files: Mapping[str, bytes], where: Path) -> Transform:
+        return Transform.from_json(asset_file(files, SCALER_FILE, where), path=where / SCALER_FILE)
+
+    def evaluate(self, loaded: Trained, split: str, data: str | None) -> Evaluation:
+        """A one-origin backtest: the split's last ``horizon`` steps forecast from all before.
+
+        ``test`` is the series' last ``horizon`` steps, ``valid`` the last of the
+        validation part, ``train`` the last of the training part (in-sample); with
+        ``data``, the last ``horizon`` steps of that CSV (the run's column).
+        """
+        task = loaded.run.task
+        series = read_column(task, data)
         n = len(series.values)
         ends = {"test": n, "valid": n - task.horizon, "train": n - task.horizon - held_out(task)}
-        if split == "valid" and held_out(task) == 0:
+        if data is None and split == "valid" and held_out(task) == 0:
             raise DataError("split valid: the run held out no validation steps (valid = 0)")
-        end = ends[split]
-    if end - task.horizon < max(task.window, (task.season or 1) + 1):
-        raise DataError(f"{series.name}: {end} steps are too few to backtest "
-                        f"(window {task.window}, horizon {task.horizon})", path=data)  # fmt: skip
-    return backtest(model, transform, task, series, end, split)
+        end = n if data is not None else ends[split]
+        if end - task.horizon < max(task.window, (task.season or 1) + 1):
+            raise DataError(f"{series.name}: {end} steps are too few to backtest (window "
+                            f"{task.window}, horizon {task.horizon})", path=data)  # fmt: skip
+        return backtest(loaded.model, loaded.assets, task, series, end, data or split)
 
+    def predict(self, loaded: Trained, options: PredictOptions) -> list[Prediction]:
+        """The next ``horizon`` values past the end of the run's series, or of ``--file``."""
+        if options.inputs:
+            raise DataError("a forecast run takes no inputs; give no input to forecast past "
+                            "the run's series, or --file SERIES.csv")  # fmt: skip
+        task = loaded.run.task
+        series = read_column(task, options.file)
+        predicted = forecast(loaded.model, loaded.assets, task, series.values)
+        times = next_times(series.times, series.frequency, task.horizon, series.date_format)
+        shown = [t if t is not None else f"+{k}" for k, t in enumerate(times, start=1)]
+        lines = [f"{t}  {v:.6g}" for t, v in zip(shown, predicted, strict=True)]
+        header = f"# {series.name}: {task.horizon} steps after {series.times[-1]}"
+        record = {"column": series.name, "times": times, "forecast": predicted}
+        return [Prediction("\n".join([header, *lines]), record)]
 
-def next_times(
-    times: list[str], frequency: str, count: int, date_format: str | None = None
-) -> list[str | None]:
-    """The ``count`` time labels after ``times``, in their format; None where unknown
-    (an irregular series such as trading days, or a format not recognised)."""
-    known = date_format or date_format_of(times[-50:])
-    moments = None if known is None else _moments(times[-50:], known)
-    if known is None or moments is None:
-        return [None] * count
-    last = moments[-1]
-    # 1/4/1999 is written without leading zeros; %-m and %-d (glibc, BSD) write it so.
-    # Where they are not supported, the labels keep the zeros.
-    unpadded = known.replace("%m", "%-m").replace("%d", "%-d")
-    pairs = list(zip(moments, times[-50:], strict=True))
-    try:
-        if any(m.strftime(known) != t for m, t in pairs) and all(
-            m.strftime(unpadded) == t for m, t in pairs
-        ):
-            known = unpadded
-    except ValueError:
-        pass
-    if frequency in _MONTHS:
-        step = _MONTHS[frequency]
-        return [_add_months(last, step * k).strftime(known) for k in range(1, count + 1)]
-    seconds = _SECONDS.get(frequency)
-    gaps = {(b - a).total_seconds() for a, b in pairwise(moments)}
-    if seconds is None or gaps - {float(seconds)}:
-        return [None] * count
-    return [(last + timedelta(seconds=seconds * k)).strftime(known) for k in range(1, count + 1)]
-
-
-def _moments(times: list[str], date_format: str | None) -> list[datetime] | None:
-    """``times`` read in ``date_format`` (None: the one format they are in), or None."""
-    pattern = date_format or date_format_of(times)
-    if pattern is None:
-        return None
-    try:
-        return [datetime.strptime(time, pattern) for time in times]
-    except ValueError:
-        return None
-
-
-def _add_months(moment: datetime, months: int) -> datetime:
-    index = moment.year * 12 + moment.month - 1 + months
-    year, month = divmod(index, 12)
-    month_end = moment.day == calendar.monthrange(moment.year, moment.month)[1]
-    days = calendar.monthrange(year, month + 1)[1]
-    day = days if month_end else min(moment.day, days)  # month ends stay month ends
-    return moment.replace(year=year, month=month + 1, day=day)
-
-
-def predict(run_dir: Path | str, options: PredictOptions) -> list[Prediction]:
-    """The next ``horizon`` values past the end of the run's series, or of ``--file``."""
-    model, transform, run = load_run(run_dir)
-    if options.inputs:
-        raise DataError("predict: a forecast run takes no inputs; give no input to forecast "
-                        "past the run's series, or --file SERIES.csv")  # fmt: skip
-    task = run.task
-    if options.file is not None:
-        series = read_column(replace(task, data=(options.file,)))
-        _check_values(series, task, options.file)
-    else:
+    def report(self, loaded: Trained) -> list[Section]:
+        """The test backtest drawn after the series' tail, beside the baselines' forecasts,
+        and its metrics table."""
+        task = loaded.run.task
         series = read_column(task)
-    predicted = forecast(model, transform, task, series.values)
-    times = next_times(series.times, series.frequency, task.horizon, series.date_format)
-    shown = [t if t is not None else f"+{k}" for k, t in enumerate(times, start=1)]
-    lines = [f"{t}  {v:.6g}" for t, v in zip(shown, predicted, strict=True)]
-    header = f"# {series.name}: {task.horizon} steps after {series.times[-1]}"
-    record = {"column": series.name, "times": times, "forecast": predicted}
-    return [Prediction("\n".join([header, *lines]), record)]
+        n, horizon = len(series.values), task.horizon
+        evaluation = backtest(loaded.model, loaded.assets, task, series, n, "test")
+        back, start = evaluation.details["backtest"], n - horizon
+        season, whole = int(back["season"]), series.values[:start]
+        lines = {"actual": back["actual"], "model": back["forecast"],
+                 "naive": naive_forecast(whole, horizon)}  # fmt: skip
+        if season > 1 and len(whole) >= season:
+            lines["seasonal naive"] = seasonal_naive_forecast(whole, horizon, season)
+        shown = max(0, start - 4 * horizon)
+        png = figures.forecast(series.times[shown:], series.values[shown:start], lines)
+        report = evaluation.details["metrics"]
+        names = sorted({name for values in report.values() for name in values})
+        rows = [[who, *(fmt(values[k]) if values.get(k) is not None else "–" for k in names)]
+                for who, values in report.items()]  # fmt: skip
+        return [Section(
+            "Forecast",
+            text=[f"A backtest from {back['origin']}: the last {horizon} steps forecast from "
+                  f"everything before, beside the naive (last value) and seasonal-naive "
+                  f"(season {season}) baselines."],
+            images=[image(png, "forecast against actual")],
+            tables=[Table(["forecast", *names], rows)],
+        )]  # fmt: skip
+
+
+TASK = Forecast()

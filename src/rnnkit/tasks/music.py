@@ -11,55 +11,72 @@ independent Bernoulli probability given all the frames before. The recipe:
    split by piece 80/10/10 with a fixed seed, or three paths for train, valid, test;
 2. prepend a silent "start" frame to every piece, so the model predicts every real
    frame, the first one included, and generation can start from silence;
-3. train on whole pieces (padded batches), the loss the Bernoulli NLL summed over
-   pitches, per frame;
+3. hand the Trainer one example per piece, with its length: it batches pieces of
+   similar length, padded; the loss is the Bernoulli NLL summed over pitches, per
+   frame;
 4. report the NLL per frame (nats) and the frame accuracy (predictions thresholded
    at ``threshold``), always beside the per-key Bernoulli baseline: one independent
    Bernoulli per pitch, its frequency counted on the training frames with add-
    ``smoothing`` (Laplace) smoothing, scored on the same frames.
 
 ``generate`` samples a piece and writes it as a Standard MIDI File or a PNG piano
-roll; ``predict`` scores the user's piano-roll files. The checkpoint's artifact
-``baseline.json`` holds the baseline's per-pitch frequencies.
+roll (whole or not at all); ``predict`` scores the user's piano-roll files. The
+checkpoint's file ``baseline.json`` holds the baseline's per-pitch frequencies.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
-from rnnkit.configuration import check_positive_ints
+from rnnkit.configuration import check_positive_ints, check_range
 from rnnkit.data.errors import DataError
-from rnnkit.data.formats.midi import MIDI_SUFFIXES, read_roll, roll_text, write_midi
+from rnnkit.data.formats.midi import (
+    PIECE_SUFFIXES,
+    check_pitches,
+    read_pieces,
+    roll_text,
+    write_piece,
+)
 from rnnkit.decoding import GREEDY_TEMPERATURE
 from rnnkit.losses import bernoulli_nll
 from rnnkit.metrics import frame_accuracy, nll_per_frame
 from rnnkit.models import build_model
-from rnnkit.models.music import MusicConfig, PianoRollModel, RollBatch
+from rnnkit.models.music import (
+    MusicConfig,
+    PianoRollModel,
+    RollBatch,
+    baseline_nll,
+    from_roll,
+    key_frequencies,
+    to_roll,
+)
+from rnnkit.report.page import Section, image
 from rnnkit.tasks.task import (
+    SPLITS,
     Evaluation,
     GenerateOptions,
+    Loaded,
     Prediction,
     PredictOptions,
     Prepared,
-    artifact,
-    load_into,
-    load_weights,
-    read_config,
+    Task,
+    asset_file,
 )
 from rnnkit.training.budget import available_memory
-from rnnkit.training.trainer import OptimizerConfig, Trainer, TrainerConfig, TrainResult
+from rnnkit.training.sampler import Examples
+from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
 
-BASELINE_ARTIFACT = "baseline.json"
-SPLITS = ("train", "valid", "test")
-ROLL_SUFFIXES = (".txt", ".roll", *MIDI_SUFFIXES)
+BASELINE_FILE = "baseline.json"
 
 
 @dataclass(frozen=True)
@@ -94,10 +111,8 @@ class MusicTask:
                 raise ValueError(f"{name}: expected a MIDI pitch 0-127, got {value!r}")
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError(f"low, high: expected low ≤ high, got {self.low} > {self.high}")
-        if not 0 < self.smoothing < float("inf"):  # inf: the baseline is inf/inf = NaN
-            raise ValueError(f"smoothing: expected a finite number > 0, got {self.smoothing}")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"threshold: expected a number in (0, 1), got {self.threshold}")
+        check_range(self, "smoothing", 0, open_low=True)  # inf: the baseline is inf/inf = NaN
+        check_range(self, "threshold", 0, 1, open_low=True, open_high=True)
         if len(self.data) not in (0, 1, 3):
             raise ValueError(f"data: expected one file or folder, or three (train, valid, "
                              f"test), got {len(self.data)}")  # fmt: skip
@@ -114,7 +129,7 @@ class MusicRun:
     """The resolved configuration of a music run (``config.toml``).
 
     ``model.pitches`` and the task's ``low``, ``high`` and ``frames_per_quarter`` are
-    filled in by :func:`prepare`.
+    filled in by :meth:`Music.prepare`.
     """
 
     kind: Literal["music"] = "music"
@@ -123,41 +138,33 @@ class MusicRun:
     trainer: TrainerConfig = field(default_factory=_trainer)
 
 
-Run = MusicRun
-
 Piece = list[list[int]]  # frames of MIDI pitches
 
 
 @dataclass(frozen=True)
 class Pieces:
-    """The task's pieces by split, on the pitch range ``low … high``."""
+    """The task's pieces by split as rolls (:func:`~rnnkit.models.music.to_roll`: a
+    silent frame first) on the pitch range ``low … high``."""
 
-    splits: dict[str, list[Piece]]
+    rolls: dict[str, list[Tensor]]
     low: int
     high: int
     frames_per_quarter: int
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """What a trained run keeps: the per-key baseline's ``(P,)`` pitch frequencies."""
+
+    low: int
+    frequencies: Tensor
+
+
 # --------------------------------------------------------------------------- data
 
 
-def roll_files(path: Path | str) -> list[Path]:
-    """A piano-roll file, or the piano-roll files of a folder (sorted)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return [folder]
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in ROLL_SUFFIXES)
-    if not files:
-        raise DataError(f"no piano-roll files (expected {', '.join(ROLL_SUFFIXES)})", path=folder)
-    return files
-
-
-def read_pieces(paths: list[Path | str], frames_per_quarter: int) -> list[tuple[Path, Piece]]:
-    return [(file, read_roll(file, frames_per_quarter=frames_per_quarter))
-            for path in paths for file in roll_files(path)]  # fmt: skip
-
-
-def _split_by_piece(pieces: list[tuple[Path, Piece]], where: str) -> dict[str, list[Any]]:
+def _split_by_piece(pieces: list[tuple[Path, Piece]],
+                    where: str) -> dict[str, list[tuple[Path, Piece]]]:  # fmt: skip
     n = len(pieces)
     if n < 3:
         raise DataError(f"{n} piece(s): too few to split into train, valid and test "
@@ -187,9 +194,10 @@ def read_task(task: MusicTask) -> Pieces:
         grid = task.frames_per_quarter or 4
         if len(task.data) == 3:
             pairs = zip(SPLITS, task.data, strict=True)
-            named = {name: read_pieces([path], grid) for name, path in pairs}
+            named = {name: read_pieces([path], frames_per_quarter=grid) for name, path in pairs}
         else:
-            named = _split_by_piece(read_pieces([task.data[0]], grid), task.data[0])
+            pieces = read_pieces([task.data[0]], frames_per_quarter=grid)
+            named = _split_by_piece(pieces, task.data[0])
         pitches = [p for part in named.values() for _, piece in part for f in piece for p in f]
         if not pitches:
             raise DataError("every frame is silent (expected some notes)", path=task.data[0])
@@ -199,305 +207,203 @@ def read_task(task: MusicTask) -> Pieces:
         if not named[name]:
             raise DataError(f"the {name} part has no pieces")
         for path, piece in named[name]:
-            check_range(piece, low, high, path)
-    splits = {name: [piece for _, piece in named[name]] for name in SPLITS}
-    return Pieces(splits, low, high, grid)
+            check_pitches(piece, low, high, path)
+    rolls = {name: [to_roll(piece, low, high) for _, piece in named[name]] for name in SPLITS}
+    return Pieces(rolls, low, high, grid)
 
 
-def check_range(piece: Piece, low: int, high: int, path: Path | str | None = None) -> None:
-    for t, frame in enumerate(piece):
-        for pitch in frame:
-            if not low <= pitch <= high:
-                raise DataError(f"frame {t + 1}: pitch {pitch} is outside the range {low}..{high} "
-                                "(--low/--high set the model's pitches)", path=path)  # fmt: skip
+def _rolls_of(path: str, run: MusicRun) -> list[Tensor]:
+    """The rolls of the user's piano-roll file or folder, on the run's pitch range."""
+    task = run.task
+    assert task.low is not None and task.high is not None
+    rolls = []
+    for file, piece in read_pieces([path], frames_per_quarter=task.frames_per_quarter or 4):
+        check_pitches(piece, task.low, task.high, file)
+        rolls.append(to_roll(piece, task.low, task.high))
+    return rolls
 
 
-def to_roll(piece: Piece, low: int, high: int) -> Tensor:
-    """``(T + 1, P)`` 0/1 frames: a silent start frame, then the piece."""
-    roll = torch.zeros(len(piece) + 1, high - low + 1)
-    for t, frame in enumerate(piece, start=1):
-        roll[t, [p - low for p in frame]] = 1.0
-    return roll
-
-
-def from_roll(roll: Tensor, low: int) -> Piece:
-    """The pitches of each frame of a ``(T, P)`` 0/1 roll."""
-    return [[low + int(i) for i in torch.nonzero(frame).flatten()] for frame in roll]
-
-
-def collate(rolls: list[Tensor]) -> RollBatch:
-    lengths = torch.tensor([roll.shape[0] for roll in rolls])
-    batch = torch.zeros(len(rolls), int(lengths.max()), rolls[0].shape[1])
-    for i, roll in enumerate(rolls):
-        batch[i, : roll.shape[0]] = roll
-    return RollBatch(batch, lengths)
-
-
-# --------------------------------------------------------------------------- baseline
-
-
-def key_frequencies(rolls: list[Tensor], smoothing: float) -> Tensor:
-    """``(P,)`` each pitch's share of the frames (the start frames left out), add-k smoothed."""
-    frames = torch.cat([roll[1:] for roll in rolls])  # (N, P)
-    return (frames.sum(0) + smoothing) / (frames.shape[0] + 2 * smoothing)
-
-
-def baseline_nll(rolls: list[Tensor], frequencies: Tensor) -> float:
-    """Σ over frames and pitches of −log P(x) under independent Bernoullis (nats)."""
-    frames = torch.cat([roll[1:] for roll in rolls]).double()  # (N, P)
-    p = frequencies.double()
-    return float(-(frames * p.log() + (1 - frames) * (1 - p).log()).sum())
-
-
-# --------------------------------------------------------------------------- train
-
-
-def prepare(run: MusicRun) -> Prepared[MusicRun]:
-    """Read the pieces, fix the pitch range, fit the baseline on the training frames."""
-    pieces = read_task(run.task)
-    task = replace(run.task, low=pieces.low, high=pieces.high,
-                   frames_per_quarter=pieces.frames_per_quarter)  # fmt: skip
-    rolls = {name: [to_roll(piece, pieces.low, pieces.high) for piece in part]
-             for name, part in pieces.splits.items()}  # fmt: skip
-    frequencies = key_frequencies(rolls["train"], task.smoothing)
-    run = replace(run, task=task, model=replace(run.model, pitches=pieces.high - pieces.low + 1))
-    summary = [
-        f"{name}: {len(part):,} pieces, {sum(len(p) for p in part):,} frames"
-        for name, part in pieces.splits.items()
-    ]
-    summary.append(f"pitches: MIDI {pieces.low}..{pieces.high} ({run.model.pitches}), "
-                   f"{pieces.frames_per_quarter} frames per quarter note")  # fmt: skip
-    valid_baseline = baseline_nll(rolls["valid"], frequencies) / _frames(rolls["valid"])
-    summary.append(f"per-key Bernoulli baseline: valid NLL {valid_baseline:.3f} nats per frame")
-    return Prepared(run, summary, {"rolls": rolls, "frequencies": frequencies})
-
-
-def _frames(rolls: list[Tensor]) -> int:
-    return sum(roll.shape[0] - 1 for roll in rolls)
-
-
-def fit(prepared: Prepared[MusicRun], out: Path | str, *, resume: bool = False) -> TrainResult:
-    """Train (or resume) the prepared run into the folder ``out``."""
-    run, data = prepared.run, prepared.data
-    torch.manual_seed(run.trainer.seed)
-    baseline = {"low": run.task.low, "frequencies": data["frequencies"].tolist()}
-    trainer = Trainer(
-        build_model(run.model),
-        run.trainer,
-        data["rolls"]["train"],
-        collate,
-        val=data["rolls"]["valid"],
-        run_dir=out,
-        resume=resume,
-        artifacts={BASELINE_ARTIFACT: json.dumps(baseline).encode()},
-        config_to_save=run,
-    )
-    return trainer.fit()
-
-
-def train(run: MusicRun, out: Path | str, *, resume: bool = False) -> TrainResult:
-    """Prepare and train (or resume) a run into the folder ``out``."""
-    return fit(prepare(run), out, resume=resume)
-
-
-def load_run(run_dir: Path | str) -> tuple[PianoRollModel, Tensor, MusicRun]:
-    """The trained model (best checkpoint, else last), the baseline's frequencies, the run."""
-    run = read_config(run_dir, MusicRun)
-    checkpoint = load_weights(run_dir)
-    try:
-        record = json.loads(artifact(checkpoint, BASELINE_ARTIFACT, run_dir))
-        frequencies = torch.tensor(record["frequencies"], dtype=torch.float64)
-    except (ValueError, KeyError, TypeError, RecursionError) as error:
-        raise DataError(f"{BASELINE_ARTIFACT}: damaged ({error})", path=run_dir) from None
-    model = build_model(run.model)
-    assert isinstance(model, PianoRollModel)
-    load_into(model, checkpoint)
-    model.eval()
-    if frequencies.shape != (run.model.pitches,):
-        raise DataError(f"{BASELINE_ARTIFACT}: expected {run.model.pitches} frequencies",
-                        path=run_dir)  # fmt: skip
-    return model, frequencies, run
+def _examples(rolls: list[Tensor]) -> Examples[Tensor]:
+    return Examples(rolls, lengths=[roll.shape[0] for roll in rolls])
 
 
 # --------------------------------------------------------------------------- scores
 
 
+def _frames(rolls: list[Tensor]) -> Tensor:
+    """The real frames of the rolls, their start frames left out: ``(N, P)``."""
+    return torch.cat([roll[1:] for roll in rolls])
+
+
 @torch.no_grad()
-def score(
-    model: PianoRollModel, rolls: list[Tensor], frequencies: Tensor, threshold: float
-) -> dict[str, float]:
+def score(model: PianoRollModel, batches: Iterable[RollBatch], frequencies: Tensor,
+          threshold: float) -> dict[str, float]:  # fmt: skip
     """NLL per frame and frame accuracy of the model and of the per-key baseline."""
     total, predicted, gold = 0.0, [], []
-    for start in range(0, len(rolls), 16):
-        batch = collate(rolls[start : start + 16])
-        logits, _ = model.logits(batch.rolls[:, :-1], None, batch.lengths - 1)  # (B, T, P)
-        mask = torch.arange(logits.shape[1])[None] < (batch.lengths - 1)[:, None]
-        total += float(bernoulli_nll(logits, batch.rolls[:, 1:], mask).total)
-        for i, length in enumerate(batch.lengths.tolist()):
-            predicted.append((torch.sigmoid(logits[i, : length - 1]) > threshold).numpy())
-            gold.append(batch.rolls[i, 1:length].bool().numpy())
-    frames = _frames(rolls)
+    for batch in batches:
+        logits, targets, mask = model.next_frames(batch)  # (B, T−1, P) twice, (B, T−1)
+        total += float(bernoulli_nll(logits, targets, mask).total)
+        for i, length in enumerate((batch.lengths - 1).tolist()):
+            predicted.append((torch.sigmoid(logits[i, :length]) > threshold).cpu().numpy())
+            gold.append(targets[i, :length].bool().cpu().numpy())
+    frames = torch.from_numpy(np.concatenate(gold))  # (N, P)
     keys = (frequencies > threshold).numpy()  # the baseline's prediction, every frame
-    constant = [keys[None].repeat(len(g), 0) for g in gold]
+    constant = [np.repeat(keys[None], len(g), axis=0) for g in gold]
     return {
-        "nll_per_frame": nll_per_frame(total, frames),
-        "baseline_nll_per_frame": nll_per_frame(baseline_nll(rolls, frequencies), frames),
+        "nll_per_frame": nll_per_frame(total, len(frames)),
+        "baseline_nll_per_frame": nll_per_frame(baseline_nll(frames, frequencies), len(frames)),
         "frame_accuracy": frame_accuracy(predicted, gold),
         "baseline_frame_accuracy": frame_accuracy(constant, gold),
-        "frames": float(frames),
-        "pieces": float(len(rolls)),
+        "frames": float(len(frames)),
+        "pieces": float(len(gold)),
     }
 
 
-def _rolls_of(paths: list[str], run: MusicRun) -> list[Tensor]:
-    task = run.task
-    assert task.low is not None and task.high is not None
-    rolls = []
-    for path, piece in read_pieces(list(paths), task.frames_per_quarter or 4):
-        check_range(piece, task.low, task.high, path)
-        rolls.append(to_roll(piece, task.low, task.high))
-    return rolls
+# --------------------------------------------------------------------------- the task
+
+Trained = Loaded[MusicRun, Baseline, PianoRollModel]
 
 
-def evaluate(run_dir: Path | str, *, split: str = "test", data: str | None = None) -> Evaluation:
-    """NLL per frame (nats) and frame accuracy on a split or on the user's piano rolls
-    (a file or folder), beside the per-key Bernoulli baseline on the same frames."""
-    model, frequencies, run = load_run(run_dir)
-    if data is not None:
-        rolls, split = _rolls_of([data], run), data
-    else:
+class Music(Task[MusicRun, Pieces, Baseline, Tensor, RollBatch, PianoRollModel]):
+    """``rnnkit train music``: piano rolls → a next-frame model that generates pieces."""
+
+    name = "music"
+    run_type = MusicRun
+    generative = True
+
+    def prepare(self, run: MusicRun) -> Prepared[MusicRun, Pieces]:
+        """Read the pieces, fix the pitch range, fit the baseline on the training frames."""
         pieces = read_task(run.task)
         low, high = pieces.low, pieces.high
-        rolls = [to_roll(piece, low, high) for piece in pieces.splits[split]]
-    metrics = score(model, rolls, frequencies, run.task.threshold)
-    gain = metrics["baseline_nll_per_frame"] - metrics["nll_per_frame"]
-    details = {"below_baseline": gain > 0, "nats_per_frame_below_baseline": gain}
-    return Evaluation(split, metrics, details)
+        task = replace(run.task, low=low, high=high, frames_per_quarter=pieces.frames_per_quarter)
+        run = replace(run, task=task, model=replace(run.model, pitches=high - low + 1))
+        summary = [f"{name}: {len(part):,} pieces, {len(_frames(part)):,} frames"
+                   for name, part in pieces.rolls.items()]  # fmt: skip
+        summary.append(f"pitches: MIDI {low}..{high} ({run.model.pitches}), "
+                       f"{pieces.frames_per_quarter} frames per quarter note")  # fmt: skip
+        valid = _frames(pieces.rolls["valid"])
+        nll = baseline_nll(valid, self.assets(run, pieces).frequencies) / len(valid)
+        summary.append(f"per-key Bernoulli baseline: valid NLL {nll:.3f} nats per frame")
+        return Prepared(run, summary, pieces)
+
+    def examples(self, run: MusicRun, data: Pieces, split: str) -> Examples[Tensor]:
+        return _examples(data.rolls[split])
+
+    def collate(self, examples: list[Tensor]) -> RollBatch:
+        lengths = torch.tensor([roll.shape[0] for roll in examples])
+        return RollBatch(pad_sequence(examples, batch_first=True), lengths)  # (B, T, P)
+
+    def build_model(self, run: MusicRun) -> PianoRollModel:
+        model = build_model(run.model)
+        assert isinstance(model, PianoRollModel)
+        return model
+
+    def assets(self, run: MusicRun, data: Pieces) -> Baseline:
+        frequencies = key_frequencies(_frames(data.rolls["train"]), run.task.smoothing)
+        return Baseline(data.low, frequencies)
+
+    def save_assets(self, assets: Baseline) -> dict[str, bytes]:
+        record = {"low": assets.low, "frequencies": assets.frequencies.tolist()}
+        return {BASELINE_FILE: json.dumps(record).encode()}
+
+    def load_assets(self, run: MusicRun, files: Mapping[str, bytes], where: Path) -> Baseline:
+        try:
+            record = json.loads(asset_file(files, BASELINE_FILE, where))
+            frequencies = torch.tensor(record["frequencies"], dtype=torch.float64)
+            low = int(record["low"])
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
+            raise DataError(f"damaged ({error})", path=where / BASELINE_FILE) from None
+        if frequencies.shape != (run.model.pitches,):
+            raise DataError(f"expected {run.model.pitches} frequencies",
+                            path=where / BASELINE_FILE)  # fmt: skip
+        return Baseline(low, frequencies)
+
+    def _score(self, loaded: Trained, rolls: list[Tensor]) -> dict[str, float]:
+        batches = self.batches(_examples(rolls), loaded.run.trainer.batch_size)
+        return score(loaded.model, batches, loaded.assets.frequencies, loaded.run.task.threshold)
+
+    def evaluate(self, loaded: Trained, split: str, data: str | None) -> Evaluation:
+        """NLL per frame (nats) and frame accuracy on a split or on the user's piano rolls
+        (a file or folder), beside the per-key Bernoulli baseline on the same frames."""
+        rolls = _rolls_of(data, loaded.run) if data else read_task(loaded.run.task).rolls[split]
+        metrics = self._score(loaded, rolls)
+        gain = metrics["baseline_nll_per_frame"] - metrics["nll_per_frame"]
+        details = {"below_baseline": gain > 0, "nats_per_frame_below_baseline": gain}
+        return Evaluation(data or split, metrics, details)
+
+    def predict(self, loaded: Trained, options: PredictOptions) -> list[Prediction]:
+        """NLL per frame of each piano-roll file (text or MIDI) given, beside the baseline."""
+        paths = [*options.inputs, *([options.file] if options.file else [])]
+        if not paths:
+            raise DataError("give piano-roll files (text or .mid) as arguments or --file")
+        results = []
+        for path in paths:
+            metrics = self._score(loaded, _rolls_of(path, loaded.run))
+            text = (f"{path}: NLL {metrics['nll_per_frame']:.4f} nats/frame (baseline "
+                    f"{metrics['baseline_nll_per_frame']:.4f}), frame accuracy "
+                    f"{metrics['frame_accuracy']:.4f}, {int(metrics['frames'])} frames")  # fmt: skip
+            results.append(Prediction(text, {"input": path, **metrics}))
+        return results
+
+    def stream(self, loaded: Trained, options: GenerateOptions) -> Iterator[Iterator[str]]:
+        """``num_samples`` pieces of ``length`` frames, one after another (one seeded
+        generator for all), after a silent frame or the piano-roll file ``start``: in
+        the text format each frame's line is yielded as it is sampled; with ``out``
+        (``.mid`` or ``.png``, numbered when several) each piece is written whole
+        (:func:`~rnnkit.data.formats.midi.write_piece`) and reported."""
+        task, model = loaded.run.task, loaded.model
+        assert task.low is not None and task.high is not None
+        low, high = task.low, task.high
+        if options.beam > 1 or options.top_k is not None or options.top_p is not None:
+            raise DataError("a music run samples every pitch independently; --beam, --top-k "
+                            "and --top-p do not apply (use --temperature)")  # fmt: skip
+        if options.out is not None:
+            if Path(options.out).suffix.lower() not in PIECE_SUFFIXES:
+                raise DataError(f"--out: expected a .mid or .png file, got {options.out!r}")
+            # A file is written whole: its frames are held, about 100 bytes each as lists.
+            need, have = 100 * options.length, available_memory()
+            if need > have:
+                raise DataError(f"--length: {options.length} frames for --out need about "
+                                f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB "
+                                "available; print them instead (no --out)")  # fmt: skip
+        # Continue the piano-roll file --start, or the silent start frame alone.
+        prime = _rolls_of(options.start, loaded.run)[0] if options.start else to_roll([], low, high)
+        generator = torch.Generator().manual_seed(options.seed)
+        # σ(logit / T) for T below this is the step (logit > 0) in float32, and 0 / T stays
+        # 0 (a coin flip, as at every T) where T = 1e-300 would be 0 in float32: 0 / 0.
+        temperature = max(options.temperature, GREEDY_TEMPERATURE)
+
+        def frames() -> Iterator[list[int]]:
+            sampled = model.sample(prime[None], temperature=temperature, generator=generator)
+            for _, frame in zip(range(options.length), sampled, strict=False):
+                yield from_roll(frame, low)[0]  # (1, P) → its pitches
+
+        def text() -> Iterator[str]:
+            for t, frame in enumerate(frames()):
+                yield ("\n" if t else "") + roll_text([frame]).rstrip("\n")
+
+        def written(index: int) -> Iterator[str]:
+            path = Path(options.out or "")
+            if options.num_samples > 1:
+                path = path.with_name(f"{path.stem}-{index}{path.suffix}")
+            piece = list(frames())
+            write_piece(piece, path, low=low, high=high,
+                        frames_per_quarter=task.frames_per_quarter or 4)  # fmt: skip
+            yield f"wrote {path} ({len(piece)} frames, {sum(map(len, piece))} note-frames)"
+
+        if options.out is None:
+            return (text() for _ in range(options.num_samples))
+        return (written(index) for index in range(1, options.num_samples + 1))
+
+    def report(self, loaded: Trained) -> list[Section]:
+        """A piece of 64 frames sampled after a silent frame (seed 1), as a piano roll."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "piece.png"
+            for lines in self.stream(loaded, GenerateOptions(length=64, seed=1, out=str(path))):
+                list(lines)
+            png = path.read_bytes()
+        return [Section("Generated piece", text=["64 frames sampled after a silent frame (seed 1)."],
+                        images=[image(png, "piano roll of a generated piece")])]  # fmt: skip
 
 
-def predict(run_dir: Path | str, options: PredictOptions) -> list[Prediction]:
-    """NLL per frame of each piano-roll file (text or MIDI) given, beside the baseline."""
-    model, frequencies, run = load_run(run_dir)
-    paths = [*options.inputs, *([options.file] if options.file else [])]
-    if not paths:
-        raise DataError("predict: give piano-roll files (text or .mid) as arguments or --file")
-    results = []
-    for path in paths:
-        metrics = score(model, _rolls_of([path], run), frequencies, run.task.threshold)
-        text = (f"{path}: NLL {metrics['nll_per_frame']:.4f} nats/frame (baseline "
-                f"{metrics['baseline_nll_per_frame']:.4f}), frame accuracy "
-                f"{metrics['frame_accuracy']:.4f}, {int(metrics['frames'])} frames")  # fmt: skip
-        results.append(Prediction(text, {"input": path, **metrics}))
-    return results
-
-
-# --------------------------------------------------------------------------- generate
-
-
-@torch.no_grad()
-def generate(run_dir: Path | str, options: GenerateOptions) -> list[str]:
-    """Sample ``num_samples`` pieces of ``length`` frames (seeded) after a silent frame,
-    or after the piano-roll file ``start``; write each to ``out`` (``.mid`` or ``.png``,
-    numbered when several) or return it in the text format."""
-    return ["".join(pieces) for pieces in stream(run_dir, options)]
-
-
-def stream(run_dir: Path | str, options: GenerateOptions) -> Iterator[Iterator[str]]:
-    """The pieces of :func:`generate`, one after another (one seeded generator for
-    all): in the text format each frame's line is yielded as it is sampled; with
-    ``out`` each file is written whole (temporary file, then renamed, so none is
-    left half-written) into its folder, created when missing, and reported."""
-    model, _, run = load_run(run_dir)
-    task = run.task
-    assert task.low is not None and task.high is not None
-    low, high = task.low, task.high
-    if options.beam > 1 or options.top_k is not None or options.top_p is not None:
-        raise DataError("generate: a music run samples every pitch independently; "
-                        "--beam, --top-k and --top-p do not apply (use --temperature)")  # fmt: skip
-    if options.out is not None:
-        suffix = Path(options.out).suffix.lower()
-        if suffix not in (*MIDI_SUFFIXES, ".png"):
-            raise DataError(f"--out: expected a .mid or .png file, got {options.out!r}")
-        # A file is written whole: its frames are held, about 100 bytes each as lists.
-        need, have = 100 * options.length, available_memory()
-        if need > have:
-            raise DataError(f"--length: {options.length} frames for --out need about "
-                            f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB "
-                            "available; print them instead (no --out)")  # fmt: skip
-    # Continue the piano-roll file --start, or the silent start frame alone.
-    silence = to_roll([], low, high)
-    prime = _rolls_of([options.start], run)[0] if options.start else silence
-    generator = torch.Generator().manual_seed(options.seed)
-    # σ(logit / T) for T below this is the step (logit > 0) in float32, and 0 / T stays
-    # 0 (a coin flip, as at every T) where T = 1e-300 would be 0 in float32: 0 / 0.
-    temperature = max(options.temperature, GREEDY_TEMPERATURE)
-
-    def frames() -> Iterator[list[int]]:
-        # PianoRollModel.generate, one frame at a time with the state carried.
-        model.eval()
-        with torch.no_grad():
-            logits, state = model.logits(prime[None].to(model.inputs.weight.dtype))
-            last = logits[:, -1]  # (1, P)
-            for _ in range(options.length):
-                p = torch.sigmoid(last / temperature)  # (1, P)
-                frame = torch.bernoulli(p, generator=generator)
-                yield from_roll(frame, low)[0]
-                last, state = model.decode_step(frame, state)
-
-    def text() -> Iterator[str]:
-        for t, frame in enumerate(frames()):
-            yield ("\n" if t else "") + roll_text([frame]).rstrip("\n")
-
-    def written(index: int) -> Iterator[str]:
-        path = Path(options.out or "")
-        if options.num_samples > 1:
-            path = path.with_name(f"{path.stem}-{index}{path.suffix}")
-        piece = list(frames())
-        _write_atomically(path, lambda partial: (
-            write_png(piece, partial, low, high) if path.suffix.lower() == ".png"
-            else write_midi(piece, partial, frames_per_quarter=task.frames_per_quarter or 4)
-        ))  # fmt: skip
-        notes = sum(len(frame) for frame in piece)
-        yield f"wrote {path} ({len(piece)} frames, {notes} note-frames)"
-
-    if options.out is None:
-        return (text() for _ in range(options.num_samples))
-    return (written(index) for index in range(1, options.num_samples + 1))
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """``write`` into a temporary file beside ``path``, then rename it to ``path``; on any
-    error or interrupt the temporary file goes and ``path`` is untouched."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DataError(f"--out: cannot create the folder {path.parent}: "
-                        f"{error.strerror or error}") from None  # fmt: skip
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix picks the format
-    try:
-        write(partial)
-        os.replace(partial, path)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise DataError(f"--out: cannot write {path}: {error.strerror or error}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-
-
-def write_png(piece: Piece, path: Path, low: int, high: int) -> None:
-    """A piano-roll image: time across, pitch up (needs matplotlib, the ``plot`` extra)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise DataError("--out: a .png needs matplotlib (pip install 'rnnkit[plot]'), or "
-                        "write a .mid") from None  # fmt: skip
-    roll = to_roll(piece, low, high)[1:].T.numpy()  # (P, T)
-    figure = Figure(figsize=(max(4.0, min(20.0, len(piece) / 16)), 4), dpi=100)
-    axes = figure.add_subplot()
-    axes.imshow(roll, origin="lower", aspect="auto", cmap="Greys", interpolation="nearest",
-                extent=(0, len(piece), low - 0.5, high + 0.5))  # fmt: skip
-    axes.set_xlabel("frame")
-    axes.set_ylabel("MIDI pitch")
-    figure.tight_layout()
-    figure.savefig(path)
+TASK = Music()

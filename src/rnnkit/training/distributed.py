@@ -65,11 +65,6 @@ def setup(device: str = "auto") -> World:
     return World(rank=rank, local_rank=local_rank, size=size, device=chosen)
 
 
-def teardown(world: World) -> None:
-    if world.distributed and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def all_sum(world: World, values: list[float]) -> list[float]:
     """Elementwise sum over all processes (float64, so token counts stay exact)."""
     if not world.distributed:
@@ -77,11 +72,6 @@ def all_sum(world: World, values: list[float]) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=_comm_device(world))
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return [float(v) for v in tensor.cpu()]
-
-
-def any_true(world: World, flag: bool) -> bool:
-    """True on every process when it is true on one (e.g. a stop request)."""
-    return all_sum(world, [1.0 if flag else 0.0])[0] > 0
 
 
 def gather_objects(world: World, value: Any) -> list[Any]:
@@ -100,11 +90,6 @@ def broadcast_object(world: World, value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def barrier(world: World) -> None:
-    if world.distributed:
-        dist.barrier()
 
 
 def _comm_device(world: World) -> torch.device:

@@ -1,7 +1,8 @@
 """What a training run shows and records: a progress bar or plain lines, metrics.csv.
 
-* On a terminal: a tqdm bar per epoch (step, loss, tokens/s, learning rate, ETA),
-  and one line per evaluation above it.
+* On a terminal: a bar per epoch (steps taken of the steps this run takes in the
+  epoch, ETA, loss, tokens/s, learning rate), fitted to the terminal's width by
+  :func:`bar_line`, and one line per evaluation above it.
 * Elsewhere (a log file, CI): no bar, one plain line per epoch and per evaluation,
   so logs stay readable.
 * Always: ``metrics.csv`` in the run folder, one row per value in long form
@@ -17,12 +18,15 @@ Only rank 0 of a distributed run creates any of this.
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
+import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, ClassVar, Literal, TextIO
 
 ProgressMode = Literal["auto", "bar", "lines", "off"]
 
@@ -112,8 +116,10 @@ class Progress:
         resume_step: int | None = None,
         resume_rows: int | None = None,
         stream: TextIO | None = None,
+        columns: int | None = None,
     ) -> None:
         self.stream = stream if stream is not None else sys.stderr
+        self.columns = columns  # the bar's width; None: the terminal's, read at each redraw
         self.enabled = enabled
         if mode == "auto":
             mode = "bar" if _is_terminal(self.stream) else "lines"
@@ -135,8 +141,8 @@ class Progress:
             if enabled and run_dir is not None
             else None
         )
-        self._bar: Any = None
-        self._epoch_steps = (0, 0)  # steps of the epoch taken, steps in it
+        self._bar: Bar | None = None
+        self._epoch_steps = (0, 0)  # steps of the epoch taken, steps this run takes in it
         self._next_line = LINE_SECONDS / 2  # the first line comes early
 
     @property
@@ -149,22 +155,17 @@ class Progress:
         return time.perf_counter() - self.start
 
     def start_epoch(self, epoch: int, total: int, done: int = 0) -> None:
-        """A new epoch of ``total`` optimizer steps, ``done`` of them already taken."""
+        """A new epoch whose bar ends at step ``total`` of the epoch, ``done`` already taken.
+
+        ``total`` counts the optimizer steps this run will take in the epoch, not the
+        epoch's own length: ``min(steps_per_epoch, done + steps left before max_steps)``,
+        so that the bar ends full and its ETA is that of the steps that will run.
+        """
         self._epoch_steps = (done, total)
         if self.mode != "bar":
             return
-        from tqdm import tqdm  # type: ignore[import-untyped]
-
         self.close_bar()
-        self._bar = tqdm(
-            total=total,
-            initial=done,
-            desc=f"epoch {epoch}",
-            unit="step",
-            file=self.stream,
-            dynamic_ncols=True,
-            leave=True,
-        )
+        self._bar = Bar(self.stream, f"epoch {epoch}", total, done, columns=self.columns)
 
     def step(self, step: int, epoch: int, values: Mapping[str, float]) -> None:
         """One optimizer step's training values (loss, tokens/s, lr, …)."""
@@ -177,8 +178,7 @@ class Progress:
             for name, value in values.items():
                 self.board.add_scalar(f"train/{name}", value, step)
         if self._bar is not None:
-            self._bar.set_postfix(_short(values), refresh=False)
-            self._bar.update(1)
+            self._bar.update(values)
         elif self.mode == "lines":
             # Without a terminal (a log file, CI), a line every LINE_SECONDS instead of
             # a bar, as Keras' verbose=2 and Lightning's log lines do.
@@ -209,7 +209,7 @@ class Progress:
         if self.mode == "off":
             return
         if self._bar is not None:
-            self._bar.write(text, file=self.stream)
+            self._bar.write(text)
         else:
             print(text, file=self.stream, flush=True)
 
@@ -224,6 +224,191 @@ class Progress:
             self.metrics.close()
         if self.board is not None:
             self.board.close()
+
+
+# ----------------------------------------------------------------------------- the bar
+
+MIN_BAR, MAX_BAR = 10, 40  # the bar's inner width: narrower says nothing, wider says no more
+REDRAW_SECONDS = 0.1  # at most ten redraws a second, as tqdm's mininterval
+# The training values in the order they give way when the line is too narrow (those
+# not named here come last, in their own order).
+VALUE_PRIORITY = ("loss", "tokens_per_s", "lr", "grad_norm")
+
+
+def bar_line(
+    width: int,
+    label: str,
+    n: int,
+    total: int,
+    elapsed: float,
+    rate: float | None,
+    values: Mapping[str, float],
+    *,
+    fill: str = "█",
+) -> str:
+    """One line of the bar, at most ``width − 1`` columns (the last column would wrap).
+
+    Shown in this order: ``epoch 3  45% |████▌     | 450/1000 [1:23<1:40]
+    loss=1.2346 tokens_per_s=5,678 lr=0.0010 grad_norm=0.5312 … 5.4 step/s``.
+    Where that does not fit, whole fields give way, least useful first: the other
+    values, the rate, ``grad_norm``, ``lr``, ``tokens_per_s``, the percentage, the
+    bar, ``loss``, the time, the label; the count ``n/total`` always stays. A field
+    is shown whole or not at all, so no number is ever cut. The bar takes the room
+    left, between MIN_BAR and MAX_BAR characters.
+
+    Args:
+        width: the terminal's columns.
+        label: ``epoch 3``.
+        n: steps taken of ``total`` (past ``total`` the bar stays full).
+        elapsed: seconds since the bar started.
+        rate: steps per second over the steps this bar has seen (None before the first).
+        values: the latest training values.
+        fill: the bar's full-cell character (``#`` where the stream cannot encode █).
+    """
+    frac = min(max(n / total, 0.0), 1.0) if total > 0 else 1.0
+    eta = "?" if rate is None or rate <= 0 else _clock(max(total - n, 0) / rate)
+    shown = _short(values)
+    first = [name for name in VALUE_PRIORITY if name in shown]
+    rest = [name for name in shown if name not in first]
+    fields = {
+        "count": f"{n:,}/{total:,}",
+        "label": label,
+        "time": f"[{_clock(elapsed)}<{eta}]",
+        "bar": "|" + " " * MIN_BAR + "|",  # its least width; drawn once the room is known
+        "percent": f"{frac:4.0%}",
+        **{f"value:{name}": f"{name}={text}" for name, text in shown.items()},
+    }
+    if rate is not None:
+        fields["rate"] = f"{rate:.3g} step/s" if rate >= 1 else f"{1 / rate:.3g} s/step"
+    head = ["value:loss"] if "loss" in shown else []
+    priority = ["count", "label", "time", *head, "bar", "percent"]
+    priority += [f"value:{name}" for name in first if name != "loss"]
+    priority += ["rate"] if rate is not None else []
+    priority += [f"value:{name}" for name in rest]
+    room = width - 1
+    kept: set[str] = set()
+    used = -1  # the first field has no space before it
+    for key in priority:
+        cost = len(fields[key]) + 1
+        if key != "count" and used + cost > room:
+            break  # strictly by priority: nothing after a field that did not fit
+        kept.add(key)
+        used += cost
+    if "bar" in kept:
+        inner = min(MAX_BAR, MIN_BAR + room - used)
+        cells = frac * inner
+        full = int(cells)
+        part = " ▏▎▍▌▋▊▉"[int((cells - full) * 8)] if fill == "█" and full < inner else ""
+        fields["bar"] = "|" + (fill * full + part).ljust(inner) + "|"
+    display = ["label", "percent", "bar", "count", "time"]
+    display += [f"value:{name}" for name in (*first, *rest)] + ["rate"]
+    return " ".join(fields[key] for key in display if key in kept)
+
+
+class Bar:
+    """A bar redrawn in place (``\\r``) on a terminal, with messages printed above it.
+
+    The count and ETA are over the ``total`` steps the bar was given; the rate is
+    measured over the steps this bar has seen (a resumed epoch's ``done`` steps are
+    not timed). The width is the terminal's, read at each redraw, unless ``columns``
+    is given.
+    """
+
+    # The bars on screen now, so that others' messages (the library's log lines) go
+    # above them rather than into them: see :func:`write_above`.
+    active: ClassVar[list[Bar]] = []
+
+    def __init__(
+        self,
+        stream: TextIO,
+        label: str,
+        total: int,
+        done: int = 0,
+        *,
+        columns: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.stream, self.label, self.total = stream, label, total
+        self.n = self._initial = done
+        self.columns = columns
+        self.values: Mapping[str, float] = {}
+        self._clock = clock
+        self._started = clock()
+        self._drawn_at = -math.inf
+        self._shown = 0  # the length of the line on screen, to blank a longer one
+        self._fill = "█" if _can_encode(stream, "█▏▎▍▌▋▊▉") else "#"
+        self.draw()
+        Bar.active.append(self)
+
+    def text(self) -> str:
+        """The line as it would be drawn now."""
+        elapsed = self._clock() - self._started
+        timed = self.n - self._initial
+        rate = timed / elapsed if timed > 0 and elapsed > 0 else None
+        width = self.columns if self.columns is not None else _terminal_columns(self.stream)
+        return bar_line(width, self.label, self.n, self.total, elapsed, rate, self.values,
+                        fill=self._fill)  # fmt: skip
+
+    def update(self, values: Mapping[str, float]) -> None:
+        """One step taken; redrawn at most every REDRAW_SECONDS, and at the last step."""
+        self.n += 1
+        self.values = values
+        if self.n >= self.total or self._clock() - self._drawn_at >= REDRAW_SECONDS:
+            self.draw()
+
+    def draw(self) -> None:
+        line = self.text()
+        self.stream.write("\r" + line + " " * max(self._shown - len(line), 0))
+        self.stream.flush()
+        self._shown = len(line)
+        self._drawn_at = self._clock()
+
+    def write(self, text: str) -> None:
+        """A message on its own line above the bar."""
+        self.stream.write("\r" + " " * self._shown + "\r" + text + "\n")
+        self._shown = 0
+        self.draw()
+
+    def close(self) -> None:
+        """The bar's last state stays on screen, and the cursor moves below it."""
+        if self in Bar.active:
+            Bar.active.remove(self)
+        self.draw()
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def write_above(text: str, stream: TextIO) -> None:
+    """``text`` as a line of its own on ``stream``: above the bar drawn there, if any."""
+    bar = next((bar for bar in Bar.active if bar.stream is stream), None)
+    if bar is not None:
+        bar.write(text)
+    else:
+        print(text, file=stream, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    """``1:05`` or ``2:03:04``, as tqdm writes times."""
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _terminal_columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return shutil.get_terminal_size().columns  # $COLUMNS, else 80
+
+
+def _can_encode(stream: TextIO, text: str) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -1,24 +1,42 @@
 """The Trainer: the training loop, exact under accumulation, resumable, distributable.
 
-The loop, per optimizer step (``accumulate`` micro-batches, a "window")::
+The Trainer owns batching (:mod:`rnnkit.training.sampler`): it takes a task's
+examples, forms the global batch of each optimizer step first (length-bucketed,
+seeded, the same for any split into micro-batches or processes), then cuts it
+into ``accumulate`` micro-batches per process. Every model it trains has one
+protocol::
 
-    for each micro-batch of the window:                 # DDP syncs on the last only
-        loss_sum, count = model(batch)                  # sums over real targets
+    model(batch, state) -> (LossSum(total, n_targets), state)
+
+with ``state`` None for a stateless model. The loop, per optimizer step::
+
+    for each micro-batch j of the step:                 # DDP syncs on the last only
+        (loss_sum, count), s = model(batch_j, carry[j]) # sums over real targets
         loss_sum.backward()                             # un-normalised
-    N = Σ count over the window and all processes       # one all-reduce
+        carry[j] = detach(s)                            # streams only, see below
+    N = Σ count over the step and all processes         # one all-reduce
     grads *= world_size / N                             # DDP averaged: now Σ ∂/∂θ / N
     norm = ‖grads‖; skip the update if not finite       # counted, logged
-    clip (norm, value); set the scheduled lr; optimizer.step()   # once per window
+    clip (norm, value); set the scheduled lr; optimizer.step()   # once per step
 
-Dividing once by the window's real target count, after every backward, is what
+Dividing once by the step's real target count, after every backward, is what
 makes k micro-batches of b equal one batch of k·b with ragged lengths: the loss is
-the mean over all targets of the window, not a mean of per-batch means. Clipping,
+the mean over all targets of the step, not a mean of per-batch means. Clipping,
 weight decay (the optimizer's), the learning-rate schedule and the step counter
-act once per window, and the last, shorter window of an epoch still steps.
+act once per step, and the last, shorter step of an epoch still steps.
+
+Carried state and truncated BPTT are one mechanism. For *continuous* examples
+(a language model's streams: micro-batch j holds the same rows at every step),
+``carry[j]`` is the state micro-batch j ended the previous step with, detached
+(truncation at the chunk boundary, the repackage_hidden of word-language-model
+training); it starts as None at each epoch and is saved in checkpoints. For
+other examples it is always None. ``trainer.tbptt`` adds TBPTT(k1, k2) within
+each batch: the batch is cut in time (its ``steps(start, stop, loss_from)``) and
+each window runs forward from the detached state and backward on its own.
 
 State that makes a resumed run bitwise equal to an uninterrupted one: weights,
-optimizer and schedule state, step, epoch, the position in the epoch's data order
-(a function of seed and epoch, see :mod:`rnnkit.training.order`), best score,
+optimizer and schedule state, step, epoch, the step reached in the epoch's data
+order (a function of seed and epoch, see :mod:`rnnkit.training.sampler`), best score,
 early-stopping counters and every process's random-number generators (Python,
 NumPy, torch, CUDA), captured at window boundaries. Checkpoints are written by
 :mod:`rnnkit.training.checkpoint` (atomic, hashed, no pickle) into
@@ -30,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import itertools
 import math
 import os
 import random
@@ -38,13 +57,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnkit.bptt.truncated import TBPTTConfig, Window, truncated_bptt
+from rnnkit.bptt.truncated import TBPTTConfig, windows
 from rnnkit.configuration import (
     MAX_INT,
     check_range,
@@ -67,8 +86,8 @@ from rnnkit.training.checkpoint import (
     save_checkpoint,
 )
 from rnnkit.training.distributed import World
-from rnnkit.training.order import EpochOrder, Shard
 from rnnkit.training.progress import Progress, ProgressMode
+from rnnkit.training.sampler import Examples, Geometry, Sampler, Shard
 from rnnkit.training.schedule import Schedule, ScheduleConfig
 
 OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
@@ -216,9 +235,13 @@ class TrainerConfig:
         epochs: passes over the training data (``max_steps`` may end it sooner).
         max_steps: stop after this many optimizer steps (None: no limit).
         max_minutes: stop after the first step that ends this many minutes into the
-            run (wall clock of this process; a resumed run gets the time again).
-        batch_size: examples per micro-batch per process.
-        accumulate: micro-batches per optimizer step (at most 2^20).
+            run (rank 0's wall clock, broadcast, so every process stops at the same
+            step; a resumed run gets the time again).
+        batch_size: examples per micro-batch per process (a language model's
+            streams per micro-batch).
+        accumulate: micro-batches per optimizer step (at most 2^20); the step's
+            global batch, ``batch_size · accumulate · processes`` examples, is
+            formed first and then cut, so only memory depends on the split.
         clip_norm: clip the global gradient norm to this (None: no clipping).
         clip_value: clip every gradient element to ±this (None: no clipping).
         max_bad_steps: stop after this many consecutive steps skipped because the
@@ -232,22 +255,14 @@ class TrainerConfig:
         deterministic: torch's deterministic algorithms (slower on CUDA).
         precision: ``fp32``, or ``bf16`` autocast for the forward pass.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        shuffle: reshuffle the training data every epoch.
+        shuffle: reshuffle the training data every epoch (streams never are).
         progress: ``auto`` (a bar on a terminal, lines otherwise), ``bar``, ``lines``
             or ``off``.
         tensorboard: also log to ``RUN/tensorboard``.
-        carry_state: language-model streams: the batches of an epoch are consecutive
-            chunks of the same streams, and ``model(batch, state)`` returns
-            ``(LossSum, state)``; the state is carried to the next micro-batch
-            detached (truncated BPTT at chunk boundaries, the repackage_hidden of
-            word-language-model training), reset at each epoch start, and saved in
-            checkpoints. Needs ``shuffle = false``.
-        tbptt: TBPTT(k1, k2) of Williams & Peng within each chunk
-            (:func:`rnnkit.bptt.truncated.truncated_bptt`), with the state carried
-            across chunks; needs ``carry_state``. The model is then a sequence model,
-            ``model(inputs, state) -> (outputs, state)`` over ``batch.inputs``
-            ``(B, T, ...)``, with ``model.window_loss(outputs, batch, window) ->
-            LossSum`` for the outputs of ``window.loss_start … window.stop − 1``.
+        tbptt: TBPTT(k1, k2) of Williams & Peng (:mod:`rnnkit.bptt.truncated`)
+            within each batch, for batches that can be cut in time
+            (:class:`TimeSliced`, a language model's chunks); across batches the
+            state is carried as for any continuous examples.
         optimizer, schedule, early_stopping: see their classes.
     """
 
@@ -269,7 +284,6 @@ class TrainerConfig:
     shuffle: bool = True
     progress: ProgressMode = "auto"
     tensorboard: bool = False
-    carry_state: bool = False
     tbptt: TBPTTConfig | None = None
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -281,10 +295,6 @@ class TrainerConfig:
         check_sizes(self, *counts, "checkpoint_every", at_most=MAX_INT)
         check_sizes(self, "accumulate", at_most=MAX_ACCUMULATE)
         check_seed(self)
-        if self.tbptt is not None and not self.carry_state:
-            raise ValueError("tbptt: truncated BPTT trains streams; set carry_state = true")
-        if self.carry_state and self.shuffle:
-            raise ValueError("carry_state: the batches must stay in order; set shuffle = false")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ValueError(
                 f"device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
@@ -310,7 +320,7 @@ class TrainState:
 
     step: int = 0  # optimizer steps taken
     epoch: int = 0  # the epoch in progress (0-based)
-    position: int = 0  # micro-batches of that epoch already used
+    position: int = 0  # optimizer steps (global batches) of that epoch already taken
     skipped: int = 0  # steps skipped for a non-finite gradient norm, in total
     bad_in_a_row: int = 0
     best: float | None = None  # best monitored value so far
@@ -348,19 +358,36 @@ class Callback:
 # --------------------------------------------------------------------------- the loop
 
 
+class TimeSliced(Protocol):
+    """A batch that TBPTT can cut in time (a language model's chunk)."""
+
+    @property
+    def num_steps(self) -> int:
+        """T, the steps of the batch."""
+        ...
+
+    def steps(self, start: int, stop: int, loss_from: int) -> Any:
+        """The batch over steps ``start … stop − 1`` whose targets before step
+        ``loss_from`` do not count (the history a TBPTT window re-reads)."""
+        ...
+
+
 class Trainer:
-    """Train a model that maps a batch to a :class:`~rnnkit.losses.LossSum`.
+    """Train a model ``model(batch, state) -> (LossSum, state)`` on a task's examples.
 
     Args:
-        model: ``model(batch) -> LossSum(total, n_targets)``: the loss summed over the
-            batch's real targets and their number.
+        model: returns the loss summed over the batch's real targets and their
+            number (:class:`~rnnkit.losses.LossSum`), and its final state (None for
+            a stateless model).
         config: the loop's configuration.
-        train: the training examples (anything with ``len`` and indexing).
+        train: the training examples, with their lengths (bucketing) and whether
+            they are continuous streams (:class:`~rnnkit.training.sampler.Examples`);
+            a plain sequence is examples without lengths.
         collate: turns a list of examples into a batch (tensors anywhere inside a
             tuple, list, dict or dataclass are moved to the device).
         val: evaluation examples (``val_loss`` = summed loss / targets).
-        evaluate: extra evaluation metrics, ``evaluate(model, batches)`` → dict;
-            run on rank 0 over all of ``val``.
+        evaluate: extra evaluation metrics, ``evaluate(model, batches)`` → dict,
+            over the batches of all of ``val``; run on rank 0.
         run_dir: the run folder (config.toml, metrics.csv, checkpoints/); None keeps
             nothing on disk.
         resume: continue from ``run_dir/checkpoints/last`` if it exists.
@@ -368,16 +395,17 @@ class Trainer:
         callbacks: :class:`Callback` hooks.
         config_to_save: the resolved configuration written to ``run_dir/config.toml``
             (default: ``config``).
+        world: the processes (default: set up from the environment, as torchrun's).
     """
 
     def __init__(
         self,
         model: nn.Module,
         config: TrainerConfig,
-        train: Sequence[Any],
+        train: Examples[Any] | Sequence[Any],
         collate: Callable[[list[Any]], Any],
         *,
-        val: Sequence[Any] | None = None,
+        val: Examples[Any] | Sequence[Any] | None = None,
         evaluate: Callable[[nn.Module, Iterator[Any]], Mapping[str, float]] | None = None,
         run_dir: Path | str | None = None,
         resume: bool = False,
@@ -394,22 +422,18 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         self.model = model.to(self.world.device)
-        self.train_data = train
-        self.val_data = val
+        # A plain list of examples: no lengths to bucket by, not continuous.
+        self.train_data = train if isinstance(train, Examples) else Examples(train)
+        self.val_data = val if val is None or isinstance(val, Examples) else Examples(val)
         self.collate = collate
         self.evaluate_fn = evaluate
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.artifacts = dict(artifacts or {})
         self.callbacks = list(callbacks)
-        self.order = EpochOrder(
-            len(train),
-            config.batch_size,
-            seed=config.seed,
-            shuffle=config.shuffle,
-            rank=self.world.rank,
-            world_size=self.world.size,
-        )
-        self.steps_per_epoch = -(-len(self.order) // config.accumulate)
+        self.geometry = Geometry(config.batch_size, config.accumulate, self.world.size)
+        self.sampler = Sampler(self.train_data, self.geometry, seed=config.seed, shuffle=config.shuffle,
+                               rank=self.world.rank)  # fmt: skip
+        self.steps_per_epoch = len(self.sampler)
         total = config.epochs * self.steps_per_epoch
         self.total_steps = min(total, config.max_steps) if config.max_steps else total
         self.optimizer = config.optimizer.build([p for p in model.parameters() if p.requires_grad])
@@ -421,8 +445,10 @@ class Trainer:
         self.monitor = self._monitor()
         self._best_weights: dict[str, Tensor] | None = None
         self._evaluated_at: int | None = None  # the step of the last recorded evaluation
-        self.carry: Any = None  # the detached state carried between stream chunks
-        self._window_carry: Any = None
+        # Continuous examples: the detached state each micro-batch slot ended the last
+        # step with (None: the initial state).
+        self.carry: list[Any] = []
+        self._step_carry: list[Any] = []
         self.ddp: nn.Module = self.model
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -464,7 +490,7 @@ class Trainer:
         if resumed:
             self.progress.line(
                 f"resumed from {self._checkpoint_dir('last')} at step {self.state.step} "
-                f"(epoch {self.state.epoch + 1}, micro-batch {self.state.position})"
+                f"(epoch {self.state.epoch + 1}, step {self.state.position} of the epoch)"
             )
 
     # ----------------------------------------------------------------- public
@@ -475,14 +501,13 @@ class Trainer:
         last: dict[str, float] = {}
         try:
             while self.state.epoch < c.epochs and not self._done():
-                self.progress.start_epoch(
-                    self.state.epoch + 1, self.steps_per_epoch, self.state.position // c.accumulate
-                )
+                self.progress.start_epoch(self.state.epoch + 1, self._epoch_total(),
+                                          self.state.position)  # fmt: skip
                 for metrics in self._epoch():
                     last = metrics
                     if self._done():
                         break
-                if self._done() and self.state.position < len(self.order):
+                if self._done() and self.state.position < self.steps_per_epoch:
                     # Stopped mid-epoch (max_steps): the checkpoint keeps the position, and
                     # the truncated epoch still ends with an evaluation, as a full one does.
                     self.progress.close_bar()
@@ -507,8 +532,8 @@ class Trainer:
         except KeyboardInterrupt as interrupt:
             self.progress.close_bar()
             self.optimizer.zero_grad(set_to_none=True)
-            self.carry = self._window_carry
-            self._save("last", rng=self._window_rng, gather=False)
+            self.carry = self._step_carry
+            self._save("last", rng=self._step_rng, gather=False)
             self.progress.line(f"interrupted at step {self.state.step}; saved checkpoints/last")
             self.progress.close()
             raise Interrupted() from interrupt
@@ -535,25 +560,25 @@ class Trainer:
 
     # ----------------------------------------------------------------- one epoch
 
+    def _epoch_total(self) -> int:
+        """The steps this epoch will run: all of them, or up to ``max_steps``."""
+        left = self.steps_per_epoch - self.state.position
+        if self.config.max_steps is not None:
+            left = min(left, max(0, self.config.max_steps - self.state.step))
+        return self.state.position + left
+
     def _epoch(self) -> Iterator[dict[str, float]]:
         c = self.config
-        shards = self.order.batches(self.state.epoch, self.state.position)
-        window: list[Shard] = []
         if self.state.position == 0:
-            self.carry = None  # a new epoch starts the streams afresh
-        self._window_rng = capture_rng()
-        self._window_carry = self.carry
-        for shard in shards:
-            window.append(shard)
-            remaining = len(self.order) - self.state.position - len(window)
-            if len(window) < c.accumulate and remaining > 0:
-                continue
-            metrics = self._step(window)
-            window = []
-            if c.max_minutes is not None and self.progress.seconds >= 60 * c.max_minutes:
+            self.carry = []  # a new epoch starts the streams afresh
+        self._step_rng = capture_rng()
+        self._step_carry = list(self.carry)
+        for shards in self.sampler.steps(self.state.epoch, self.state.position):
+            metrics = self._step(shards)
+            if c.max_minutes is not None and self._out_of_time(c.max_minutes):
                 self.state.stop_reason = "max_minutes"  # Lightning's max_time
-            self._window_rng = capture_rng()
-            self._window_carry = self.carry
+            self._step_rng = capture_rng()
+            self._step_carry = list(self.carry)
             for callback in self.callbacks:
                 callback.on_step_end(self, metrics)
             if c.eval_every and self.state.step % c.eval_every == 0 and self.val_data is not None:
@@ -564,48 +589,52 @@ class Trainer:
             if self._done():
                 return
 
-    def _step(self, window: list[Shard]) -> dict[str, float]:
-        """One optimizer step over ``window``'s micro-batches."""
+    def _out_of_time(self, minutes: float) -> bool:
+        """Rank 0's clock decides, so that every process stops after the same step."""
+        late = self.progress.seconds >= 60 * minutes if self.world.main else False
+        return bool(distributed.broadcast_object(self.world, late))
+
+    def _batch(self, shard: Shard, examples: Examples[Any]) -> Any:
+        return move(self.collate([examples.items[j] for j in shard.indices]), self.world.device)
+
+    def _step(self, shards: list[Shard]) -> dict[str, float]:
+        """One optimizer step over its micro-batches (``shards``)."""
         c = self.config
         started = time.perf_counter()
         self.ddp.train()
         loss_sum = 0.0
         tokens = 0.0
-        if c.tbptt is not None:
-            loss_sum, tokens = self._tbptt_window(window)
-        for i, shard in enumerate(window if c.tbptt is None else []):
-            batch = move(
-                self.collate([self.train_data[j] for j in shard.indices]), self.world.device
-            )
-            sync = i == len(window) - 1
-            no_sync = getattr(self.ddp, "no_sync", None)
-            with (
-                no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext(),
-                self._autocast(),
-            ):
-                if self.config.carry_state:
-                    out, state = self.ddp(batch, self.carry)
-                    # The one visible line of truncated BPTT: the next chunk starts from
-                    # this state's value, and no gradient flows back into this chunk.
-                    self.carry = detach_state(state)
-                else:
-                    out = self.ddp(batch)
-                if not isinstance(out, LossSum):
-                    raise TypeError(
-                        f"model: expected forward(batch) to return LossSum(total, n_targets), "
-                        f"got {type(out).__name__}"
-                    )
-                # A stand-in shard (weight 0) counts nothing; × 1.0 would only add an op.
-                total = out.total if shard.weight == 1.0 else out.total * shard.weight
-            total.backward()  # type: ignore[no-untyped-call]
-            loss_sum += float(total.detach())
-            tokens += float(out.n_targets) * shard.weight
+        continuous = self.train_data.continuous
+        carried = self.carry + [None] * (len(shards) - len(self.carry))
+        for j, shard in enumerate(shards):
+            batch = self._batch(shard, self.train_data)
+            if c.tbptt is not None:
+                total_j, count_j, state = self._truncated(batch, carried[j], shard.weight)
+            else:
+                sync = j == len(shards) - 1
+                no_sync = getattr(self.ddp, "no_sync", None)
+                with (
+                    no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext(),
+                    self._autocast(),
+                ):
+                    out, state = _loss_and_state(self.ddp(batch, carried[j]))
+                    # A stand-in shard (weight 0) counts nothing; × 1.0 would only add an op.
+                    total = out.total if shard.weight == 1.0 else out.total * shard.weight
+                total.backward()  # type: ignore[no-untyped-call]
+                total_j, count_j = float(total.detach()), float(out.n_targets) * shard.weight
+            loss_sum += total_j
+            tokens += count_j
+            if continuous:
+                # The one visible line of truncated BPTT across steps: the next chunk of
+                # these rows starts from this state's value, and no gradient flows back.
+                carried[j] = detach_state(state)
+        self.carry = carried if continuous else []
         loss_sum, tokens = distributed.all_sum(self.world, [loss_sum, tokens])
         params = [p for p in self.model.parameters() if p.grad is not None]
         metrics: dict[str, float] = {"loss": loss_sum / tokens if tokens else float("nan")}
         if tokens == 0:
             self.optimizer.zero_grad(set_to_none=True)
-            self._skip(window, metrics, "the window has no targets")
+            self._skip(metrics, "the step has no targets")
             return metrics
         # DDP averaged the sums over processes; the TBPTT path summed them itself.
         scale = (self.world.size if c.tbptt is None else 1.0) / tokens
@@ -616,7 +645,7 @@ class Trainer:
         metrics["grad_norm"] = norm
         if not math.isfinite(norm):
             self.optimizer.zero_grad(set_to_none=True)
-            self._skip(window, metrics, f"non-finite gradient norm ({norm})")
+            self._skip(metrics, f"non-finite gradient norm ({norm})")
             return metrics
         clipped = c.clip_norm is not None and norm > c.clip_norm
         if c.clip_norm is not None and clipped:
@@ -631,12 +660,12 @@ class Trainer:
             # A finite gradient can still make an infinite update (a huge rate, Adam's
             # division by a vanishing second moment): undone, and counted as a bad step.
             self._undo.restore()
-            self._skip(window, metrics, "the update made a weight non-finite; undone")
+            self._skip(metrics, "the update made a weight non-finite; undone")
             return metrics
         # The state moves on only once the update is done: an interrupt before this
-        # line resumes at the start of the window.
+        # line resumes at the start of the step.
         self.state.step += 1
-        self.state.position += len(window)
+        self.state.position += 1
         self.state.bad_in_a_row = 0
         seconds = time.perf_counter() - started
         metrics.update(
@@ -648,48 +677,54 @@ class Trainer:
         self.progress.step(self.state.step, self.state.epoch + 1, metrics)
         return metrics
 
-    def _tbptt_window(self, window: list[Shard]) -> tuple[float, float]:
-        """Forward and backward of a window's chunks by TBPTT(k1, k2); (loss, targets).
+    def _truncated(self, batch: Any, state: Any, weight: float) -> tuple[float, float, Any]:
+        """Forward and backward of one batch by TBPTT(k1, k2): (loss, targets, final state).
 
+        Each window runs forward from the detached state at its start, over its
+        history steps (targets not counted) and its own steps, and backward at once.
         DDP's hooks expect one forward per backward; TBPTT makes several of each, so
         this path runs the bare model and sums the gradients over processes itself.
         """
         config = self.config.tbptt
         assert config is not None
-        loss_sum = tokens = 0.0
-        model: Any = self.model
-        for shard in window:
-            batch = move(
-                self.collate([self.train_data[j] for j in shard.indices]), self.world.device
+        if not (hasattr(batch, "steps") and hasattr(batch, "num_steps")):
+            raise TrainingError(
+                f"tbptt: this task's batches ({type(batch).__name__}) cannot be cut in time; "
+                "truncated BPTT trains a language model's streams"
             )
-            counts: list[float] = []
-            weight = shard.weight
-
-            def window_loss(
-                outputs: Tensor,
-                part: Window,
-                batch: Any = batch,
-                counts: list[float] = counts,
-                weight: float = weight,
-            ) -> Tensor:
-                out = model.window_loss(outputs, batch, part)
-                counts.append(float(out.n_targets))
-                total: Tensor = out.total * weight
-                return total
-
+        sliced: TimeSliced = batch
+        loss_sum = tokens = 0.0
+        state = None if state is None else detach_state(state)
+        for window in windows(sliced.num_steps, config):
+            # The forward is split at `carry`, where the next window's state comes from
+            # (one graph: the gradient still flows across the split).
+            split = window.start < window.carry < window.stop
+            cuts = (
+                [window.start, window.carry, window.stop] if split else [window.start, window.stop]
+            )
+            running, following = state, state  # carry == start: the next window starts here too
+            total: Tensor | None = None
             with self._autocast():
-                result = truncated_bptt(model, batch.inputs, window_loss, config, self.carry)
-            self.carry = result.state
-            loss_sum += sum(result.losses)
-            tokens += sum(counts) * weight
+                for a, b in itertools.pairwise(cuts):
+                    out, running = _loss_and_state(
+                        self.model(sliced.steps(a, b, window.loss_start), running)
+                    )
+                    total = out.total if total is None else total + out.total
+                    tokens += float(out.n_targets) * weight
+                    if b == window.carry:
+                        following = detach_state(running)
+            assert total is not None
+            (total * weight).backward()  # type: ignore[no-untyped-call]
+            loss_sum += float(total.detach()) * weight
+            state = following
         if self.world.distributed:
             for p in self.model.parameters():
                 if p.grad is not None:
                     torch.distributed.all_reduce(p.grad)
-        return loss_sum, tokens
+        return loss_sum, tokens, state
 
-    def _skip(self, window: list[Shard], metrics: dict[str, float], why: str) -> None:
-        self.state.position += len(window)
+    def _skip(self, metrics: dict[str, float], why: str) -> None:
+        self.state.position += 1
         self.state.skipped += 1
         self.state.bad_in_a_row += 1
         metrics.update(skipped=1.0, clipped=0.0)
@@ -731,44 +766,29 @@ class Trainer:
     def _evaluate(self, record: bool = True) -> dict[str, float]:
         assert self.val_data is not None
         self.ddp.eval()
-        order = EpochOrder(
-            len(self.val_data),
-            self.config.batch_size,
-            seed=0,
-            shuffle=False,
-            rank=self.world.rank,
-            world_size=self.world.size,
-        )
+        # The training geometry: continuous validation streams keep their slots.
+        sampler = Sampler(self.val_data, self.geometry, shuffle=False, rank=self.world.rank)
         total = count = 0.0
-        carry = None
+        carried: list[Any] = []
         with torch.no_grad(), self._autocast():
-            for shard in order.batches(0):
-                batch = move(
-                    self.collate([self.val_data[j] for j in shard.indices]), self.world.device
-                )
-                if self.config.tbptt is not None:
-                    # The whole chunk as one window: evaluation needs no truncation.
-                    steps = batch.inputs.shape[1]
-                    sequence: Any = self.model
-                    outputs, carry = sequence(batch.inputs, carry)
-                    out = sequence.window_loss(outputs, batch, Window(0, 0, steps, steps))
-                elif self.config.carry_state:
-                    out, carry = self.model(batch, carry)
-                else:
-                    out = self.model(batch)
-                total += float(out.total) * shard.weight
-                count += float(out.n_targets) * shard.weight
+            for shards in sampler.steps(0):
+                carried += [None] * (len(shards) - len(carried))
+                for j, shard in enumerate(shards):
+                    out, state = _loss_and_state(
+                        self.model(self._batch(shard, self.val_data), carried[j])
+                    )
+                    if self.val_data.continuous:
+                        carried[j] = state
+                    total += float(out.total) * shard.weight
+                    count += float(out.n_targets) * shard.weight
         total, count = distributed.all_sum(self.world, [total, count])
         values = {"loss": total / count if count else float("nan")}
         if self.evaluate_fn is not None:
             extra: Mapping[str, float] = {}
             if self.world.main:
-                batches = (
-                    move(self.collate([self.val_data[j] for j in s.indices]), self.world.device)
-                    for s in EpochOrder(
-                        len(self.val_data), self.config.batch_size, seed=0, shuffle=False
-                    ).batches(0)
-                )
+                whole = Sampler(self.val_data, Geometry(self.config.batch_size), shuffle=False)
+                batches = (self._batch(shard, self.val_data)
+                           for shards in whole.steps(0) for shard in shards)  # fmt: skip
                 with torch.no_grad():
                     extra = dict(self.evaluate_fn(self.model, batches))
             values.update(distributed.broadcast_object(self.world, extra))
@@ -938,7 +958,8 @@ class Trainer:
         rows = state.get("metrics_rows")  # absent before rnnkit recorded it: cut by step
         self._metrics_rows = rows if type(rows) is int and rows >= 0 else None
         self.state.stop_reason = ""  # a resumed run goes on to its own limits
-        self.carry = _restore_state(state.get("carry"), self.world.device)
+        carry = _restore_state(state.get("carry"), self.world.device)
+        self.carry = carry if isinstance(carry, list) else []
         states = state["rng"]
         if self.world.rank < len(states):
             restore_rng(states[self.world.rank])
@@ -1040,6 +1061,17 @@ def _check_state(state: dict[str, Any], where: Path) -> None:
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
+
+
+def _loss_and_state(result: Any) -> tuple[LossSum, Any]:
+    """A model's ``(LossSum, state)``, or a one-line error naming the protocol."""
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], LossSum)):
+        got = type(result[0] if isinstance(result, tuple) and result else result).__name__
+        raise TypeError(
+            f"model: expected forward(batch, state) to return (LossSum(total, n_targets), "
+            f"state), got {got}"
+        )
+    return result[0], result[1]
 
 
 def _plain_state(state: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Piano-roll files: the text format, and Standard MIDI Files written and parsed back."""
+"""Piano-roll files: the text format, Standard MIDI Files written and parsed back, folders
+of pieces, and generated pieces written whole (MIDI or PNG)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from hypothesis import strategies as st
 
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.midi import (
+    check_pitches,
     midi_bytes,
     read_midi,
+    read_pieces,
     read_roll,
     read_roll_text,
+    roll_files,
     roll_text,
     write_midi,
+    write_piece,
 )
 from tests.data.formats.damage import contents, read_or_data_error
 from tests.models.fixtures import FIXTURES, lines
@@ -145,3 +150,27 @@ def test_write_then_read_is_the_roll(frames: list[list[int]]) -> None:
         path = Path(folder) / "x.mid"
         write_midi(rolls, path)
         assert read_midi(path) == rolls[: last + 1]
+
+
+def test_a_folder_of_pieces_and_the_pitch_range(tmp_path: Path) -> None:
+    (tmp_path / "b.txt").write_text("60 64\n-\n")
+    write_midi([[62]], tmp_path / "a.mid")
+    (tmp_path / "notes.md").write_text("not a piece")
+    assert roll_files(tmp_path) == [tmp_path / "a.mid", tmp_path / "b.txt"]
+    assert read_pieces([tmp_path]) == [(tmp_path / "a.mid", [[62]]), (tmp_path / "b.txt",
+                                                                      [[60, 64], []])]  # fmt: skip
+    check_pitches([[60, 64], []], 60, 64)
+    with pytest.raises(DataError, match=r"^x.txt: frame 2: pitch 65 is outside the range 60\.\.64"):
+        check_pitches([[60], [65]], 60, 64, "x.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no piano-roll files"):
+        roll_files(tmp_path / "empty")
+
+
+def test_write_piece_writes_midi_or_a_png_whole(tmp_path: Path) -> None:
+    frames = [[60, 64], [60, 64], [], [62]]
+    write_piece(frames, tmp_path / "new" / "piece.mid", low=60, high=64)
+    assert read_midi(tmp_path / "new" / "piece.mid") == frames
+    write_piece(frames, tmp_path / "piece.png", low=60, high=64)
+    assert (tmp_path / "piece.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "piece.png"]  # no partials

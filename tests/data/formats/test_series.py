@@ -1,4 +1,5 @@
-"""Forecasting series from CSV: columns, formats, frequencies, filling, errors."""
+"""Forecasting series from CSV: columns, formats, frequencies, filling, errors; the
+calendar (continued time labels, default seasons)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from rnnkit.data.formats.series import (
     DATE_FORMATS,
     FREQUENCIES,
     IRREGULAR,
+    Column,
     TimeSeries,
     date_format_of,
+    default_season,
+    next_times,
+    read_column,
     read_series,
 )
 from tests.data.formats.damage import contents, read_or_data_error
@@ -535,3 +540,45 @@ def test_dates_written_in_a_format_read_back(
         return
     # Only a column that reads as increasing dates both ways may be a question.
     assert "fit both" in message and pattern in message and "/" in pattern
+
+
+# ---- one column, and the calendar ----
+
+
+def test_read_column_takes_the_one_value_column_or_the_one_named(tmp_path: Path) -> None:
+    one = read_column(FIXTURE, comment="#")
+    assert isinstance(one, Column) and one.frequency == "monthly" and one.irregular is None
+    assert len(one.values) == len(one.times) == 144 and one.times[0] == "1949-01"
+    two = write(tmp_path, "month,a,b\n1950-01,1,2\n1950-02,3,4\n")
+    with pytest.raises(DataError, match=r"2 value columns \(a, b\); choose .* --column"):
+        read_column(two)
+    assert read_column(two, "b").values == [2.0, 4.0]
+
+
+def test_next_times() -> None:
+    assert next_times(["1960-11", "1960-12"], "monthly", 2) == ["1961-01", "1961-02"]
+    assert next_times(["2001-01-31"], "monthly", 2) == ["2001-02-28", "2001-03-31"]
+    assert next_times(["2000-06-05T23:30"], "half-hourly", 1) == ["2000-06-06T00:00"]
+    assert next_times(["2001-02-28"], "monthly", 1) == ["2001-03-31"]
+    assert next_times(["1999-10"], "quarterly", 2) == ["2000-01", "2000-04"]
+    assert next_times(["1998-03"], "yearly", 1) == ["1999-03"]
+    # Trading days: the gaps differ, so the next labels are not known.
+    assert next_times(["2017-11-09", "2017-11-10", "2017-11-13"], "daily", 1) == [None]
+
+
+def test_next_times_in_the_series_date_format() -> None:
+    assert next_times(["1/30/1999"], "daily", 2, "%m/%d/%Y") == ["1/31/1999", "2/1/1999"]
+    assert next_times(["01/30/1999"], "daily", 1, "%m/%d/%Y") == ["01/31/1999"]
+    assert next_times(["30.1.1999"], "monthly", 1, "%d.%m.%Y") == ["28.2.1999"]
+    assert next_times(["Jan 1999"], "monthly", 2) == ["Feb 1999", "Mar 1999"]
+    assert next_times(["tuesday"], "daily", 1) == [None]
+
+
+def test_default_season() -> None:
+    assert default_season(["2017-11-10", "2017-11-13"], "daily") == 5
+    assert default_season(["2017-11-11", "2017-11-12"], "daily") == 7
+    assert default_season(["2000-06-05T00:00"], "half-hourly") == 48
+    # Trading days in any date format: a week of 5 steps.
+    assert default_season(["1/13/1999", "1/14/1999", "1/15/1999", "1/19/1999"], "daily") == 5
+    assert default_season(["1/4/1999", "1/5/1999"], "daily", "%m/%d/%Y") == 5
+    assert default_season(["1/4/1999", "1/9/1999"], "irregular") == 1

@@ -13,7 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit.data.errors import DataError
-from rnnkit.data.formats.ts import read_npz_sequences, read_ts
+from rnnkit.data.formats.ts import (
+    parse_json_sequence,
+    parse_ts,
+    read_npz_sequences,
+    read_sequences,
+    read_ts,
+)
 from tests.data.formats.damage import contents, damaged, read_or_data_error
 
 HEADER = """# Two channels, variable lengths
@@ -314,3 +320,32 @@ def test_npz_only_data_error_escapes_any_arrays(arrays: dict[str, Any]) -> None:
         for steps, label in result:
             assert steps and all(math.isfinite(v) for step in steps for v in step)
             assert isinstance(label, str)
+
+
+def test_parse_ts_reads_text_and_names_its_source_in_errors(tmp_path: Path) -> None:
+    # The bundled datasets' archive members go through parse_ts: the same reader.
+    text = HEADER + "1,2,3:-4.5,5e-1,6:a\n"
+    assert parse_ts(text, "x.whl!T.ts") == read_ts(write(tmp_path, text))
+    with pytest.raises(DataError, match=r"^x\.whl!T\.ts:10: class label 'c' is not declared"):
+        parse_ts(HEADER + "1:2:c\n", "x.whl!T.ts")
+
+
+def test_read_sequences_goes_by_the_extension_and_cuts_long_ones(tmp_path: Path) -> None:
+    ts = write(tmp_path, HEADER + "1,2,3:4,5,6:a\n")
+    assert read_sequences(ts, max_length=2) == [([[1.0, 4.0], [2.0, 5.0]], "a")]
+    npz = tmp_path / "s.npz"
+    np.savez(npz, x=np.ones((1, 3, 2)), lengths=np.array([3]), y=np.array([7]))
+    assert read_sequences(npz) == [([[1.0, 1.0]] * 3, "7")]
+    with pytest.raises(DataError, match=r"extension '\.csv' \(expected \.ts or \.npz\)"):
+        read_sequences(tmp_path / "x.csv")
+
+
+def test_a_json_sequence_is_steps_by_channels_or_one_channel() -> None:
+    assert parse_json_sequence("[[1, 2], [3, 4.5]]", "input 1") == [[1.0, 2.0], [3.0, 4.5]]
+    assert parse_json_sequence("[1, 2]", "input 1") == [[1.0], [2.0]]
+    for text, message in [("[[1, 2", "not JSON"), ("[]", "non-empty list"),
+                          ("[[1, 2], [3]]", "same number of channels"),
+                          ('[["a"]]', "numbers in every step"), ("[[true]]", "numbers"),
+                          ("[[1e400]]", "finite"), ("[[" + "9" * 400 + "]]", "finite")]:  # fmt: skip
+        with pytest.raises(DataError, match=f"^input 2: .*{message}"):
+            parse_json_sequence(text, "input 2")

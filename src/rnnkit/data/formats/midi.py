@@ -21,18 +21,24 @@ into a held note); :func:`read_midi` reads formats 0 and 1, every channel but th
 percussion channel (10), quantising note starts and ends to the nearest frame of the
 grid (a note keeps at least one frame). Tempo changes do not move the grid: it counts
 quarter notes, not seconds.
+
+**A generated piece** is written whole or not at all (:func:`write_piece`): as MIDI,
+or as a PNG piano-roll image (:func:`write_png`).
 """
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.common import read_bytes, read_utf8, split_lines
 
 MIDI_SUFFIXES = (".mid", ".midi")
+ROLL_SUFFIXES = (".txt", ".roll", *MIDI_SUFFIXES)  # the files of a folder that are read
+PIECE_SUFFIXES = (*MIDI_SUFFIXES, ".png")  # what write_piece writes
 SILENCE = "-"
 MAX_FRAMES = 1_000_000  # a longer roll is a damaged file, not music (~17 h of 16ths)
 _TICKS_PER_FRAME = 120  # the written files' division is frames_per_quarter × this
@@ -274,3 +280,88 @@ def read_roll(path: Path | str, *, frames_per_quarter: int = 4) -> list[list[int
     if Path(path).suffix.lower() in MIDI_SUFFIXES:
         return read_midi(path, frames_per_quarter=frames_per_quarter)
     return read_roll_text(path)
+
+
+def roll_files(path: Path | str) -> list[Path]:
+    """A piano-roll file, or the piano-roll files of a folder (sorted)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return [folder]
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in ROLL_SUFFIXES)
+    if not files:
+        raise DataError(f"no piano-roll files (expected {', '.join(ROLL_SUFFIXES)})", path=folder)
+    return files
+
+
+def read_pieces(paths: Sequence[Path | str], *,
+                frames_per_quarter: int = 4) -> list[tuple[Path, list[list[int]]]]:  # fmt: skip
+    """``(file, piano roll)`` of every piano-roll file of ``paths`` (files or folders)."""
+    return [(file, read_roll(file, frames_per_quarter=frames_per_quarter))
+            for path in paths for file in roll_files(path)]  # fmt: skip
+
+
+def check_pitches(frames: Sequence[Sequence[int]], low: int, high: int,
+                path: Path | str | None = None) -> None:  # fmt: skip
+    """Refuse a pitch outside ``low … high``, naming its frame (and file)."""
+    for t, frame in enumerate(frames):
+        for pitch in frame:
+            if not low <= pitch <= high:
+                raise DataError(f"frame {t + 1}: pitch {pitch} is outside the range {low}..{high} "
+                                "(--low/--high set the model's pitches)", path=path)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- writing pieces
+
+
+def write_piece(frames: Sequence[Sequence[int]], path: Path, *, low: int, high: int,
+                frames_per_quarter: int = 4) -> None:  # fmt: skip
+    """Write a piece whole, as a Standard MIDI File or (``.png``) a piano-roll image of
+    the pitches ``low … high``; see :func:`write_atomically`."""
+    if path.suffix.lower() == ".png":
+        write_atomically(path, lambda partial: write_png(frames, partial, low, high))
+    else:
+        write_atomically(path, lambda partial: write_midi(frames, partial,
+                                                          frames_per_quarter=frames_per_quarter))  # fmt: skip
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` into a temporary file beside ``path``, then rename it to ``path``; on any
+    error or interrupt the temporary file goes and ``path`` is untouched. A missing
+    folder is created. Errors name ``--out``, the flag that names such files."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"--out: cannot create the folder {path.parent}: "
+                        f"{error.strerror or error}") from None  # fmt: skip
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix picks the format
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise DataError(f"--out: cannot write {path}: {error.strerror or error}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def write_png(frames: Sequence[Sequence[int]], path: Path, low: int, high: int) -> None:
+    """A piano-roll image of the pitches ``low … high``: time across, pitch up (needs
+    matplotlib, the ``plot`` extra)."""
+    try:
+        import numpy as np
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise DataError("--out: a .png needs matplotlib (pip install 'rnnkit[plot]'), or "
+                        "write a .mid") from None  # fmt: skip
+    roll = np.zeros((high - low + 1, len(frames)))  # (P, T)
+    for t, frame in enumerate(frames):
+        roll[[pitch - low for pitch in frame], t] = 1.0
+    figure = Figure(figsize=(max(4.0, min(20.0, len(frames) / 16)), 4), dpi=100)
+    axes = figure.add_subplot()
+    axes.imshow(roll, origin="lower", aspect="auto", cmap="Greys", interpolation="nearest",
+                extent=(0, len(frames), low - 0.5, high + 0.5))  # fmt: skip
+    axes.set_xlabel("frame")
+    axes.set_ylabel("MIDI pitch")
+    figure.tight_layout()
+    figure.savefig(path)

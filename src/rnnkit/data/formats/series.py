@@ -31,16 +31,20 @@ and holidays missing) is still read, as ordered steps; ``TimeSeries.irregular``
 says so. A missing value (an empty cell, ``NA``, ``N/A``, ``NaN``, ``null``,
 ``None`` or ``?``) is an error unless ``fill`` says how to fill it. With
 ``comment`` set, lines that start with it are skipped; the default is none.
+
+The calendar of a series read: :func:`next_times` continues its time labels past
+its end (a forecast's), :func:`default_season` gives its seasonal period.
 """
 
 from __future__ import annotations
 
+import calendar
 import csv
 import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import pairwise
 from math import isfinite
 from pathlib import Path
@@ -183,6 +187,39 @@ def read_series(
         frequency = _infer_frequency(moments, lines, path)
     return TimeSeries(times=times, columns=columns, frequency=frequency, date_format=pattern,
                       irregular=_irregularity(moments, frequency))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Column:
+    """One value column of a series, with its times: what a forecaster reads.
+
+    Attributes:
+        name: the column's header name.
+        values: its values, one per time.
+        times, frequency, date_format, irregular: as for :class:`TimeSeries`
+            (``date_format`` None: detect it from ``times``).
+    """
+
+    name: str
+    values: list[float]
+    times: list[str]
+    frequency: str
+    date_format: str | None = None
+    irregular: str | None = None
+
+
+def read_column(path: Path | str, column: str | None = None, *, time_column: str | None = None,
+                date_format: str | None = None, comment: str | None = None) -> Column:  # fmt: skip
+    """The value column ``column`` of a series CSV (:func:`read_series`), or its only one;
+    a file of several value columns needs ``column``."""
+    series = read_series(path, time_column=time_column, comment=comment, date_format=date_format,
+                         value_columns=None if column is None else (column,))  # fmt: skip
+    if len(series.columns) > 1:
+        raise DataError(f"{len(series.columns)} value columns ({', '.join(series.columns)}); "
+                        "choose the one to forecast with --column or column=", path=path)  # fmt: skip
+    ((name, values),) = series.columns.items()
+    return Column(name, values, series.times, series.frequency, series.date_format,
+                  series.irregular)  # fmt: skip
 
 
 def check_date_format(date_format: str | None) -> None:
@@ -519,3 +556,77 @@ def _duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:g} hours"
     return f"{seconds:g} seconds"
+
+
+# --------------------------------------------------------------------------- the calendar
+
+#: The usual seasonal period of each frequency (a day of hours, a year of months, …),
+#: for a seasonal-naive forecast; trading days get 5, see :func:`default_season`.
+SEASONS = {"secondly": 60, "minutely": 60, "quarter-hourly": 96, "half-hourly": 48,
+           "hourly": 24, "daily": 7, "weekly": 52, "monthly": 12, "quarterly": 4,
+           "yearly": 1}  # fmt: skip
+_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
+
+
+def default_season(times: Sequence[str], frequency: str, date_format: str | None = None) -> int:
+    """The seasonal period of a series (:data:`SEASONS`): 5 for daily data on weekdays
+    only (trading days: a week of 5 steps); 1 (none) for an irregular series."""
+    if frequency == "daily":
+        moments = _moments(times, date_format)
+        if moments is not None and all(m.weekday() < 5 for m in moments):
+            return 5
+    return SEASONS.get(frequency, 1)
+
+
+def next_times(times: Sequence[str], frequency: str, count: int,
+               date_format: str | None = None) -> list[str | None]:  # fmt: skip
+    """The ``count`` time labels after ``times``, written as ``times`` are; None where
+    they are unknown (an irregular series such as trading days, or no known format).
+
+    Calendar steps keep month ends (2001-01-31 → 02-28 → 03-31); a format written
+    without leading zeros (``1/4/1999``) is continued without them.
+    """
+    recent = list(times[-50:])
+    known = date_format or date_format_of(recent)
+    moments = None if known is None else _moments(recent, known)
+    if known is None or moments is None:
+        return [None] * count
+    last = moments[-1]
+    # %-m and %-d (glibc, BSD) write 1/4/1999 unpadded; where they are not supported,
+    # the labels keep the zeros.
+    unpadded = known.replace("%m", "%-m").replace("%d", "%-d")
+    pairs = list(zip(moments, recent, strict=True))
+    try:
+        if any(m.strftime(known) != t for m, t in pairs) and all(
+            m.strftime(unpadded) == t for m, t in pairs
+        ):
+            known = unpadded
+    except ValueError:
+        pass
+    if frequency in _MONTHS:
+        step = _MONTHS[frequency]
+        return [_add_months(last, step * k).strftime(known) for k in range(1, count + 1)]
+    seconds = _EXACT_NAMES.get(frequency)
+    gaps = {(b - a).total_seconds() for a, b in pairwise(moments)}
+    if seconds is None or gaps - {seconds}:
+        return [None] * count
+    return [(last + timedelta(seconds=seconds * k)).strftime(known) for k in range(1, count + 1)]
+
+
+def _moments(times: Sequence[str], date_format: str | None) -> list[datetime] | None:
+    """``times`` read in ``date_format`` (None: the one format they are in), or None."""
+    pattern = date_format or date_format_of(times)
+    if pattern is None:
+        return None
+    parsed = [_parsed(time, pattern) for time in times]
+    moments = [moment for moment in parsed if moment is not None]
+    return moments if len(moments) == len(parsed) else None
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    month_end = moment.day == calendar.monthrange(moment.year, moment.month)[1]
+    days = calendar.monthrange(year, month + 1)[1]
+    day = days if month_end else min(moment.day, days)  # month ends stay month ends
+    return moment.replace(year=year, month=month + 1, day=day)

@@ -35,3 +35,8 @@ def read_text(path: Path | str) -> str:
 
 def _normalised(text: str) -> str:
     return text.replace("\r\n", "\n")
+
+
+def read_lines(path: Path | str) -> list[str]:
+    """The non-blank lines of a UTF-8 file, stripped: one input per line (``--file``)."""
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]

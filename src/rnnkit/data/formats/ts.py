@@ -4,6 +4,9 @@ Both readers return ``[(steps, label), …]`` where ``steps`` is a list of steps
 each a list of one value per channel (``T × C``), and ``label`` a string; series
 may differ in length.
 
+:func:`read_sequences` reads either by its extension, and
+:func:`parse_json_sequence` reads one sequence typed as JSON (``rnnkit predict``).
+
 A ``.ts`` file (the format of the UCR/UEA archives and sktime) has header lines,
 then ``@data`` and one series per line::
 
@@ -31,6 +34,7 @@ hold no Python objects.
 from __future__ import annotations
 
 import io
+import json
 from math import isfinite, nan
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,21 @@ def read_ts(
     """
     check_limit_arguments(max_length, on_long)
     text = read_utf8(path, expected="a .ts header, @data and one series per line")
+    return parse_ts(text, path, allow_missing=allow_missing, max_length=max_length,
+                    on_long=on_long)  # fmt: skip
+
+
+def parse_ts(
+    text: str,
+    path: Path | str,
+    *,
+    allow_missing: bool = False,
+    max_length: int | None = None,
+    on_long: OnLong = "error",
+) -> Sequences:
+    """The labelled series of ``.ts`` text (:func:`read_ts` without the file), each ``T × C``;
+    ``path`` names the text in errors (a file, or a bundled archive's member)."""
+    check_limit_arguments(max_length, on_long)
     header: dict[str, list[str]] = {}
     labels: list[str] | None = None
     in_data = False
@@ -305,6 +324,46 @@ def read_npz_sequences(
     return sequences
 
 
+def read_sequences(path: Path | str, *, max_length: int | None = None) -> Sequences:
+    """The labelled sequences of a ``.ts`` or an ``.npz`` file, told apart by the
+    extension; a sequence longer than ``max_length`` is cut to its first steps."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".ts", ".npz"):
+        raise DataError(f"cannot tell the format from the extension {suffix!r} (expected .ts "
+                        "or .npz)", path=path)  # fmt: skip
+    read = read_ts if suffix == ".ts" else read_npz_sequences
+    return read(path, max_length=max_length, on_long="truncate")
+
+
+def parse_json_sequence(text: str, where: str) -> list[list[float]]:
+    """One sequence typed as JSON, ``[[c1, c2, …], …]`` (steps × channels) or
+    ``[v1, v2, …]`` for one channel, as ``T × C`` finite floats (``where`` names it)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise DataError(f"{where}: not JSON (expected a sequence as [[x, y, …], …], one list "
+                        "per step)") from None  # fmt: skip
+    if isinstance(value, list) and value and all(_is_number(v) for v in value):
+        value = [[v] for v in value]
+    if not (isinstance(value, list) and value and all(isinstance(s, list) and s for s in value)):
+        raise DataError(f"{where}: expected a non-empty list of steps, each a list of numbers")
+    if len({len(step) for step in value}) != 1:
+        raise DataError(f"{where}: every step needs the same number of channels")
+    if not all(_is_number(v) for step in value for v in step):
+        raise DataError(f"{where}: expected numbers in every step")
+    try:
+        steps = [[float(v) for v in step] for step in value]
+    except OverflowError:  # an integer beyond float's range
+        steps = [[nan]]
+    if not all(isfinite(v) for step in steps for v in step):
+        raise DataError(f"{where}: expected finite numbers")
+    return steps
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _load_arrays(data: bytes, path: Path | str, expected: str) -> dict[str, Any]:
     """``x``, ``lengths`` and ``y`` read from the archive's bytes."""
     try:
@@ -344,3 +403,41 @@ def _load_arrays(data: bytes, path: Path | str, expected: str) -> dict[str, Any]
 
 def _describe(array: Any) -> str:
     return f"{array.dtype} of shape {array.shape}"
+
+
+def read_npz_arrays(path: Path | str, keys: tuple[str, ...], layout: str) -> dict[str, Any]:
+    """The arrays ``keys`` of an ``.npz`` file (``numpy.savez``), loaded without pickle.
+
+    ``layout`` says what the arrays should be (``"x (N, T, C), lengths (N,) and
+    y (N,)"``) for the messages: an empty or damaged file, a single ``.npy`` array,
+    a missing array or one that cannot be read (an object array, which would need
+    unpickling) is a DataError naming the file. The arrays' shapes and types are
+    the caller's to check.
+    """
+    expected = f"an .npz archive from numpy.savez with {layout}"
+    data = read_bytes(path)
+    if not data:
+        raise DataError(f"empty file (expected {expected})", path=path)
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as error:
+        # Damaged archives surface as any of a dozen types from numpy and zipfile.
+        reason = f"{type(error).__name__}: {_cut(one_line(error), 120)}"
+        raise DataError(f"not a readable .npz file ({reason}; expected {expected})",
+                        path=path) from None  # fmt: skip
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"a single .npy array (expected {expected})", path=path)
+    arrays: dict[str, Any] = {}
+    with archive:
+        for key in keys:
+            if key not in archive.files:
+                found = ", ".join(repr(name) for name in archive.files) or "none"
+                raise DataError(f"no array {key!r} (arrays found: {found}; expected {layout})",
+                                path=path)  # fmt: skip
+            try:
+                arrays[key] = archive[key]
+            except Exception as error:  # as above: numpy's or zipfile's own way
+                reason = f"{type(error).__name__}: {_cut(one_line(error), 120)}"
+                raise DataError(f"array {key!r} cannot be read ({reason}; expected {layout})",
+                                path=path) from None  # fmt: skip
+    return arrays

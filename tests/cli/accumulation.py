@@ -1,0 +1,40 @@
+"""Gradient accumulation through the command users type: ``--batch-size b --accumulate k``
+must end with the weights of ``--batch-size b·k`` (dropout off, the same seed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rnnkit.cli.main import main
+from rnnkit.training.checkpoint import load_checkpoint
+
+# Float32 sums in another order, through a few optimizer steps: a few ulps of the
+# weights' scale, far below any difference a wrong split of the batch makes (1e-3).
+TOLERANCE = 1e-6
+
+
+def weights_after(
+    out: Path, command: list[str], batch_size: int, accumulate: int
+) -> dict[str, torch.Tensor]:
+    """Train ``command`` (``["train", TASK, ...]``, without ``--out``) into ``out``."""
+    argv = [*command, "--out", str(out), "--no-report", "--progress", "off",
+            "--batch-size", str(batch_size), "--accumulate", str(accumulate)]  # fmt: skip
+    assert main(argv) == 0
+    return load_checkpoint(out / "checkpoints" / "last").weights
+
+
+def assert_accumulation_is_exact(tmp_path: Path, command: list[str], *, batch_size: int = 4,
+                                 accumulate: int = 4) -> None:  # fmt: skip
+    """``--batch-size b --accumulate k`` and ``--batch-size b·k`` give the same weights,
+    and both differ from the start (the steps did train)."""
+    split = weights_after(tmp_path / "split", command, batch_size, accumulate)
+    whole = weights_after(tmp_path / "whole", command, batch_size * accumulate, 1)
+    assert split.keys() == whole.keys()
+    worst = max(float((split[k].double() - whole[k].double()).abs().max()) for k in split)
+    assert worst <= TOLERANCE, f"the weights differ by {worst:.3g}"
+    # A control: one micro-batch of b alone is a different update.
+    small = weights_after(tmp_path / "small", command, batch_size, 1)
+    moved = max(float((small[k].double() - whole[k].double()).abs().max()) for k in whole)
+    assert moved > 100 * TOLERANCE, f"the control differs by only {moved:.3g}"
