@@ -20,6 +20,7 @@ from torch import Tensor
 
 from rnnkit.data.errors import DataError
 from rnnkit.data.splits import split_indices as split_indices  # the tasks split files with it
+from rnnkit.training.sampler import bucket
 
 
 def _check_count(value: object, name: str, least: int) -> int:
@@ -67,18 +68,9 @@ def bucket_batches(
     _check_count(batch_size, "batch_size", 1)
     _check_count(bucket_size_multiplier, "bucket_size_multiplier", 1)
     _check_lengths(lengths)
-    n = len(lengths)
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
-    chunk = batch_size * bucket_size_multiplier
-    batches: list[list[int]] = []
-    for start in range(0, n, chunk):
-        # A stable sort: equal lengths keep the shuffled order.
-        ranked = sorted(order[start : start + chunk], key=lambda i: -lengths[i])
-        batches.extend(ranked[b : b + batch_size] for b in range(0, len(ranked), batch_size))
-    if shuffle:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-    return batches
+    # The Trainer's own bucketing: one algorithm for training and for this helper.
+    return bucket(lengths, batch_size, seed=seed, shuffle=shuffle,
+                  multiplier=bucket_size_multiplier)  # fmt: skip
 
 
 def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
