@@ -235,7 +235,7 @@ def prepared_run(kind: str, run_dir: Path) -> tuple[Any, list[Any]]:
     task = tasks.get(kind)
     prepared = task.prepare(read_config(run_dir, task.run_type))
     run = prepared.run
-    examples = task.examples(run, prepared.data, "train")
+    examples = task.examples(prepared, "train")
     t = run.trainer
     sampler = Sampler(examples, Geometry(t.batch_size, t.accumulate), seed=t.seed,
                       shuffle=t.shuffle)  # fmt: skip

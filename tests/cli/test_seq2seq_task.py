@@ -42,7 +42,7 @@ def test_train_evaluate_predict_and_resume(
     assert "# train: 21 pairs, 20 distinct sources" in printed
     assert "trained 4 steps (max_steps)" in printed
     artifacts = load_checkpoint(out / "checkpoints" / "last").artifacts
-    assert {"source_vocab.json", "target_vocab.json"} <= set(artifacts)
+    assert {"source.json", "target.json"} <= set(artifacts)
 
     assert main(["evaluate", str(out), "--split", "train", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -35,7 +35,7 @@ def test_train_evaluate_predict_and_resume(
     assert "# train: 10 sentences" in printed and "tags: 8 (BIO)" in printed
     assert "trained 4 steps (max_steps)" in printed
     artifacts = load_checkpoint(out / "checkpoints" / "last").artifacts
-    assert {"vocab.json", "tags.json"} <= set(artifacts)
+    assert {"vocab.json", "tagset.json"} <= set(artifacts)
 
     assert main(["evaluate", str(out), "--split", "train", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

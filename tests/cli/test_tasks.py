@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -166,11 +167,21 @@ def test_every_task_follows_the_one_contract(name: str) -> None:
     task = tasks.get(name)
     assert isinstance(task, Task) and task.name == name
     assert task.run_type().kind == name
+    # The classes run time needs come from the task's type parameters.
+    assert dataclasses.is_dataclass(task.assets_type)
+    assert isinstance(task.build_model(task.run_type()), task.model_type)
     assert task.generative == (name in ("lm", "caption", "music"))
     # The Trainer's batch size is the one batch size; no task keeps its own.
     assert not hasattr(task.run_type().task, "batch_size")
 
 
-def test_an_unknown_task_is_one_line() -> None:
+def test_an_unknown_task_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="task: expected one of classify, tag, lm"):
         tasks.get("translate")
+    # A module whose TASK is missing or is another task's breaks the registry's contract.
+    monkeypatch.setitem(tasks.NAMES, "tag", "classification")
+    with pytest.raises(TypeError, match=r"rnnkit\.tasks\.classification\.TASK is not the 'tag'"):
+        tasks.get("tag")
+    monkeypatch.setitem(tasks.NAMES, "tag", "options")
+    with pytest.raises(TypeError, match="is not the 'tag' task"):
+        tasks.get("tag")

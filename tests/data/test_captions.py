@@ -21,7 +21,7 @@ def test_labels_are_sorted_ids_and_round_trip_through_their_file() -> None:
         DataError, match=r"unknown label 'happy' \(known labels: 'fresh', 'rotten'\)"
     ):
         conditions.parse("happy")
-    assert Conditions.from_json(conditions.to_json(), "ckpt") == conditions
+    assert Conditions.from_json(conditions.to_json(), path="ckpt") == conditions
     assert (
         conditions.describe(torch.tensor([1, 1, 0]))
         == "a label, one of fresh (1), rotten (2) in train"
@@ -42,7 +42,7 @@ def test_vectors_are_standardised_with_the_training_statistics() -> None:
                           ("a,b", "expected 2 comma-separated numbers")]:  # fmt: skip
         with pytest.raises(DataError, match=message):
             conditions.parse(text)
-    again = Conditions.from_json(conditions.to_json(), "ckpt")
+    again = Conditions.from_json(conditions.to_json(), path="ckpt")
     assert again.features == ("a", "b")
     assert torch.equal(again.encode(train), encoded)
     assert conditions.describe(encoded) == "a vector of 2 features (standardised on train)"
@@ -54,8 +54,10 @@ def test_vectors_are_standardised_with_the_training_statistics() -> None:
 def test_a_damaged_conditions_file_is_one_line_naming_the_checkpoint() -> None:
     for data in (b"{", b'{"kind": "vector", "features": ["a"]}', b"[]"):
         with pytest.raises(DataError, match=r"conditions\.json: damaged") as caught:
-            Conditions.from_json(data, Path("run") / "checkpoints" / "best")
-        assert str(caught.value).startswith("run/checkpoints/best:")
+            Conditions.from_json(
+                data, path=Path("run") / "checkpoints" / "best" / "conditions.json"
+            )
+        assert str(caught.value).startswith("run/checkpoints/best/conditions.json:")
         assert "\n" not in str(caught.value)
 
 

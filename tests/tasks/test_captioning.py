@@ -12,12 +12,13 @@ import torch
 
 from rnnkit.data.captions import encode_text
 from rnnkit.data.errors import DataError
-from rnnkit.data.splits import split_indices
+from rnnkit.data.splits import SPLITS, split_indices
 from rnnkit.data.vocab import BOS_ID, EOS_ID
 from rnnkit.models.generator import ConditionedBatch
 from rnnkit.tasks import captioning
 from rnnkit.tasks.captioning import TASK, CaptionRun, CaptionTask
-from rnnkit.tasks.task import SPLITS, Evaluation, GenerateOptions, PredictOptions
+from rnnkit.tasks.options import GenerateOptions, PredictOptions
+from rnnkit.tasks.task import Evaluation
 from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
 from tests.models.fixtures import reviews
 
@@ -84,7 +85,7 @@ def test_prepare_reads_splits_labels_and_a_train_only_vocabulary(tmp_path: Path)
     assert len(cut) == 3 and cut[-1] != EOS_ID
     assert vocab.decode(cut) == [w if w in vocab else "<unk>" for w in ("decent", "but")]
     # One example per text, with its length for bucketing.
-    examples = TASK.examples(prepared.run, data, "train")
+    examples = TASK.examples(prepared, "train")
     assert len(examples) == expected["train"] and examples.lengths == [
         len(x) for x in data.splits["train"].ids
     ]
@@ -100,7 +101,7 @@ def test_char_level_tokens(tmp_path: Path) -> None:
 def test_collate_pads_a_batch_and_step_names_are_the_first_rows_inputs(tmp_path: Path) -> None:
     path = write_tsv(tmp_path / "reviews.tsv", reviews())
     prepared = TASK.prepare(tiny_run((str(path),)))
-    examples = TASK.examples(prepared.run, prepared.data, "train")
+    examples = TASK.examples(prepared, "train")
     batch = TASK.collate([examples.items[i] for i in (0, 1, 2)])
     lengths = [len(examples.items[i][1]) for i in (0, 1, 2)]
     assert batch.lengths.tolist() == lengths and batch.tokens.shape == (3, max(lengths))

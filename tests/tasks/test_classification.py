@@ -14,7 +14,7 @@ from rnnkit.data.splits import split_indices
 from rnnkit.data.vocab import PAD_ID, UNK_ID
 from rnnkit.metrics import classification_report
 from rnnkit.tasks import classification as cls
-from rnnkit.tasks.task import PredictOptions
+from rnnkit.tasks.options import PredictOptions
 from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
 from tests.models.fixtures import FIXTURES, reviews
 
@@ -42,13 +42,12 @@ def test_label_order_is_numeric_for_integer_labels() -> None:
 
 def test_one_file_is_split_80_10_10_and_the_vocabulary_sees_train_only() -> None:
     prepared = cls.TASK.prepare(run_on(SAMPLE))
-    texts = prepared.data
-    vocab = texts.assets.vocab
-    sizes = {name: len(rows) for name, rows in texts.parts.items()}
+    vocab = prepared.assets.vocab
+    sizes = {name: len(rows) for name, rows in prepared.data.items()}
     expected = split_indices(16, (0.8, 0.1, 0.1), 0)
     assert sizes == dict(zip(("train", "valid", "test"), map(len, expected), strict=True))
     assert sum(sizes.values()) == 16 and sizes["train"] >= 12
-    assert texts.assets.labels.names == ("fresh", "rotten")
+    assert prepared.assets.labels.names == ("fresh", "rotten")
     assert prepared.run.model.num_classes == 2
     assert prepared.run.model.vocab_size == len(vocab)
     assert prepared.run.model.loss == "cross_entropy"  # config.toml names the loss used
@@ -58,7 +57,7 @@ def test_one_file_is_split_80_10_10_and_the_vocabulary_sees_train_only() -> None
     assert all(words.count(w) >= 2 for w in vocab.tokens[4:])
     assert "." in vocab and "a" in vocab
     # Each text's ids decode to its lowercased words (rare ones as <unk>).
-    examples = cls.TASK.examples(prepared.run, texts, "train")
+    examples = cls.TASK.examples(prepared, "train")
     ids = [x for x, _ in examples.items]
     assert examples.lengths == [len(x) for x in ids] and min(len(x) for x in ids) >= 1
     assert any(UNK_ID in x for x in ids)
@@ -72,11 +71,10 @@ def test_three_files_and_max_length_and_vocabulary_limits(tmp_path: Path) -> Non
     part = write_tsv(tmp_path / "part.tsv", rows[:4])
     run = run_on(train, part, part, min_freq=1, max_vocab=10, max_length=3)
     prepared = cls.TASK.prepare(run)
-    texts = prepared.data
-    assert len(texts.assets.vocab) == 10
-    train = cls.TASK.examples(prepared.run, texts, "train")
+    assert len(prepared.assets.vocab) == 10
+    train = cls.TASK.examples(prepared, "train")
     assert max(train.lengths or []) == 3
-    assert [len(rows) for rows in texts.parts.values()] == [16, 4, 4]
+    assert [len(rows) for rows in prepared.data.values()] == [16, 4, 4]
 
 
 def test_collate_pads_and_a_binary_head_gets_float_targets() -> None:
@@ -151,8 +149,10 @@ def test_bad_data_is_named(tmp_path: Path) -> None:
     odd = write_tsv(tmp_path / "odd.tsv", [("meh", "so-so")])
     with pytest.raises(DataError, match="the test part has label\\(s\\) 'meh'"):
         cls.TASK.prepare(run_on(train, train, odd))
+    run = run_on(SAMPLE)
+    regression = replace(run, model=replace(run.model, head="regression"))
     with pytest.raises(DataError, match="regression"):
-        cls.TASK.prepare(replace(run_on(SAMPLE), model=replace(cls._model(), head="regression")))
+        cls.TASK.prepare(regression)
     with pytest.raises(DataError, match="too few to split"):
         cls.TASK.prepare(run_on(write_tsv(tmp_path / "tiny.tsv", rows[:5])))
     with pytest.raises(DataError, match="not a labelled-text dataset"):
@@ -163,14 +163,3 @@ def test_bad_data_is_named(tmp_path: Path) -> None:
         cls.ClassificationTask(max_vocab=4)
     with pytest.raises(ValueError, match="data: expected one file"):
         cls.ClassificationTask(data=("a", "b"))
-
-
-def test_word_dropout_hides_words_in_training_only() -> None:
-    ids = torch.tensor([[7, 8, 9, PAD_ID], [5, PAD_ID, PAD_ID, PAD_ID]])
-    drop = cls.WordDropout(1.0)
-    assert torch.equal(drop.eval()(ids), ids)
-    hidden = drop.train()(ids)
-    assert torch.equal(hidden == UNK_ID, ids != PAD_ID)
-    torch.manual_seed(0)
-    many = cls.WordDropout(0.25).train()(torch.full((200, 50), 9))
-    assert 0.2 < float((many == UNK_ID).float().mean()) < 0.3

@@ -12,7 +12,8 @@ from rnnkit.data.errors import DataError
 from rnnkit.metrics import mape
 from rnnkit.models.classifier import ClassifierConfig
 from rnnkit.tasks.forecasting import TASK, ForecastRun, ForecastTask
-from rnnkit.tasks.task import Evaluation, PredictOptions
+from rnnkit.tasks.options import PredictOptions
+from rnnkit.tasks.task import Evaluation
 from rnnkit.training.trainer import TrainerConfig
 from tests.models.fixtures import FIXTURES, air_passengers
 
@@ -38,16 +39,16 @@ def test_prepare_cuts_train_valid_and_test_in_time() -> None:
     assert run.model.outputs == 12 and run.model.head == "regression"
     assert run.model.loss == "mse"  # resolved: the regression head's own
     # 144 months: test the last 12, valid the 12 before; windows need 24 + 12 steps.
-    assert len(data.parts["train"]) == 120 - 36 + 1
-    assert len(data.parts["valid"]) == 1 and len(data.parts["test"]) == 1
-    inputs, targets = data.parts["valid"][0]
+    assert len(data["train"]) == 120 - 36 + 1
+    assert len(data["valid"]) == 1 and len(data["test"]) == 1
+    inputs, targets = data["valid"][0]
     assert inputs.shape == (24, 1) and targets.shape == (12,)
     assert inputs[-1, 0] == 0  # relative to the last input
-    batch = TASK.collate(list(TASK.examples(run, data, "train").items[:3]))
+    batch = TASK.collate(list(TASK.examples(prepared, "train").items[:3]))
     assert batch.inputs.shape == (3, 24, 1) and batch.targets.shape == (3, 12)
     assert batch.lengths.tolist() == [24, 24, 24]
     # Undo the shift and the scaler: the valid targets are months 121-132 in passengers.
-    transform = data.transform
+    transform = prepared.assets
     last_scaled = transform.forward(air_passengers()[119:120].double())[0, 0]
     back = transform.inverse(targets.double() + last_scaled)
     torch.testing.assert_close(back, air_passengers()[120:132].double(), rtol=1e-5, atol=1e-3)
@@ -56,7 +57,7 @@ def test_prepare_cuts_train_valid_and_test_in_time() -> None:
 def test_validation_defaults_to_the_horizon() -> None:
     run = TASK.prepare(small_run(window=12, horizon=6)).run
     assert run.task.valid == 6
-    assert TASK.prepare(small_run(valid=0)).data.parts["valid"] == []
+    assert TASK.prepare(small_run(valid=0)).data["valid"] == []
     with pytest.raises(ValueError, match="valid: expected 0 or at least the horizon"):
         ForecastTask(horizon=12, valid=3)
 
@@ -71,8 +72,8 @@ def test_no_validation_part_trains_on_everything_before_the_test(tmp_path: Path)
 
 
 def test_scaler_sees_the_training_part_only() -> None:
-    data = TASK.prepare(small_run(transform="none", valid=12, horizon=12)).data
-    state = data.transform.scaler.state_dict()
+    transform = TASK.prepare(small_run(transform="none", valid=12, horizon=12)).assets
+    state = transform.scaler.state_dict()
     train = air_passengers()[:120].double()
     assert state["mean"][0] == pytest.approx(float(train.mean()))
     assert state["std"][0] == pytest.approx(float(train.std(correction=0)))
@@ -80,11 +81,11 @@ def test_scaler_sees_the_training_part_only() -> None:
 
 def test_absolute_windows_keep_the_level() -> None:
     data = TASK.prepare(small_run(absolute=True)).data
-    assert data.parts["train"][0][0][-1, 0] != 0
+    assert data["train"][0][0][-1, 0] != 0
 
 
 def test_transform_round_trip() -> None:
-    transform = TASK.prepare(small_run()).data.transform
+    transform = TASK.prepare(small_run()).assets
     x = air_passengers().double()
     torch.testing.assert_close(transform.inverse(transform.forward(x)[:, 0]), x)
 

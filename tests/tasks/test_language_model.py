@@ -14,7 +14,8 @@ from rnnkit.data.corpus import WARM_UP, detokenize, never_targets, tokenizer
 from rnnkit.data.errors import DataError
 from rnnkit.tasks import language_model as lm
 from rnnkit.tasks.language_model import TASK
-from rnnkit.tasks.task import GenerateOptions, PredictOptions, run_kind
+from rnnkit.tasks.options import GenerateOptions, PredictOptions
+from rnnkit.tasks.task import run_kind
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
 from tests.models.fixtures import lines
@@ -147,7 +148,7 @@ def test_examples_are_rows_chunk_major_and_the_rows_do_not_depend_on_the_split(
 ) -> None:
     run = small_run(song)
     prepared = TASK.prepare(replace(run, trainer=replace(run.trainer, batch_size=16)))
-    whole = TASK.examples(prepared.run, prepared.data, "train")
+    whole = TASK.examples(prepared, "train")
     ids = prepared.data.splits["train"]
     width = len(ids) // 16  # each row is contiguous: row r reads ids[r·W : (r + 1)·W]
     assert whole.continuous and whole.lengths is None
@@ -159,7 +160,7 @@ def test_examples_are_rows_chunk_major_and_the_rows_do_not_depend_on_the_split(
         assert targets.tolist() == ids[start + 1 : start + 1 + len(inputs)]
     # 4 streams per micro-batch × 4 micro-batches: the same 16 rows.
     split = replace(prepared.run, trainer=replace(prepared.run.trainer, batch_size=4, accumulate=4))
-    items = TASK.examples(split, prepared.data, "train").items
+    items = TASK.examples(replace(prepared, run=split), "train").items
     assert all(torch.equal(a[0], b[0]) for a, b in zip(items, whole.items, strict=True))
     batch = TASK.collate(list(whole.items[16:32]))  # one step: chunk 1 of every row
     assert batch.inputs.shape == (16, 10) and batch.lengths is None and batch.num_steps == 10

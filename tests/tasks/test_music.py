@@ -21,7 +21,7 @@ from rnnkit.models.music import (
 )
 from rnnkit.tasks import music
 from rnnkit.tasks.music import TASK, MusicRun, MusicTask
-from rnnkit.tasks.task import GenerateOptions, PredictOptions
+from rnnkit.tasks.options import GenerateOptions, PredictOptions
 from rnnkit.training.sampler import Examples
 from rnnkit.training.trainer import TrainerConfig
 from tests.models.fixtures import FIXTURES
@@ -66,7 +66,7 @@ def test_prepare_fixes_the_range_and_prepends_silence(parts: tuple[str, str, str
     assert train.shape == (97, prepared.run.model.pitches)
     assert train[0].sum() == 0  # the start frame
     assert from_roll(train[1:], min(pitches)) == frames[:96]
-    assert TASK.examples(prepared.run, prepared.data, "valid").lengths == [25]
+    assert TASK.examples(prepared, "valid").lengths == [25]
 
 
 def test_baseline_by_hand() -> None:

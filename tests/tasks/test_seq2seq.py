@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from rnnkit.data.errors import DataError
+from rnnkit.data.splits import SPLITS
 from rnnkit.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from rnnkit.metrics import bleu, closest_reference_scores
 from rnnkit.tasks import seq2seq
+from rnnkit.tasks.options import PredictOptions
 from rnnkit.tasks.seq2seq import TASK
-from rnnkit.tasks.task import SPLITS, PredictOptions
 from tests.models.fixtures import lines
 
 
@@ -51,7 +52,7 @@ def test_defaults_use_the_vocabulary_special_ids() -> None:
 
 def test_one_file_holds_out_sources_not_pairs(g2p_file: Path) -> None:
     prepared = TASK.prepare(run_on(g2p_file))
-    parts = prepared.data.pairs
+    parts = prepared.data
     sources = {name: {s for s, _ in pairs} for name, pairs in parts.items()}
     assert not sources["train"] & sources["valid"]
     assert not sources["train"] & sources["test"]
@@ -63,7 +64,7 @@ def test_one_file_holds_out_sources_not_pairs(g2p_file: Path) -> None:
     assert len(burnt) == 2 and len(set(burnt)) == 1
     # Vocabularies from train only: characters in, phonemes out.
     train = parts["train"]
-    vocabs = prepared.data.vocabs
+    vocabs = prepared.assets
     assert set(vocabs.source.tokens[4:]) == {c for s, _ in train for c in s}
     assert set(vocabs.target.tokens[4:]) == {p for _, t in train for p in t.split()}
     assert prepared.run.model.source_vocab == len(vocabs.source)
@@ -73,14 +74,14 @@ def test_one_file_holds_out_sources_not_pairs(g2p_file: Path) -> None:
 
 def test_one_example_per_pair_wraps_targets_in_bos_and_eos(g2p_file: Path) -> None:
     prepared = TASK.prepare(run_on(g2p_file))
-    vocabs, task = prepared.data.vocabs, prepared.run.task
+    vocabs, task = prepared.assets, prepared.run.task
     [(source, target)] = seq2seq.encode(task, vocabs, [("hohl", "HH OW1 L")]).items
     assert source == vocabs.source.encode(list("hohl"))
     assert target[0] == BOS_ID and target[-1] == EOS_ID and len(target) == 5
     [(unknown, _)] = seq2seq.encode(task, vocabs, [("é", "X")]).items
     assert unknown == [1]  # <unk>
-    examples = TASK.examples(prepared.run, prepared.data, "train")
-    assert len(examples) == len(prepared.data.pairs["train"])  # one example per pair
+    examples = TASK.examples(prepared, "train")
+    assert len(examples) == len(prepared.data["train"])  # one example per pair
     assert examples.lengths == [len(t) for _, t in examples.items]  # bucketed by target length
     batch = TASK.collate(list(examples.items[:3]))
     assert batch.source.shape[0] == 3 and int(batch.target_lengths.min()) >= 3

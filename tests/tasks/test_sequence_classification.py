@@ -17,8 +17,8 @@ from rnnkit.data.sequences import read_unlabelled
 from rnnkit.data.splits import split_indices
 from rnnkit.models.classifier import SequenceBatch
 from rnnkit.tasks import sequence_classification as sc
+from rnnkit.tasks.options import PredictOptions
 from rnnkit.tasks.sequence_classification import TASK
-from rnnkit.tasks.task import PredictOptions
 from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
 from tests.models.fixtures import FIXTURES
 

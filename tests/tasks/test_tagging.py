@@ -10,9 +10,10 @@ import torch
 
 from rnnkit.data import tags
 from rnnkit.data.errors import DataError
+from rnnkit.data.splits import SPLITS
 from rnnkit.tasks import tagging
+from rnnkit.tasks.options import PredictOptions
 from rnnkit.tasks.tagging import TASK
-from rnnkit.tasks.task import SPLITS, PredictOptions
 from rnnkit.training.trainer import TrainerConfig
 from tests.models.fixtures import FIXTURES
 
@@ -32,33 +33,33 @@ def run_on(*data: Path | str, **changes: object) -> tagging.TaggingRun:
 
 def test_one_file_is_split_by_sentence_and_the_vocabulary_sees_train_only() -> None:
     prepared = TASK.prepare(run_on(SAMPLE))
-    corpus: tagging.Corpus = prepared.data
-    assert [len(corpus.sentences[s]) for s in SPLITS] == [10, 1, 1]
-    train_words = [w for s in corpus.sentences["train"] for w, _ in s]
+    sentences, assets = prepared.data, prepared.assets
+    assert [len(sentences[s]) for s in SPLITS] == [10, 1, 1]
+    train_words = [w for s in sentences["train"] for w, _ in s]
     counts = {w: train_words.count(w) for w in train_words}
     # min_freq 2: the vocabulary is exactly the training words seen twice or more.
-    assert set(corpus.assets.vocab.tokens[4:]) == {w for w, n in counts.items() if n >= 2}
-    assert prepared.run.model.vocab_size == len(corpus.assets.vocab)
+    assert set(assets.vocab.tokens[4:]) == {w for w, n in counts.items() if n >= 2}
+    assert prepared.run.model.vocab_size == len(assets.vocab)
     # The tag set covers every part (O first), and the sample is BIO.
-    every_tag = {t for part in corpus.sentences.values() for s in part for _, t in s}
-    assert corpus.assets.tagset.tags[0] == "O" and set(corpus.assets.tagset.tags) == every_tag
-    assert corpus.assets.tagset.scheme == "BIO"
+    every_tag = {t for part in sentences.values() for s in part for _, t in s}
+    assert assets.tagset.tags[0] == "O" and set(assets.tagset.tags) == every_tag
+    assert assets.tagset.scheme == "BIO"
     assert prepared.run.model.num_tags == len(every_tag)
     assert any("10 sentences" in line for line in prepared.summary)
     # Seeded: the same split again, another seed another split.
     again = TASK.prepare(run_on(SAMPLE)).data
-    assert again.sentences == corpus.sentences
+    assert again == sentences
     other = TASK.prepare(run_on(SAMPLE, split_seed=5)).data
-    assert other.sentences != corpus.sentences
+    assert other != sentences
 
 
 def test_lowercase_and_min_freq_change_the_vocabulary() -> None:
-    cased = TASK.prepare(run_on(SAMPLE, min_freq=1)).data.assets.vocab
-    lower = TASK.prepare(run_on(SAMPLE, min_freq=1, lowercase=True)).data.assets.vocab
+    cased = TASK.prepare(run_on(SAMPLE, min_freq=1)).assets.vocab
+    lower = TASK.prepare(run_on(SAMPLE, min_freq=1, lowercase=True)).assets.vocab
     assert "It" in cased and "It" not in lower and "it" in lower
     assert len(lower) < len(cased)
     encoded = tags.encode([[("IT", "O"), ("zzz-unseen", "O")]], lower,
-                             TASK.prepare(run_on(SAMPLE)).data.assets.tagset, True, where="x")  # fmt: skip
+                             TASK.prepare(run_on(SAMPLE)).assets.tagset, True, where="x")  # fmt: skip
     assert encoded[0][0] == [lower.encode(["it"])[0], 1]  # unknown word -> <unk> (1)
 
 
@@ -69,8 +70,8 @@ def test_three_files_and_bad_data(tmp_path: Path) -> None:
                            strict=True):  # fmt: skip
         paths.append(tmp_path / f"{name}.conll")
         paths[-1].write_text("\n\n".join(chunk) + "\n")
-    corpus = TASK.prepare(run_on(*paths, comment=None)).data
-    assert [len(corpus.sentences[s]) for s in SPLITS] == [8, 2, 2]
+    sentences = TASK.prepare(run_on(*paths, comment=None)).data
+    assert [len(sentences[s]) for s in SPLITS] == [8, 2, 2]
     with pytest.raises(ValueError, match=r"expected one file \(split by the task\) or three"):
         tagging.TaggingTask(data=("a", "b"))
     broken = tmp_path / "broken.conll"
@@ -86,7 +87,7 @@ def test_plain_labels_are_scored_by_accuracy(tmp_path: Path) -> None:
     pos = tmp_path / "pos.conll"
     pos.write_text("".join(f"the\tDET\n{w}\tNOUN\nruns\tVERB\n\n" for w in "abcdefghij"))
     prepared = TASK.prepare(run_on(pos, comment=None))
-    assert prepared.data.assets.tagset.scheme is None
+    assert prepared.assets.tagset.scheme is None
     stopping = prepared.run.trainer.early_stopping
     assert stopping is not None and stopping.monitor == "val_accuracy"
     metrics, details = tags.scores([["DET", "NOUN"]], [["DET", "VERB"]], None)
@@ -130,7 +131,7 @@ def test_train_evaluate_predict(tmp_path: Path) -> None:
     assert evaluation.metrics["loss"] > 0
     assert set(evaluation.details["per_type"]) >= {"facility", "person"}
     # The loss per token is the summed loss of every sentence, whatever the batching.
-    examples = TASK.examples(loaded.run, TASK.prepare(loaded.run).data, "train")
+    examples = TASK.examples(TASK.prepare(loaded.run), "train")
     with torch.no_grad():
         total = sum(float(loaded.model(TASK.collate([e]))[0].total) for e in examples.items)
     assert evaluation.metrics["loss"] == pytest.approx(total / evaluation.metrics["tokens"],

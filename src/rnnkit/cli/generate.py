@@ -56,7 +56,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rnnkit import tasks
     from rnnkit.cli.arguments import UsageError
-    from rnnkit.tasks.task import GenerateOptions, run_kind
+    from rnnkit.tasks.options import GenerateOptions
+    from rnnkit.tasks.task import run_kind
 
     # Checked before the run is read: an impossible request costs nothing.
     options = GenerateOptions(

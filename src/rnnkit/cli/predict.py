@@ -39,7 +39,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rnnkit import tasks
     from rnnkit.cli.arguments import UsageError
-    from rnnkit.tasks.task import PredictOptions, run_kind
+    from rnnkit.tasks.options import PredictOptions
+    from rnnkit.tasks.task import run_kind
 
     if args.inputs and args.file:
         raise UsageError("give inputs as arguments or --file, not both")

@@ -121,8 +121,8 @@ class Conditions:
         return json.dumps(document, ensure_ascii=False, indent=1).encode()
 
     @classmethod
-    def from_json(cls, data: bytes, where: Path | str) -> Conditions:
-        """The conditions back from ``conditions.json`` (``where``: its folder, for errors)."""
+    def from_json(cls, data: bytes, *, path: Path | str) -> Conditions:
+        """The conditions back from :meth:`to_json` (``path``: the file, for errors)."""
         try:
             document = json.loads(data.decode("utf-8"))
             kind = document["kind"]
@@ -133,8 +133,7 @@ class Conditions:
             return cls("vector", features=tuple(str(x) for x in document["features"]),
                        scaler=scaler)  # fmt: skip
         except (ValueError, KeyError, TypeError) as error:
-            raise DataError(f"{CONDITIONS_FILE}: damaged ({one_line(error)})",
-                            path=where) from None  # fmt: skip
+            raise DataError(f"damaged ({one_line(error)})", path=path) from None
 
 
 def tokenizer(level: str) -> CharTokenizer | WordTokenizer:

@@ -63,14 +63,15 @@ class Labels:
         return json.dumps(record, ensure_ascii=False).encode()
 
     @staticmethod
-    def from_json(data: bytes, where: Path | str) -> Labels:
+    def from_json(data: bytes, *, path: Path | str) -> Labels:
+        """The labels back from :meth:`to_json` (``path``: the file, for errors)."""
         try:
             record = json.loads(data.decode("utf-8"))
             labels, majority = record["labels"], record.get("majority")
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            raise DataError(f'{LABELS_FILE}: expected {{"labels": [...]}}', path=where) from None
+            raise DataError('expected {"labels": [...]}', path=path) from None
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise DataError(f"{LABELS_FILE}: expected a list of label strings", path=where)
+            raise DataError("expected a list of label strings", path=path)
         if majority is not None and majority not in labels:
-            raise DataError(f"{LABELS_FILE}: majority {majority!r} is not a label", path=where)
+            raise DataError(f"majority {majority!r} is not a label", path=path)
         return Labels(tuple(labels), majority)

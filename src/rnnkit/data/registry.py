@@ -58,7 +58,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from rnnkit.data import sources
 from rnnkit.data.errors import DataError
@@ -572,6 +572,22 @@ def fetch(name: str, *, cache: Path | None = None) -> Dataset:
         }
         _write_atomic(parsed, json.dumps(document, ensure_ascii=False).encode("utf-8"))
     return dataset
+
+
+F = TypeVar("F", bound=Dataset)
+
+
+def fetch_as(name: str, form: type[F], what: str) -> F:
+    """The bundled dataset ``name`` (:func:`fetch`), refused in one line, before anything
+    is fetched, unless it has the ``form`` a task reads (``what``: that form in words,
+    e.g. ``tagged sentences``)."""
+    listed = info(name).form
+    if listed != form.__name__:
+        raise DataError(f"dataset: {name!r} is not {what} (it is {listed})")
+    found = fetch(name)
+    if not isinstance(found, form):  # a cache or source that disagrees with the listing
+        raise DataError(f"dataset: {name!r} is not {what} (it is {type(found).__name__})")
+    return found
 
 
 def read_data_files(path: Path, entry: DatasetInfo) -> dict[str, bytes]:

@@ -52,7 +52,7 @@ class SequenceAssets:
         if LABELS_FILE not in files:
             raise DataError(f"the checkpoint has no {LABELS_FILE} (was it made by another "
                             "task?)", path=where)  # fmt: skip
-        labels = Labels.from_json(files[LABELS_FILE], where)
+        labels = Labels.from_json(files[LABELS_FILE], path=where / LABELS_FILE)
         if SCALER_FILE not in files:
             return SequenceAssets(labels, None)
         try:

@@ -12,6 +12,12 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Hashable
+from typing import TypeVar
+
+from rnnkit.data.errors import DataError
+
+T = TypeVar("T")  # a row of a data file
 
 SPLITS = ("train", "valid", "test")
 
@@ -54,3 +60,41 @@ def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> tuple[list
         parts.append(sorted(order[start : start + size]))
         start += size
     return tuple(parts)
+
+
+def check_data_paths(data: tuple[str, ...]) -> None:
+    """A task's ``data``: one file (the task splits it) or three (train, valid, test)."""
+    if len(data) not in (0, 1, 3):
+        raise ValueError(f"data: expected one file (split by the task) or three (train, valid, "
+                         f"test), got {len(data)}")  # fmt: skip
+
+
+def split_files(data: tuple[str, ...], read: Callable[[str], list[T]], *, seed: int,
+                least: int, what: str) -> dict[str, list[T]]:  # fmt: skip
+    """A task's ``data`` as ``train``, ``valid`` and ``test``: three files read in turn,
+    or one file's rows split 80/10/10 by :func:`split_indices` seeded with ``seed``;
+    a file of fewer than ``least`` rows is refused (``what``: the rows in words, e.g.
+    ``sentences``)."""
+    if len(data) == 3:
+        return {name: read(path) for name, path in zip(SPLITS, data, strict=True)}
+    rows = read(data[0])
+    if len(rows) < least:
+        raise DataError(f"{len(rows)} {what}: too few to split into train, valid and test "
+                        f"(expected at least {least}, or three files)", path=data[0])  # fmt: skip
+    cut = split_indices(len(rows), (0.8, 0.1, 0.1), seed)
+    return {name: [rows[i] for i in part] for name, part in zip(SPLITS, cut, strict=True)}
+
+
+def split_groups(rows: list[T], key: Callable[[T], Hashable], *, seed: int, least: int,
+                 what: str, path: str) -> dict[str, list[T]]:  # fmt: skip
+    """The rows of the file ``path`` as ``train``, ``valid`` and ``test``, split 80/10/10
+    by their distinct ``key`` (:func:`split_indices` over the keys in order of first
+    appearance), every row going where its key went: no key is in two parts. Fewer
+    than ``least`` keys are refused (``what``: the keys in words)."""
+    keys = list(dict.fromkeys(map(key, rows)))
+    if len(keys) < least:
+        raise DataError(f"{len(keys)} {what} are too few to split 80/10/10 (expected at least "
+                        f"{least}, or give three files: train, valid, test)", path=path)  # fmt: skip
+    parts = split_indices(len(keys), (0.8, 0.1, 0.1), seed)
+    where = {keys[i]: name for name, part in zip(SPLITS, parts, strict=True) for i in part}
+    return {name: [row for row in rows if where[key(row)] == name] for name in SPLITS}

@@ -21,8 +21,6 @@ from rnnkit.data.formats.conll import Scheme, detect_scheme
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.metrics import accuracy, span_scores
 
-TAGS_FILE = "tags.json"
-
 Sentence = list[tuple[str, str]]
 Span = tuple[str, int, int]  # (type, first token, last token)
 
@@ -51,13 +49,11 @@ class TagSet:
             document = json.loads(data.decode("utf-8"))
             tags, scheme = document["tags"], document["scheme"]
         except (ValueError, KeyError, TypeError):
-            raise DataError(
-                f"{TAGS_FILE}: expected {{'tags': [...], 'scheme': ...}}", path=path
-            ) from None
+            raise DataError("expected {'tags': [...], 'scheme': ...}", path=path) from None
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags) or not tags:
-            raise DataError(f"{TAGS_FILE}: expected a non-empty list of tags", path=path)
+            raise DataError("expected a non-empty list of tags", path=path)
         if scheme not in ("BIO", "BIOES", None):
-            raise DataError(f"{TAGS_FILE}: unknown scheme {scheme!r}", path=path)
+            raise DataError(f"unknown scheme {scheme!r}", path=path)
         return TagSet(tuple(tags), scheme)
 
     def ids(self, tags: Sequence[str], *, where: str) -> list[int]:

@@ -23,9 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.errors import DataError
+from rnnkit.data.splits import SPLITS
 from rnnkit.diagnostics import GradientFlow, gradient_flow
 from rnnkit.recurrent import Recurrent
-from rnnkit.tasks.task import SPLITS, Loaded, Task
+from rnnkit.tasks.task import Loaded, Task
 from rnnkit.training.trainer import move
 
 # At most this many rows and steps go into the gradient-flow measurement.

@@ -7,6 +7,7 @@ nothing (``rnnkit --help``): :data:`NAMES` needs no torch.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,38 +27,13 @@ NAMES = {
 
 
 def get(name: str) -> Task[Any, Any, Any, Any, Any, Any]:
-    """The task called ``name`` (one of :data:`NAMES`), its module imported now."""
-    # Plain imports, one per task: typed, and seen by the layer check.
-    if name == "classify":
-        from rnnkit.tasks.classification import TASK as CLASSIFY
+    """The task called ``name`` (one of :data:`NAMES`): its module's ``TASK``, the module
+    imported now (a module of this package: the layer check has nothing to see)."""
+    from rnnkit.tasks.task import Task
 
-        return CLASSIFY
-    if name == "tag":
-        from rnnkit.tasks.tagging import TASK as TAG
-
-        return TAG
-    if name == "lm":
-        from rnnkit.tasks.language_model import TASK as LM
-
-        return LM
-    if name == "forecast":
-        from rnnkit.tasks.forecasting import TASK as FORECAST
-
-        return FORECAST
-    if name == "seq2seq":
-        from rnnkit.tasks.seq2seq import TASK as SEQ2SEQ
-
-        return SEQ2SEQ
-    if name == "music":
-        from rnnkit.tasks.music import TASK as MUSIC
-
-        return MUSIC
-    if name == "seqclass":
-        from rnnkit.tasks.sequence_classification import TASK as SEQCLASS
-
-        return SEQCLASS
-    if name == "caption":
-        from rnnkit.tasks.captioning import TASK as CAPTION
-
-        return CAPTION
-    raise ValueError(f"task: expected one of {', '.join(NAMES)}, got {name!r}")
+    if name not in NAMES:
+        raise ValueError(f"task: expected one of {', '.join(NAMES)}, got {name!r}")
+    task = getattr(importlib.import_module(f"{__name__}.{NAMES[name]}"), "TASK", None)
+    if not isinstance(task, Task) or task.name != name:  # a module that breaks the contract
+        raise TypeError(f"rnnkit.tasks.{NAMES[name]}.TASK is not the {name!r} task")
+    return task

@@ -38,9 +38,8 @@ and each label y, p(y | x) = p(x | y) / Σ_y' p(x | y'), i.e. a softmax over
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -48,35 +47,21 @@ from torch import Tensor
 
 from rnnkit.configuration import check_positive_ints
 from rnnkit.data.batching import pad
-from rnnkit.data.captions import CONDITIONS_FILE, Conditions, Example, Kind, Part, tokenizer
+from rnnkit.data.captions import Conditions, Example, Kind, Part, tokenizer
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.features import Condition, condition_kind, read_conditioned_texts
 from rnnkit.data.forms import LabelledTexts
+from rnnkit.data.registry import fetch_as
+from rnnkit.data.splits import SPLITS, check_data_paths, split_files
 from rnnkit.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary
 from rnnkit.metrics import confusion_matrix, perplexity
-from rnnkit.models import build_model
 from rnnkit.models.generator import ConditionedBatch, ConditionedGenerator, GeneratorConfig
 from rnnkit.report.page import Section
-from rnnkit.tasks.task import (
-    SPLITS,
-    Evaluation,
-    GenerateOptions,
-    Loaded,
-    Prediction,
-    PredictOptions,
-    Prepared,
-    Task,
-    asset_file,
-    bundled,
-    check_data_paths,
-    input_lines,
-    split_files,
-    world_size,
-)
+from rnnkit.tasks.options import GenerateOptions, PredictOptions
+from rnnkit.tasks.task import Evaluation, Loaded, Prediction, Prepared, Task
+from rnnkit.training.distributed import world_size
 from rnnkit.training.sampler import Examples, Geometry, Sampler
 from rnnkit.training.trainer import EarlyStoppingConfig, OptimizerConfig, TrainerConfig
-
-VOCAB_FILE = "vocab.json"
 
 
 @dataclass(frozen=True)
@@ -119,34 +104,22 @@ class CaptionTask:
         check_data_paths(self.data)
 
 
-def _model() -> GeneratorConfig:
-    # vocab_size and the condition (num_labels or condition_size) come from the data.
-    return GeneratorConfig(1, num_labels=1, embed=128, hidden=256, dropout=0.3,
-                           pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID)  # fmt: skip
-
-
-def _trainer() -> TrainerConfig:
-    # 32 texts a step; the loss per token stops improving within a few epochs.
-    return TrainerConfig(epochs=10, batch_size=32, clip_norm=5.0,
-                         optimizer=OptimizerConfig(lr=2e-3),
-                         early_stopping=EarlyStoppingConfig(patience=3))  # fmt: skip
-
-
 @dataclass(frozen=True)
 class CaptionRun:
-    """The resolved configuration of a caption run (``config.toml``).
-
-    ``model.vocab_size`` and ``model.num_labels`` or ``model.condition_size`` are
-    filled in from the data by :meth:`Caption.prepare`.
-    """
+    """The resolved configuration of a caption run (``config.toml``)."""
 
     kind: Literal["caption"] = "caption"
     task: CaptionTask = field(default_factory=CaptionTask)
-    model: GeneratorConfig = field(default_factory=_model)
-    trainer: TrainerConfig = field(default_factory=_trainer)
+    # vocab_size and the condition (num_labels or condition_size) come from the data.
+    model: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(
+        1, num_labels=1, embed=128, hidden=256, dropout=0.3, pad_id=PAD_ID, bos_id=BOS_ID,
+        eos_id=EOS_ID))  # fmt: skip
+    # 32 texts a step; the loss per token stops improving within a few epochs.
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        epochs=10, batch_size=32, clip_norm=5.0, optimizer=OptimizerConfig(lr=2e-3),
+        early_stopping=EarlyStoppingConfig(patience=3)))  # fmt: skip
 
 
-Run = CaptionRun
 Rows = list[tuple[str, Condition]]  # (text, label or vector) as read
 
 
@@ -195,8 +168,8 @@ def read_parts(task: CaptionTask) -> tuple[Kind, list[str], dict[str, Rows]]:
     if kind == "vector":
         raise DataError("condition: vector conditions need --data (an .npz file of features and "
                         "texts, or a CSV of a text column and feature columns)")  # fmt: skip
-    dataset = bundled(task.dataset, LabelledTexts, "a labelled-text dataset (try rotten-tomatoes "
-                      "or tweets-sentiment)")  # fmt: skip
+    dataset = fetch_as(task.dataset, LabelledTexts, "a labelled-text dataset (try "
+                       "rotten-tomatoes or tweets-sentiment)")  # fmt: skip
     missing = [name for name in SPLITS if name not in dataset.splits]
     if missing:
         raise DataError(f"dataset: {task.dataset!r} has no {missing[0]} split")
@@ -231,10 +204,9 @@ class Caption(Task[CaptionRun, CaptionData, CaptionAssets, Example, ConditionedB
     """``rnnkit train caption``: texts with a label or a vector each → a conditioned generator."""
 
     name = "caption"
-    run_type = CaptionRun
     generative = True
 
-    def prepare(self, run: CaptionRun) -> Prepared[CaptionRun, CaptionData]:
+    def prepare(self, run: CaptionRun) -> Prepared[CaptionRun, CaptionAssets, CaptionData]:
         """Read and encode the data; fill in the vocabulary size and the condition."""
         data = read_data(run.task)
         vocab, c = data.assets.vocab, data.assets.conditions
@@ -258,34 +230,18 @@ class Caption(Task[CaptionRun, CaptionData, CaptionAssets, Example, ConditionedB
         summary += [f"vocabulary: {len(vocab):,} tokens (4 special), built on train",
                     f"condition: {c.describe(data.splits['train'].condition)}",
                     f"an epoch: {steps:,} steps of ≤ {size} texts, batched by length"]  # fmt: skip
-        return Prepared(run, summary, data)
+        return Prepared(run, summary, data.assets, data)
 
-    def examples(self, run: CaptionRun, data: CaptionData, split: str) -> Examples[Example]:
-        return data.splits[split].examples()
+    def examples(self, prepared: Prepared[CaptionRun, CaptionAssets, CaptionData],
+                 split: str) -> Examples[Example]:  # fmt: skip
+        return prepared.data.splits[split].examples()
 
     def collate(self, examples: list[Example]) -> ConditionedBatch:
         tokens, lengths = pad([ids for _, ids in examples], PAD_ID)
         return ConditionedBatch(torch.stack([c for c, _ in examples]), tokens, lengths)
 
-    def build_model(self, run: CaptionRun) -> ConditionedGenerator:
-        model = build_model(run.model)
-        assert isinstance(model, ConditionedGenerator)
-        return model
-
-    def assets(self, run: CaptionRun, data: CaptionData) -> CaptionAssets:
-        return data.assets
-
-    def save_assets(self, assets: CaptionAssets) -> dict[str, bytes]:
-        return {VOCAB_FILE: assets.vocab.to_json().encode(),
-                CONDITIONS_FILE: assets.conditions.to_json()}  # fmt: skip
-
-    def load_assets(self, run: CaptionRun, files: Mapping[str, bytes],
-                    where: Path) -> CaptionAssets:  # fmt: skip
-        vocab = Vocabulary.from_json(asset_file(files, VOCAB_FILE, where), path=where / VOCAB_FILE)
-        return CaptionAssets(vocab, Conditions.from_json(asset_file(files, CONDITIONS_FILE, where),
-                                                         where))  # fmt: skip
-
-    def metrics(self, run: CaptionRun, data: CaptionData, model: ConditionedGenerator,
+    def metrics(self, prepared: Prepared[CaptionRun, CaptionAssets, CaptionData],
+                model: ConditionedGenerator,
                 batches: Iterable[ConditionedBatch]) -> dict[str, float]:  # fmt: skip
         """Label runs: ``label_preference``, the fraction of texts whose own label scores best."""
         if model.config.num_labels is None:
@@ -373,7 +329,7 @@ class Caption(Task[CaptionRun, CaptionData, CaptionAssets, Example, ConditionedB
         if conditions.kind != "label":
             raise DataError("a vector-conditioned run has no labels to choose among; use "
                             "`rnnkit generate RUN --condition v1,v2,…` or `rnnkit evaluate`")  # fmt: skip
-        texts = input_lines(options, "texts")
+        texts = options.lines("texts")
         labels, task = conditions.labels, loaded.run.task
         rows = [(text, labels[0]) for text in texts]  # scored under every label: any stands in
         part = Part.encode(rows, vocab, conditions, task.level, task.max_length)

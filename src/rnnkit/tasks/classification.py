@@ -20,41 +20,29 @@ The many-to-one recipe for sentiment, topic or spam, end to end:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
 
 from rnnkit.configuration import check_dropout, check_positive_ints
-from rnnkit.data.batching import pad, split_indices
+from rnnkit.data.batching import pad
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.table import read_labelled_texts
-from rnnkit.data.formats.text import read_lines
-from rnnkit.data.labels import LABELS_FILE, Labels
+from rnnkit.data.forms import LabelledTexts
+from rnnkit.data.labels import Labels
+from rnnkit.data.registry import fetch_as
+from rnnkit.data.splits import SPLITS, check_data_paths, split_files
 from rnnkit.data.vocab import PAD_ID, UNK_ID, Vocabulary, WordTokenizer
 from rnnkit.metrics import classification_report
-from rnnkit.models import build_model
 from rnnkit.models.classifier import ClassifierConfig, SequenceBatch, SequenceClassifier
+from rnnkit.models.dropout import regularised
 from rnnkit.report.page import Section, confusion_section, wrong_section
-from rnnkit.tasks.task import (
-    SPLITS,
-    Evaluation,
-    Loaded,
-    Prediction,
-    PredictOptions,
-    Prepared,
-    Task,
-    asset_file,
-    check_data_paths,
-    class_prediction,
-)
+from rnnkit.tasks.options import PredictOptions
+from rnnkit.tasks.task import Evaluation, Loaded, Prediction, Prepared, Task
 from rnnkit.training.sampler import Examples
 from rnnkit.training.trainer import EarlyStoppingConfig, OptimizerConfig, TrainerConfig
-
-VOCAB_FILE = "vocab.json"
 
 
 @dataclass(frozen=True)
@@ -114,42 +102,27 @@ class ClassificationTask:
             raise ValueError("comment: expected a prefix such as '#', or none")
 
 
-def _trainer() -> TrainerConfig:
-    # From scratch on ~10k short texts the model overfits within a few epochs: strong
-    # decoupled weight decay (AdamW), early stopping on validation accuracy with the
-    # best epoch's weights restored, and clipping at 5 for the odd large gradient.
-    return TrainerConfig(
-        epochs=15,
-        batch_size=32,
-        clip_norm=5.0,
-        optimizer=OptimizerConfig(name="adamw", lr=2e-3, weight_decay=0.1),
-        early_stopping=EarlyStoppingConfig(monitor="val_accuracy", mode="max", patience=3),
-    )
-
-
-def _model() -> ClassifierConfig:
-    # A small bidirectional LSTM with max pooling: on rotten-tomatoes, 64 units did
-    # better than 128 (79 % test against 77 %): the data, not the capacity, limits it.
-    return ClassifierConfig(
-        vocab_size=1, embed=64, hidden=64, bidirectional=True, pooling="max", head="multiclass"
-    )
-
-
 @dataclass(frozen=True)
 class ClassificationRun:
-    """The resolved configuration of a text-classification run (``config.toml``).
-
-    ``model.vocab_size``, ``model.num_classes`` and ``model.loss`` are filled in by
-    :meth:`Classify.prepare`.
-    """
+    """The resolved configuration of a text-classification run (``config.toml``)."""
 
     kind: Literal["classify"] = "classify"
     task: ClassificationTask = field(default_factory=ClassificationTask)
-    model: ClassifierConfig = field(default_factory=_model)
-    trainer: TrainerConfig = field(default_factory=_trainer)
+    # A small bidirectional LSTM with max pooling: on rotten-tomatoes, 64 units did
+    # better than 128 (79 % test against 77 %): the data, not the capacity, limits it.
+    # vocab_size, num_classes and loss are filled in from the data by Classify.prepare.
+    model: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(
+        vocab_size=1, embed=64, hidden=64, bidirectional=True, pooling="max",
+        head="multiclass"))  # fmt: skip
+    # From scratch on ~10k short texts the model overfits within a few epochs: strong
+    # decoupled weight decay (AdamW), early stopping on validation accuracy with the
+    # best epoch's weights restored, and clipping at 5 for the odd large gradient.
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        epochs=15, batch_size=32, clip_norm=5.0,
+        optimizer=OptimizerConfig(name="adamw", lr=2e-3, weight_decay=0.1),
+        early_stopping=EarlyStoppingConfig(monitor="val_accuracy", mode="max", patience=3)))  # fmt: skip
 
 
-Run = ClassificationRun
 Example = tuple[list[int], float | int]  # token ids, class id (a 0/1 float for a σ head)
 
 
@@ -161,43 +134,32 @@ class TextAssets:
     labels: Labels
 
 
-@dataclass(frozen=True)
-class Texts:
-    """The task's texts and label names per split, with the vocabulary and labels."""
-
-    assets: TextAssets
-    parts: dict[str, list[tuple[str, str]]]
+Parts = dict[str, list[tuple[str, str]]]  # the task's (text, label) pairs by split
 
 
-def read_parts(task: ClassificationTask) -> dict[str, list[tuple[str, str]]]:
-    """The task's ``(text, label)`` pairs as ``train``, ``valid`` and ``test``."""
+def read_parts(task: ClassificationTask) -> Parts:
+    """The task's ``(text, label)`` pairs as ``train``, ``valid`` and ``test``; none empty."""
     if task.data:
 
         def read(path: str) -> list[tuple[str, str]]:
             return read_labelled_texts(path, text_column=task.text_column,
                                        label_column=task.label_column, comment=task.comment)  # fmt: skip
 
-        if len(task.data) == 3:
-            return dict(zip(SPLITS, map(read, task.data), strict=True))
-        rows = read(task.data[0])
-        if len(rows) < 10:
-            raise DataError(f"{len(rows)} rows are too few to split 80/10/10 (expected at least "
-                            "10, or give three files: train, valid, test)", path=task.data[0])  # fmt: skip
-        parts = split_indices(len(rows), (0.8, 0.1, 0.1), seed=task.split_seed)
-        return {name: [rows[i] for i in part] for name, part in zip(SPLITS, parts, strict=True)}
-    from rnnkit.data.forms import LabelledTexts
-    from rnnkit.data.registry import fetch, info
+        parts = split_files(task.data, read, seed=task.split_seed, least=10, what="rows")
+    else:
+        parts = _bundled(task.dataset)
+    for name, rows in parts.items():
+        if not rows:
+            raise DataError(f"data: the {name} part is empty (expected some labelled texts)")
+    return parts
 
-    form = info(task.dataset).form
-    if form != "LabelledTexts":
-        raise DataError(f"dataset: {task.dataset!r} is not a labelled-text dataset (it is "
-                        f"{form}); try rotten-tomatoes or tweets-sentiment")  # fmt: skip
-    dataset = fetch(task.dataset)
-    assert isinstance(dataset, LabelledTexts)
+
+def _bundled(name: str) -> Parts:
+    dataset = fetch_as(name, LabelledTexts, "a labelled-text dataset")
     missing = [name for name in SPLITS if name not in dataset.splits]
     if missing:
-        raise DataError(f"dataset: {task.dataset!r} has no {missing[0]} split")
-    return {name: list(dataset.splits[name]) for name in SPLITS}
+        raise DataError(f"dataset: {name!r} has no {missing[0]} split")
+    return {part: list(dataset.splits[part]) for part in SPLITS}
 
 
 def tokenize(text: str, task: ClassificationTask) -> list[str]:
@@ -209,12 +171,8 @@ def encode(text: str, vocab: Vocabulary, task: ClassificationTask) -> list[int]:
     return vocab.encode(tokenize(text, task)) or [UNK_ID]
 
 
-def read_texts(task: ClassificationTask) -> Texts:
-    """Read and split; the vocabulary and the labels come from the training part only."""
-    parts = read_parts(task)
-    for name, rows in parts.items():
-        if not rows:
-            raise DataError(f"data: the {name} part is empty (expected some labelled texts)")
+def text_assets(task: ClassificationTask, parts: Parts) -> TextAssets:
+    """The vocabulary and the labels, from the training part only."""
     train = parts["train"]
     vocab = Vocabulary.build([tokenize(text, task) for text, _ in train],
                              min_freq=task.min_freq, max_size=task.max_vocab)  # fmt: skip
@@ -224,55 +182,25 @@ def read_texts(task: ClassificationTask) -> Texts:
         raise DataError(f"data: the training part has one label ({labels.names[0]!r}); a "
                         "classifier needs at least two")  # fmt: skip
     labels.check({name: [y for _, y in rows] for name, rows in parts.items()}, "data")
-    return Texts(TextAssets(vocab, labels), parts)
-
-
-# --------------------------------------------------------------------------- the model
-
-
-class WordDropout(nn.Module):
-    """In training, replace each real token id by ``<unk>`` with probability ``p``."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, ids: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return ids
-        drop = (torch.rand(ids.shape, device=ids.device) < self.p) & (ids != PAD_ID)
-        return ids.masked_fill(drop, UNK_ID)
-
-
-class Regularised(nn.Module):
-    """Dropout after a pooling: on the pooled vector, before the output layer."""
-
-    def __init__(self, inner: nn.Module, p: float) -> None:
-        super().__init__()
-        self.inner = inner
-        self.dropout = nn.Dropout(p)
-
-    def forward(self, outputs: Tensor, final: Tensor, mask: Tensor) -> Tensor:
-        pooled: Tensor = self.dropout(self.inner(outputs, final, mask))
-        return pooled
+    return TextAssets(vocab, labels)
 
 
 # --------------------------------------------------------------------------- the task
 
 
-class Classify(Task[ClassificationRun, Texts, TextAssets, Example, SequenceBatch,
+class Classify(Task[ClassificationRun, Parts, TextAssets, Example, SequenceBatch,
                     SequenceClassifier]):  # fmt: skip
     """``rnnkit train classify``: labelled texts → a many-to-one classifier."""
 
     name = "classify"
-    run_type = ClassificationRun
 
-    def prepare(self, run: ClassificationRun) -> Prepared[ClassificationRun, Texts]:
+    def prepare(self, run: ClassificationRun) -> Prepared[ClassificationRun, TextAssets, Parts]:
         """Read the texts; fill in the vocabulary size, the classes and the loss."""
         if run.model.head == "regression":
             raise DataError("model.head: classify needs 'multiclass' or 'binary', got 'regression'")
-        texts = read_texts(run.task)
-        vocab, labels = texts.assets.vocab, texts.assets.labels
+        parts = read_parts(run.task)
+        assets = text_assets(run.task, parts)
+        vocab, labels = assets.vocab, assets.labels
         if run.model.head == "binary" and len(labels) != 2:
             raise DataError(f"model.head: 'binary' needs two labels, the data has {len(labels)} "
                             f"({', '.join(labels.names[:5])})")  # fmt: skip
@@ -280,21 +208,22 @@ class Classify(Task[ClassificationRun, Texts, TextAssets, Example, SequenceBatch
                         num_classes=len(labels), pad_id=PAD_ID).resolved()  # fmt: skip
         run = replace(run, model=model)
         summary = []
-        for name, rows in texts.parts.items():
+        for name, rows in parts.items():
             counts = Counter(label for _, label in rows)
             shares = ", ".join(f"{y} {counts[y] / len(rows):.0%}" for y in labels.names)
             tokens = sum(len(tokenize(text, run.task)) for text, _ in rows)
             summary.append(f"{name}: {len(rows):,} texts, {tokens / len(rows):.1f} tokens each "
                            f"on average ({shares})")  # fmt: skip
-        train = [encode(text, vocab, run.task) for text, _ in texts.parts["train"]]
+        train = [encode(text, vocab, run.task) for text, _ in parts["train"]]
         unknown = sum(ids.count(UNK_ID) for ids in train) / sum(map(len, train))
         summary.append(f"vocabulary: {len(vocab):,} tokens (4 special), built on train; "
                        f"{unknown:.1%} of training tokens are <unk>")  # fmt: skip
         summary.append(f"labels: {', '.join(labels.names)}")
-        return Prepared(run, summary, texts)
+        return Prepared(run, summary, assets, parts)
 
-    def examples(self, run: ClassificationRun, data: Texts, split: str) -> Examples[Example]:
-        return self._examples(run, data.assets, data.parts[split])
+    def examples(self, prepared: Prepared[ClassificationRun, TextAssets, Parts],
+                 split: str) -> Examples[Example]:  # fmt: skip
+        return self._examples(prepared.run, prepared.assets, prepared.data[split])
 
     def _examples(self, run: ClassificationRun, assets: TextAssets,
                   rows: list[tuple[str, str]]) -> Examples[Example]:  # fmt: skip
@@ -309,35 +238,17 @@ class Classify(Task[ClassificationRun, Texts, TextAssets, Example, SequenceBatch
         return SequenceBatch(inputs, lengths, torch.tensor([y for _, y in examples]))
 
     def build_model(self, run: ClassificationRun) -> SequenceClassifier:
-        """The configured classifier (:func:`rnnkit.models.build_model`) with the task's
-        dropouts around its parts: words → embedding → units, and the pooled vector.
-
-        Only the input layer and the pooling are wrapped, so the weights keep their
-        names under ``inputs.1`` (the embedding) and ``pooling.inner``.
-        """
-        model = build_model(run.model)
-        assert isinstance(model, SequenceClassifier)
+        """The configured classifier with the task's dropouts around its parts
+        (:func:`rnnkit.models.dropout.regularised`)."""
         task = run.task
-        model.inputs = nn.Sequential(WordDropout(task.word_dropout), model.inputs,
-                                     nn.Dropout(task.embed_dropout))  # fmt: skip
-        model.pooling = Regularised(model.pooling, task.pool_dropout)
-        return model
+        return regularised(super().build_model(run), word=task.word_dropout,
+                           embed=task.embed_dropout, pooled=task.pool_dropout, pad_id=PAD_ID,
+                           unk_id=UNK_ID)  # fmt: skip
 
-    def assets(self, run: ClassificationRun, data: Texts) -> TextAssets:
-        return data.assets
-
-    def save_assets(self, assets: TextAssets) -> dict[str, bytes]:
-        return {VOCAB_FILE: assets.vocab.to_json().encode(), LABELS_FILE: assets.labels.to_json()}
-
-    def load_assets(self, run: ClassificationRun, files: Mapping[str, bytes],
-                    where: Path) -> TextAssets:  # fmt: skip
-        vocab = Vocabulary.from_json(asset_file(files, VOCAB_FILE, where), path=where / VOCAB_FILE)
-        return TextAssets(vocab, Labels.from_json(asset_file(files, LABELS_FILE, where), where))
-
-    def metrics(self, run: ClassificationRun, data: Texts, model: SequenceClassifier,
-                batches: Iterable[SequenceBatch]) -> dict[str, float]:  # fmt: skip
+    def metrics(self, prepared: Prepared[ClassificationRun, TextAssets, Parts],
+                model: SequenceClassifier, batches: Iterable[SequenceBatch]) -> dict[str, float]:  # fmt: skip
         predicted, gold = _answers(model, batches)
-        report, _ = classification_report(predicted, gold, data.assets.labels.names)
+        report, _ = classification_report(predicted, gold, prepared.assets.labels.names)
         return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
 
     def _rows(self, loaded: Loaded[ClassificationRun, TextAssets, SequenceClassifier],
@@ -349,11 +260,11 @@ class Classify(Task[ClassificationRun, Texts, TextAssets, Example, SequenceBatch
                                        label_column=task.label_column, comment=task.comment)  # fmt: skip
             loaded.assets.labels.check({"file's": [y for _, y in rows]}, str(data))
             return data, rows
-        texts = read_texts(task)
-        if texts.assets != loaded.assets:
+        parts = read_parts(task)
+        if text_assets(task, parts) != loaded.assets:
             raise DataError("the data's vocabulary or labels differ from the run's (was the "
                             "data changed?)")  # fmt: skip
-        return split, texts.parts[split]
+        return split, parts[split]
 
     def evaluate(self, loaded: Loaded[ClassificationRun, TextAssets, SequenceClassifier],
                  split: str, data: str | None) -> Evaluation:  # fmt: skip
@@ -374,9 +285,7 @@ class Classify(Task[ClassificationRun, Texts, TextAssets, Example, SequenceBatch
     def predict(self, loaded: Loaded[ClassificationRun, TextAssets, SequenceClassifier],
                 options: PredictOptions) -> list[Prediction]:  # fmt: skip
         """The likeliest label of each text, with the ``top`` classes' probabilities."""
-        texts = [*options.inputs, *(read_lines(options.file) if options.file else [])]
-        if not texts:
-            raise DataError("give texts as arguments or --file (one text per line)")
+        texts = options.lines("texts")
         results = []
         size = loaded.run.trainer.batch_size
         for start in range(0, len(texts), size):
@@ -385,15 +294,15 @@ class Classify(Task[ClassificationRun, Texts, TextAssets, Example, SequenceBatch
                                PAD_ID)  # fmt: skip
             probs = loaded.model.probabilities(ids, lengths)
             for text, row in zip(chunk, probs, strict=True):
-                results.append(class_prediction(text, {"input": text}, row,
-                                                loaded.assets.labels.names, options.top))  # fmt: skip
+                results.append(Prediction.of_classes(text, {"input": text}, row,
+                                                      loaded.assets.labels.names, options.top))  # fmt: skip
         return results
 
     def report(self, loaded: Loaded[ClassificationRun, TextAssets, SequenceClassifier]
                ) -> list[Section]:  # fmt: skip
         """The test split's confusion matrix and its most confidently wrong texts."""
         evaluation = self.evaluate(loaded, "test", None)
-        rows = read_texts(loaded.run.task).parts["test"][:2000]
+        rows = read_parts(loaded.run.task)["test"][:2000]
         options = PredictOptions(inputs=tuple(text for text, _ in rows), top=1)
         wrong = []
         for (text, gold), answer in zip(rows, self.predict(loaded, options), strict=True):

@@ -28,7 +28,6 @@ values in one shot. The recipe:
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -36,28 +35,21 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch import Tensor
 
 from rnnkit.configuration import check_positive_ints
-from rnnkit.data.batching import Scaler, forecasting_windows
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.series import Column, check_date_format, default_season, next_times
 from rnnkit.data.formats.series import read_column as series_column
+from rnnkit.data.forms import Series
+from rnnkit.data.registry import fetch_as
+from rnnkit.data.windows import Example, Transform, Windows, check_transform, series_windows
 from rnnkit.metrics import forecast_report, naive_forecast, seasonal_naive_forecast
-from rnnkit.models import build_model
 from rnnkit.models.classifier import ClassifierConfig, SequenceBatch, SequenceClassifier
 from rnnkit.report import figures
 from rnnkit.report.page import Section, Table, fmt, image
-from rnnkit.tasks.task import (
-    SPLITS,
-    Evaluation,
-    Loaded,
-    Prediction,
-    PredictOptions,
-    Prepared,
-    Task,
-    asset_file,
-)
+from rnnkit.tasks.options import PredictOptions
+from rnnkit.tasks.task import Evaluation, Loaded, Prediction, Prepared, Task
+from rnnkit.training.runs import asset_bytes
 from rnnkit.training.sampler import Examples
 from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
 
@@ -117,74 +109,19 @@ class ForecastTask:
         check_date_format(self.date_format)
 
 
-def _trainer() -> TrainerConfig:
-    # A few hundred windows: many small epochs; the best validation loss is kept.
-    return TrainerConfig(epochs=300, batch_size=16, clip_norm=1.0,
-                         optimizer=OptimizerConfig(lr=3e-3))  # fmt: skip
-
-
-def _model() -> ClassifierConfig:
-    return ClassifierConfig(input_size=1, hidden=32, head="regression", outputs=12)
-
-
 @dataclass(frozen=True)
 class ForecastRun:
-    """The resolved configuration of a forecasting run (``config.toml``).
-
-    ``model.outputs`` (the horizon), ``model.input_size``, ``model.loss`` and
-    ``task.season`` are filled in by :meth:`Forecast.prepare`.
-    """
+    """The resolved configuration of a forecasting run (``config.toml``)."""
 
     kind: Literal["forecast"] = "forecast"
+    # season, and the model's outputs (the horizon), input_size and loss: filled in by
+    # Forecast.prepare
     task: ForecastTask = field(default_factory=ForecastTask)
-    model: ClassifierConfig = field(default_factory=_model)
-    trainer: TrainerConfig = field(default_factory=_trainer)
-
-
-Example = tuple[Tensor, Tensor]  # a window's inputs (window, 1), its targets (horizon,)
-
-
-@dataclass(frozen=True)
-class Transform:
-    """What a trained run keeps: the transform and the scaler fitted on train."""
-
-    kind: str
-    scaler: Scaler
-
-    def forward(self, values: Tensor) -> Tensor:
-        """``(N,)`` values in the original units → ``(N, 1)`` scaled model units."""
-        return self.scaler.transform(_apply(values, self.kind)[:, None])
-
-    def inverse(self, scaled: Tensor) -> Tensor:
-        """Model units, any shape → original units."""
-        back = self.scaler.inverse_transform(scaled[..., None])[..., 0]
-        return back.exp() if self.kind == "log" else back
-
-    def to_json(self) -> bytes:
-        return json.dumps({"transform": self.kind, "scaler": self.scaler.state_dict()}).encode()
-
-    @staticmethod
-    def from_json(data: bytes, *, path: Path) -> Transform:
-        try:
-            record = json.loads(data)
-            scaler = Scaler()
-            scaler.load_state_dict(record["scaler"])
-            kind = record["transform"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise DataError(f"{SCALER_FILE}: damaged ({error})", path=path) from None
-        return Transform(kind, scaler)
-
-
-def _apply(values: Tensor, kind: str) -> Tensor:
-    return values.log() if kind == "log" else values
-
-
-@dataclass(frozen=True)
-class Windows:
-    """The prepared series: its training, validation and test windows and the transform."""
-
-    parts: dict[str, list[Example]]
-    transform: Transform
+    model: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(
+        input_size=1, hidden=32, head="regression", outputs=12))  # fmt: skip
+    # A few hundred windows: many small epochs; the best validation loss is kept.
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        epochs=300, batch_size=16, clip_norm=1.0, optimizer=OptimizerConfig(lr=3e-3)))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- data
@@ -202,61 +139,19 @@ def read_column(task: ForecastTask, file: str | None = None) -> Column:
             # seasons and the time labels of a forecast are then only approximate.
             print(f"{path}: dates are irregular ({series.irregular}): rows are taken as "
                   "ordered steps", file=sys.stderr)  # fmt: skip
-        return _checked(series, task, path)
-    from rnnkit.data.forms import Series
-    from rnnkit.data.registry import fetch
-
-    dataset = fetch(task.dataset)
-    if not isinstance(dataset, Series):
-        raise DataError(f"dataset: {task.dataset!r} is not a time series (it is a "
-                        f"{type(dataset).__name__})")  # fmt: skip
+        return check_transform(series, task.transform, path)
+    dataset = fetch_as(task.dataset, Series, "a time series")
     name = task.column or dataset.target
     if name not in dataset.values:
         raise DataError(f"column: {task.dataset} has no column {name!r} (expected one of "
                         f"{', '.join(dataset.values)})")  # fmt: skip
-    return _checked(Column(name, dataset.values[name], dataset.times, dataset.frequency), task,
-                    None)  # fmt: skip
-
-
-def _checked(series: Column, task: ForecastTask, where: str | None) -> Column:
-    bad = next((i for i, v in enumerate(series.values) if v <= 0), None)
-    if task.transform == "log" and bad is not None:
-        raise DataError(f"column {series.name!r}: value {series.values[bad]:g} at "
-                        f"{series.times[bad]} is not positive (the log transform needs values > "
-                        "0; use --transform none)", path=where)  # fmt: skip
-    return series
+    column = Column(name, dataset.values[name], dataset.times, dataset.frequency)
+    return check_transform(column, task.transform, None)
 
 
 def held_out(task: ForecastTask) -> int:
     """The validation steps: ``valid``, or ``horizon`` when it is None."""
     return task.horizon if task.valid is None else task.valid
-
-
-def windows_of(series: Column, task: ForecastTask) -> Windows:
-    """The windows ``(inputs (window, 1), targets (horizon,))`` of each part."""
-    values = torch.tensor(series.values, dtype=torch.float64)
-    n = values.numel()
-    transformed = _apply(values, task.transform)[:, None]  # (N, 1)
-    needed = task.window + task.horizon + held_out(task) + task.horizon  # one training window
-    too_few = (f"{series.name}: {n} steps are too few for window {task.window}, horizon "
-               f"{task.horizon} and {held_out(task)} validation steps")  # fmt: skip
-    if n < needed:
-        raise DataError(f"{too_few} (expected at least {needed}: one training window plus the "
-                        "held-out steps; lower --window, --horizon or --valid)")  # fmt: skip
-    try:
-        *parts, scaler = forecasting_windows(
-            transformed, task.window, task.horizon, held_out(task) / n, task.horizon / n
-        )
-    except (DataError, ValueError) as error:
-        raise DataError(f"{too_few} ({error})") from None
-    windows = {}
-    for name, part in zip(SPLITS, parts, strict=True):
-        inputs, targets = part.inputs.float(), part.targets[..., 0].float()  # (W, w, 1), (W, h)
-        if not task.absolute:
-            last = inputs[:, -1:, 0]  # (W, 1)
-            inputs, targets = inputs - last[:, :, None], targets - last
-        windows[name] = list(zip(inputs, targets, strict=True))
-    return Windows(windows, Transform(task.transform, scaler))
 
 
 def _check_season(task: ForecastTask, n: int) -> None:
@@ -329,21 +224,21 @@ class Forecast(Task[ForecastRun, Windows, Transform, Example, SequenceBatch,
     """``rnnkit train forecast``: a series → a many-to-one model of its next values."""
 
     name = "forecast"
-    run_type = ForecastRun
 
-    def prepare(self, run: ForecastRun) -> Prepared[ForecastRun, Windows]:
+    def prepare(self, run: ForecastRun) -> Prepared[ForecastRun, Transform, Windows]:
         """Read the series, fit the scaler on its training part, fill in the horizon,
         the season and the loss."""
         series = read_column(run.task)
         season = run.task.season or default_season(series.times, series.frequency,
                                                    series.date_format)  # fmt: skip
         task = replace(run.task, valid=held_out(run.task), season=season)
-        windows = windows_of(series, task)
+        transform, parts = series_windows(series, task.window, task.horizon, held_out(task),
+                                          task.transform, absolute=task.absolute)  # fmt: skip
         _check_season(task, len(series.values))
         model = replace(run.model, input_size=1, vocab_size=None, head="regression",
                         outputs=task.horizon).resolved()  # fmt: skip
         run = replace(run, task=task, model=model)
-        n, parts = len(series.values), windows.parts
+        n = len(series.values)
         summary = [
             f"series: {series.name}, {n:,} {series.frequency} steps, {series.times[0]} … "
             f"{series.times[-1]} (season {task.season})",
@@ -353,29 +248,22 @@ class Forecast(Task[ForecastRun, Windows, Transform, Example, SequenceBatch,
             f"({task.window} steps in, {task.horizon} out; transform {task.transform}, "
             f"{'relative to the last input' if not task.absolute else 'absolute'})",
         ]
-        return Prepared(run, summary, windows)
+        return Prepared(run, summary, transform, parts)
 
-    def examples(self, run: ForecastRun, data: Windows, split: str) -> Examples[Example]:
-        return Examples(data.parts[split])  # every window has the same length
+    def examples(self, prepared: Prepared[ForecastRun, Transform, Windows],
+                 split: str) -> Examples[Example]:  # fmt: skip
+        return Examples(prepared.data[split])  # every window has the same length
 
     def collate(self, examples: list[Example]) -> SequenceBatch:
         inputs = torch.stack([x for x, _ in examples])  # (B, w, 1)
         lengths = torch.full((inputs.shape[0],), inputs.shape[1], dtype=torch.long)
         return SequenceBatch(inputs, lengths, torch.stack([y for _, y in examples]))  # (B, h)
 
-    def build_model(self, run: ForecastRun) -> SequenceClassifier:
-        model = build_model(run.model)
-        assert isinstance(model, SequenceClassifier)
-        return model
-
-    def assets(self, run: ForecastRun, data: Windows) -> Transform:
-        return data.transform
-
     def save_assets(self, assets: Transform) -> dict[str, bytes]:
         return {SCALER_FILE: assets.to_json()}
 
     def load_assets(self, run: ForecastRun, files: Mapping[str, bytes], where: Path) -> Transform:
-        return Transform.from_json(asset_file(files, SCALER_FILE, where), path=where / SCALER_FILE)
+        return Transform.from_json(asset_bytes(files, SCALER_FILE, where), path=where / SCALER_FILE)
 
     def evaluate(self, loaded: Trained, split: str, data: str | None) -> Evaluation:
         """A one-origin backtest: the split's last ``horizon`` steps forecast from all before.

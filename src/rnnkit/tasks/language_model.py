@@ -16,9 +16,8 @@ This is the classic char-rnn / word-language-model recipe, end to end:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -29,28 +28,17 @@ from rnnkit.data.corpus import Chunk, Corpus
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.text import read_text
 from rnnkit.data.forms import TextCorpus
+from rnnkit.data.registry import fetch_as
+from rnnkit.data.splits import check_data_paths
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.metrics import bits_per_character, perplexity
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig, TextBatch
 from rnnkit.report.page import Section, Table, fmt
-from rnnkit.tasks.task import (
-    Evaluation,
-    GenerateOptions,
-    Loaded,
-    Prediction,
-    PredictOptions,
-    Prepared,
-    Task,
-    asset_file,
-    bundled,
-    check_data_paths,
-    generated_tokens,
-    world_size,
-)
+from rnnkit.tasks.options import GenerateOptions, PredictOptions
+from rnnkit.tasks.task import Evaluation, Loaded, Prediction, Prepared, Task
+from rnnkit.training.distributed import world_size
 from rnnkit.training.sampler import Examples
 from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
-
-VOCAB_FILE = "vocab.json"
 
 
 @dataclass(frozen=True)
@@ -79,24 +67,19 @@ class LanguageModelTask:
         check_data_paths(self.data)
 
 
-def _trainer() -> TrainerConfig:
-    # 32 streams a step, one chunk each, in order (streams are never shuffled); clipping
-    # at 5 is char-rnn's and Zaremba's.
-    return TrainerConfig(epochs=1, batch_size=32, shuffle=False, clip_norm=5.0,
-                         optimizer=OptimizerConfig(lr=2e-3))  # fmt: skip
-
-
 @dataclass(frozen=True)
 class LanguageModelRun:
-    """The resolved configuration of a language-model run (``config.toml``).
-
-    ``model.vocab_size`` is filled in from the data by :meth:`LanguageModeling.prepare`.
-    """
+    """The resolved configuration of a language-model run (``config.toml``)."""
 
     kind: Literal["lm"] = "lm"
     task: LanguageModelTask = field(default_factory=LanguageModelTask)
+    # vocab_size: filled in from the data by LanguageModeling.prepare
     model: LanguageModelConfig = field(default_factory=lambda: LanguageModelConfig(1, embed=64))
-    trainer: TrainerConfig = field(default_factory=_trainer)
+    # 32 streams a step, one chunk each, in order (streams are never shuffled); clipping
+    # at 5 is char-rnn's and Zaremba's.
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        epochs=1, batch_size=32, shuffle=False, clip_norm=5.0,
+        optimizer=OptimizerConfig(lr=2e-3)))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -113,7 +96,7 @@ def read_corpus(task: LanguageModelTask) -> Corpus:
     """Read, split and encode the task's text (the user's files, else the bundled
     dataset); the vocabulary sees training text only."""
     parts = (corpus.read_files(task.data) if task.data
-             else bundled(task.dataset, TextCorpus, "a text corpus").splits)  # fmt: skip
+             else fetch_as(task.dataset, TextCorpus, "a text corpus").splits)  # fmt: skip
     return corpus.encode(parts, task.level, task.min_freq, task.max_vocab)
 
 
@@ -127,10 +110,9 @@ class LanguageModeling(Task[LanguageModelRun, Corpus, LMAssets, Chunk, TextBatch
     """``rnnkit train lm``: running text → a character- or word-level language model."""
 
     name = "lm"
-    run_type = LanguageModelRun
     generative = True
 
-    def prepare(self, run: LanguageModelRun) -> Prepared[LanguageModelRun, Corpus]:
+    def prepare(self, run: LanguageModelRun) -> Prepared[LanguageModelRun, LMAssets, Corpus]:
         """Read and encode the text; fill in the vocabulary size."""
         text, R = read_corpus(run.task), rows(run)
         for name in ("train", "valid"):
@@ -143,27 +125,15 @@ class LanguageModeling(Task[LanguageModelRun, Corpus, LMAssets, Chunk, TextBatch
         summary.append(f"vocabulary: {len(text.vocab):,} tokens (4 special), built on train")
         chunks = -(-(len(text.splits["train"]) // R - 1) // run.task.steps)
         summary.append(f"an epoch: {chunks:,} chunks of {R} streams × {run.task.steps} tokens")
-        return Prepared(run, summary, text)
+        return Prepared(run, summary, LMAssets(text.vocab), text)
 
-    def examples(self, run: LanguageModelRun, data: Corpus, split: str) -> Examples[Chunk]:
-        return corpus.stream_examples(data.splits[split], rows(run), run.task.steps)
+    def examples(self, prepared: Prepared[LanguageModelRun, LMAssets, Corpus],
+                 split: str) -> Examples[Chunk]:  # fmt: skip
+        run = prepared.run
+        return corpus.stream_examples(prepared.data.splits[split], rows(run), run.task.steps)
 
     def collate(self, examples: list[Chunk]) -> TextBatch:
         return corpus.collate_chunks(examples)
-
-    def build_model(self, run: LanguageModelRun) -> LanguageModel:
-        return LanguageModel(run.model)  # one class: no name to map (build_model)
-
-    def assets(self, run: LanguageModelRun, data: Corpus) -> LMAssets:
-        return LMAssets(data.vocab)
-
-    def save_assets(self, assets: LMAssets) -> dict[str, bytes]:
-        return {VOCAB_FILE: assets.vocab.to_json().encode()}
-
-    def load_assets(self, run: LanguageModelRun, files: Mapping[str, bytes],
-                    where: Path) -> LMAssets:  # fmt: skip
-        file = asset_file(files, VOCAB_FILE, where)
-        return LMAssets(Vocabulary.from_json(file, path=where / VOCAB_FILE))
 
     def evaluate(self, loaded: Trained, split: str, data: str | None) -> Evaluation:
         """Loss per token on a split of the run's data (or the text file ``data``): nats,
@@ -228,8 +198,8 @@ class LanguageModeling(Task[LanguageModelRun, Corpus, LMAssets, Chunk, TextBatch
                 last, state = model.prime(prompt)  # (1,), the state after the prompt
             # No EOS in a stream model: exactly `length` tokens; beam search (α = 0) ranks
             # by log-probability alone.
-            yield from generated_tokens(model, last, state, options, generator, banned,
-                                        length_penalty=0.0)  # fmt: skip
+            yield from options.tokens(model, last, state, generator, banned,
+                                      length_penalty=0.0)  # fmt: skip
 
         return (corpus.pieces(tokens(), vocab, level, start) for _ in range(options.num_samples))
 

@@ -47,10 +47,12 @@ from rnnkit.data.formats.midi import (
     roll_text,
     write_piece,
 )
+from rnnkit.data.forms import PianoRolls
+from rnnkit.data.registry import fetch_as
+from rnnkit.data.splits import SPLITS, check_data_paths
 from rnnkit.decoding import GREEDY_TEMPERATURE
 from rnnkit.losses import bernoulli_nll
 from rnnkit.metrics import frame_accuracy, nll_per_frame
-from rnnkit.models import build_model
 from rnnkit.models.music import (
     MusicConfig,
     PianoRollModel,
@@ -61,18 +63,10 @@ from rnnkit.models.music import (
     to_roll,
 )
 from rnnkit.report.page import Section, image
-from rnnkit.tasks.task import (
-    SPLITS,
-    Evaluation,
-    GenerateOptions,
-    Loaded,
-    Prediction,
-    PredictOptions,
-    Prepared,
-    Task,
-    asset_file,
-)
+from rnnkit.tasks.options import GenerateOptions, PredictOptions
+from rnnkit.tasks.task import Evaluation, Loaded, Prediction, Prepared, Task
 from rnnkit.training.budget import available_memory
+from rnnkit.training.runs import asset_bytes
 from rnnkit.training.sampler import Examples
 from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
 
@@ -113,29 +107,20 @@ class MusicTask:
             raise ValueError(f"low, high: expected low ≤ high, got {self.low} > {self.high}")
         check_range(self, "smoothing", 0, open_low=True)  # inf: the baseline is inf/inf = NaN
         check_range(self, "threshold", 0, 1, open_low=True, open_high=True)
-        if len(self.data) not in (0, 1, 3):
-            raise ValueError(f"data: expected one file or folder, or three (train, valid, "
-                             f"test), got {len(self.data)}")  # fmt: skip
-
-
-def _trainer() -> TrainerConfig:
-    # Whole pieces, 8 a batch: bach-chorales' 292 training pieces make 37 steps an epoch.
-    return TrainerConfig(epochs=30, batch_size=8, clip_norm=5.0,
-                         optimizer=OptimizerConfig(lr=5e-3))  # fmt: skip
+        check_data_paths(self.data)
 
 
 @dataclass(frozen=True)
 class MusicRun:
-    """The resolved configuration of a music run (``config.toml``).
-
-    ``model.pitches`` and the task's ``low``, ``high`` and ``frames_per_quarter`` are
-    filled in by :meth:`Music.prepare`.
-    """
+    """The resolved configuration of a music run (``config.toml``)."""
 
     kind: Literal["music"] = "music"
+    # low, high, frames_per_quarter and model.pitches: filled in by Music.prepare
     task: MusicTask = field(default_factory=MusicTask)
     model: MusicConfig = field(default_factory=MusicConfig)
-    trainer: TrainerConfig = field(default_factory=_trainer)
+    # Whole pieces, 8 a batch: bach-chorales' 292 training pieces make 37 steps an epoch.
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        epochs=30, batch_size=8, clip_norm=5.0, optimizer=OptimizerConfig(lr=5e-3)))  # fmt: skip
 
 
 Piece = list[list[int]]  # frames of MIDI pitches
@@ -178,13 +163,7 @@ def _split_by_piece(pieces: list[tuple[Path, Piece]],
 def read_task(task: MusicTask) -> Pieces:
     """The task's pieces by split, checked against the pitch range."""
     if not task.data:
-        from rnnkit.data.forms import PianoRolls
-        from rnnkit.data.registry import fetch
-
-        dataset = fetch(task.dataset)
-        if not isinstance(dataset, PianoRolls):
-            raise DataError(f"dataset: {task.dataset!r} is not a set of piano rolls (it is a "
-                            f"{type(dataset).__name__})")  # fmt: skip
+        dataset = fetch_as(task.dataset, PianoRolls, "a set of piano rolls")
         named = {name: [(Path(task.dataset), piece) for piece in dataset.splits.get(name, [])]
                  for name in SPLITS}  # fmt: skip
         low = dataset.low if task.low is None else task.low
@@ -268,10 +247,9 @@ class Music(Task[MusicRun, Pieces, Baseline, Tensor, RollBatch, PianoRollModel])
     """``rnnkit train music``: piano rolls → a next-frame model that generates pieces."""
 
     name = "music"
-    run_type = MusicRun
     generative = True
 
-    def prepare(self, run: MusicRun) -> Prepared[MusicRun, Pieces]:
+    def prepare(self, run: MusicRun) -> Prepared[MusicRun, Baseline, Pieces]:
         """Read the pieces, fix the pitch range, fit the baseline on the training frames."""
         pieces = read_task(run.task)
         low, high = pieces.low, pieces.high
@@ -281,26 +259,19 @@ class Music(Task[MusicRun, Pieces, Baseline, Tensor, RollBatch, PianoRollModel])
                    for name, part in pieces.rolls.items()]  # fmt: skip
         summary.append(f"pitches: MIDI {low}..{high} ({run.model.pitches}), "
                        f"{pieces.frames_per_quarter} frames per quarter note")  # fmt: skip
+        baseline = Baseline(low, key_frequencies(_frames(pieces.rolls["train"]), task.smoothing))
         valid = _frames(pieces.rolls["valid"])
-        nll = baseline_nll(valid, self.assets(run, pieces).frequencies) / len(valid)
+        nll = baseline_nll(valid, baseline.frequencies) / len(valid)
         summary.append(f"per-key Bernoulli baseline: valid NLL {nll:.3f} nats per frame")
-        return Prepared(run, summary, pieces)
+        return Prepared(run, summary, baseline, pieces)
 
-    def examples(self, run: MusicRun, data: Pieces, split: str) -> Examples[Tensor]:
-        return _examples(data.rolls[split])
+    def examples(self, prepared: Prepared[MusicRun, Baseline, Pieces],
+                 split: str) -> Examples[Tensor]:  # fmt: skip
+        return _examples(prepared.data.rolls[split])
 
     def collate(self, examples: list[Tensor]) -> RollBatch:
         lengths = torch.tensor([roll.shape[0] for roll in examples])
         return RollBatch(pad_sequence(examples, batch_first=True), lengths)  # (B, T, P)
-
-    def build_model(self, run: MusicRun) -> PianoRollModel:
-        model = build_model(run.model)
-        assert isinstance(model, PianoRollModel)
-        return model
-
-    def assets(self, run: MusicRun, data: Pieces) -> Baseline:
-        frequencies = key_frequencies(_frames(data.rolls["train"]), run.task.smoothing)
-        return Baseline(data.low, frequencies)
 
     def save_assets(self, assets: Baseline) -> dict[str, bytes]:
         record = {"low": assets.low, "frequencies": assets.frequencies.tolist()}
@@ -308,7 +279,7 @@ class Music(Task[MusicRun, Pieces, Baseline, Tensor, RollBatch, PianoRollModel])
 
     def load_assets(self, run: MusicRun, files: Mapping[str, bytes], where: Path) -> Baseline:
         try:
-            record = json.loads(asset_file(files, BASELINE_FILE, where))
+            record = json.loads(asset_bytes(files, BASELINE_FILE, where))
             frequencies = torch.tensor(record["frequencies"], dtype=torch.float64)
             low = int(record["low"])
         except (ValueError, KeyError, TypeError, RecursionError) as error:

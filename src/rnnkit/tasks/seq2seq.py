@@ -27,37 +27,27 @@ metrics); the loss is over every pair (``pairs``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from rnnkit.configuration import check_positive_ints
-from rnnkit.data.batching import pad, split_indices
+from rnnkit.data.batching import pad
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.pairs import Level, read_pairs, split_units
-from rnnkit.data.formats.text import read_lines
+from rnnkit.data.forms import Pairs
+from rnnkit.data.registry import fetch_as
+from rnnkit.data.splits import SPLITS, check_data_paths, split_groups
 from rnnkit.data.vocab import BOS_ID, EOS_ID, PAD_ID, Vocabulary
 from rnnkit.metrics import closest_reference_scores, perplexity
 from rnnkit.models.seq2seq import PairBatch, Seq2Seq, Seq2SeqConfig
 from rnnkit.report import figures
 from rnnkit.report.page import Section, Table, fmt, image
-from rnnkit.tasks.task import (
-    SPLITS,
-    Evaluation,
-    Loaded,
-    Prediction,
-    PredictOptions,
-    Prepared,
-    Task,
-    asset_file,
-    check_data_paths,
-)
+from rnnkit.tasks.options import PredictOptions
+from rnnkit.tasks.task import Evaluation, Loaded, Prediction, Prepared, Task
 from rnnkit.training.sampler import Examples
 from rnnkit.training.trainer import EarlyStoppingConfig, OptimizerConfig, TrainerConfig
 
-SOURCE_VOCAB_FILE = "source_vocab.json"
-TARGET_VOCAB_FILE = "target_vocab.json"
 # What the metrics are called on grapheme-to-phoneme data (the README's names).
 G2P_NAMES = {"token_error_rate": "PER (phoneme error rate) on G2P data",
              "sequence_error_rate": "WER (word error rate) on G2P data"}  # fmt: skip
@@ -101,39 +91,29 @@ class Seq2SeqTask:
             raise ValueError(f"length_penalty: expected a number ≥ 0, got {self.length_penalty}")
 
 
-def _model() -> Seq2SeqConfig:
-    # The vocabulary sizes are placeholders that prepare() fills in; the special ids
-    # are the Vocabulary's (pad 0, BOS 2, EOS 3).
-    # Luong's "general" score: Bahdanau's additive score maps every memory position
-    # again at every decoder step, 1.5 times slower on a CPU for no gain on G2P.
-    return Seq2SeqConfig(source_vocab=4, target_vocab=4, embed=64, hidden=256,
-                         attention="general", pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID)  # fmt: skip
-
-
-def _trainer() -> TrainerConfig:
-    # 128 pairs a batch; early stopping on the decoded validation WER (PER's sibling).
-    stopping = EarlyStoppingConfig(monitor="val_sequence_error_rate", mode="min", patience=3)
-    return TrainerConfig(epochs=10, batch_size=128, clip_norm=5.0,
-                         optimizer=OptimizerConfig(lr=3e-3), early_stopping=stopping)  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Seq2SeqRun:
-    """The resolved configuration of a seq2seq run (``config.toml``).
-
-    ``model.source_vocab`` and ``model.target_vocab`` are filled in by
-    :meth:`Transduce.prepare`.
-    """
+    """The resolved configuration of a seq2seq run (``config.toml``)."""
 
     kind: Literal["seq2seq"] = "seq2seq"
     task: Seq2SeqTask = field(default_factory=Seq2SeqTask)
-    model: Seq2SeqConfig = field(default_factory=_model)
-    trainer: TrainerConfig = field(default_factory=_trainer)
+    # The vocabulary sizes are placeholders that prepare() fills in; the special ids
+    # are the Vocabulary's (pad 0, BOS 2, EOS 3). Luong's "general" score: Bahdanau's
+    # additive score maps every memory position again at every decoder step, 1.5
+    # times slower on a CPU for no gain on G2P.
+    model: Seq2SeqConfig = field(default_factory=lambda: Seq2SeqConfig(
+        source_vocab=4, target_vocab=4, embed=64, hidden=256, attention="general",
+        pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID))  # fmt: skip
+    # 128 pairs a batch; early stopping on the decoded validation WER (PER's sibling).
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        epochs=10, batch_size=128, clip_norm=5.0, optimizer=OptimizerConfig(lr=3e-3),
+        early_stopping=EarlyStoppingConfig(monitor="val_sequence_error_rate", mode="min",
+                                           patience=3)))  # fmt: skip
 
 
-Run = Seq2SeqRun
 Pair = tuple[str, str]
 Example = tuple[list[int], list[int]]  # source ids, BOS + target ids + EOS
+Parts = dict[str, list[Pair]]  # the task's pairs by split
 
 
 @dataclass(frozen=True)
@@ -144,42 +124,20 @@ class Vocabularies:
     target: Vocabulary
 
 
-@dataclass(frozen=True)
-class Corpus:
-    """The task's pairs by split, with the vocabularies built on the training pairs."""
-
-    pairs: dict[str, list[Pair]]
-    vocabs: Vocabularies
-
-
-def read_parts(task: Seq2SeqTask) -> dict[str, list[Pair]]:
+def read_parts(task: Seq2SeqTask) -> Parts:
     """The task's pairs as ``train``, ``valid`` and ``test``; a single file is split
     80/10/10 by its distinct sources, every pair going where its source went."""
     if len(task.data) == 3:
         return {name: read_pairs(path) for name, path in zip(SPLITS, task.data, strict=True)}
     if task.data:
-        pairs = read_pairs(task.data[0])
-        sources = list(dict.fromkeys(source for source, _ in pairs))
-        if len(sources) < 10:
-            raise DataError(f"{len(sources)} distinct sources are too few to split 80/10/10 "
-                            "(expected at least 10, or give three files: train, valid, test)",
-                            path=task.data[0])  # fmt: skip
-        parts = split_indices(len(sources), (0.8, 0.1, 0.1), task.split_seed)
-        where = {sources[i]: name for name, part in zip(SPLITS, parts, strict=True) for i in part}
-        return {name: [pair for pair in pairs if where[pair[0]] == name] for name in SPLITS}
-    from rnnkit.data.forms import Pairs
-    from rnnkit.data.registry import fetch
-
-    dataset = fetch(task.dataset)
-    if not isinstance(dataset, Pairs):
-        raise DataError(f"dataset: {task.dataset!r} is not source/target pairs "
-                        f"(it is a {type(dataset).__name__})")  # fmt: skip
+        return split_groups(read_pairs(task.data[0]), lambda pair: pair[0], seed=task.split_seed,
+                            least=10, what="distinct sources", path=task.data[0])  # fmt: skip
+    dataset = fetch_as(task.dataset, Pairs, "source/target pairs")
     return {name: dataset.splits[name] for name in SPLITS}
 
 
-def read_corpus(task: Seq2SeqTask) -> Corpus:
-    """Read and split the pairs; both vocabularies see the training pairs only."""
-    parts = read_parts(task)
+def vocabularies(task: Seq2SeqTask, parts: Parts) -> Vocabularies:
+    """Both vocabularies, built on the training pairs only."""
     for name in ("train", "valid"):
         if not parts[name]:
             raise DataError(f"data: the {name} part has no pairs")
@@ -188,7 +146,7 @@ def read_corpus(task: Seq2SeqTask) -> Corpus:
                               min_freq=task.min_freq)  # fmt: skip
     target = Vocabulary.build((split_units(t, task.target_level) for _, t in train),
                               min_freq=task.min_freq)  # fmt: skip
-    return Corpus(parts, Vocabularies(source, target))
+    return Vocabularies(source, target)
 
 
 def source_ids(source: str, vocab: Vocabulary, task: Seq2SeqTask) -> list[int]:
@@ -219,17 +177,17 @@ Scored = tuple[str, list[str], list[list[str]]]
 SeqLoaded = Loaded[Seq2SeqRun, Vocabularies, Seq2Seq]
 
 
-class Transduce(Task[Seq2SeqRun, Corpus, Vocabularies, Example, PairBatch, Seq2Seq]):
+class Transduce(Task[Seq2SeqRun, Parts, Vocabularies, Example, PairBatch, Seq2Seq]):
     """``rnnkit train seq2seq``: source/target pairs → an encoder–decoder."""
 
     name = "seq2seq"
-    run_type = Seq2SeqRun
 
-    def prepare(self, run: Seq2SeqRun) -> Prepared[Seq2SeqRun, Corpus]:
+    def prepare(self, run: Seq2SeqRun) -> Prepared[Seq2SeqRun, Vocabularies, Parts]:
         """Read the pairs and build both vocabularies; fill in their sizes and special ids."""
-        corpus = read_corpus(run.task)
-        model = replace(run.model, source_vocab=len(corpus.vocabs.source),
-                        target_vocab=len(corpus.vocabs.target), pad_id=PAD_ID, bos_id=BOS_ID,
+        parts = read_parts(run.task)
+        vocabs = vocabularies(run.task, parts)
+        model = replace(run.model, source_vocab=len(vocabs.source),
+                        target_vocab=len(vocabs.target), pad_id=PAD_ID, bos_id=BOS_ID,
                         eos_id=EOS_ID)  # fmt: skip
         trainer, stopping = run.trainer, run.trainer.early_stopping
         if not run.task.eval_decode and stopping is not None and "error" in stopping.monitor:
@@ -238,46 +196,32 @@ class Transduce(Task[Seq2SeqRun, Corpus, Vocabularies, Example, PairBatch, Seq2S
             trainer = replace(trainer, early_stopping=stopping)
         run = replace(run, model=model, trainer=trainer)
         summary = [f"{name}: {len(pairs):,} pairs, {len({s for s, _ in pairs}):,} distinct sources"
-                   for name, pairs in corpus.pairs.items()]  # fmt: skip
-        train_sources = {s for s, _ in corpus.pairs["train"]}
-        shared = sum(s in train_sources for s in {s for s, _ in corpus.pairs["test"]})
+                   for name, pairs in parts.items()]  # fmt: skip
+        train_sources = {s for s, _ in parts["train"]}
+        shared = sum(s in train_sources for s in {s for s, _ in parts["test"]})
         summary.append(f"vocabularies (4 special each, built on train): source "
-                       f"{len(corpus.vocabs.source):,} {run.task.source_level} units, target "
-                       f"{len(corpus.vocabs.target):,} {run.task.target_level} units")  # fmt: skip
+                       f"{len(vocabs.source):,} {run.task.source_level} units, target "
+                       f"{len(vocabs.target):,} {run.task.target_level} units")  # fmt: skip
         summary.append(f"test sources also in train: {shared}")
-        return Prepared(run, summary, corpus)
+        return Prepared(run, summary, vocabs, parts)
 
-    def examples(self, run: Seq2SeqRun, data: Corpus, split: str) -> Examples[Example]:
-        return encode(run.task, data.vocabs, data.pairs[split])
+    def examples(self, prepared: Prepared[Seq2SeqRun, Vocabularies, Parts],
+                 split: str) -> Examples[Example]:  # fmt: skip
+        return encode(prepared.run.task, prepared.assets, prepared.data[split])
 
     def collate(self, examples: list[Example]) -> PairBatch:
         source, source_lengths = pad([s for s, _ in examples], PAD_ID)
         target, target_lengths = pad([t for _, t in examples], PAD_ID)
         return PairBatch(source, source_lengths, target, target_lengths)
 
-    def build_model(self, run: Seq2SeqRun) -> Seq2Seq:
-        return Seq2Seq(run.model)  # the config's one class (rnnkit.models.build_model's map)
-
-    def assets(self, run: Seq2SeqRun, data: Corpus) -> Vocabularies:
-        return data.vocabs
-
-    def save_assets(self, assets: Vocabularies) -> dict[str, bytes]:
-        return {SOURCE_VOCAB_FILE: assets.source.to_json().encode(),
-                TARGET_VOCAB_FILE: assets.target.to_json().encode()}  # fmt: skip
-
-    def load_assets(self, run: Seq2SeqRun, files: Mapping[str, bytes],
-                    where: Path) -> Vocabularies:  # fmt: skip
-        source, target = (Vocabulary.from_json(asset_file(files, name, where), path=where / name)
-                          for name in (SOURCE_VOCAB_FILE, TARGET_VOCAB_FILE))  # fmt: skip
-        return Vocabularies(source, target)
-
-    def metrics(self, run: Seq2SeqRun, data: Corpus, model: Seq2Seq,
+    def metrics(self, prepared: Prepared[Seq2SeqRun, Vocabularies, Parts], model: Seq2Seq,
                 batches: Iterable[PairBatch]) -> dict[str, float]:  # fmt: skip
         """The decoded validation scores (``task.eval_decode``), greedy. Decoding reads
         the validation pairs grouped by source, not the loss batches."""
+        run = prepared.run
         if not run.task.eval_decode:
             return {}
-        return self._scored(model, run, data.vocabs, data.pairs["valid"], beam=1)[0]
+        return self._scored(model, run, prepared.assets, prepared.data["valid"], beam=1)[0]
 
     def _decode(self, model: Seq2Seq, run: Seq2SeqRun, vocabs: Vocabularies,
                 sources: Sequence[str], beam: int) -> list[tuple[list[str], float]]:  # fmt: skip
@@ -341,9 +285,7 @@ class Transduce(Task[Seq2SeqRun, Corpus, Vocabularies, Example, PairBatch, Seq2S
     def predict(self, loaded: SeqLoaded, options: PredictOptions) -> list[Prediction]:
         """The output sequence of each source (greedy, or ``options.beam`` wide), with
         its log-probability."""
-        sources = [*options.inputs, *(read_lines(options.file) if options.file else [])]
-        if not sources:
-            raise DataError("give sources as arguments or --file (one per line)")
+        sources = options.lines("sources")
         outputs = self._decode(loaded.model, loaded.run, loaded.assets, sources, options.beam)
         results = []
         for source, (units, score) in zip(sources, outputs, strict=True):
@@ -357,7 +299,7 @@ class Transduce(Task[Seq2SeqRun, Corpus, Vocabularies, Example, PairBatch, Seq2S
         parts = read_parts(loaded.run.task)
         return [self._attention(loaded, parts), self._translations(loaded, parts["test"])]
 
-    def _attention(self, loaded: SeqLoaded, parts: dict[str, list[Pair]]) -> Section:
+    def _attention(self, loaded: SeqLoaded, parts: Parts) -> Section:
         title = "Attention"
         if loaded.model.attention is None:
             return Section(title, missing="this seq2seq run has attention = 'none'")

@@ -40,7 +40,9 @@ from torch.nn.utils.rnn import pad_sequence
 from rnnkit.configuration import check_positive_ints
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.ts import read_sequences
+from rnnkit.data.forms import LabelledSequences
 from rnnkit.data.labels import Labels
+from rnnkit.data.registry import fetch_as
 from rnnkit.data.sequences import (
     Example,
     Labelled,
@@ -49,23 +51,12 @@ from rnnkit.data.sequences import (
     read_unlabelled,
     scaled_examples,
 )
-from rnnkit.data.splits import split_indices
+from rnnkit.data.splits import SPLITS, check_data_paths, split_files, split_indices
 from rnnkit.metrics import classification_report
-from rnnkit.models import build_model
 from rnnkit.models.classifier import ClassifierConfig, SequenceBatch, SequenceClassifier
 from rnnkit.report.page import Section, confusion_section, wrong_section
-from rnnkit.tasks.task import (
-    SPLITS,
-    Evaluation,
-    Loaded,
-    Prediction,
-    PredictOptions,
-    Prepared,
-    Task,
-    check_data_paths,
-    class_prediction,
-    split_files,
-)
+from rnnkit.tasks.options import PredictOptions
+from rnnkit.tasks.task import Evaluation, Loaded, Prediction, Prepared, Task
 from rnnkit.training.sampler import Examples
 from rnnkit.training.trainer import EarlyStoppingConfig, OptimizerConfig, TrainerConfig
 
@@ -128,22 +119,16 @@ EARLY_STOPPING = EarlyStoppingConfig(monitor="val_loss", mode="min", patience=20
 
 @dataclass(frozen=True)
 class SequenceClassificationRun:
-    """The resolved configuration of a sequence-classification run (``config.toml``).
-
-    ``model.input_size``, ``model.num_classes`` and (for the adding problem)
-    ``model.head`` are filled in by :meth:`SequenceClassification.prepare`.
-    """
+    """The resolved configuration of a sequence-classification run (``config.toml``)."""
 
     kind: Literal["seqclass"] = "seqclass"
     task: SequenceClassificationTask = field(default_factory=SequenceClassificationTask)
+    # input_size, num_classes and (for the adding problem) head: filled in by prepare
     model: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(
         input_size=1, hidden=64, pooling="last", head="multiclass"))  # fmt: skip
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
         epochs=150, batch_size=16, clip_norm=1.0, early_stopping=EARLY_STOPPING,
         optimizer=OptimizerConfig(name="adamw", lr=2e-3, weight_decay=0.05)))  # fmt: skip
-
-
-Run = SequenceClassificationRun
 
 
 @dataclass(frozen=True)
@@ -161,15 +146,7 @@ def read_labelled(task: SequenceClassificationTask) -> tuple[dict[str, Labelled]
         read = partial(read_sequences, max_length=task.max_length)
         return split_files(task.data, read, seed=task.split_seed, least=10,
                            what="sequences"), False  # fmt: skip
-    from rnnkit.data.forms import LabelledSequences
-    from rnnkit.data.registry import fetch, info
-
-    form = info(task.dataset).form  # known before a download
-    if form != "LabelledSequences":
-        raise DataError(f"dataset: {task.dataset!r} is not a labelled-sequence dataset (it is "
-                        f"{form}); try japanese-vowels, mnist-5k or adding")  # fmt: skip
-    dataset = fetch(task.dataset)
-    assert isinstance(dataset, LabelledSequences)
+    dataset = fetch_as(task.dataset, LabelledSequences, "a labelled-sequence dataset")
     splits = {name: list(rows) for name, rows in dataset.splits.items()}
     if "train" not in splits or "test" not in splits:
         raise DataError(f"dataset: {task.dataset!r} lacks a train or a test split")
@@ -224,9 +201,9 @@ class SequenceClassification(Task[SequenceClassificationRun, Parts, SequenceAsse
     or the adding problem → a many-to-one regression."""
 
     name = "seqclass"
-    run_type = SequenceClassificationRun
 
-    def prepare(self, run: SequenceClassificationRun) -> Prepared[SequenceClassificationRun, Parts]:
+    def prepare(self, run: SequenceClassificationRun
+                ) -> Prepared[SequenceClassificationRun, SequenceAssets, Parts]:  # fmt: skip
         """Read (or generate) and scale the sequences; fill in the features and the classes."""
         task, parts = run.task, read_parts(run.task)
         channels = int(parts.splits["train"][0][0].shape[1])
@@ -261,11 +238,12 @@ class SequenceClassification(Task[SequenceClassificationRun, Parts, SequenceAsse
                 "standardised with training statistics" if parts.assets.scaler else "not scaled"
             )
             summary += [f"{channels} channels, {scaled}", f"labels: {', '.join(labels.names)}"]
-        return Prepared(replace(run, model=model.resolved(), trainer=trainer), summary, parts)
+        run = replace(run, model=model.resolved(), trainer=trainer)
+        return Prepared(run, summary, parts.assets, parts)
 
-    def examples(self, run: SequenceClassificationRun, data: Parts,
+    def examples(self, prepared: Prepared[SequenceClassificationRun, SequenceAssets, Parts],
                  split: str) -> Examples[Example]:  # fmt: skip
-        return self._examples(data.splits[split])
+        return self._examples(prepared.data.splits[split])
 
     def _examples(self, items: list[Example]) -> Examples[Example]:
         return Examples(items, lengths=[int(x.shape[0]) for x, _ in items])
@@ -275,14 +253,6 @@ class SequenceClassification(Task[SequenceClassificationRun, Parts, SequenceAsse
         lengths = torch.tensor([x.shape[0] for x, _ in examples])  # (B,)
         return SequenceBatch(inputs, lengths, torch.stack([y for _, y in examples]))
 
-    def build_model(self, run: SequenceClassificationRun) -> SequenceClassifier:
-        model = build_model(run.model)
-        assert isinstance(model, SequenceClassifier)
-        return model
-
-    def assets(self, run: SequenceClassificationRun, data: Parts) -> SequenceAssets:
-        return data.assets
-
     def save_assets(self, assets: SequenceAssets) -> dict[str, bytes]:
         return assets.files()
 
@@ -290,13 +260,13 @@ class SequenceClassification(Task[SequenceClassificationRun, Parts, SequenceAsse
                     where: Path) -> SequenceAssets:  # fmt: skip
         return SequenceAssets.from_files(files, where)
 
-    def metrics(self, run: SequenceClassificationRun, data: Parts, model: SequenceClassifier,
-                batches: Iterable[SequenceBatch]) -> dict[str, float]:  # fmt: skip
-        if run.task.adding:
+    def metrics(self, prepared: Prepared[SequenceClassificationRun, SequenceAssets, Parts],
+                model: SequenceClassifier, batches: Iterable[SequenceBatch]) -> dict[str, float]:  # fmt: skip
+        if prepared.run.task.adding:
             return regression_scores(model, batches)
         pairs = [(model.probabilities(b.inputs, b.lengths).argmax(-1), b.targets) for b in batches]
         predicted, gold = (torch.cat(column).tolist() for column in zip(*pairs, strict=True))
-        report, _ = classification_report(predicted, gold, data.assets.labels.names)
+        report, _ = classification_report(predicted, gold, prepared.assets.labels.names)
         return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
 
     @torch.no_grad()
@@ -357,7 +327,7 @@ class SequenceClassification(Task[SequenceClassificationRun, Parts, SequenceAsse
         if loaded.run.task.adding:
             return [Prediction(f"{value:.4f}\t{name}", {"input": name, "prediction": round(value, 6)})
                     for (_, name), value in zip(named, outputs[:, 0].tolist(), strict=True)]  # fmt: skip
-        return [class_prediction(name, {"input": name}, row, loaded.assets.labels.names, options.top)
+        return [Prediction.of_classes(name, {"input": name}, row, loaded.assets.labels.names, options.top)
                 for (_, name), row in zip(named, outputs, strict=True)]  # fmt: skip
 
     def report(self, loaded: Trained) -> list[Section]:

@@ -20,9 +20,8 @@ The checkpoint keeps the vocabulary and the tag set (:class:`TagAssets`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -32,28 +31,16 @@ from rnnkit.data.batching import pad
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.conll import read_tagged
 from rnnkit.data.forms import TaggedSentences
-from rnnkit.data.tags import TAGS_FILE, Sentence, TagSet, encode, entities, marked, scores, words
+from rnnkit.data.registry import fetch_as
+from rnnkit.data.splits import SPLITS, check_data_paths, split_files
+from rnnkit.data.tags import Sentence, TagSet, encode, entities, marked, scores, words
 from rnnkit.data.vocab import PAD_ID, Vocabulary
 from rnnkit.models.tagger import TagBatch, Tagger, TaggerConfig
 from rnnkit.report.page import Section
-from rnnkit.tasks.task import (
-    SPLITS,
-    Evaluation,
-    Loaded,
-    Prediction,
-    PredictOptions,
-    Prepared,
-    Task,
-    asset_file,
-    bundled,
-    check_data_paths,
-    input_lines,
-    split_files,
-)
+from rnnkit.tasks.options import PredictOptions
+from rnnkit.tasks.task import Evaluation, Loaded, Prediction, Prepared, Task
 from rnnkit.training.sampler import Examples
 from rnnkit.training.trainer import EarlyStoppingConfig, OptimizerConfig, TrainerConfig
-
-VOCAB_FILE = "vocab.json"
 
 
 @dataclass(frozen=True)
@@ -89,34 +76,25 @@ class TaggingTask:
         check_data_paths(self.data)
 
 
-def _model() -> TaggerConfig:
-    # vocab_size and num_tags are placeholders that prepare() fills in from the data.
-    return TaggerConfig(vocab_size=1, num_tags=1, embed=100, hidden=128, dropout=0.5)
-
-
-def _trainer() -> TrainerConfig:
-    # Lample et al. 2016-style: small batches, clipping at 5, keep the best span F1.
-    stopping = EarlyStoppingConfig(monitor="val_span_f1", mode="max", patience=5)
-    return TrainerConfig(epochs=30, batch_size=16, clip_norm=5.0,
-                         optimizer=OptimizerConfig(lr=2e-3), early_stopping=stopping)  # fmt: skip
-
-
 @dataclass(frozen=True)
 class TaggingRun:
-    """The resolved configuration of a tagging run (``config.toml``).
-
-    ``model.vocab_size`` and ``model.num_tags`` are filled in from the data by
-    :meth:`Tag.prepare`.
-    """
+    """The resolved configuration of a tagging run (``config.toml``)."""
 
     kind: Literal["tag"] = "tag"
     task: TaggingTask = field(default_factory=TaggingTask)
-    model: TaggerConfig = field(default_factory=_model)
-    trainer: TrainerConfig = field(default_factory=_trainer)
+    # vocab_size and num_tags are placeholders that prepare() fills in from the data.
+    model: TaggerConfig = field(default_factory=lambda: TaggerConfig(
+        vocab_size=1, num_tags=1, embed=100, hidden=128, dropout=0.5))  # fmt: skip
+    # Lample et al. 2016-style: small batches, clipping at 5, keep the best span F1.
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        epochs=30, batch_size=16, clip_norm=5.0, optimizer=OptimizerConfig(lr=2e-3),
+        early_stopping=EarlyStoppingConfig(monitor="val_span_f1", mode="max", patience=5)))  # fmt: skip
 
 
-Run = TaggingRun
 Example = tuple[list[int], list[int]]  # word ids, tag ids
+
+
+Parts = dict[str, list[Sentence]]  # the task's sentences by split
 
 
 @dataclass(frozen=True)
@@ -127,20 +105,12 @@ class TagAssets:
     tagset: TagSet
 
 
-@dataclass(frozen=True)
-class Corpus:
-    """The task's sentences by split, with the vocabulary and tag set built from them."""
-
-    assets: TagAssets
-    sentences: dict[str, list[Sentence]]
-
-
-def read_parts(task: TaggingTask) -> dict[str, list[Sentence]]:
+def read_parts(task: TaggingTask) -> Parts:
     """The task's sentences as ``train``, ``valid`` and ``test``."""
     if task.data:
         return split_files(task.data, lambda path: _read(path, task), seed=task.split_seed,
                            least=3, what="sentences")  # fmt: skip
-    dataset = bundled(task.dataset, TaggedSentences, "tagged sentences")
+    dataset = fetch_as(task.dataset, TaggedSentences, "tagged sentences")
     return {name: dataset.splits[name] for name in SPLITS}
 
 
@@ -149,13 +119,12 @@ def _read(path: str, task: TaggingTask) -> list[Sentence]:
                        comment=task.comment)  # fmt: skip
 
 
-class Tag(Task[TaggingRun, Corpus, TagAssets, Example, TagBatch, Tagger]):
+class Tag(Task[TaggingRun, Parts, TagAssets, Example, TagBatch, Tagger]):
     """``rnnkit train tag``: tagged sentences → a tag per token (softmax or CRF)."""
 
     name = "tag"
-    run_type = TaggingRun
 
-    def prepare(self, run: TaggingRun) -> Prepared[TaggingRun, Corpus]:
+    def prepare(self, run: TaggingRun) -> Prepared[TaggingRun, TagAssets, Parts]:
         """Read the sentences, build the vocabulary and tag set; fill in their sizes."""
         task, parts = run.task, read_parts(run.task)
         for name in ("train", "valid"):
@@ -177,10 +146,11 @@ class Tag(Task[TaggingRun, Corpus, TagAssets, Example, TagBatch, Tagger]):
         summary.append(f"vocabulary: {len(vocab):,} words (4 special), built on train "
                        f"(min_freq {run.task.min_freq})")  # fmt: skip
         summary.append(f"tags: {len(tagset.tags)} ({tagset.scheme or 'plain labels'})")
-        return Prepared(run, summary, Corpus(TagAssets(vocab, tagset), parts))
+        return Prepared(run, summary, TagAssets(vocab, tagset), parts)
 
-    def examples(self, run: TaggingRun, data: Corpus, split: str) -> Examples[Example]:
-        return self._examples(run, data.assets, data.sentences[split], split)
+    def examples(self, prepared: Prepared[TaggingRun, TagAssets, Parts],
+                 split: str) -> Examples[Example]:  # fmt: skip
+        return self._examples(prepared.run, prepared.assets, prepared.data[split], split)
 
     def _examples(self, run: TaggingRun, assets: TagAssets, sentences: Sequence[Sentence],
                   where: str) -> Examples[Example]:  # fmt: skip
@@ -192,24 +162,11 @@ class Tag(Task[TaggingRun, Corpus, TagAssets, Example, TagBatch, Tagger]):
         tags, _ = pad([tags for _, tags in examples], 0)
         return TagBatch(tokens, tags, lengths)
 
-    def build_model(self, run: TaggingRun) -> Tagger:
-        return Tagger(run.model)
-
-    def assets(self, run: TaggingRun, data: Corpus) -> TagAssets:
-        return data.assets
-
-    def save_assets(self, assets: TagAssets) -> dict[str, bytes]:
-        return {VOCAB_FILE: assets.vocab.to_json().encode(), TAGS_FILE: assets.tagset.to_json()}
-
-    def load_assets(self, run: TaggingRun, files: Mapping[str, bytes], where: Path) -> TagAssets:
-        vocab = Vocabulary.from_json(asset_file(files, VOCAB_FILE, where), path=where / VOCAB_FILE)
-        tagset = TagSet.from_json(asset_file(files, TAGS_FILE, where), path=where / TAGS_FILE)
-        return TagAssets(vocab, tagset)
-
-    def metrics(self, run: TaggingRun, data: Corpus, model: Tagger,
+    def metrics(self, prepared: Prepared[TaggingRun, TagAssets, Parts], model: Tagger,
                 batches: Iterable[TagBatch]) -> dict[str, float]:  # fmt: skip
-        predicted, gold = _answers(model, batches, data.assets.tagset)
-        return scores(predicted, gold, data.assets.tagset.scheme)[0]
+        tagset = prepared.assets.tagset
+        predicted, gold = _answers(model, batches, tagset)
+        return scores(predicted, gold, tagset.scheme)[0]
 
     def evaluate(self, loaded: Loaded[TaggingRun, TagAssets, Tagger], split: str,
                  data: str | None) -> Evaluation:  # fmt: skip
@@ -238,7 +195,7 @@ class Tag(Task[TaggingRun, Corpus, TagAssets, Example, TagBatch, Tagger]):
     def predict(self, loaded: Loaded[TaggingRun, TagAssets, Tagger],
                 options: PredictOptions) -> list[Prediction]:  # fmt: skip
         """A tag per word of each sentence (words split at whitespace), and its entities."""
-        lines = input_lines(options, "sentences")
+        lines = options.lines("sentences")
         for i, line in enumerate(lines, start=1):
             if not line.split():
                 raise DataError(f"input {i} is empty (expected words)")

@@ -41,6 +41,12 @@ class World:
         return self.rank == 0
 
 
+def world_size() -> int:
+    """Processes training together (torchrun's ``WORLD_SIZE``; 1 alone), known before
+    :func:`setup` joins them: a task sizes its streams by it."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device: str = "auto") -> World:
     """Join the torchrun process group if there is one; choose this process's device.
 

@@ -1,12 +1,20 @@
-"""Reading a run folder back: its resolved configuration and its best weights.
+"""Reading a run folder back: its resolved configuration, its best weights and its assets.
 
 The Trainer writes a run folder (``config.toml``, ``checkpoints/last`` and
 ``checkpoints/best``); these read it, each refusal one line naming the file.
+
+A run's *assets* (vocabularies, labels, scalers: what a trained model needs besides
+its weights) are a frozen dataclass whose fields each write themselves as JSON
+(``to_json()``) and read themselves back (``from_json(data, path=...)``); they are
+saved with every checkpoint as one file per field, ``FIELD.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,3 +69,32 @@ def load_into(model: Any, checkpoint: Checkpoint) -> None:
     file unless every name and shape matches: torch's own refusal is many lines."""
     check_fits(checkpoint.weights, model.state_dict(), checkpoint.path_of("weights"))
     model.load_state_dict(checkpoint.weights)
+
+
+def asset_files(assets: Any) -> dict[str, bytes]:
+    """The assets dataclass as checkpoint files, one ``FIELD.json`` per field."""
+    files = {}
+    for field in dataclasses.fields(assets):
+        text = getattr(assets, field.name).to_json()
+        files[f"{field.name}.json"] = text.encode() if isinstance(text, str) else text
+    return files
+
+
+def asset_bytes(files: Mapping[str, bytes], name: str, where: Path) -> bytes:
+    """The checkpoint's file ``name``, or a one-line error naming the checkpoint."""
+    if name not in files:
+        raise RunFolderError(f"the checkpoint has no {name} (was it made by another task?)",
+                             path=where)  # fmt: skip
+    return files[name]
+
+
+def read_assets(cls: type[R], files: Mapping[str, bytes], where: Path) -> R:
+    """The assets dataclass ``cls`` back from :func:`asset_files`'s files, each field read
+    by its type's ``from_json`` (``where``: the checkpoint folder, for errors)."""
+    types = typing.get_type_hints(cls)
+    values = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = f"{field.name}.json"
+        data = asset_bytes(files, name, where)
+        values[field.name] = types[field.name].from_json(data, path=where / name)
+    return cls(**values)
