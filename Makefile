@@ -76,6 +76,7 @@ bench: $(STAMP) $(LOOPS)
 	$(PY) benchmarks/speed.py --memory --inference --write BENCHMARKS.md && \
 	$(PY) benchmarks/profile_step.py --configs a,b,c --write BENCHMARKS.md && \
 	$(PY) benchmarks/generation.py --write BENCHMARKS.md && \
+	$(PY) benchmarks/scan.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/end_to_end.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/stream_memory.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/gradient_flow.py --out docs

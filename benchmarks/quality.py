@@ -123,7 +123,32 @@ def _bach(reports: dict[str, Report]) -> Verdict:
     return Verdict(f"NLL/frame {ours:.3f} (per-key Bernoulli {baseline:.3f})", ours < baseline)
 
 
+def _adding_1000(reports: dict[str, Report]) -> Verdict:
+    mse = {cell: metric(reports[cell], "mse") for cell in reports}
+    shown = ", ".join(f"{cell} {value:.1e}" for cell, value in mse.items())
+    return Verdict(f"MSE {shown}", all(value <= 0.01 for value in mse.values()))
+
+
+def _selective_copying(reports: dict[str, Report]) -> Verdict:
+    accuracy = metric(reports["mingru"], "accuracy") * 100
+    exact = metric(reports["mingru"], "exact") * 100
+    return Verdict(f"token accuracy {accuracy:.1f} % (sequences exact {exact:.1f} %)",
+                   accuracy >= 99.0)  # fmt: skip
+
+
+def _shakespeare_minimal(reports: dict[str, Report]) -> Verdict:
+    lstm = metric(reports["lstm"], "bits_per_character")
+    mingru = metric(reports["mingru"], "bits_per_character")
+    return Verdict(f"bits per character: minGRU {mingru:.3f}, LSTM {lstm:.3f}",
+                   mingru <= 1.05 * lstm)  # fmt: skip
+
+
 QUIET = ["--progress", "lines"]
+
+# The main job's LSTM (examples/shakespeare.toml, 2 × 256, 0.86 M recurrent weights)
+# against two minGRU layers of 620 units (0.85 M), for the same 12 minutes each.
+SHAKESPEARE = ["lm", "--dataset", "shakespeare", "--config", "examples/shakespeare.toml",
+               "--max-steps", "100000", "--max-minutes", "12"]  # fmt: skip
 
 ROWS = [
     Row(
@@ -224,6 +249,27 @@ ROWS = [
         },
         _bach,
     ),
+    Row(
+        "adding-1000",
+        "T = 1,000: minGRU and minLSTM MSE ≤ 0.01",
+        {
+            cell: ["seqclass", "--config", "benchmarks/configs/adding_1000.toml", "--cell", cell]
+            for cell in ("mingru", "minlstm")
+        },
+        _adding_1000,
+    ),
+    Row(
+        "selective-copying",
+        "3-layer minGRU token accuracy ≥ 99 % (paper: 99.5 %; here T = 256, not 4,096)",
+        {"mingru": ["tag", "--config", "benchmarks/configs/selective_copying.toml"]},
+        _selective_copying,
+    ),
+    Row(
+        "shakespeare-minimal",
+        "minGRU bits per character within 5 % of the LSTM's, equal parameters and minutes",
+        {"lstm": SHAKESPEARE, "mingru": [*SHAKESPEARE, "--cell", "mingru", "--hidden", "620"]},
+        _shakespeare_minimal,
+    ),
 ]
 
 
@@ -251,7 +297,9 @@ def run_row(row: Row, runs: Path, fresh: bool, train: bool = True) -> dict[str, 
         argv = command(row, run, runs)
         print(f"$ {shown(argv)}", flush=True)
         if train:
-            subprocess.run([*argv, "--resume"], check=True)
+            # Continue a run that was stopped; `--resume` of nothing is refused.
+            resumable = (out / "checkpoints" / "last" / "manifest.json").exists()
+            subprocess.run([*argv, *(["--resume"] if resumable else [])], check=True)
         seconds[run] = training_seconds(out)
         evaluation = [RNNKIT, "evaluate", str(out), "--split", row.split, "--json"]
         print(f"$ {shown(evaluation)}", flush=True)

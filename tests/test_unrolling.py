@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from rnnkit import HiddenState, LSTMState, Recurrent, unroll
-from rnnkit.cells import CELL_NAMES, cell_factory
+from rnnkit.cells import TORCH_CELL_NAMES, cell_factory
 from tests.helpers import TORCH_STACKS, torch_state_fields, weighted_sum
 
 # ----------------------------------------------------------------- cells defined here
@@ -149,7 +149,7 @@ def test_custom_cells_stack_in_recurrent_and_backpropagate() -> None:
 # ----------------------------------------------------------------- ragged semantics
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_ragged_rows_equal_their_own_trimmed_runs(name: str, reverse: bool) -> None:
     torch.manual_seed(0)
@@ -165,7 +165,7 @@ def test_ragged_rows_equal_their_own_trimmed_runs(name: str, reverse: bool) -> N
             torch.testing.assert_close(field[b : b + 1], alone_field, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 def test_reverse_is_forward_over_the_flipped_valid_part(name: str) -> None:
     torch.manual_seed(1)
     cell = cell_factory(name)(2, 3).double()
@@ -242,7 +242,7 @@ def ragged_problems(draw: st.DrawFn) -> dict[str, object]:
     batch = draw(st.integers(1, 5))
     steps = draw(st.integers(1, 8))
     return {
-        "name": draw(st.sampled_from(CELL_NAMES)),
+        "name": draw(st.sampled_from(TORCH_CELL_NAMES)),
         "batch": batch,
         "steps": steps,
         "input_size": draw(st.integers(1, 4)),

@@ -14,15 +14,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import rnnkit.tuning as tuning
-from rnnkit.bptt import compiled
+from rnnkit.bptt import compiled, scan
 from rnnkit.bptt.fused import FusedBatch, fused_supported
 from rnnkit.cells import CELL_NAMES, CellFactory, GRUCell, LSTMCell, RNNCell, cell_factory
 from rnnkit.native import NativeBatch, native_kernel
 from rnnkit.state import check_state_like, map_state, stack_states
 from rnnkit.unrolling import Lengths, check_inputs, check_lengths, unroll
 
-Backend = Literal["auto", "unrolled", "native", "fused"]
-BACKENDS: tuple[str, ...] = ("auto", "unrolled", "native", "fused")
+Backend = Literal["auto", "unrolled", "native", "fused", "scan"]
+BACKENDS: tuple[str, ...] = ("auto", "unrolled", "native", "fused", "scan")
 
 # torch.nn's module for each built-in cell name, for from_torch/to_torch.
 _TORCH_MODULES: dict[str, tuple[Callable[..., nn.RNNBase], dict[str, Any]]] = {
@@ -126,15 +126,16 @@ class RecurrentConfig:
     """Everything that defines a :class:`Recurrent` stack of built-in cells.
 
     Attributes:
-        cell: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"`` or ``"gru"``.
+        cell: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"``, ``"gru"``, or a minimal
+            cell: ``"mingru"``, ``"minlstm"``, ``"mingru_log"``, ``"minlstm_log"``.
         input_size: I, features per step of the input.
         hidden_size: H, per direction; the stack's outputs have D·H features.
         num_layers: L; layer l > 0 reads layer l−1's outputs.
         bidirectional: D = 2 when true (a right-to-left pass per layer), else 1.
         dropout: dropout on the inputs of layers 1 … L−1 during training, as torch.nn.
         bias: learn b; ``False`` matches torch.nn's ``bias=False``.
-        backend: ``"auto"``, ``"unrolled"``, ``"native"`` or ``"fused"`` (see
-            :class:`Recurrent`).
+        backend: ``"auto"``, ``"unrolled"``, ``"native"``, ``"fused"`` or ``"scan"``
+            (see :class:`Recurrent`).
     """
 
     cell: str
@@ -200,6 +201,11 @@ class Recurrent(nn.Module):
             once). Only for built-in cells of one kind.
         ``"fused"``: rnnkit's hand-derived BPTT (:mod:`rnnkit.bptt.fused`), one
             autograd Function per layer and direction. Built-in cells of one kind.
+        ``"scan"``: the minimal cells (``"mingru"``, ``"minlstm"`` and their log
+            forms) only: every step's gates in one matrix multiply, then a scan
+            over time with a hand-derived backward (:mod:`rnnkit.bptt.scan`), per
+            layer and direction. ``"auto"`` always picks it for those cells; the
+            other backends but ``"unrolled"`` cannot run them.
         ``"auto"`` (the default): the fastest exact backend for the call, measured
             on the machine at hand (:mod:`rnnkit.tuning`, like cuDNN's benchmark
             mode). The first forward with a new key (cell, L, D, I, H, dtype,
@@ -231,14 +237,15 @@ class Recurrent(nn.Module):
         ``"unrolled"`` compute it there.
 
     Args:
-        cell: a built-in cell name (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``)
-            or a factory ``(input_size, hidden_size) -> cell``.
+        cell: a built-in cell name (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``,
+            ``"mingru"``, ``"minlstm"``, ``"mingru_log"``, ``"minlstm_log"``) or a
+            factory ``(input_size, hidden_size) -> cell``.
         input_size: I.
         hidden_size: H, per direction.
         num_layers: L.
         bidirectional: two directions per layer.
         dropout: on the inputs of every layer but the first, in training mode.
-        backend: ``"auto"``, ``"unrolled"``, ``"native"`` or ``"fused"``.
+        backend: ``"auto"``, ``"unrolled"``, ``"native"``, ``"fused"`` or ``"scan"``.
         bias: for named cells, learn b; a factory configures its own cells.
     """
 
@@ -310,7 +317,7 @@ class Recurrent(nn.Module):
                     )
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
-        if self.backend in ("native", "fused"):
+        if self.backend in ("native", "fused", "scan"):
             self.resolve_backend()  # fail at construction, not at the first batch
 
     @classmethod
@@ -358,12 +365,15 @@ class Recurrent(nn.Module):
         inputs: Tensor | None = None,
         lengths: Tensor | None = None,
     ) -> str:
-        """The backend a forward call would use: ``"native"``, ``"fused"`` or ``"unrolled"``.
+        """The backend a forward call would use: ``"native"``, ``"fused"``, ``"scan"`` or
+        ``"unrolled"``.
 
         A pinned backend is returned after checking that it can run this stack. For
         ``"auto"``:
 
         * a stack of cells of your own: ``"unrolled"``, the only backend that runs it;
+        * a stack of minimal cells: ``"scan"``, nothing measured (the alternative,
+          ``"unrolled"``, is one small step per time step and never faster);
         * given the call's ``inputs`` ``(B, T, I)`` (and its ``lengths``, checked,
           ``None`` when all are T), with tuning on: the measured choice for the
           call's :class:`~rnnkit.tuning.TuningKey`, timing the candidates now if the
@@ -385,6 +395,13 @@ class Recurrent(nn.Module):
         if self.backend == "unrolled":
             return "unrolled"
         cells = list(self.cells)
+        why_not_scan = scan.scan_supported(cells)
+        if self.backend == "scan":
+            if why_not_scan:
+                raise ValueError(f"backend 'scan' cannot run this stack: {why_not_scan}")
+            return "scan"
+        if not why_not_scan and self.backend == "auto":
+            return "scan"
         if self.backend == "fused":
             why = fused_supported(cells)
             if why:
@@ -559,6 +576,8 @@ class Recurrent(nn.Module):
         """The backend's runner for one call: its layout of the batch, prepared once."""
         if backend == "fused":
             return Directions(FusedBatch(inputs, state, lengths))
+        if backend == "scan":
+            return Directions(scan.ScanBatch(inputs, state, lengths))
         if backend == "native":
             kernel, _ = native_kernel(cells)
             assert kernel is not None

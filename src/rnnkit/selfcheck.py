@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.bptt import compiled
-from rnnkit.cells import CELL_NAMES
+from rnnkit.cells import TORCH_CELL_NAMES
 from rnnkit.recurrent import Recurrent
 from rnnkit.timing import time_interleaved, training_step
 
@@ -73,7 +73,7 @@ def check_agreement(config: SelfCheckConfig) -> list[Agreement]:
     """Every cell × backend, 2 bidirectional layers, a ragged float64 batch, vs torch.nn."""
     rows = []
     lengths = torch.tensor([7, 1, 4, 6])
-    for name in CELL_NAMES:
+    for name in TORCH_CELL_NAMES:
         torch.manual_seed(config.seed)
         torch_type, extra = _TORCH_TYPES[name]
         reference = torch_type(

@@ -21,6 +21,10 @@ stack. A generator runs left to right, so a bidirectional stack cannot step: it
 is refused when the stepper is built. Dropout between layers is not applied (a
 generation runs in eval mode).
 
+The minimal cells (``MinGRUCell``, ``MinLSTMCell``) step too: their step is one
+product U·x_t + b and the cell's own gates, then h_t = a_t ⊙ h_{t−1} + b_t, a few
+ATen calls per layer (no W, so nothing to pack beyond Uᵀ).
+
 The step runs in the compiled library (:mod:`rnnkit.bptt.compiled`, ``step.cpp``:
 one matrix–vector pass per layer over the packed weights, then one pass over the
 gates) on CPU tensors of float32 or float64, and otherwise, or with
@@ -45,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.bptt import compiled
-from rnnkit.cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from rnnkit.cells import GRUCell, LSTMCell, MinimalCell, RecurrentCell, RNNCell
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import HiddenState, LSTMState
 
@@ -62,14 +66,18 @@ class _Layer:
     """One layer's weights for the ATen path.
 
     Attributes:
-        u_t: Uᵀ, ``(I_l, G·H)``; w_t: Wᵀ, ``(H, G·H)``.
-        b_ih, b_hh: ``(G·H,)`` each (zeros for ``bias=False``).
+        u_t: Uᵀ, ``(I_l, G·H)``; w_t: Wᵀ, ``(H, G·H)`` (empty for a minimal cell).
+        b_ih, b_hh: ``(G·H,)`` each (zeros for ``bias=False``; b_hh empty for a minimal
+            cell).
+        gates: a minimal cell's own equations, pre-activations → (a_t, b_t)
+            (:meth:`~rnnkit.cells.MinimalCell.gates`); ``None`` for the others.
     """
 
     u_t: Tensor
     w_t: Tensor
     b_ih: Tensor
     b_hh: Tensor
+    gates: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,8 @@ class Stepper:
     runs all layers for a batch of B ≥ 1 rows.
 
     Attributes:
-        kind: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"`` or ``"gru"``.
+        kind: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"``, ``"gru"``, or a minimal
+            cell's name (``"mingru"``, ``"minlstm"``, ``"mingru_log"``, ``"minlstm_log"``).
         input_size: I, features of x_t.
         hidden_size: H.
         num_layers: L.
@@ -134,10 +143,12 @@ class Stepper:
                     f"Stepper: cell {index} maps {cell.input_size} → {cell.hidden_size}, "
                     f"expected {expected} → {hidden} (layer l > 0 reads layer l − 1's h)"
                 )
-        like = built[0].weight_hh
+        like = built[0].weight_ih
         ops = compiled.loops_for(like)
-        if ops is not None and not hasattr(ops, "step_lstm"):
-            ops = None  # a library built before step.cpp existed
+        if (ops is not None and not hasattr(ops, "step_lstm")) or kind not in _GATES:
+            # A library built before step.cpp existed, or a minimal cell: the step of
+            # h_t = a_t ⊙ h_{t−1} + b_t is one product and a few elementwise ATen calls.
+            ops = None
         parameters = tuple(p for cell in built for p in cell.parameters())
         with torch.no_grad():
             if ops is not None:
@@ -270,13 +281,20 @@ def _kind_of(cell: nn.Module) -> str:
         return "lstm"
     if type(cell) is GRUCell:
         return "gru"
+    if isinstance(cell, MinimalCell) and type(cell).__name__ in ("MinGRUCell", "MinLSTMCell"):
+        name = type(cell).__name__.removesuffix("Cell").lower()  # "mingru", "minlstm"
+        return name if cell.form == "plain" else f"{name}_{cell.form}"
     raise ValueError(
-        f"Stepper: expected rnnkit's RNNCell, LSTMCell or GRUCell, got {type(cell).__name__} "
-        "(a cell of one's own runs through Recurrent or unroll)"
+        f"Stepper: expected rnnkit's RNNCell, LSTMCell, GRUCell, MinGRUCell or MinLSTMCell, "
+        f"got {type(cell).__name__} (a cell of one's own runs through Recurrent or unroll)"
     )
 
 
 def _layer(cell: RecurrentCell[Any]) -> _Layer:
+    if isinstance(cell, MinimalCell):
+        u = cell.weight_ih.detach()
+        b = u.new_zeros(u.shape[0]) if cell.bias_ih is None else cell.bias_ih.detach().clone()
+        return _Layer(u.t().contiguous(), u.new_empty(0), b, u.new_empty(0), cell.gates)
     u, w = cell.weight_ih.detach(), cell.weight_hh.detach()
     zeros = u.new_zeros(u.shape[0])
     b_ih = zeros if cell.bias_ih is None else cell.bias_ih.detach()
@@ -356,11 +374,27 @@ def _gru_steps(
     return x, HiddenState(torch.stack(out))
 
 
+def _minimal_steps(
+    layers: Sequence[_Layer], x: Tensor, state: HiddenState
+) -> tuple[Tensor, HiddenState]:
+    out = []
+    for layer, h in zip(layers, state.h, strict=True):
+        assert layer.gates is not None
+        a, b = layer.gates(torch.addmm(layer.b_ih, x, layer.u_t))  # (B, H) each
+        x = torch.addcmul(b, a, h)  # h_t = a_t ⊙ h_{t−1} + b_t
+        out.append(x)
+    return x, HiddenState(torch.stack(out))
+
+
 _STEPS: dict[str, Callable[..., tuple[Tensor, Any]]] = {
     "rnn": _rnn_steps(torch.tanh),
     "rnn_relu": _rnn_steps(torch.relu),
     "lstm": _lstm_steps,
     "gru": _gru_steps,
+    "mingru": _minimal_steps,
+    "minlstm": _minimal_steps,
+    "mingru_log": _minimal_steps,
+    "minlstm_log": _minimal_steps,
 }
 
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from rnnkit import HiddenState, LSTMState, Recurrent
 from rnnkit.bptt import compiled, fused
-from rnnkit.cells import CELL_NAMES
+from rnnkit.cells import TORCH_CELL_NAMES
 from rnnkit.recurrent import BACKENDS
 from tests.bptt.test_fused import apply, batch_sizes_of, function_inputs, loops
 from tests.helpers import TOLERANCES, TORCH_STACKS, weighted_sum
@@ -26,8 +26,9 @@ RAGGED = [STEPS, 1, 3]
 
 __all__ = ["loops"]  # the fixture, imported to be used here
 
-# Every backend; fused and auto over both the Python and the compiled loops.
-CASES = [(backend, "python") for backend in BACKENDS] + [
+# Every backend of the torch.nn cells (scan runs the minimal cells: tests/bptt/test_scan.py);
+# fused and auto over both the Python and the compiled loops.
+CASES = [(backend, "python") for backend in BACKENDS if backend != "scan"] + [
     ("fused", "compiled"),
     ("auto", "compiled"),
 ]
@@ -52,7 +53,7 @@ def penalised(
 @pytest.mark.parametrize(
     "shape", [(1, False, False), (2, True, True)], ids=["1layer-uni-full", "2layer-bi-ragged"]
 )
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 def test_gradient_penalty_matches_torch_nn(
     name: str,
     shape: tuple[int, bool, bool],
@@ -67,7 +68,7 @@ def test_gradient_penalty_matches_torch_nn(
     else:
         monkeypatch.setattr(compiled, "chunk", 2)
     num_layers, bidirectional, ragged = shape
-    torch.manual_seed(CELL_NAMES.index(name) * 10 + num_layers)
+    torch.manual_seed(TORCH_CELL_NAMES.index(name) * 10 + num_layers)
     torch_type, extra = TORCH_STACKS[name]
     reference = torch_type(
         INPUT, HIDDEN, num_layers, bidirectional=bidirectional, batch_first=True, dtype=F64, **extra

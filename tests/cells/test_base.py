@@ -9,7 +9,7 @@ import torch
 
 import rnnkit
 from rnnkit import GRUCell, HiddenState, LSTMCell, LSTMState, RNNCell
-from rnnkit.cells import CELL_NAMES, cell_factory
+from rnnkit.cells import TORCH_CELL_NAMES, cell_factory
 from tests.helpers import TOLERANCES, TORCH_CELLS, weighted_sum
 
 GATES = {"rnn": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -27,7 +27,7 @@ def as_torch_state(state: tuple[torch.Tensor, ...]) -> torch.Tensor | tuple[torc
     return tuple(state) if len(state) > 1 else state[0]
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 @pytest.mark.parametrize("bias", [True, False])
 def test_parameter_layout_is_torch_nn(name: str, bias: bool) -> None:
     ours, theirs = make_pair(name, torch.float64, bias)
@@ -38,7 +38,7 @@ def test_parameter_layout_is_torch_nn(name: str, bias: bool) -> None:
     assert ours_shapes["weight_hh"] == (GATES[name] * 5, 5)
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_step_matches_torch_nn_cell_values_and_gradients(name: str, dtype: torch.dtype) -> None:
     ours, theirs = make_pair(name, dtype)
@@ -67,7 +67,7 @@ def test_step_matches_torch_nn_cell_values_and_gradients(name: str, dtype: torch
         torch.testing.assert_close(a, b, **tol)
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 def test_gradcheck_float64(name: str) -> None:
     torch.manual_seed(1)
     cell = cell_factory(name)(3, 4).double()
@@ -89,7 +89,7 @@ def test_gradcheck_float64(name: str) -> None:
     assert torch.autograd.gradcheck(step, (x, *fields, *params))
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 def test_initial_state_is_zeros_of_the_cells_type(name: str) -> None:
     cell = cell_factory(name)(3, 5)
     state = cell.initial_state(7)
@@ -101,7 +101,7 @@ def test_initial_state_is_zeros_of_the_cells_type(name: str) -> None:
     assert cell.initial_state(2, dtype=torch.float64).h.dtype == torch.float64
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 def test_reset_parameters_uses_torch_nn_bound(name: str) -> None:
     cell = cell_factory(name)(3, 16)
     bound = 1 / math.sqrt(16)
@@ -110,7 +110,7 @@ def test_reset_parameters_uses_torch_nn_bound(name: str) -> None:
         assert p.abs().max() > bound / 2  # really drawn, not left at zero
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 def test_wrong_input_shape_names_expected_and_actual(name: str) -> None:
     cell = cell_factory(name)(3, 5)
     state = cell.initial_state(4)
@@ -120,7 +120,7 @@ def test_wrong_input_shape_names_expected_and_actual(name: str) -> None:
         cell(torch.randn(4, 1, 3), state)
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 def test_wrong_state_names_expected_and_actual(name: str) -> None:
     cell = cell_factory(name)(3, 5)
     good = cell.initial_state(4)
@@ -139,7 +139,7 @@ def test_wrong_state_names_expected_and_actual(name: str) -> None:
         cell(torch.randn(4, 3), holey)
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("name", TORCH_CELL_NAMES)
 def test_dtype_mismatch_names_the_dtypes(name: str) -> None:
     cell = cell_factory(name)(3, 5)
     with pytest.raises(ValueError, match=r"like the parameters, got x_t torch.float64"):

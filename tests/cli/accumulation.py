@@ -38,3 +38,18 @@ def assert_accumulation_is_exact(tmp_path: Path, command: list[str], *, batch_si
     small = weights_after(tmp_path / "small", command, batch_size, 1)
     moved = max(float((small[k].double() - whole[k].double()).abs().max()) for k in whole)
     assert moved > 100 * TOLERANCE, f"the control differs by only {moved:.3g}"
+
+
+def with_cell(command: list[str], cell: str) -> list[str]:
+    """``command`` with ``--backend fused`` swapped for ``--cell CELL`` (auto: the scan)."""
+    at = command.index("--backend")
+    return [*command[:at], "--cell", cell, *command[at + 2 :]]
+
+
+def assert_minimal_cells_train(tmp_path: Path, command: list[str], **sizes: int) -> None:
+    """The task trains ``--cell mingru`` and ``--cell minlstm`` (by scan), and their
+    accumulation is exact too: the scan backend through the task's whole path."""
+    for cell in ("mingru", "minlstm"):
+        folder = tmp_path / cell
+        assert_accumulation_is_exact(folder, with_cell(command, cell), **sizes)
+        assert f'cell = "{cell}"' in (folder / "whole" / "config.toml").read_text()

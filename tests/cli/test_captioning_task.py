@@ -156,7 +156,7 @@ def test_bad_input_is_one_line_with_status_2(
 
 
 def test_accumulate_trains_what_the_whole_batch_trains(reviews_file: Path, tmp_path: Path) -> None:
-    from tests.cli.accumulation import assert_accumulation_is_exact
+    from tests.cli.accumulation import assert_accumulation_is_exact, assert_minimal_cells_train
 
     # Plain SGD: the update is the gradient itself, so what is compared is the batching
     # (measured: 3e-8 apart). Under Adam the same float32 gradients end 4e-7 … 2e-6
@@ -166,3 +166,4 @@ def test_accumulate_trains_what_the_whole_batch_trains(reviews_file: Path, tmp_p
                "--condition-embed", "4", "--min-freq", "1", "--dropout", "0", "--optimizer", "sgd",
                "--lr", "0.5", "--max-steps", "3", "--backend", "fused", "--seed", "3"]  # fmt: skip
     assert_accumulation_is_exact(tmp_path, command, batch_size=2, accumulate=4)
+    assert_minimal_cells_train(tmp_path, command, batch_size=2, accumulate=4)

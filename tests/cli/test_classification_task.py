@@ -100,10 +100,11 @@ def test_bad_input_is_one_line_with_status_2(
 
 
 def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path) -> None:
-    from tests.cli.accumulation import assert_accumulation_is_exact
+    from tests.cli.accumulation import assert_accumulation_is_exact, assert_minimal_cells_train
 
     command = ["train", "classify", "--data", SAMPLE, SAMPLE, SAMPLE, "--comment", "#",
                "--embed", "8", "--hidden", "12", "--min-freq", "1", "--word-dropout", "0",
                "--embed-dropout", "0", "--pool-dropout", "0", "--lr", "0.02", "--max-steps", "3",
                "--backend", "fused", "--seed", "3"]  # fmt: skip
     assert_accumulation_is_exact(tmp_path, command)
+    assert_minimal_cells_train(tmp_path, command)

@@ -129,7 +129,10 @@ def test_output_is_deterministic_for_a_seed(capsys: pytest.CaptureFixture[str]) 
         (["--input-size", "-3"], "--input-size must be an integer from 1 to 64, got -3"),
         (["--outputs", "100"], "--outputs must be an integer from 1 to 64, got 100"),
         (["--loss", "ce", "--outputs", "1"], "--outputs must be at least 2 for loss ce, got 1"),
-        (["--cell", "transformer"], "--cell must be one of rnn, lstm, gru, got 'transformer'"),
+        (
+            ["--cell", "transformer"],
+            "--cell must be one of rnn, lstm, gru, mingru, minlstm, got 'transformer'",
+        ),
         (["--loss", "hinge"], "--loss must be one of mse, ce, got 'hinge'"),
         (["--format", "html"], "--format must be one of text, markdown, json, got 'html'"),
         (["--seed", "-1"], "argument --seed: expected an int in [0, 2**63), got -1"),

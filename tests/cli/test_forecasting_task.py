@@ -202,9 +202,10 @@ def test_values_the_task_cannot_use_are_refused_before_training(
 
 
 def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path) -> None:
-    from tests.cli.accumulation import assert_accumulation_is_exact
+    from tests.cli.accumulation import assert_accumulation_is_exact, assert_minimal_cells_train
 
     command = ["train", "forecast", "--data", str(AIR), "--window", "24", "--horizon", "12",
                "--hidden", "8", "--lr", "0.01", "--max-steps", "3", "--backend", "fused",
                "--seed", "3"]  # fmt: skip
     assert_accumulation_is_exact(tmp_path, command)
+    assert_minimal_cells_train(tmp_path, command)

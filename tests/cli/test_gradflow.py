@@ -157,3 +157,20 @@ def test_fresh_cell_flags_with_a_run_exit_two(
 ) -> None:
     assert main(["gradflow", str(tmp_path), "--T", "10"]) == 2
     assert "--T: only for fresh cells; leave out RUN to use it" in capsys.readouterr().err
+
+
+def test_the_minimal_cells_flow_and_their_gate_bias_raises_retention(tmp_path: Path) -> None:
+    # Fresh minGRU / minLSTM cells on the adding problem: with the default +1 (minGRU:
+    # z's bias −1, so a_t = 1 − z_t starts near σ(1)) more of the gradient reaches t = 0
+    # than with the unbiased cells.
+    ratios = {}
+    for bias in ("1", "0"):
+        out = tmp_path / bias
+        argv = ["gradflow", "--cells", "mingru,minlstm", "--T", "40", "--hidden", "8",
+                "--gate-bias", bias, "--out", str(out)]  # fmt: skip
+        assert main(argv) == 0
+        rows = json.loads((out / "summary.json").read_text())
+        ratios[bias] = {row["cell"]: row["first_over_last"] for row in rows}
+        assert (out / "gradflow-T40.png").exists()
+    for cell in ("mingru", "minlstm"):
+        assert ratios["1"][cell] > 10 * ratios["0"][cell]

@@ -98,9 +98,10 @@ def test_resume_keeps_the_saved_configuration(
 def test_accumulate_trains_what_the_whole_batch_trains(text_file: Path, tmp_path: Path) -> None:
     # 16 streams either way: slot j of --batch-size 4 --accumulate 4 carries rows
     # 4j … 4j + 3 of the 16 (its own state from step to step).
-    from tests.cli.accumulation import assert_accumulation_is_exact
+    from tests.cli.accumulation import assert_accumulation_is_exact, assert_minimal_cells_train
 
     command = ["train", "lm", "--data", str(text_file), "--steps", "12", "--embed", "8",
                "--hidden", "24", "--layers", "1", "--dropout", "0", "--lr", "0.01",
                "--max-steps", "4", "--backend", "fused", "--seed", "3"]  # fmt: skip
     assert_accumulation_is_exact(tmp_path, command)
+    assert_minimal_cells_train(tmp_path, command)

@@ -99,7 +99,7 @@ def test_bad_input_is_one_line_with_status_2(
 
 
 def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path) -> None:
-    from tests.cli.accumulation import assert_accumulation_is_exact
+    from tests.cli.accumulation import assert_accumulation_is_exact, assert_minimal_cells_train
 
     # 32 training pieces of 6 to 37 frames: bucketed by length, padded per micro-batch.
     frames = read_roll_text(CHORALE)
@@ -115,3 +115,4 @@ def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path) -> None:
                "--hidden", "16", "--lr", "0.01", "--max-steps", "3", "--backend", "fused",
                "--seed", "3"]  # fmt: skip
     assert_accumulation_is_exact(tmp_path / "runs", command)
+    assert_minimal_cells_train(tmp_path / "runs", command)

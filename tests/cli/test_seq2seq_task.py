@@ -92,7 +92,7 @@ def test_bad_input_is_one_line_with_status_2(
 
 
 def test_accumulate_trains_what_the_whole_batch_trains(g2p_file: Path) -> None:
-    from tests.cli.accumulation import assert_accumulation_is_exact
+    from tests.cli.accumulation import assert_accumulation_is_exact, assert_minimal_cells_train
 
     # Teacher forcing 1 (the default) draws nothing; dropout off; 3 steps of 16 pairs
     # (the 21 training pairs are one step of 16 and one of 5, then 16 again). SGD, not
@@ -104,3 +104,4 @@ def test_accumulate_trains_what_the_whole_batch_trains(g2p_file: Path) -> None:
                "--optimizer", "sgd", "--lr", "0.5", "--max-steps", "3", "--backend", "fused",
                "--seed", "3", "--max-output", "8"]  # fmt: skip
     assert_accumulation_is_exact(g2p_file.parent, command)
+    assert_minimal_cells_train(g2p_file.parent, command)

@@ -106,7 +106,7 @@ def test_bad_input_is_one_line_with_status_2(
 
 
 def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path) -> None:
-    from tests.cli.accumulation import assert_accumulation_is_exact
+    from tests.cli.accumulation import assert_accumulation_is_exact, assert_minimal_cells_train
 
     # SGD: Adam's first step, lr·g/(|g| + ε), turns the float32 rounding of an element
     # whose gradient is about ε into a step 1e-4 apart (measured with these flags, while
@@ -115,6 +115,7 @@ def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path) -> None:
                "--bidirectional", "--pooling", "mean", "--optimizer", "sgd", "--lr", "0.5",
                "--max-steps", "3", "--backend", "fused", "--seed", "3"]  # fmt: skip
     assert_accumulation_is_exact(tmp_path, command)
+    assert_minimal_cells_train(tmp_path, command)
 
 
 def test_accumulate_is_exact_for_the_adding_problem(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def test_bad_input_is_one_line_with_status_2(
 
 @pytest.mark.parametrize("crf", [False, True], ids=["softmax", "crf"])
 def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path, crf: bool) -> None:
-    from tests.cli.accumulation import assert_accumulation_is_exact
+    from tests.cli.accumulation import assert_accumulation_is_exact, assert_minimal_cells_train
 
     # SGD: the weights move by lr·gradient, so they compare the gradients themselves (they
     # agree to float32 rounding: the weights to 3e-8, one ulp). Adam divides by √v + 1e-8,
@@ -104,3 +104,65 @@ def test_accumulate_trains_what_the_whole_batch_trains(tmp_path: Path, crf: bool
                "--lr", "0.1", "--max-steps", "3", "--backend", "fused", "--seed", "3",
                *(["--crf"] if crf else [])]  # fmt: skip
     assert_accumulation_is_exact(tmp_path, command, batch_size=2, accumulate=4)
+    assert_minimal_cells_train(tmp_path, command, batch_size=2, accumulate=4)
+
+
+def copying(out: Path, *extra: str) -> list[str]:
+    """A tiny selective-copying run: 3 data tokens of 4 symbols among noise in 12 steps."""
+    return ["train", "tag", "--dataset", "selective-copying", "--length", "12", "--tokens", "3",
+            "--symbols", "4", "--train-size", "1024", "--valid-size", "128", "--test-size", "256",
+            "--cell", "gru", "--embed", "16", "--hidden", "32", "--dropout", "0", "--lr", "0.01",
+            "--batch-size", "32", "--progress", "off", "--no-report", "--out", str(out), *extra]  # fmt: skip
+
+
+def test_selective_copying_learns_far_above_chance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "copy"
+    assert main(copying(out, "--max-steps", "150")) == 0
+    printed = capsys.readouterr().out
+    assert "# train: 1,024 sequences of 15 steps (seed 0)" in printed
+    assert "(chance 25.0%)" in printed and "bidirectional = false" in printed
+    assert "trained 150 steps (max_steps)" in printed
+
+    assert main(["evaluate", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    metrics = report["metrics"]
+    assert report["split"] == "test" and report["details"]["seed"] == 2
+    assert metrics["tokens"] == 3 * 256 and metrics["sequences"] == 256  # the markers alone
+    assert metrics["chance"] == 0.25
+    assert metrics["accuracy"] > 0.9  # chance is 0.25
+    assert metrics["exact"] > 0.75  # chance is 4^-3 ≈ 0.016
+    assert metrics["exact"] <= metrics["accuracy"]
+
+    # The markers of a typed sequence copy its data tokens; the other steps say nothing.
+    assert main(["predict", str(out), ". 3 . . 1 . . 4 . . . . ? ? ?", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["copied"] == ["3", "1", "4"]
+    assert main(["predict", str(out), ". 3 1"]) == 2
+    assert "has no marker '?'" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--data", str(SAMPLE)]) == 2
+    assert "evaluates on its generated splits" in capsys.readouterr().err
+
+
+def test_selective_copying_refuses_a_crf_and_bad_sizes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(copying(tmp_path / "run", "--crf", "--dry-run")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.crf: selective copying scores the markers" in err
+    assert main(copying(tmp_path / "run", "--length", "2", "--dry-run")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "task.length: expected at least tokens (3) steps" in err
+    assert main(copying(tmp_path / "run", "--symbols", "1", "--dry-run")) == 2
+    assert "symbols: expected an int ≥ 2, got 1" in capsys.readouterr().err
+
+
+def test_accumulate_is_exact_for_selective_copying(tmp_path: Path) -> None:
+    from tests.cli.accumulation import assert_accumulation_is_exact
+
+    command = ["train", "tag", "--dataset", "selective-copying", "--length", "10", "--tokens", "2",
+               "--symbols", "3", "--train-size", "48", "--valid-size", "8", "--test-size", "8",
+               "--cell", "gru", "--embed", "6", "--hidden", "8", "--dropout", "0",
+               "--optimizer", "sgd", "--lr", "0.5", "--max-steps", "3", "--backend", "fused",
+               "--seed", "2"]  # fmt: skip
+    assert_accumulation_is_exact(tmp_path, command)

@@ -212,3 +212,24 @@ def test_the_loss_of_a_batch_is_the_sum_of_its_parts(crf: bool) -> None:
         parts.append(model(part)[0])
     torch.testing.assert_close(whole.total, sum(p.total for p in parts), rtol=0, atol=1e-12)
     assert whole.n_targets.item() == sum(p.n_targets.item() for p in parts) == 13
+
+
+def test_scored_steps_alone_make_the_loss() -> None:
+    # Selective copying: every step is read, only the marked steps have a target.
+    torch.manual_seed(4)
+    model = Tagger(TaggerConfig(20, 5, embed=6, hidden=5, bidirectional=False)).double()
+    batch = _ragged_batch(5, 20, 5)
+    scored = torch.zeros(4, 6, dtype=torch.bool)
+    scored[0, 3:] = True  # three steps of row 0, one of row 3, one past row 2's end
+    scored[3, 1] = scored[2, 4] = True
+    loss, _ = model(TagBatch(batch.tokens, batch.tags, batch.lengths, scored))
+    assert loss.n_targets.item() == 4  # the step past row 2's end does not count
+    log_probs = model.emissions(batch.tokens, batch.lengths).log_softmax(-1)  # (B, T, C)
+    picked = log_probs.gather(2, batch.tags.unsqueeze(2)).squeeze(2)  # (B, T)
+    expected = -(picked[0, 3] + picked[0, 4] + picked[0, 5] + picked[3, 1])
+    torch.testing.assert_close(loss.total, expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"^scored: "):
+        TagBatch(batch.tokens, batch.tags, batch.lengths, scored[:, :2])
+    crf = Tagger(TaggerConfig(20, 5, embed=6, hidden=5, crf=True))
+    with pytest.raises(ValueError, match=r"^scored: a CRF scores every step"):
+        crf(TagBatch(batch.tokens, batch.tags, batch.lengths, scored))

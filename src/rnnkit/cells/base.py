@@ -33,6 +33,12 @@ parameter       shape         the seeds' notation
 
 The output map ŷ_t = g(V·h_t + c) is not part of a cell: models add it as a
 ``Linear`` whose ``weight`` is V and ``bias`` is c.
+
+The minimal cells :class:`~rnnkit.cells.mingru.MinGRUCell` and
+:class:`~rnnkit.cells.minlstm.MinLSTMCell` (Feng et al. 2024) have no W: their gates
+read x_t alone, so they keep only ``weight_ih`` (U) and ``bias_ih`` (b), and
+their step is the linear recurrence h_t = a_t ⊙ h_{t−1} + b_t
+(:class:`~rnnkit.cells.minimal.MinimalCell`).
 """
 
 from __future__ import annotations
@@ -76,6 +82,8 @@ class RecurrentCell(nn.Module, Generic[S]):
 
     num_gates: ClassVar[int]
     state_type: type[S]  # the NamedTuple of (B, H) fields this cell carries
+    # False for cells whose gates do not read h_{t−1} (no W, no bias_hh).
+    recurrent_weights: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -94,16 +102,19 @@ class RecurrentCell(nn.Module, Generic[S]):
         self.bias = bias
         gates = self.num_gates * hidden_size
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        # torch.nn's order (weight_ih, weight_hh, bias_ih, bias_hh): state_dict and the
+        # initialisation's draws follow it.
         self.weight_ih = nn.Parameter(torch.empty(gates, input_size, **factory))  # U
-        self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size, **factory))  # W
+        if self.recurrent_weights:
+            self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size, **factory))  # W
         self.bias_ih: nn.Parameter | None
         self.bias_hh: nn.Parameter | None
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(gates, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(gates, **factory))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        names = ("bias_ih", "bias_hh") if self.recurrent_weights else ("bias_ih",)
+        for name in names:
+            if bias:
+                setattr(self, name, nn.Parameter(torch.empty(gates, **factory)))
+            else:
+                self.register_parameter(name, None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -129,8 +140,8 @@ class RecurrentCell(nn.Module, Generic[S]):
                 f"initial_state: batch_size must be a positive int, got {batch_size!r}"
             )
         shape = (batch_size, self.hidden_size)
-        device = self.weight_hh.device if device is None else device
-        dtype = self.weight_hh.dtype if dtype is None else dtype
+        device = self.weight_ih.device if device is None else device
+        dtype = self.weight_ih.dtype if dtype is None else dtype
         names: tuple[str, ...] = self.state_type._fields  # type: ignore[attr-defined]
         return self.state_type(*(torch.zeros(shape, device=device, dtype=dtype) for _ in names))
 
@@ -152,10 +163,10 @@ class RecurrentCell(nn.Module, Generic[S]):
                     f"{name}: expected every state field of shape {expected}, "
                     f"got {describe_state(state)}"
                 )
-        dtypes = {x_t.dtype, self.weight_hh.dtype, *(field.dtype for field in state)}
+        dtypes = {x_t.dtype, self.weight_ih.dtype, *(field.dtype for field in state)}
         if len(dtypes) != 1:
             raise ValueError(
-                f"{name}: expected x_t and state of dtype {self.weight_hh.dtype} like the "
+                f"{name}: expected x_t and state of dtype {self.weight_ih.dtype} like the "
                 f"parameters, got x_t {x_t.dtype} and state {[f.dtype for f in state]}"
             )
 

@@ -39,7 +39,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # Values are checked by ExplainConfig, so every bad value is one line with exit status 2.
-    parser.add_argument("--cell", default="rnn", help="rnn (tanh), lstm or gru (rnn)")
+    parser.add_argument(
+        "--cell", default="rnn", help="rnn (tanh), lstm, gru, mingru or minlstm (rnn)"
+    )
     parser.add_argument("--input-size", type=int, default=2, help="input size I, 1-64 (2)")
     parser.add_argument("--hidden", type=int, default=3, help="hidden size H, 1-64 (3)")
     parser.add_argument(

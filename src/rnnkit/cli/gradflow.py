@@ -10,7 +10,7 @@ from typing import Any
 
 from rnnkit.cli.arguments import UsageError, positive_int, seed
 
-CELLS = ("rnn", "rnn_relu", "lstm", "gru")
+CELLS = ("rnn", "rnn_relu", "lstm", "gru", "mingru", "minlstm", "mingru_log", "minlstm_log")
 
 
 def register(subparsers: Any) -> None:
@@ -113,7 +113,9 @@ def _check_out(out: Path) -> None:
 # near σ(0) = 0.5 and the gradient then vanishes as fast as the tanh RNN's.
 FRESH = {"cells": "rnn,lstm,gru", "lengths": "50,100,200", "hidden": 64, "batch": 16,
          "gate_bias": 1.0, "seed": 0}  # fmt: skip
-GATES = {"lstm": "forget gate", "gru": "update gate"}  # the gate each bias opens
+GATES = {"lstm": "forget gate", "gru": "update gate", "minlstm": "forget gate",
+         "mingru": "update gate (−bias: a_t = 1 − z_t)", "minlstm_log": "forget gate",
+         "mingru_log": "update gate (−bias: a_t = 1 − z_t)"}  # the gate each bias opens  # fmt: skip
 
 
 def bias_line(cells: list[str], bias: float) -> str | None:

@@ -90,15 +90,18 @@ COMMON: dict[str, Option] = {o.flag: o for o in (
     Option("--dataset", "task.dataset", "a bundled dataset (`rnnkit datasets list`)", str),
     Option("--data", "task.data", "your files: one (split by the task) or TRAIN VALID TEST",
            str, nargs="+", metavar="PATH"),
-    Option("--cell", "model.cell", "recurrent cell", choices=("rnn", "lstm", "gru")),
+    Option("--cell", "model.cell",
+           "recurrent cell; mingru/minlstm (and their _log forms) train by a scan over time",
+           choices=("rnn", "lstm", "gru", "mingru", "minlstm", "mingru_log", "minlstm_log")),
     Option("--hidden", "model.hidden", "hidden units per layer and direction", positive_int),
     Option("--layers", "model.layers", "stacked recurrent layers", positive_int),
     Option("--embed", "model.embed", "embedding size", positive_int),
     Option("--dropout", "model.dropout", "dropout probability between layers", fraction),
     Option("--backend", "model.backend",
            "recurrent backend: auto times fused and native at each new shape and keeps "
-           "the faster (`rnnkit backends`); the others pin one",
-           choices=("auto", "fused", "native", "unrolled")),
+           "the faster (`rnnkit backends`), and runs the minimal cells by scan; the others "
+           "pin one",
+           choices=("auto", "fused", "native", "unrolled", "scan")),
     Option("--bidirectional", "model.bidirectional", "read the sequence both ways",
            switch=True),
     Option("--attention", "model.attention", "attention scorer",
@@ -217,8 +220,13 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
     TaskCommand(
         "tag", "many-to-many aligned tagging (NER, POS), optional CRF",
         "Tag every token of a sentence. Default data: wnut16 (named entities); --data "
-        "takes CoNLL files (token and tag columns, blank lines between sentences).",
-        "rnnkit train tag --dataset wnut16 --crf --epochs 10",
+        "takes CoNLL files (token and tag columns, blank lines between sentences). "
+        "--dataset selective-copying tags Mamba's selective-copying task with a causal "
+        "tagger (accuracy on the copied tokens beside chance 1/V, and the exact-sequence "
+        "rate).",
+        "rnnkit train tag --dataset wnut16 --crf --epochs 10\n"
+        "  rnnkit train tag --dataset selective-copying --length 64 --tokens 4 --cell gru "
+        "--embed 32 --hidden 64 --dropout 0 --max-steps 2000",
         DATA + MODEL + ("--embed", "--bidirectional", "--crf") + TRAINING,
         options=(
             Option("--lowercase", "task.lowercase", "lowercase words for the vocabulary",
@@ -231,6 +239,20 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
                    "the tag's column index (0 first, -1 last)", int),
             Option("--comment", "task.comment", "skip CoNLL lines starting with this", str),
             Option("--split-seed", "task.split_seed", "the shuffle that splits one file", seed),
+            Option("--length", "task.length",
+                   "selective copying: steps the data tokens are scattered in", positive_int),
+            Option("--tokens", "task.tokens", "selective copying: data tokens to copy",
+                   positive_int),
+            Option("--symbols", "task.symbols", "selective copying: data symbols V (≥ 2)",
+                   positive_int),
+            Option("--train-size", "task.train_size", "selective copying: training sequences",
+                   positive_int),
+            Option("--valid-size", "task.valid_size", "selective copying: validation sequences",
+                   positive_int),
+            Option("--test-size", "task.test_size", "selective copying: test sequences",
+                   positive_int),
+            Option("--data-seed", "task.data_seed",
+                   "selective copying: train, valid, test come from seeds S, S+1, S+2", seed),
         ),
     ),
     TaskCommand(

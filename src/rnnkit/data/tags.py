@@ -23,6 +23,9 @@ from rnnkit.metrics import accuracy, span_scores
 
 Sentence = list[tuple[str, str]]
 Span = tuple[str, int, int]  # (type, first token, last token)
+UNSCORED = -1
+"""The tag id of a step that is read but has no target (selective copying's stretch
+before the markers): the tagger neither trains on it nor scores it."""
 
 
 @dataclass(frozen=True)

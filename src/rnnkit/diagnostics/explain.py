@@ -115,7 +115,8 @@ from torch import Tensor
 from rnnkit.cells import cell_factory
 
 F64 = torch.float64
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm")
+MINIMAL = ("mingru", "minlstm")  # no W: h_t = a_t ⊙ h_{t−1} + b_t, trained by scan
 LOSSES = ("mse", "ce")
 FORMATS = ("text", "markdown", "json")
 MAX_SIZE = 64  # every number is printed: larger networks belong to gradient_flow
@@ -127,7 +128,7 @@ TOLERANCE = 1e-10  # hand-derived vs autograd, float64
 class ExplainConfig:
     """The tiny network to walk through (validated on construction: ValueError)."""
 
-    cell: str = "rnn"  # rnn (tanh), lstm or gru: the library's own cells
+    cell: str = "rnn"  # rnn (tanh), lstm, gru, mingru or minlstm: the library's own cells
     input_size: int = 2  # I, the size of x_t
     hidden_size: int = 3  # H, the size of h_t
     outputs: int = 2  # K, the size of ŷ_t (the number of classes for ce)
@@ -230,6 +231,12 @@ LABELS: dict[str, str] = {
     "z": "z_{t}",
     "n": "n_{t}",
     "c_t": "c_{t}",
+    "k": "k_{t} = U·x_{t} + b",
+    "cand": "h̃_{t}",
+    "fn": "f'_{t}",
+    "in": "i'_{t}",
+    "ret": "a_{t} (kept of h_{p})",
+    "add": "b_{t} (added)",
     "h": "h_{t}",
     "out": "V·h_{t} + c",
     "y_hat": "ŷ_{t}",
@@ -242,6 +249,7 @@ LABELS: dict[str, str] = {
     "eps": "ε_{t} = ∂L/∂c_{t}",
     "dA": "dA_{t} = ∂L/∂a_{t}",
     "dS": "dS_{t}",
+    "dK": "dK_{t} = ∂L/∂k_{t}",
     "dU": "(∂L/∂U)_{t}",
     "dW": "(∂L/∂W)_{t}",
     "db": "(∂L/∂b)_{t}",
@@ -380,6 +388,60 @@ def _gru_backward(
     return terms, _Carry(p["W"].T @ dS + z * delta, torch.zeros_like(c_prev))
 
 
+def _mingru_forward(
+    p: dict[str, Tensor], x: Tensor, h_prev: Tensor, c_prev: Tensor
+) -> dict[str, Tensor]:
+    Ux = p["U"] @ x
+    k = Ux + p["b"]
+    k_z, k_h = k.chunk(2)
+    z, cand = torch.sigmoid(k_z), k_h
+    a, b = 1 - z, z * cand
+    h = a * h_prev + b
+    return {"x": x, "Ux": Ux, "k": k, "z": z, "cand": cand, "ret": a, "add": b, "h": h}
+
+
+def _mingru_backward(
+    p: dict[str, Tensor],
+    s: dict[str, Tensor],
+    h_prev: Tensor,
+    c_prev: Tensor,
+    delta: Tensor,
+    carry: _Carry,
+) -> tuple[dict[str, Tensor], _Carry]:
+    z, cand = s["z"], s["cand"]
+    dK = torch.cat([delta * (cand - h_prev) * z * (1 - z), delta * z])  # [dK^z; dK^h]
+    terms = {"dK": dK, "dU": torch.outer(dK, s["x"]), "db": dK}
+    return terms, _Carry(s["ret"] * delta, torch.zeros_like(c_prev))
+
+
+def _minlstm_forward(
+    p: dict[str, Tensor], x: Tensor, h_prev: Tensor, c_prev: Tensor
+) -> dict[str, Tensor]:
+    Ux = p["U"] @ x
+    k = Ux + p["b"]
+    k_i, k_f, k_h = k.chunk(3)
+    i, f, cand = torch.sigmoid(k_i), torch.sigmoid(k_f), k_h
+    f_n, i_n = f / (f + i), i / (f + i)
+    h = f_n * h_prev + i_n * cand
+    return {"x": x, "Ux": Ux, "k": k, "i": i, "f": f, "fn": f_n, "in": i_n, "cand": cand,
+            "ret": f_n, "add": i_n * cand, "h": h}  # fmt: skip
+
+
+def _minlstm_backward(
+    p: dict[str, Tensor],
+    s: dict[str, Tensor],
+    h_prev: Tensor,
+    c_prev: Tensor,
+    delta: Tensor,
+    carry: _Carry,
+) -> tuple[dict[str, Tensor], _Carry]:
+    i, f, f_n, i_n = s["i"], s["f"], s["fn"], s["in"]
+    d = delta * (h_prev - s["cand"]) * f_n * i_n  # ∂L/∂f'_t ⊙ f'_t i'_t
+    dK = torch.cat([-d * (1 - i), d * (1 - f), delta * i_n])  # [dK^i; dK^f; dK^h]
+    terms = {"dK": dK, "dU": torch.outer(dK, s["x"]), "db": dK}
+    return terms, _Carry(f_n * delta, torch.zeros_like(c_prev))
+
+
 class _Walk(NamedTuple):
     forward: StepForward
     backward: StepBackward
@@ -450,6 +512,38 @@ _WALKS: dict[str, _Walk] = {
     ),
 }
 
+_SCAN = (
+    "the scan: a_t, b_t of every step at once, then h_t = a_t ⊙ h_{t−1} + b_t for all t "
+    "(backend 'scan'); checked against the steps above"
+)
+_WALKS["mingru"] = _Walk(
+    _mingru_forward,
+    _mingru_backward,
+    (
+        "k_t = U·x_t + b = [k^z; k^h]    z_t = σ(k^z_t)    h̃_t = k^h_t    (no W: x_t alone)",
+        "a_t = 1 − z_t    b_t = z_t ⊙ h̃_t    h_t = a_t ⊙ h_{t−1} + b_t",
+        _SCAN,
+        "δ_t = G_t + a_{t+1} ⊙ δ_{t+1}",
+        "dK^z = δ_t ⊙ (h̃_t − h_{t−1}) ⊙ z_t(1 − z_t)    dK^h = δ_t ⊙ z_t",
+        "(∂L/∂U)_t = dK_t·x_tᵀ    (∂L/∂b)_t = dK_t",
+    ),
+    {"U": "weight_ih (2H×I, rows z, h̃)", "b": "bias_ih (2H)"},
+)
+_WALKS["minlstm"] = _Walk(
+    _minlstm_forward,
+    _minlstm_backward,
+    (
+        "k_t = U·x_t + b = [k^i; k^f; k^h]    i_t = σ(k^i_t)  f_t = σ(k^f_t)  h̃_t = k^h_t",
+        "f'_t = f_t / (f_t + i_t)    i'_t = i_t / (f_t + i_t)",
+        "a_t = f'_t    b_t = i'_t ⊙ h̃_t    h_t = a_t ⊙ h_{t−1} + b_t",
+        _SCAN,
+        "δ_t = G_t + a_{t+1} ⊙ δ_{t+1}    d_t = δ_t ⊙ (h_{t−1} − h̃_t) ⊙ f'_t i'_t",
+        "dK^i = −d_t ⊙ (1 − i_t)    dK^f = d_t ⊙ (1 − f_t)    dK^h = δ_t ⊙ i'_t",
+        "(∂L/∂U)_t = dK_t·x_tᵀ    (∂L/∂b)_t = dK_t",
+    ),
+    {"U": "weight_ih (3H×I, rows i, f, h̃)", "b": "bias_ih (3H)"},
+)
+
 _LOSS_EQUATIONS = {
     "mse": "ŷ_t = V·h_t + c (g = identity)    L_t = ½‖ŷ_t − y_t‖²    L = Σ_t L_t",
     "ce": "ŷ_t = softmax(V·h_t + c)    L_t = −y_tᵀ·log ŷ_t (y_t one-hot)    L = Σ_t L_t",
@@ -502,6 +596,14 @@ def explain(config: ExplainConfig) -> Explanation:
         _max_abs(step[key] - mine[key]) for step, mine in zip(forward, own_forward, strict=True)
         for key in mine
     )  # fmt: skip
+    if config.cell in MINIMAL:  # the scan over all steps at once gives the same h_t
+        from rnnkit.bptt.scan import scan_steps
+
+        a, b = (torch.stack([step[key] for step in forward]) for key in ("ret", "add"))
+        scanned = scan_steps(a, b, torch.zeros(H, dtype=F64))  # (T, H)
+        forward_difference = max(
+            forward_difference, _max_abs(scanned - torch.stack([s["h"] for s in forward]))
+        )
     return Explanation(
         config=config,
         equations=(*walk.equations, _LOSS_EQUATIONS[config.loss], _OUTPUT_EQUATION),
@@ -521,7 +623,11 @@ def explain(config: ExplainConfig) -> Explanation:
 
 
 def _parameters(cell: Any, name: str, V: Tensor, c: Tensor) -> dict[str, Tensor]:
-    """U, W, b (and the GRU's b_hn), V, c from the cell's torch.nn-layout parameters."""
+    """U, W, b (and the GRU's b_hn), V, c from the cell's torch.nn-layout parameters;
+    the minimal cells have U and b alone."""
+    if name in MINIMAL:
+        return {"U": cell.weight_ih.detach().clone(), "b": cell.bias_ih.detach().clone(),
+                "V": V, "c": c}  # fmt: skip
     U, W = cell.weight_ih.detach().clone(), cell.weight_hh.detach().clone()
     b_ih, b_hh = cell.bias_ih.detach().clone(), cell.bias_hh.detach().clone()
     if name != "gru":
@@ -534,7 +640,7 @@ def _parameters(cell: Any, name: str, V: Tensor, c: Tensor) -> dict[str, Tensor]
 def _forward(
     walk: _Walk, p: dict[str, Tensor], inputs: Tensor, targets: Tensor, loss: str
 ) -> list[dict[str, Tensor]]:
-    H = p["W"].shape[1]
+    H = p["V"].shape[1]
     h_prev = torch.zeros(H, dtype=F64)
     c_prev = torch.zeros(H, dtype=F64)
     steps = []
@@ -578,6 +684,9 @@ def _backward(
 def _torch_layout(totals: dict[str, Tensor], name: str, H: int) -> dict[str, Tensor]:
     """The hand-derived totals under torch.nn's parameter names."""
     db = totals["db"]
+    outputs = {"output.weight": totals["dV"], "output.bias": totals["dc"]}
+    if name in MINIMAL:
+        return {"weight_ih": totals["dU"], "bias_ih": db, **outputs}
     bias_hh = torch.cat([db[: 2 * H], totals["db_hn"]]) if name == "gru" else db
     return {
         "weight_ih": totals["dU"],
@@ -624,7 +733,8 @@ def _max_abs(difference: Tensor) -> float:
 
 
 def _describe(config: ExplainConfig) -> str:
-    cell = {"rnn": "tanh RNN", "lstm": "LSTM", "gru": "GRU"}[config.cell]
+    cell = {"rnn": "tanh RNN", "lstm": "LSTM", "gru": "GRU", "mingru": "minGRU",
+            "minlstm": "minLSTM"}[config.cell]  # fmt: skip
     loss = {"mse": "MSE loss", "ce": "softmax cross-entropy loss"}[config.loss]
     return (
         f"{cell} cell (I = {config.input_size}, H = {config.hidden_size}, "

@@ -59,12 +59,15 @@ def plot_gradient_flow(
         steps = range(flow.steps)
         axes[0].semilogy(steps, _positive(flow.state_grad_norms), label=name)
         # Step 0's W-term is exactly 0 when h_{−1} = 0: a gap, not a plunge to 1e-300.
-        axes[1].semilogy(steps, _positive(flow.share(parameter)), label=name)
+        # A minimal cell has no W (weight_hh): its share is U's (weight_ih), said in the title.
+        own = parameter if parameter in flow.param_step_norms else "weight_ih"
+        axes[1].semilogy(steps, _positive(flow.share(own)), label=name)
         if with_jacobians:
             assert flow.jacobian_norms is not None
             axes[2].semilogy(steps, _positive(flow.jacobian_norms), label=name)
     axes[0].set_title("‖∂L/∂h_t‖")
-    axes[1].set_title(f"step t's share of ‖∂L/∂{parameter}‖")
+    owns = all(parameter in flow.param_step_norms for flow in flows.values())
+    axes[1].set_title(f"step t's share of ‖∂L/∂{parameter}‖" + ("" if owns else " (or weight_ih)"))
     if with_jacobians:
         axes[2].set_title("‖∂h_T/∂h_t‖₂ (batch mean)")
     for axis in axes:

@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from rnnkit.cells import GATED_CELL_NAMES
 from rnnkit.configuration import (
     MAX_LAYERS,
     check_dropout,
@@ -83,9 +84,10 @@ class ClassifierConfig:
     gate_bias: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.gate_bias != 0 and self.cell not in ("lstm", "gru"):
+        if self.gate_bias != 0 and self.cell not in GATED_CELL_NAMES:
             raise ValueError(
-                f"gate_bias: only the lstm and gru cells have a gate to bias, got cell "
+                f"gate_bias: only the gated cells ({', '.join(GATED_CELL_NAMES)}) have a gate "
+                f"to bias, got cell "
                 f"{self.cell!r} (set gate_bias = 0)"
             )
         if (self.vocab_size is None) == (self.input_size is None):

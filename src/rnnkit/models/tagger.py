@@ -90,13 +90,17 @@ class TagBatch:
 
     Attributes:
         tokens: ``(B, T)`` int64 token ids, any id past each row's end.
-        tags: ``(B, T)`` int64 gold tag ids, any value past each row's end.
+        tags: ``(B, T)`` int64 gold tag ids, any value past each row's end or where
+            ``scored`` is false.
         lengths: ``(B,)`` int64 sentence lengths in 1 … T.
+        scored: ``(B, T)`` bool, true at the steps that have a target (selective
+            copying's markers); None: every real token has one.
     """
 
     tokens: Tensor
     tags: Tensor
     lengths: Tensor
+    scored: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.tokens.dim() != 2 or self.tokens.dtype != torch.int64:
@@ -114,11 +118,24 @@ class TagBatch:
                 f"lengths: expected an int64 tensor ({self.tokens.shape[0]},), "
                 f"got {self.lengths.dtype} {tuple(self.lengths.shape)}"
             )
+        if self.scored is not None and (
+            self.scored.shape != self.tokens.shape or self.scored.dtype != torch.bool
+        ):
+            raise ValueError(
+                f"scored: expected None or a bool tensor {tuple(self.tokens.shape)} like "
+                f"tokens, got {self.scored.dtype} {tuple(self.scored.shape)}"
+            )
 
     @property
     def mask(self) -> Tensor:
         """``(B, T)`` bool, true on each row's first ``lengths`` steps."""
         return length_mask(self.lengths, self.tokens.shape[1])
+
+    @property
+    def target_mask(self) -> Tensor:
+        """``(B, T)`` bool, true at the steps with a target: real and ``scored``."""
+        mask = self.mask
+        return mask if self.scored is None else mask & self.scored
 
 
 class Tagger(nn.Module):
@@ -158,15 +175,18 @@ class Tagger(nn.Module):
         """The loss summed over the batch's real tokens, and their number; a tagger
         carries no state from batch to batch.
 
-        Without a CRF: Σ_t −log softmax(e_t)[y_t]. With one: Σ_rows (log Z − S(y)),
-        which is the NLL of whole sentences; ``n_targets`` is the token count in both.
-        Both are sums over rows, so a batch cut in parts sums to the whole batch's loss.
+        Without a CRF: Σ_t −log softmax(e_t)[y_t], over the ``scored`` steps alone when
+        the batch marks some. With one: Σ_rows (log Z − S(y)), which is the NLL of
+        whole sentences; ``n_targets`` is the token count in both. Both are sums over
+        rows, so a batch cut in parts sums to the whole batch's loss.
         """
-        mask = batch.mask  # (B, T)
         scores = self.emissions(batch.tokens, batch.lengths)  # (B, T, C)
         if self.crf is None:
-            return masked_cross_entropy(scores, batch.tags, mask), None
-        return self.crf.nll(_at_least_float32(scores), batch.tags, mask), None
+            return masked_cross_entropy(scores, batch.tags, batch.target_mask), None
+        if batch.scored is not None:
+            raise ValueError("scored: a CRF scores every step's tag; a batch with unscored "
+                             "steps needs the softmax tagger (crf = false)")  # fmt: skip
+        return self.crf.nll(_at_least_float32(scores), batch.tags, batch.mask), None
 
     @torch.no_grad()
     def predict(self, tokens: Tensor, lengths: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from rnnkit.cells import cell_factory
+from rnnkit.cells import GATED_CELL_NAMES, cell_factory
 from rnnkit.cells.init import gate_bias_
 from rnnkit.data.synthetic import adding_problem
 from rnnkit.diagnostics import GradientFlow, gradient_flow, plot_gradient_flow
@@ -50,13 +50,15 @@ def adding_flows(
     """Fresh cells (seeded) on the adding problem: one flow per cell and length T.
 
     Args:
-        cells: built-in cell names (``rnn``, ``rnn_relu``, ``lstm``, ``gru``).
+        cells: built-in cell names (``rnn``, ``rnn_relu``, ``lstm``, ``gru``, ``mingru``,
+            ``minlstm``, ...).
         lengths: sequence lengths T ≥ 2.
         hidden: H.
         batch: sequences per batch.
         seed: seeds the weights (``torch.manual_seed``) and the data.
-        gate_bias: added to the LSTM's forget-gate or the GRU's update-gate bias
-            (``None``: torch.nn's initialisation); the tanh RNN is left alone.
+        gate_bias: shifts the gate that keeps h_{t−1} (:func:`~rnnkit.cells.init.gate_bias_`:
+            the LSTM's and minLSTM's forget gate, the GRU's and minGRU's update gate;
+            ``None``: the default initialisation); the tanh RNN is left alone.
     """
     flows = {}
     for steps in lengths:
@@ -64,7 +66,7 @@ def adding_flows(
         for name in cells:
             torch.manual_seed(seed)
             cell = cell_factory(name)(2, hidden).double()
-            if gate_bias is not None and name in ("lstm", "gru"):
+            if gate_bias is not None and name in GATED_CELL_NAMES:
                 gate_bias_(cell, gate_bias)
             head = nn.Linear(hidden, 1).double()
 

@@ -16,6 +16,15 @@
    neither BIO nor BIOES (part-of-speech tags) are scored by token accuracy alone.
 
 The checkpoint keeps the vocabulary and the tag set (:class:`TagAssets`).
+
+``--dataset selective-copying`` tags the selective-copying task of Mamba
+(:mod:`rnnkit.data.selective_copying`): k data symbols scattered among noise in
+``length`` steps, then k markers, and at the j-th marker the tag is the j-th data
+symbol. Train, valid and test are generated from seeds ``data_seed``, +1 and +2;
+the loss and the metrics count the markers alone (the other steps are read, never
+scored), the tagger is causal (it reads left to right, as the paper's models do; a
+CRF, which scores every step, is refused), and ``evaluate`` reports the accuracy on
+the copied tokens, the share of sequences copied exactly, and chance (1/V).
 """
 
 from __future__ import annotations
@@ -32,8 +41,27 @@ from rnnkit.data.errors import DataError
 from rnnkit.data.formats.conll import read_tagged
 from rnnkit.data.forms import TaggedSentences
 from rnnkit.data.registry import fetch_as
+from rnnkit.data.selective_copying import (
+    LENGTH,
+    MARKER_NAME,
+    SYMBOLS,
+    TOKENS,
+    CopyingExamples,
+    selective_copying_chance,
+    tag_names,
+    vocabulary,
+)
 from rnnkit.data.splits import SPLITS, check_data_paths, split_files
-from rnnkit.data.tags import Sentence, TagSet, encode, entities, marked, scores, words
+from rnnkit.data.tags import (
+    UNSCORED,
+    Sentence,
+    TagSet,
+    encode,
+    entities,
+    marked,
+    scores,
+    words,
+)
 from rnnkit.data.vocab import PAD_ID, Vocabulary
 from rnnkit.models.tagger import TagBatch, Tagger, TaggerConfig
 from rnnkit.report.page import Section
@@ -41,6 +69,8 @@ from rnnkit.tasks.options import PredictOptions
 from rnnkit.tasks.task import Evaluation, Loaded, Prediction, Prepared, Task
 from rnnkit.training.sampler import Examples
 from rnnkit.training.trainer import EarlyStoppingConfig, OptimizerConfig, TrainerConfig
+
+SELECTIVE_COPYING = "selective-copying"
 
 
 @dataclass(frozen=True)
@@ -60,6 +90,14 @@ class TaggingTask:
             words; capitals, a strong NER cue, are lost).
         min_freq: training words seen fewer times become ``<unk>``.
         split_seed: the shuffle that splits a single file.
+        length: selective copying: the steps the data tokens are scattered in (the
+            markers follow them).
+        tokens: selective copying: data tokens to copy, k (as many markers).
+        symbols: selective copying: data symbols V (the paper's vocabulary of 16
+            counts the noise and the marker besides).
+        train_size, valid_size, test_size: selective copying: sequences per split.
+        data_seed: selective copying: train, valid and test come from seeds
+            data_seed, +1 and +2.
     """
 
     dataset: str = "wnut16"
@@ -70,10 +108,25 @@ class TaggingTask:
     lowercase: bool = False
     min_freq: int = 2
     split_seed: int = 0
+    length: int = LENGTH
+    tokens: int = TOKENS
+    symbols: int = SYMBOLS
+    train_size: int = 20_000
+    valid_size: int = 1_000
+    test_size: int = 1_000
+    data_seed: int = 0
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "min_freq")
+        check_positive_ints(self, "min_freq", "length", "tokens", "train_size", "valid_size",
+                            "test_size")  # fmt: skip
         check_data_paths(self.data)
+        symbols = self.symbols
+        if isinstance(symbols, bool) or not isinstance(symbols, int) or symbols < 2:
+            raise ValueError(f"symbols: expected an int ≥ 2, got {symbols!r}")
+
+    @property
+    def copying(self) -> bool:
+        return not self.data and self.dataset == SELECTIVE_COPYING
 
 
 @dataclass(frozen=True)
@@ -95,6 +148,7 @@ Example = tuple[list[int], list[int]]  # word ids, tag ids
 
 
 Parts = dict[str, list[Sentence]]  # the task's sentences by split
+Copies = dict[str, CopyingExamples]  # selective copying's generated splits
 
 
 @dataclass(frozen=True)
@@ -107,6 +161,8 @@ class TagAssets:
 
 def read_parts(task: TaggingTask) -> Parts:
     """The task's sentences as ``train``, ``valid`` and ``test``."""
+    if task.copying:
+        raise DataError("dataset: selective-copying is generated from a seed, not read")
     if task.data:
         return split_files(task.data, lambda path: _read(path, task), seed=task.split_seed,
                            least=3, what="sentences")  # fmt: skip
@@ -114,18 +170,31 @@ def read_parts(task: TaggingTask) -> Parts:
     return {name: dataset.splits[name] for name in SPLITS}
 
 
+def copying_split(task: TaggingTask, split: str) -> CopyingExamples:
+    """Selective copying's ``split``, generated from seed ``data_seed`` + its index."""
+    size = {"train": task.train_size, "valid": task.valid_size, "test": task.test_size}[split]
+    seed = task.data_seed + SPLITS.index(split)
+    return CopyingExamples.generate(size, task.length, task.tokens, task.symbols, seed)
+
+
 def _read(path: str, task: TaggingTask) -> list[Sentence]:
     return read_tagged(path, token_column=task.token_column, tag_column=task.tag_column,
                        comment=task.comment)  # fmt: skip
 
 
-class Tag(Task[TaggingRun, Parts, TagAssets, Example, TagBatch, Tagger]):
-    """``rnnkit train tag``: tagged sentences → a tag per token (softmax or CRF)."""
+DEFAULT_STOPPING = TaggingRun().trainer.early_stopping
+
+
+class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]):
+    """``rnnkit train tag``: tagged sentences → a tag per token (softmax or CRF), or
+    selective copying → the copied symbol at each marker."""
 
     name = "tag"
 
-    def prepare(self, run: TaggingRun) -> Prepared[TaggingRun, TagAssets, Parts]:
+    def prepare(self, run: TaggingRun) -> Prepared[TaggingRun, TagAssets, Parts | Copies]:
         """Read the sentences, build the vocabulary and tag set; fill in their sizes."""
+        if run.task.copying:
+            return self._prepare_copying(run)
         task, parts = run.task, read_parts(run.task)
         for name in ("train", "valid"):
             if not parts[name]:
@@ -148,9 +217,45 @@ class Tag(Task[TaggingRun, Parts, TagAssets, Example, TagBatch, Tagger]):
         summary.append(f"tags: {len(tagset.tags)} ({tagset.scheme or 'plain labels'})")
         return Prepared(run, summary, TagAssets(vocab, tagset), parts)
 
-    def examples(self, prepared: Prepared[TaggingRun, TagAssets, Parts],
+    def _prepare_copying(self, run: TaggingRun) -> Prepared[TaggingRun, TagAssets, Parts | Copies]:
+        """Generate the three splits; the symbols' vocabulary, the data symbols as tags."""
+        task = run.task
+        if task.length < task.tokens:  # checked here: flags are checked one by one first
+            raise DataError(f"task.length: expected at least tokens ({task.tokens}) steps to "
+                            f"scatter them in, got {task.length}")  # fmt: skip
+        if run.model.crf:
+            raise DataError("model.crf: selective copying scores the markers alone; a CRF "
+                            "scores every step (drop --crf)")  # fmt: skip
+        copies: Parts | Copies = {name: copying_split(task, name) for name in SPLITS}
+        vocab, tagset = vocabulary(task.symbols), TagSet(tag_names(task.symbols), None)
+        # Causal, as the paper's models: what a marker asks for is all in the steps before it.
+        model = replace(run.model, vocab_size=len(vocab), num_tags=len(tagset.tags),
+                        pad_id=PAD_ID, bidirectional=False)  # fmt: skip
+        trainer = run.trainer
+        if trainer.early_stopping == DEFAULT_STOPPING:
+            # A fixed budget is the experiment (accuracy sits at chance for a while before
+            # it climbs): no early stop unless one was asked for.
+            trainer = replace(trainer, early_stopping=None)
+        elif trainer.early_stopping is not None and "span" in trainer.early_stopping.monitor:
+            trainer = replace(trainer, early_stopping=replace(trainer.early_stopping,
+                                                              monitor="val_accuracy"))  # fmt: skip
+        steps = task.length + task.tokens
+        summary = [f"{name}: {len(copies[name]):,} sequences of {steps:,} steps (seed "
+                   f"{task.data_seed + SPLITS.index(name)})" for name in SPLITS]  # fmt: skip
+        chance = selective_copying_chance(task.symbols)
+        summary.append(f"selective copying: {task.tokens} data tokens of {task.symbols} symbols "
+                       f"among noise in {task.length:,} steps, then {task.tokens} markers; loss "
+                       f"and accuracy on the markers alone (chance {chance:.1%}); a causal "
+                       "tagger")  # fmt: skip
+        run = replace(run, model=model, trainer=trainer)
+        return Prepared(run, summary, TagAssets(vocab, tagset), copies)
+
+    def examples(self, prepared: Prepared[TaggingRun, TagAssets, Parts | Copies],
                  split: str) -> Examples[Example]:  # fmt: skip
-        return self._examples(prepared.run, prepared.assets, prepared.data[split], split)
+        part = prepared.data[split]
+        if isinstance(part, CopyingExamples):
+            return Examples(part)  # one length: nothing to bucket
+        return self._examples(prepared.run, prepared.assets, part, split)
 
     def _examples(self, run: TaggingRun, assets: TagAssets, sentences: Sequence[Sentence],
                   where: str) -> Examples[Example]:  # fmt: skip
@@ -160,10 +265,15 @@ class Tag(Task[TaggingRun, Parts, TagAssets, Example, TagBatch, Tagger]):
     def collate(self, examples: list[Example]) -> TagBatch:
         tokens, lengths = pad([ids for ids, _ in examples], PAD_ID)
         tags, _ = pad([tags for _, tags in examples], 0)
-        return TagBatch(tokens, tags, lengths)
+        scored = tags != UNSCORED  # (B, T)
+        if bool(scored.all()):
+            return TagBatch(tokens, tags, lengths)
+        return TagBatch(tokens, tags.masked_fill(~scored, 0), lengths, scored)
 
-    def metrics(self, prepared: Prepared[TaggingRun, TagAssets, Parts], model: Tagger,
+    def metrics(self, prepared: Prepared[TaggingRun, TagAssets, Parts | Copies], model: Tagger,
                 batches: Iterable[TagBatch]) -> dict[str, float]:  # fmt: skip
+        if prepared.run.task.copying:
+            return copy_scores(model, batches)
         tagset = prepared.assets.tagset
         predicted, gold = _answers(model, batches, tagset)
         return scores(predicted, gold, tagset.scheme)[0]
@@ -171,8 +281,11 @@ class Tag(Task[TaggingRun, Parts, TagAssets, Example, TagBatch, Tagger]):
     def evaluate(self, loaded: Loaded[TaggingRun, TagAssets, Tagger], split: str,
                  data: str | None) -> Evaluation:  # fmt: skip
         """Span P/R/F1 (overall; per type in ``details``), token accuracy and the loss per
-        token on a split of the run's data, or on the CoNLL file ``data``."""
+        token on a split of the run's data, or on the CoNLL file ``data``; for selective
+        copying, the accuracy on the copied tokens, the exact-sequence rate and chance."""
         task, where = loaded.run.task, data or split
+        if task.copying:
+            return self._evaluate_copying(loaded, split, data)
         sentences = _read(data, task) if data is not None else read_parts(task)[split]
         if not sentences:
             raise DataError(f"the {where} part has no sentences")
@@ -183,6 +296,20 @@ class Tag(Task[TaggingRun, Parts, TagAssets, Example, TagBatch, Tagger]):
         predicted, gold = _answers(loaded.model, self.batches(examples, size), tagset)
         metrics, details = scores(predicted, gold, tagset.scheme)
         return Evaluation(where, {**metrics, "loss": total / count}, details)
+
+    def _evaluate_copying(self, loaded: Loaded[TaggingRun, TagAssets, Tagger], split: str,
+                          data: str | None) -> Evaluation:  # fmt: skip
+        if data is not None:
+            raise DataError("a selective-copying run evaluates on its generated splits "
+                            "(use --split)")  # fmt: skip
+        task, size = loaded.run.task, loaded.run.trainer.batch_size
+        examples = Examples(copying_split(task, split))
+        total, count = self.loss(loaded.model, examples, size)
+        metrics = copy_scores(loaded.model, self.batches(examples, size))
+        chance = selective_copying_chance(task.symbols)
+        details = {"length": task.length, "tokens": task.tokens, "symbols": task.symbols,
+                   "seed": task.data_seed + SPLITS.index(split)}  # fmt: skip
+        return Evaluation(split, {**metrics, "loss": total / count, "chance": chance}, details)
 
     def tag(self, loaded: Loaded[TaggingRun, TagAssets, Tagger],
             sentences: Sequence[Sequence[str]]) -> list[list[str]]:  # fmt: skip
@@ -200,6 +327,8 @@ class Tag(Task[TaggingRun, Parts, TagAssets, Example, TagBatch, Tagger]):
             if not line.split():
                 raise DataError(f"input {i} is empty (expected words)")
         token_lists = [line.split() for line in lines]
+        if loaded.run.task.copying:
+            return self._predict_copying(loaded, token_lists)
         results = []
         for tokens, tags in zip(token_lists, self.tag(loaded, token_lists), strict=True):
             spans = entities(tokens, tags) if loaded.assets.tagset.scheme is not None else []
@@ -209,10 +338,25 @@ class Tag(Task[TaggingRun, Parts, TagAssets, Example, TagBatch, Tagger]):
             results.append(Prediction(text, {"tokens": tokens, "tags": tags, "spans": spans}))
         return results
 
+    def _predict_copying(self, loaded: Loaded[TaggingRun, TagAssets, Tagger],
+                         token_lists: list[list[str]]) -> list[Prediction]:  # fmt: skip
+        """The symbols copied at the markers (``?``) of each sequence of symbols."""
+        for i, tokens in enumerate(token_lists, start=1):
+            if MARKER_NAME not in tokens:
+                raise DataError(f"input {i} has no marker {MARKER_NAME!r}: nothing to copy")
+        results = []
+        for tokens, tags in zip(token_lists, self.tag(loaded, token_lists), strict=True):
+            copied = [tag for token, tag in zip(tokens, tags, strict=True) if token == MARKER_NAME]
+            results.append(Prediction(" ".join(copied), {"tokens": tokens, "copied": copied}))
+        return results
+
     def report(self, loaded: Loaded[TaggingRun, TagAssets, Tagger], limit: int = 8
                ) -> list[Section]:  # fmt: skip
         """The first test sentences, true and predicted: spans bracketed (``[words]TYPE``),
-        or ``word/TAG`` pairs for plain labels."""
+        or ``word/TAG`` pairs for plain labels; for selective copying, the data tokens and
+        what the markers copied."""
+        if loaded.run.task.copying:
+            return [self._report_copying(loaded, limit)]
         title = "Tagged sentences"
         sentences = read_parts(loaded.run.task)["test"][:limit]
         if not sentences:
@@ -225,6 +369,23 @@ class Tag(Task[TaggingRun, Parts, TagAssets, Example, TagBatch, Tagger]):
                                                strict=True)]  # fmt: skip
         text = [f"The first {len(blocks)} test sentences; [words]TYPE marks a span."]
         return [Section(title, text=text, blocks=blocks)]
+
+    def _report_copying(self, loaded: Loaded[TaggingRun, TagAssets, Tagger],
+                        limit: int) -> Section:  # fmt: skip
+        test = copying_split(loaded.run.task, "test")[:limit]
+        if not test:
+            return Section("Copied tokens", missing="the test split has no sequences")
+        batch = self.collate(test)
+        device = next(loaded.model.parameters()).device
+        guess = loaded.model.predict(batch.tokens.to(device), batch.lengths).cpu()  # (B, T)
+        names, markers, blocks = loaded.assets.tagset.tags, loaded.run.task.length, []
+        for (_, tags), row in zip(test, guess.tolist(), strict=True):
+            true = " ".join(names[t] for t in tags[markers:])
+            copied = " ".join(names[t] for t in row[markers:])
+            blocks.append(f"data tokens: {true}\ncopied:      {copied}")
+        text = [f"The first {len(blocks)} test sequences: their data tokens in order, and what "
+                "the markers copied."]  # fmt: skip
+        return Section("Copied tokens", text=text, blocks=blocks)
 
     def step_names(self, loaded: Loaded[TaggingRun, TagAssets, Tagger],
                    batch: TagBatch) -> list[str]:  # fmt: skip
@@ -246,6 +407,28 @@ def _answers(model: Tagger, batches: Iterable[TagBatch],
             predicted.append(tagset.names(row[:length]))
             gold.append(tagset.names(tags[:length]))
     return predicted, gold
+
+
+@torch.no_grad()
+def copy_scores(model: Tagger, batches: Iterable[TagBatch]) -> dict[str, float]:
+    """Selective copying's scores: ``accuracy`` on the copied tokens (the scored steps),
+    ``exact``, the share of sequences whose every copied token is right, and their counts."""
+    device = next(model.parameters()).device
+    right = tokens = exact = sequences = 0
+    for batch in batches:
+        if batch.scored is None:
+            raise DataError("a selective-copying batch marks its scored steps (scored is None)")
+        guess = model.predict(batch.tokens.to(device), batch.lengths).cpu()  # (B, T)
+        scored = batch.scored  # (B, T)
+        hit = (guess == batch.tags) & scored
+        right += int(hit.sum())
+        tokens += int(scored.sum())
+        exact += int((hit.sum(1) == scored.sum(1)).sum())
+        sequences += batch.tokens.shape[0]
+    if tokens == 0:
+        raise DataError("no copied tokens to score")
+    return {"accuracy": right / tokens, "exact": exact / sequences, "tokens": float(tokens),
+            "sequences": float(sequences)}  # fmt: skip
 
 
 TASK = Tag()

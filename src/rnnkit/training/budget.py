@@ -37,7 +37,9 @@ class BudgetError(ValueError):
 
 
 # Values each recurrent layer keeps per example, step and unit for the backward pass.
-_KEPT = {"lstm": 8, "gru": 6, "rnn": 2, "rnn_relu": 2}
+# The minimal cells keep their projections P (G·H) and outputs (H): rnnkit.bptt.scan.
+_KEPT = {"lstm": 8, "gru": 6, "rnn": 2, "rnn_relu": 2, "mingru": 3, "mingru_log": 3,
+         "minlstm": 4, "minlstm_log": 4}  # fmt: skip
 # Tensors of optimizer state per parameter.
 _OPTIMIZER_STATE = {"adam": 2, "adamw": 2, "adagrad": 1}
 # Fields of a task configuration that give the steps of a training sequence.
