@@ -159,7 +159,9 @@ def test_a_cell_of_ones_own_is_refused() -> None:
     class Mine(nn.Module):
         input_size, hidden_size = 3, 4
 
-    with pytest.raises(ValueError, match="expected rnnkit's RNNCell, LSTMCell or GRUCell"):
+    with pytest.raises(
+        ValueError, match="expected rnnkit's RNNCell, LSTMCell, GRUCell, MinGRUCell"
+    ):
         Stepper.from_cells([Mine()])
 
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.bptt import compiled
-from rnnkit.cells import TORCH_CELL_NAMES
+from rnnkit.cells import MINIMAL_CELL_NAMES, TORCH_CELL_NAMES
 from rnnkit.recurrent import Recurrent
 from rnnkit.timing import time_interleaved, training_step
 
@@ -89,6 +89,36 @@ def check_agreement(config: SelfCheckConfig) -> list[Agreement]:
                 values = [outputs, *final]
                 torch.autograd.backward(_loss(values))
             grads = [inputs.grad, *(p.grad for p in ours.parameters())]
+            rows.append(
+                Agreement(name, label, _max_diff(values, ref_values), _max_diff(grads, ref_grads))
+            )
+    rows += _minimal_agreement(config, lengths)
+    return rows
+
+
+def _minimal_agreement(config: SelfCheckConfig, lengths: Tensor) -> list[Agreement]:
+    """The minimal cells have no torch.nn twin: their oracle is the explicit loop,
+    ``unrolled`` (:func:`rnnkit.unroll` of the cell's own step); the scan is checked
+    against it over the compiled layer and the Python path."""
+    rows = []
+    for name in MINIMAL_CELL_NAMES:
+        torch.manual_seed(config.seed)
+        loop = Recurrent(name, 3, 5, num_layers=2, bidirectional=True, backend="unrolled",
+                         dtype=torch.float64)  # fmt: skip
+        x = torch.randn(4, 7, 3, dtype=torch.float64)
+        results = []
+        for label in ("unrolled", "scan", "scan-py"):
+            module = Recurrent(name, 3, 5, num_layers=2, bidirectional=True,
+                               backend=label.removesuffix("-py"), dtype=torch.float64)  # fmt: skip
+            module.load_state_dict(loop.state_dict())
+            inputs = x.clone().requires_grad_()
+            with compiled.enabled(label != "scan-py"):
+                outputs, final = module(inputs, lengths=lengths)
+                values = [outputs, *final]
+                torch.autograd.backward(_loss(values))
+            results.append((label, values, [inputs.grad, *(p.grad for p in module.parameters())]))
+        _, ref_values, ref_grads = results[0]
+        for label, values, grads in results[1:]:
             rows.append(
                 Agreement(name, label, _max_diff(values, ref_values), _max_diff(grads, ref_grads))
             )

@@ -61,9 +61,10 @@ def test_selfcheck_reports_agreement_as_json(capsys: pytest.CaptureFixture[str])
     if compiled.load() is not None:
         backends.append("fused-py")  # the fused Functions' Python loops, checked too
         assert report["fused_loops"] == "compiled loops (torch.ops.rnnkit_loops)"
+    minimal = ("mingru", "mingru_log", "minlstm", "minlstm_log")  # against the unrolled loop
     assert {(r["cell"], r["backend"]) for r in rows} == {
         (c, b) for c in ("rnn", "rnn_relu", "lstm", "gru") for b in backends
-    }
+    } | {(c, b) for c in minimal for b in ("scan", "scan-py")}
     assert all(r["outputs"] <= 1e-10 and r["gradients"] <= 1e-10 for r in rows)
 
 

@@ -76,11 +76,12 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"rnnkit selfcheck: torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"fused backend: {compiled.status()}  (fused-py: its Python loops)")
-    print("\nAgreement with torch.nn (float64; 2 layers, bidirectional, lengths 7,1,4,6):")
-    print(f"  {'cell':<9} {'backend':<9} {'max |Δ| outputs':>16} {'max |Δ| grads':>14}  verdict")
+    print("\nAgreement with torch.nn, the minimal cells' with the unrolled loop (float64; "
+          "2 layers, bidirectional, lengths 7,1,4,6):")  # fmt: skip
+    print(f"  {'cell':<11} {'backend':<9} {'max |Δ| outputs':>16} {'max |Δ| grads':>14}  verdict")
     for r in agreement:
         verdict = "ok" if max(r.outputs, r.gradients) <= config.tolerance else "MISMATCH"
-        print(f"  {r.cell:<9} {r.backend:<9} {r.outputs:>16.2e} {r.gradients:>14.2e}  {verdict}")
+        print(f"  {r.cell:<11} {r.backend:<9} {r.outputs:>16.2e} {r.gradients:>14.2e}  {verdict}")
     if speed:
         print(
             f"\nTraining step (forward + backward), float32, B{config.batch} T{config.steps} "
