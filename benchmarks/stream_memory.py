@@ -57,7 +57,9 @@ def run(mode: str, steps: int) -> tuple[float, float]:
 
     gc.collect()
     reset_peak()
-    before = status_kib("VmRSS")
+    # The same counter as the final read: VmRSS and VmHWM are summed from per-CPU
+    # counters at different moments and can disagree by a few hundred KiB.
+    before = status_kib("VmHWM")
     start = time.perf_counter()
     stream = StatefulStream()
     if mode == "stream":

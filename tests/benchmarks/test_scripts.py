@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +25,10 @@ def load(name: str) -> ModuleType:
 @pytest.mark.parametrize("mode", ["stream", "tbptt", "full"])
 def test_stream_memory_runs_each_mode(mode: str) -> None:
     peak, seconds = load("stream_memory").run(mode, 500)
-    assert peak >= 0.0 and seconds > 0.0
+    # Linux sums RSS from per-CPU counters, so a run that grows nothing can read a
+    # little below its start (CI saw -0.25 MiB); the figure's resolution is ~1 MiB.
+    assert math.isfinite(peak) and peak > -2.0
+    assert seconds > 0.0
 
 
 def test_gradient_flow_script_writes_figures_and_table(tmp_path: Path) -> None:
