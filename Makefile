@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[dev,report]'
+	$(PY) -m pip install --quiet -e '.[dev,report,export]'
 	touch $(STAMP)
 
 # The fused backend's C++ loops, compiled here rather than at the first training
@@ -77,6 +77,7 @@ bench: $(STAMP) $(LOOPS)
 	$(PY) benchmarks/profile_step.py --configs a,b,c --write BENCHMARKS.md && \
 	$(PY) benchmarks/generation.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/scan.py --write BENCHMARKS.md && \
+	$(PY) benchmarks/compile.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/end_to_end.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/stream_memory.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/gradient_flow.py --out docs

@@ -12,7 +12,7 @@ LAYERS = {
     "version": 0, "configuration": 0, "timing": 0, "state": 0, "cells": 0,
     "unrolling": 1, "native": 1, "bptt": 1,
     "recurrent": 2, "tuning": 2, "stepping": 2, "diagnostics": 2, "selfcheck": 2,
-    "losses": 3, "decoding": 3, "models": 3, "metrics": 3,
+    "losses": 3, "decoding": 3, "models": 3, "metrics": 3, "nn": 3, "export": 3,
     "training": 4,
     "data": 5, "tasks": 5, "report": 5,
     "cli": 6, "__main__": 6, "__init__": 6,

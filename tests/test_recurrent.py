@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from rnnkit import GRUCell, HiddenState, LSTMCell, LSTMState, Recurrent, RecurrentConfig, tuning
 from rnnkit.bptt import compiled
 from rnnkit.cells import TORCH_CELL_NAMES
+from rnnkit.unrolling import unroll
 from tests.helpers import TOLERANCES, TORCH_STACKS, ConcatCell, torch_state_fields, weighted_sum
 
 BATCH, STEPS, INPUT, HIDDEN = 5, 6, 3, 4
@@ -134,16 +135,18 @@ def test_dropout_is_not_applied_to_the_first_layer_or_the_outputs() -> None:
 
 
 @pytest.mark.parametrize("name", TORCH_CELL_NAMES)
-def test_from_torch_accepts_time_major_modules(name: str) -> None:
+def test_from_torch_keeps_a_seq_first_layout(name: str) -> None:
     torch_type, extra = TORCH_STACKS[name]
     reference = torch_type(
         INPUT, HIDDEN, num_layers=2, bidirectional=True, dtype=torch.float64, **extra
     )
     ours = Recurrent.from_torch(reference)
-    x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)  # (T, B, I) for the reference
+    assert not ours.batch_first  # the layout is kept: no silent transpose trap
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)  # (T, B, I), as the original
     ref_out, ref_final = reference(x)
-    out, final = ours(x.transpose(0, 1))
-    torch.testing.assert_close(out, ref_out.transpose(0, 1), rtol=1e-10, atol=1e-10)
+    out, final = ours(x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
+    assert ours.to_torch().batch_first is False
     for a, b in zip(final, torch_state_fields(ref_final), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
@@ -325,8 +328,12 @@ def test_bad_input_to_recurrent() -> None:
         ValueError, match=r"from_torch: expected nn\.RNN, nn\.LSTM or nn\.GRU, got Linear"
     ):
         Recurrent.from_torch(nn.Linear(2, 3))
-    with pytest.raises(ValueError, match="proj_size > 0 is not supported"):
-        Recurrent.from_torch(nn.LSTM(3, 4, proj_size=2))
+    with pytest.raises(ValueError, match="proj_size: only the LSTM has a projection"):
+        Recurrent("gru", 3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="proj_size: expected less than hidden_size 4"):
+        Recurrent("lstm", 3, 4, proj_size=4)
+    with pytest.raises(ValueError, match="backend 'fused' cannot run this stack"):
+        Recurrent("lstm", 3, 4, proj_size=2, backend="fused")
 
 
 @given(
@@ -369,3 +376,139 @@ def test_property_stacks_agree_with_torch_nn(
         torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
         for a, b in zip(final, ref_final, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["auto", "native", "unrolled"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_projected_lstm_matches_torch(backend: str, bidirectional: bool) -> None:
+    """proj_size: outputs, both state fields and every gradient equal nn.LSTM(proj_size=P)."""
+    torch.manual_seed(11)
+    reference = nn.LSTM(
+        INPUT, 6, num_layers=2, bidirectional=bidirectional, proj_size=2, batch_first=True,
+        dtype=torch.float64,
+    )  # fmt: skip
+    ours = Recurrent.from_torch(reference, backend)
+    assert ours.output_size == 2 and ours.resolve_backend() in ("native", "unrolled")
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([STEPS, 2, 4][:BATCH] + [STEPS] * max(0, BATCH - 3))
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    ref_packed, (ref_h, ref_c) = reference(packed)
+    ref_out, _ = nn.utils.rnn.pad_packed_sequence(ref_packed, batch_first=True, total_length=STEPS)
+    out, final = ours(x, lengths=lengths)
+    assert out.shape == (BATCH, STEPS, 2 * (2 if bidirectional else 1))
+    assert final.h.shape[-1] == 2 and final.c.shape[-1] == 6
+    for a, b in ((out, ref_out), (final.h, ref_h), (final.c, ref_c)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    ref_loss = ref_out.square().sum() + ref_h.sum() + ref_c.sum()
+    loss = out.square().sum() + final.h.sum() + final.c.sum()
+    ref_grads = torch.autograd.grad(ref_loss, [x, *reference.parameters()])
+    grads = torch.autograd.grad(loss, [x, *(p for _, p in ours._torch_names())])
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- regularisers
+
+REGULARISED = [
+    (n, b) for n in ("rnn", "lstm", "gru") for b in ("unrolled", "native", "fused", "auto")
+]
+
+
+def regularised(name: str, backend: str, **options: object) -> Recurrent:
+    torch.manual_seed(21)
+    stack = Recurrent(name, INPUT, HIDDEN, num_layers=3, bidirectional=True, dropout=0.4,
+                      backend=backend, locked_dropout=True, dtype=torch.float64,
+                      **options)  # type: ignore[arg-type]  # fmt: skip
+    return stack.train()
+
+
+def seeded_run(stack: Recurrent, x: Tensor, lengths: list[int]) -> list[Tensor]:
+    """Outputs, final state and every gradient, the masks drawn from seed 5."""
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        out, final = stack(x, lengths=lengths)
+    values = [out, *final]
+    grads = torch.autograd.grad(weighted_sum(values), [x, *stack.parameters()])
+    return [*values, *grads]
+
+
+@pytest.mark.parametrize(("name", "backend"), REGULARISED)
+def test_locked_dropout_and_weight_drop_agree_on_every_backend(name: str, backend: str) -> None:
+    """The same seed, the same masks: every backend equals unrolled in float64."""
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64, requires_grad=True)
+    lengths = [STEPS, 2, 5, 1, 4][:BATCH]
+    reference = seeded_run(regularised(name, "unrolled", weight_drop=0.3), x, lengths)
+    got = seeded_run(regularised(name, backend, weight_drop=0.3), x, lengths)
+    for a, b in zip(got, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_the_locked_mask_holds_for_every_step_and_weight_drop_masks_w() -> None:
+    """An oracle written out: layer by layer, W ⊙ m/(1 − p), one mask per row between."""
+    stack = regularised("gru", "fused", weight_drop=0.3)
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64)
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        out, _ = stack(x)
+    torch.manual_seed(5)
+    # In the stack's order: W's masks for the call, then one per layer boundary.
+    masks = [torch.empty_like(c.weight_hh).bernoulli_(0.7) / 0.7 for c in stack.cells]
+    between = [torch.empty(BATCH, 2 * HIDDEN, dtype=torch.float64).bernoulli_(0.6) / 0.6
+               for _ in range(2)]  # fmt: skip
+    h = x
+    for layer in range(3):
+        if layer:
+            h = h * between[layer - 1][:, None, :]  # the same mask at every step
+        runs = []
+        for d in range(2):
+            cell = stack.cells[2 * layer + d]
+            plain = GRUCell(cell.input_size, HIDDEN, dtype=torch.float64)
+            plain.load_state_dict({**cell.state_dict(),
+                                   "weight_hh": cell.weight_hh * masks[2 * layer + d]})  # fmt: skip
+            runs.append(unroll(plain, h, reverse=d == 1)[0])
+        h = torch.cat(runs, dim=-1)
+    torch.testing.assert_close(out, h, rtol=1e-10, atol=1e-10)
+    stack.eval()  # no masks at all in eval mode
+    plain_stack = Recurrent("gru", INPUT, HIDDEN, num_layers=3, bidirectional=True,
+                            dtype=torch.float64)  # fmt: skip
+    plain_stack.load_state_dict(stack.state_dict())
+    torch.testing.assert_close(stack(x)[0], plain_stack(x)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["fused", "native", "unrolled"])
+def test_gradcheck_under_fixed_masks(backend: str) -> None:
+    stack = Recurrent("lstm", INPUT, 2, num_layers=2, dropout=0.3, locked_dropout=True,
+                      weight_drop=0.4, backend=backend, dtype=torch.float64).train()  # fmt: skip
+    x = torch.randn(3, 4, INPUT, dtype=torch.float64, requires_grad=True)
+    names = ["cells.0.weight_hh", "cells.1.weight_ih"]
+    weights = [dict(stack.named_parameters())[n].detach().clone().requires_grad_() for n in names]
+
+    def run(x: Tensor, *chosen: Tensor) -> Tensor:
+        with torch.random.fork_rng():
+            torch.manual_seed(9)  # the same masks at every evaluation
+            replaced = dict(zip(names, chosen, strict=True))
+            out, _ = torch.func.functional_call(stack, replaced, (x,), {"lengths": [4, 1, 3]})
+        return out
+
+    assert torch.autograd.gradcheck(run, (x, *weights), eps=1e-6, atol=1e-6)
+
+
+def test_regulariser_options_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"weight_drop: expected a number in \[0, 1\), got 1.0"):
+        Recurrent("lstm", 3, 4, weight_drop=1.0)
+    with pytest.raises(ValueError, match="weight_drop: the mingru cell has no W"):
+        Recurrent("mingru", 3, 4, weight_drop=0.2)
+    with pytest.raises(ValueError, match="locked_dropout: expected True or False"):
+        Recurrent("lstm", 3, 4, locked_dropout=1)  # type: ignore[arg-type]
+    stack = Recurrent("gru", 3, 4, num_layers=2, dropout=0.1, locked_dropout=True, weight_drop=0.2)
+    assert Recurrent.from_config(stack.config).config == stack.config
+    assert "locked_dropout=True, weight_drop=0.2" in repr(stack)
+
+
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
+def test_locked_dropout_on_the_scan_backend_agrees_with_unrolled(name: str) -> None:
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64, requires_grad=True)
+    lengths = [STEPS, 2, 5, 1, 4][:BATCH]
+    reference = seeded_run(regularised(name, "unrolled"), x, lengths)
+    for a, b in zip(seeded_run(regularised(name, "scan"), x, lengths), reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -12,6 +12,8 @@ way ``torch.nn`` does (``pack_padded_sequence`` with ``enforce_sorted=False``).
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.cells import GRUCell, LSTMCell, ProjectedLSTMCell, RNNCell
 from rnnkit.state import LSTMState, map_state
 
 Kernel = Callable[..., Any]
@@ -36,18 +38,20 @@ def native_kernel(cells: Sequence[nn.Module]) -> tuple[Kernel | None, str]:
         return None, f"the stack mixes cell types {sorted(k.__name__ for k in kinds)}"
     kind = kinds.pop()
     # Exact types only: a subclass may override forward and compute something else.
-    if kind not in (RNNCell, LSTMCell, GRUCell):
+    if kind not in (RNNCell, LSTMCell, GRUCell, ProjectedLSTMCell):
         return None, f"{kind.__name__} is not one of rnnkit's built-in cells"
     first = cells[0]
     if any(cell.bias != first.bias for cell in cells):
         return None, "the cells disagree on bias"
+    if kind is ProjectedLSTMCell and len({cell.proj_size for cell in cells}) != 1:
+        return None, "the LSTM cells disagree on proj_size"
     if kind is RNNCell:
         nonlinearities = {cell.nonlinearity for cell in cells}
         if len(nonlinearities) != 1:
             return None, "the RNN cells mix nonlinearities"
         name = "rnn_tanh" if first.nonlinearity == "tanh" else "rnn_relu"
     else:
-        name = "lstm" if kind is LSTMCell else "gru"
+        name = "gru" if kind is GRUCell else "lstm"  # the LSTM kernel has the projection
     dtypes = {p.dtype for cell in cells for p in cell.parameters()}
     devices = {p.device for cell in cells for p in cell.parameters()}
     if len(dtypes) != 1 or len(devices) != 1:
@@ -111,19 +115,40 @@ class NativeBatch:
     def layer(self, index: int, cells: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Any]:
         """Layer ``index``'s D directions in one kernel call (see :class:`~rnnkit.recurrent.Runner`)."""
         weights: list[Tensor] = []
-        for cell in cells:  # torch.nn's flat order: per direction w_ih, w_hh, b_ih, b_hh
+        # torch.nn's flat order: per direction w_ih, w_hh, b_ih, b_hh (and w_hr with a
+        # projection); the kernel tells a projection by the count per direction.
+        for cell in cells:
             weights.extend(p for _, p in cell.named_parameters())
         directions = len(cells)
         rows = slice(index * directions, (index + 1) * directions)  # this layer's, (D, B, H)
         state = self.state
         hx = (state.h[rows], state.c[rows]) if isinstance(state, LSTMState) else state.h[rows]
         # Dropout between layers is Recurrent's: 0 here.
-        options = (len(weights) == 4 * directions, 1, 0.0, self._training, directions == 2)
-        if self._packed is None:
-            result = self._kernel(x, hx, weights, *options, False)  # time-major
-        else:
-            result = self._kernel(x, self._packed.batch_sizes, hx, weights, *options)
+        has_biases = any(name.startswith("bias") for name, _ in cells[0].named_parameters())
+        options = (has_biases, 1, 0.0, self._training, directions == 2)
+        with contextlib.ExitStack() as scope:
+            # (Not while torch.compile traces: warning filters are a graph break there.)
+            if type(cells[0]) is ProjectedLSTMCell and not torch.compiler.is_compiling():
+                # torch's note that it falls back to its own loop, on every call; the
+                # fallback is exact, and the note is not the caller's concern.
+                scope.enter_context(warnings.catch_warnings())
+                warnings.filterwarnings("ignore", "LSTM with projections is not supported")
+            if self._packed is None:
+                result = self._kernel(x, hx, weights, *options, False)  # time-major
+            else:
+                result = self._kernel(x, self._packed.batch_sizes, hx, weights, *options)
         return result[0], type(state)(*result[1:])
+
+    def locked(self, mask: Tensor) -> Tensor:
+        """A per-row mask ``(B, F)``, caller's order → broadcast over this layout: ``(1, B, F)``
+        time-major, or one row per packed position ``(N, F)``."""
+        packed = self._packed
+        if packed is None:
+            return mask[None]
+        assert packed.sorted_indices is not None
+        # Packed row n is step t's k-th running row: sorted row k, caller's row order[k].
+        ranks = torch.cat([torch.arange(int(size)) for size in packed.batch_sizes])  # (N,)
+        return mask.index_select(0, packed.sorted_indices.index_select(0, ranks.to(mask.device)))
 
     def finish(self, outputs: Tensor, final: Any) -> tuple[Tensor, Any]:
         """The last layer's outputs and the joined finals → ``(B, T, D·H)``, caller's order."""

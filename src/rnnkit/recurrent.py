@@ -14,9 +14,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import rnnkit.tuning as tuning
-from rnnkit.bptt import compiled, scan
+from rnnkit.bptt import compiled, ops, scan
 from rnnkit.bptt.fused import FusedBatch, fused_supported
-from rnnkit.cells import CELL_NAMES, CellFactory, GRUCell, LSTMCell, RNNCell, cell_factory
+from rnnkit.cells import (
+    CELL_NAMES,
+    MINIMAL_CELL_NAMES,
+    CellFactory,
+    GRUCell,
+    LSTMCell,
+    ProjectedLSTMCell,
+    RNNCell,
+    cell_factory,
+)
 from rnnkit.native import NativeBatch, native_kernel
 from rnnkit.state import check_state_like, map_state, stack_states
 from rnnkit.unrolling import Lengths, check_inputs, check_lengths, unroll
@@ -45,6 +54,7 @@ class Runner(Protocol):
     """
 
     inputs: Tensor  # layer 0's input, in the runner's layout
+    state: Any  # the initial state, every field (L·D, B, H), rows in the runner's order
 
     def layer(self, index: int, cells: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Any]:
         """Layer ``index``'s D cells (left to right first) over x, the runner's layout.
@@ -57,6 +67,12 @@ class Runner(Protocol):
 
     def finish(self, outputs: Tensor, final: Any) -> tuple[Tensor, Any]:
         """``(B, T, D·H)`` outputs and the ``(L·D, B, H)`` final state, in the caller's order."""
+        ...
+
+    def locked(self, mask: Tensor) -> Tensor:
+        """A mask of one row per sequence, ``(B, F)`` in the caller's row order, as a
+        tensor that broadcasts over the runner's layout of a layer's input (locked
+        dropout: the same mask at every step)."""
         ...
 
 
@@ -74,6 +90,8 @@ class DirectionRunner(Protocol):
 
     def finish(self, outputs: Tensor, final: Any) -> tuple[Tensor, Any]: ...
 
+    def locked(self, mask: Tensor) -> Tensor: ...
+
 
 class Directions:
     """The :class:`Runner` of a :class:`DirectionRunner`, as Flax's ``Bidirectional``.
@@ -83,13 +101,14 @@ class Directions:
     initial state ``l·D + d``; their outputs are concatenated in that order.
     """
 
-    __slots__ = ("direction", "finish", "inputs", "state")
+    __slots__ = ("direction", "finish", "inputs", "locked", "state")
 
     def __init__(self, runner: DirectionRunner) -> None:
         self.inputs = runner.inputs
         self.state = runner.state
         self.direction = runner.direction
         self.finish = runner.finish
+        self.locked = runner.locked
 
     def layer(self, index: int, cells: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Any]:
         first = index * len(cells)
@@ -120,6 +139,9 @@ class Unrolled:
     def finish(self, outputs: Tensor, final: Any) -> tuple[Tensor, Any]:
         return outputs, final
 
+    def locked(self, mask: Tensor) -> Tensor:
+        return mask[:, None]  # (B, 1, F)
+
 
 @dataclass(frozen=True)
 class RecurrentConfig:
@@ -136,6 +158,14 @@ class RecurrentConfig:
         bias: learn b; ``False`` matches torch.nn's ``bias=False``.
         backend: ``"auto"``, ``"unrolled"``, ``"native"``, ``"fused"`` or ``"scan"``
             (see :class:`Recurrent`).
+        proj_size: P > 0 projects each LSTM layer's output to P units
+            (``nn.LSTM(proj_size=P)``); 0, the default, for none. LSTM only.
+        batch_first: inputs and outputs ``(B, T, ·)`` (the default), else
+            ``(T, B, ·)``, torch.nn's default.
+        locked_dropout: ``dropout`` between layers draws one mask per sequence, the
+            same at every step (Gal & Ghahramani 2016), instead of one per position.
+        weight_drop: DropConnect on W (``weight_hh``), one mask per forward call, in
+            training (Wan et al. 2013; AWD-LSTM's weight drop); 0 for none.
     """
 
     cell: str
@@ -146,6 +176,10 @@ class RecurrentConfig:
     dropout: float = 0.0
     bias: bool = True
     backend: str = "auto"
+    proj_size: int = 0
+    batch_first: bool = True
+    locked_dropout: bool = False
+    weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cell not in CELL_NAMES:
@@ -169,10 +203,40 @@ class RecurrentConfig:
             raise ValueError(
                 f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}"
             )
+        if not isinstance(self.batch_first, bool):
+            raise ValueError(f"batch_first: expected True or False, got {self.batch_first!r}")
+        if not isinstance(self.locked_dropout, bool):
+            raise ValueError(f"locked_dropout: expected True or False, got {self.locked_dropout!r}")
+        if (
+            isinstance(self.weight_drop, bool)
+            or not isinstance(self.weight_drop, int | float)
+            or not 0.0 <= self.weight_drop < 1.0
+        ):
+            raise ValueError(f"weight_drop: expected a number in [0, 1), got {self.weight_drop!r}")
+        if self.weight_drop and self.cell in MINIMAL_CELL_NAMES:
+            raise ValueError(
+                f"weight_drop: the {self.cell} cell has no W (its gates read x_t alone)"
+            )
+        if (
+            isinstance(self.proj_size, bool)
+            or not isinstance(self.proj_size, int)
+            or self.proj_size < 0
+        ):
+            raise ValueError(f"proj_size: expected an int >= 0, got {self.proj_size!r}")
+        if self.proj_size:
+            if self.cell != "lstm":
+                raise ValueError(
+                    f"proj_size: only the LSTM has a projection, got cell {self.cell!r}"
+                )
+            if self.proj_size >= self.hidden_size:
+                raise ValueError(
+                    f"proj_size: expected less than hidden_size {self.hidden_size}, "
+                    f"got {self.proj_size}"
+                )
 
 
 class Recurrent(nn.Module):
-    """A stack of ``num_layers`` × ``D`` recurrent cells over batch-first sequences.
+    """A stack of ``num_layers`` × ``D`` recurrent cells over sequences, batch-first by default.
 
     ``Recurrent("lstm", I, H, num_layers=2, bidirectional=True)`` computes what
     ``torch.nn.LSTM(I, H, num_layers=2, bidirectional=True, batch_first=True)``
@@ -190,6 +254,13 @@ class Recurrent(nn.Module):
         torch.nn's ``h_n``/``c_n``. For a ragged batch it is each row's state at
         its last valid step (step 0 for the backward direction).
 
+        ``batch_first=False`` takes and returns ``(T, B, ·)`` instead, torch.nn's
+        default layout (a transposed view: the backends run what they run).
+        ``proj_size=P`` (LSTM only) makes every layer a
+        :class:`~rnnkit.cells.ProjectedLSTMCell`: outputs ``D·P`` features and
+        ``h`` fields ``(L·D, B, P)``, as ``nn.LSTM(proj_size=P)``; it runs on
+        ``"native"`` (``"auto"`` picks it) and ``"unrolled"``.
+
     Backends (all compute the same numbers; tests tie them to torch.nn). One loop,
     :meth:`_stack`, runs the layers for every backend (dropout between layers, the
     final states in torch.nn's order); each backend supplies a :class:`Runner`,
@@ -200,7 +271,9 @@ class Recurrent(nn.Module):
             module's own parameters, one call per layer (both directions at
             once). Only for built-in cells of one kind.
         ``"fused"``: rnnkit's hand-derived BPTT (:mod:`rnnkit.bptt.fused`), one
-            autograd Function per layer and direction. Built-in cells of one kind.
+            ``torch.library`` custom op per layer and direction (``rnnkit::fused_lstm``
+            and friends, with fake kernels and registered autograd, so
+            ``torch.compile(fullgraph=True)`` traces them). Built-in cells of one kind.
         ``"scan"``: the minimal cells (``"mingru"``, ``"minlstm"`` and their log
             forms) only: every step's gates in one matrix multiply, then a scan
             over time with a hand-derived backward (:mod:`rnnkit.bptt.scan`), per
@@ -247,6 +320,15 @@ class Recurrent(nn.Module):
         dropout: on the inputs of every layer but the first, in training mode.
         backend: ``"auto"``, ``"unrolled"``, ``"native"``, ``"fused"`` or ``"scan"``.
         bias: for named cells, learn b; a factory configures its own cells.
+        proj_size: P > 0 projects each LSTM layer's output to P units (see above).
+        batch_first: ``(B, T, ·)`` inputs and outputs when true (the default), else
+            ``(T, B, ·)``.
+        locked_dropout: the dropout between layers keeps one mask per sequence for
+            every step (variational dropout), on every backend.
+        weight_drop: in training, W (each cell's ``weight_hh``) is multiplied by a
+            Bernoulli(1 − p) mask / (1 − p), drawn once per forward call and shared
+            by every step: the backends run W's dropped copy unchanged (the fused
+            loops keep their speed), and its gradient reaches W through the mask.
     """
 
     def __init__(
@@ -260,23 +342,52 @@ class Recurrent(nn.Module):
         backend: Backend | str = "auto",
         *,
         bias: bool = True,
+        proj_size: int = 0,
+        batch_first: bool = True,
+        locked_dropout: bool = False,
+        weight_drop: float = 0.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if isinstance(cell, str):
             config = RecurrentConfig(
-                cell, input_size, hidden_size, num_layers, bidirectional, dropout, bias, backend
+                cell,
+                input_size,
+                hidden_size,
+                num_layers,
+                bidirectional,
+                dropout,
+                bias,
+                backend,
+                proj_size,
+                batch_first,
+                locked_dropout,
+                weight_drop,
             )
-            factory = cell_factory(cell, bias=bias)
+            factory = cell_factory(cell, bias=bias, proj_size=proj_size)
             self.cell_name: str | None = cell
         elif callable(cell):
             if not bias:
                 raise ValueError("bias: a cell factory configures its own bias; pass bias=True")
+            if proj_size:
+                raise ValueError("proj_size: a cell factory configures its own cells")
             # Validate the shared fields through the same dataclass, with a stand-in name.
             config = RecurrentConfig(
-                "rnn", input_size, hidden_size, num_layers, bidirectional, dropout, bias, backend
+                "rnn",
+                input_size,
+                hidden_size,
+                num_layers,
+                bidirectional,
+                dropout,
+                bias,
+                backend,
+                batch_first=batch_first,
+                locked_dropout=locked_dropout,
             )
+            if weight_drop:
+                raise ValueError("weight_drop: only for built-in cells (a factory's own W is "
+                                 "not known to be weight_hh)")  # fmt: skip
             factory = cell
             self.cell_name = None
         else:
@@ -291,8 +402,16 @@ class Recurrent(nn.Module):
         self.dropout = float(config.dropout)
         self.bias = bias
         self.backend = config.backend
+        self.proj_size = proj_size
+        self.batch_first = batch_first
+        self.locked_dropout = locked_dropout
+        self.weight_drop = float(config.weight_drop)
+        # What each direction emits and carries as h: P with a projection, else H.
+        self.output_size = proj_size or hidden_size
         self.cells = nn.ModuleList(
-            factory(input_size if layer == 0 else self.num_directions * hidden_size, hidden_size)
+            factory(
+                input_size if layer == 0 else self.num_directions * self.output_size, hidden_size
+            )
             for layer in range(num_layers)
             for _ in range(self.num_directions)
         )
@@ -304,7 +423,9 @@ class Recurrent(nn.Module):
                         f"{attribute!r}; see the cell protocol in rnnkit.cells.base"
                     )
             expected_input = (
-                input_size if index < self.num_directions else self.num_directions * hidden_size
+                input_size
+                if index < self.num_directions
+                else self.num_directions * self.output_size
             )
             for attribute, expected in (
                 ("input_size", expected_input),
@@ -338,6 +459,10 @@ class Recurrent(nn.Module):
             config.dropout,
             config.backend,
             bias=config.bias,
+            proj_size=config.proj_size,
+            batch_first=config.batch_first,
+            locked_dropout=config.locked_dropout,
+            weight_drop=config.weight_drop,
             device=device,
             dtype=dtype,
         )
@@ -356,6 +481,10 @@ class Recurrent(nn.Module):
             self.dropout,
             self.bias,
             self.backend,
+            self.proj_size,
+            self.batch_first,
+            self.locked_dropout,
+            self.weight_drop,
         )
 
     def resolve_backend(
@@ -378,15 +507,24 @@ class Recurrent(nn.Module):
           ``None`` when all are T), with tuning on: the measured choice for the
           call's :class:`~rnnkit.tuning.TuningKey`, timing the candidates now if the
           key is new, exactly as :meth:`forward` does;
+        * while ``torch.compile`` traces, a rule dynamo traces without a break:
+          on the CPU, ``"fused"`` for the RNN and GRU, and for the LSTM unless grad
+          is off and no ``lengths`` are given (then ``"native"``); ``"native"`` on
+          other devices and for a projection. That is the static rule below as it
+          reads with the compiled loops (inductor needs the C++ compiler they need,
+          so the loops are not asked about), except that a ragged batch never goes
+          to torch.nn's kernel, whose packing breaks the graph. Nothing is timed or
+          looked up. There ``lengths``, when given, are never ``None``, even if all
+          are T (Python cannot look at their values);
         * otherwise (no inputs, ``RNNKIT_TUNE=0``, ``rnnkit.tuning.set_enabled(False)``,
           under autocast or ``torch.use_deterministic_algorithms(True)``, on
-          devices other than the CPU and CUDA, or while ``torch.jit`` or
-          ``torch.compile`` traces) the static rule, from
-          BENCHMARKS.md's measurements on the CPU: ``"fused"`` for the RNN and GRU;
-          for the LSTM, ``"fused"`` for training steps (grad enabled) when the
-          compiled loops (:mod:`rnnkit.bptt.compiled`) are available and torch.nn's
-          kernel (``"native"``) otherwise. On any other device than the CPU
-          (``device``, default: the inputs', else the parameters'), ``"native"``.
+          devices other than the CPU and CUDA, or while ``torch.jit`` traces) the
+          static rule, from BENCHMARKS.md's measurements on the CPU: ``"fused"`` for
+          the RNN and GRU; for the LSTM, ``"fused"`` for training steps (grad
+          enabled) when the compiled loops (:mod:`rnnkit.bptt.compiled`) are
+          available and torch.nn's kernel (``"native"``) otherwise. On any other
+          device than the CPU (``device``, default: the inputs', else the
+          parameters'), ``"native"``.
 
         Raises:
             ValueError: ``"native"`` or ``"fused"`` was asked for and cannot run
@@ -416,11 +554,18 @@ class Recurrent(nn.Module):
             return "unrolled"  # not a built-in stack: only the explicit loop runs it
         if device is None:
             device = inputs.device if inputs is not None else next(self.parameters()).device
+        if torch.compiler.is_compiling():
+            # The static rule, in what dynamo traces without a break: nothing timed or
+            # cached, no look at the lazily built loops (inductor needs the C++
+            # compiler they need), and no packed batch for torch.nn's kernel.
+            if device.type != "cpu" or fused_supported(cells):  # a why-not: a projection
+                return "native"
+            inference = not torch.is_grad_enabled() and lengths is None
+            return "native" if isinstance(cells[0], LSTMCell) and inference else "fused"
         if (
             inputs is None
             or not tuning.is_enabled()
             or torch._C._get_tracing_state() is not None  # torch.jit.trace records one path
-            or torch.compiler.is_compiling()
             or device.type not in ("cpu", "cuda")  # meta, fake or untimed devices
             # A seed must reproduce its run bit for bit, whatever a timing says.
             or torch.are_deterministic_algorithms_enabled()
@@ -446,9 +591,9 @@ class Recurrent(nn.Module):
 
     def _static_backend(self, device: torch.device) -> str:
         """``"auto"``'s rule without measuring (see :meth:`resolve_backend`)."""
-        if device.type != "cpu":
-            return "native"
         cells = list(self.cells)
+        if device.type != "cpu" or fused_supported(cells):  # a projection: not fused
+            return "native"
         if isinstance(cells[0], RNNCell | GRUCell):
             return "fused"
         weight = next(cells[0].parameters())
@@ -463,7 +608,9 @@ class Recurrent(nn.Module):
         dtype = str(inputs.dtype).removeprefix("torch.")
         batch, steps = inputs.shape[0], inputs.shape[1]
         return tuning.TuningKey(
-            cell=self.cell_name or type(self.cells[0]).__name__,
+            # A projection changes the kernels and rules fused out: its own key.
+            cell=(self.cell_name or type(self.cells[0]).__name__)
+            + (f"_proj{self.proj_size}" if self.proj_size else ""),
             layers=self.num_layers,
             directions=self.num_directions,
             input_size=self.input_size,
@@ -544,17 +691,57 @@ class Recurrent(nn.Module):
         """Run the stack.
 
         Args:
-            inputs: ``(B, T, I)``.
+            inputs: ``(B, T, I)``; ``(T, B, I)`` when built with ``batch_first=False``.
             state: initial state with fields ``(L·D, B, H)``; ``None`` for zeros.
             lengths: ``(B,)`` valid lengths in ``1 … T``; ``None`` when all are ``T``.
 
         Returns:
-            ``(outputs (B, T, D·H), final_state)`` as described in the class docstring.
+            ``(outputs (B, T, D·H), final_state)`` as described in the class docstring
+            (outputs ``(T, B, D·H)`` when not ``batch_first``).
+
+        Under ``torch.compile(model, fullgraph=True)`` this traces without a graph
+        break, and computes what it computes eagerly, on ``"fused"`` and ``"auto"``
+        for the RNN, LSTM and GRU (any layers, either direction or both, with or
+        without ``lengths``, training or no-grad, autocast, ``batch_first`` either
+        way) and on ``"scan"`` (and ``"auto"``) for the minimal cells: their layers
+        are ``torch.library`` custom ops (:mod:`rnnkit.bptt.fused`,
+        :mod:`rnnkit.bptt.scan`), the lengths are checked by one more op when the
+        graph runs (:func:`rnnkit.bptt.ops.checked_lengths`), and ``"auto"`` applies
+        its static rule, which never sends a ragged batch to torch.nn's kernel
+        (:meth:`resolve_backend`). Pass ``lengths`` as a tensor there: dynamo
+        specialises on the values of a list of ints. What does not compile
+        without a break: a ragged batch on ``"native"`` (torch.nn's packing) or
+        ``"unrolled"`` (its loop reads the lengths' values), a projection
+        (``proj_size``), and double backward through a compiled graph (AOTAutograd
+        has none; eager mode has it on every backend).
         """
+        if not self.batch_first:
+            if isinstance(inputs, Tensor) and inputs.dim() == 3:
+                inputs = inputs.transpose(0, 1)  # (B, T, I), a view
+            else:
+                got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs)
+                raise ValueError(f"inputs: expected (T, B, {self.input_size}), got {got}")
+            outputs, final = self._forward(inputs, state, lengths)
+            return outputs.transpose(0, 1), final  # (T, B, D·H)
+        return self._forward(inputs, state, lengths)
+
+    def _forward(
+        self, inputs: Tensor, state: Any = None, lengths: Lengths | None = None
+    ) -> tuple[Tensor, Any]:
+        """:meth:`forward` on batch-first inputs ``(B, T, I)``."""
         batch, steps = check_inputs(self, inputs)
-        checked = None if lengths is None else check_lengths(lengths, batch, steps)
-        if checked is not None and int(checked.min()) == steps:
-            checked = None  # all rows full length: no masking or packing needed
+        if lengths is None:
+            checked = None
+        elif torch.compiler.is_compiling():
+            # No value may reach Python while dynamo traces: an op checks the lengths
+            # when the graph runs, and a batch whose rows are all full length stays
+            # ragged in form (the fused ops then run the loops of a full batch).
+            given = lengths if isinstance(lengths, Tensor) else torch.tensor(list(lengths))
+            checked = ops.checked_lengths(given, batch, steps)
+        else:
+            checked = check_lengths(lengths, batch, steps)
+            if int(checked.min()) == steps:
+                checked = None  # all rows full length: no masking or packing needed
         reference = self.initial_state(batch, device=inputs.device, dtype=inputs.dtype)
         if state is None:
             state = reference
@@ -563,7 +750,33 @@ class Recurrent(nn.Module):
 
         backend = self.resolve_backend(inputs.device, inputs=inputs, lengths=checked)
         cells = list(self.cells)
-        return self._stack(cells, self._runner(backend, cells, inputs, state, checked))
+        with self._dropped_weights(cells):
+            return self._stack(cells, self._runner(backend, cells, inputs, state, checked))
+
+    @contextlib.contextmanager
+    def _dropped_weights(self, cells: Sequence[nn.Module]) -> Iterator[None]:
+        """Weight drop for one call: each cell runs W ⊙ m / (1 − p) in place of W.
+
+        The cells' ``weight_hh`` entries point at the dropped copies for the call and
+        back at the parameters after; the copies are functions of W in the graph, so
+        the backward reaches W (times the mask). Nothing happens in eval mode or at
+        p = 0."""
+        p = self.weight_drop
+        if not (self.training and p > 0.0):
+            yield
+            return
+        originals = []
+        for cell in cells:
+            weight = cell._parameters["weight_hh"]
+            assert weight is not None
+            keep = torch.empty_like(weight).bernoulli_(1.0 - p)  # (G·H, H)
+            originals.append((cell, weight))
+            cell._parameters["weight_hh"] = weight * keep / (1.0 - p)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            for cell, weight in originals:
+                cell._parameters["weight_hh"] = weight
 
     def _runner(
         self,
@@ -594,9 +807,14 @@ class Recurrent(nn.Module):
         D = self.num_directions
         x = run.inputs  # layer 0's input, then layer l−1's outputs (D·H features)
         finals: list[Any] = []  # per layer, fields (D, B, H)
+        p = self.dropout
         for layer in range(self.num_layers):
-            if layer > 0 and self.dropout > 0.0:
-                x = F.dropout(x, self.dropout, self.training)
+            if layer > 0 and p > 0.0 and self.locked_dropout and self.training:
+                rows = run.state[0].shape[1]  # B: the state is (L·D, B, H)
+                keep = x.new_empty(rows, x.shape[-1]).bernoulli_(1.0 - p)  # (B, D·H)
+                x = x * run.locked(keep / (1.0 - p))
+            elif layer > 0 and p > 0.0:
+                x = F.dropout(x, p, self.training)
             x, final = run.layer(layer, cells[layer * D : (layer + 1) * D], x)
             finals.append(final)
         if len(finals) > 1:
@@ -609,22 +827,20 @@ class Recurrent(nn.Module):
     def from_torch(cls, module: nn.Module, backend: Backend | str = "auto") -> Recurrent:
         """A ``Recurrent`` with the same configuration and (copied) weights as a torch.nn RNN.
 
-        Accepts ``nn.RNN`` (tanh or relu), ``nn.LSTM`` (without ``proj_size``) and
-        ``nn.GRU``, batch-first or not; the result is always batch-first. The
-        training/eval mode is copied too.
+        Accepts ``nn.RNN`` (tanh or relu), ``nn.LSTM`` (with or without ``proj_size``)
+        and ``nn.GRU``, and :mod:`rnnkit.nn`'s modules of the same names. The result
+        keeps the module's layout: a seq-first module (torch.nn's default,
+        ``batch_first=False``) gives a stack that takes and returns ``(T, B, ·)``, so
+        the tensors that fed the original feed the copy.
+        The training/eval mode and frozen parameters are copied too.
         """
-        if isinstance(module, nn.LSTM):
-            if module.proj_size:
-                raise ValueError("from_torch: nn.LSTM with proj_size > 0 is not supported")
-            name = "lstm"
-        elif isinstance(module, nn.GRU):
-            name = "gru"
-        elif isinstance(module, nn.RNN):
-            name = "rnn" if module.nonlinearity == "tanh" else "rnn_relu"
-        else:
+        # By torch.nn's mode, which rnnkit.nn's modules (RNNBase, not nn.LSTM) share.
+        modes = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn_relu"}
+        if not isinstance(module, nn.RNNBase) or module.mode not in modes:
             raise ValueError(
                 f"from_torch: expected nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}"
             )
+        name = modes[module.mode]
         like = next(module.parameters())
         result = cls(
             name,
@@ -635,6 +851,8 @@ class Recurrent(nn.Module):
             module.dropout,
             backend,
             bias=module.bias,
+            proj_size=getattr(module, "proj_size", 0),
+            batch_first=module.batch_first,
             device=like.device,
             dtype=like.dtype,
         )
@@ -647,9 +865,9 @@ class Recurrent(nn.Module):
         return result
 
     def to_torch(self) -> nn.RNNBase:
-        """The equivalent ``torch.nn`` module (batch_first=True) holding a copy of the weights."""
+        """The equivalent ``torch.nn`` module, of the same layout, holding a copy of the weights."""
         if self.cell_name is None or not all(
-            type(cell) in (RNNCell, LSTMCell, GRUCell) for cell in self.cells
+            type(cell) in (RNNCell, LSTMCell, GRUCell, ProjectedLSTMCell) for cell in self.cells
         ):
             raise ValueError("to_torch: only stacks of built-in cells have a torch.nn equivalent")
         module_type, extra = _TORCH_MODULES[self.cell_name]
@@ -659,13 +877,14 @@ class Recurrent(nn.Module):
             self.hidden_size,
             num_layers=self.num_layers,
             bias=self.bias,
-            batch_first=True,
+            batch_first=self.batch_first,
             # torch.nn warns about dropout on a single layer, where it has no effect.
             dropout=self.dropout if self.num_layers > 1 else 0.0,
             bidirectional=self.bidirectional,
             device=like.device,
             dtype=like.dtype,
             **extra,
+            **({"proj_size": self.proj_size} if self.proj_size else {}),
         )
         with torch.no_grad():
             for source, parameter in self._torch_names():
@@ -694,7 +913,15 @@ class Recurrent(nn.Module):
             parts.append(f"num_layers={self.num_layers}")
         if self.bidirectional:
             parts.append("bidirectional=True")
+        if self.proj_size:
+            parts.append(f"proj_size={self.proj_size}")
+        if not self.batch_first:
+            parts.append("batch_first=False")
         if self.dropout:
             parts.append(f"dropout={self.dropout}")
+        if self.locked_dropout:
+            parts.append("locked_dropout=True")
+        if self.weight_drop:
+            parts.append(f"weight_drop={self.weight_drop}")
         parts.append(f"backend={self.backend!r}")
         return ", ".join(parts)

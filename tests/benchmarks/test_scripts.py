@@ -76,3 +76,17 @@ def test_command_line_names_the_script_and_its_arguments() -> None:
         "Command: `python benchmarks/speed.py --configs a`"
     )
     assert common.command_line("speed.py", []) == "Command: `python benchmarks/speed.py`"
+
+
+def test_drop_in_compares_each_module_and_cell_with_torch_nn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = load("drop_in")
+    monkeypatch.setattr(script, "PROBLEMS", {"t": (2, 3, 4, 5)})
+    monkeypatch.setattr(script, "CELL_STEPS", 2)
+    doc = tmp_path / "BENCHMARKS.md"
+    assert script.main(["--configs", "t", "--repeats", "1", "--write", str(doc)]) == 0
+    rows = [line for line in doc.read_text().splitlines() if line.startswith("| ")][1:]
+    # 3 kinds × (training, no-grad) for the stacks, and for the cells × B ∈ {1, 32}.
+    assert len(rows) == 3 * 2 + 3 * 2 * 2
+    assert all(line.endswith("× |") for line in rows)

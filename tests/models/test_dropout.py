@@ -41,3 +41,39 @@ def test_regularised_keeps_the_weights_and_is_the_plain_model_in_eval() -> None:
     # In training the words and embeddings are dropped (probabilities() runs in eval).
     torch.manual_seed(1)
     assert not torch.equal(wrapped.inputs.train()(ids), wrapped.inputs.eval()(ids))
+
+
+def test_locked_dropout_keeps_one_mask_for_every_step() -> None:
+    from rnnkit.models.dropout import LockedDropout
+
+    torch.manual_seed(0)
+    x = torch.ones(64, 7, 32)
+    drop = LockedDropout(0.25)
+    assert torch.equal(drop.eval()(x), x)
+    out = drop.train()(x)  # (B, T, F)
+    assert torch.equal(out, out[:, :1].expand_as(out))  # the same mask at every step
+    values = out.unique()
+    assert values.numel() == 2 and values[0] == 0.0
+    torch.testing.assert_close(values[1], torch.tensor(1.0 / 0.75))
+    kept = float((out[:, 0] > 0).float().mean())
+    assert abs(kept - 0.75) < 0.05  # 2,048 draws: 0.05 is over 5 standard deviations
+    assert not torch.equal(out[0, 0], out[1, 0])  # each sequence has its own mask
+
+
+def test_embedding_dropout_drops_every_occurrence_of_a_word_and_spares_padding() -> None:
+    from rnnkit.models.dropout import embedding_dropout
+
+    torch.manual_seed(1)
+    weight = torch.randn(50, 4, requires_grad=True)
+    ids = torch.tensor([[3, 3, 7, 0], [7, 3, 9, 0]])
+    assert torch.equal(embedding_dropout(weight, ids, 0.5, False), weight[ids])
+    for _ in range(20):  # some draw drops 3 and keeps 7
+        out = embedding_dropout(weight, ids, 0.5, True, padding_idx=0)
+        zero = out.abs().sum(-1) == 0  # (B, T)
+        for word in (3, 7, 9):
+            where = ids == word
+            assert bool(zero[where].all()) or not bool(zero[where].any())  # all or none
+        kept = ~zero & (ids != 0)
+        torch.testing.assert_close(out[kept], weight[ids][kept] * 2.0)
+    out.sum().backward()
+    assert weight.grad is not None and bool((weight.grad[0] == 0).all())  # the pad row

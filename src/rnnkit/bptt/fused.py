@@ -1,9 +1,9 @@
-"""The ``"fused"`` backend: one autograd Function per cell type, with BPTT written by hand.
+"""The ``"fused"`` backend: one custom op per cell type, with BPTT written by hand.
 
 Autograd differentiates the explicit loop of :func:`rnnkit.unroll` one small
 operation at a time: every step records a dozen nodes, and the backward pass
 replays them, including one small matrix multiply per step for each of ∂L/∂U,
-∂L/∂W and ∂L/∂x. The Functions here instead run the recurrence themselves and
+∂L/∂W and ∂L/∂x. The ops here instead run the recurrence themselves and
 differentiate it with the BPTT recursion derived in ``docs/bptt.md``:
 
 * **Outside the loops**, everything that does not depend on the previous step is
@@ -45,7 +45,7 @@ that did not pan out: the gradient chunks, the weight layout, per-thread blocks)
 
 Precision under autocast (``--precision bf16``): :func:`_run_cell` casts the
 layer's input and initial state to the parameters' dtype (float32) and runs the
-Function with autocast off, so everything here (the input projection, the
+op with autocast off, so everything here (the input projection, the
 recurrence, the compiled loops, which run for float32, and the whole backward)
 is float32; only the operations outside the recurrent layers run under autocast
 (in bfloat16 where autocast casts them, the output layers' matrix multiplies for
@@ -54,15 +54,15 @@ arriving from a bfloat16 consumer is cast back to float32 by autograd. A bfloat1
 recurrence would round the carried state to 8 significant bits at every step; it
 is not offered (not measured faster and accurate enough).
 
-The Functions take time-major inputs ``(T, B, I)`` whose batch is sorted by
+The ops take time-major inputs ``(T, B, I)`` whose batch is sorted by
 length, longest first, and run left to right. Step t then updates only the first
 ``batch_sizes[t]`` rows (the rows whose sequences are still running), exactly as a
 ``PackedSequence`` does. :class:`FusedBatch` is the backend's runner for
 :class:`~rnnkit.Recurrent`, whose one loop runs the layers and directions (dropout,
 concatenation, final states): once per call, it sorts and transposes the batch
-and builds the right-to-left index; per direction, it runs one Function; at the
+and builds the right-to-left index; per direction, it runs one op; at the
 end, it undoes the sorting. All of that is ordinary differentiable tensor
-operations around the Functions.
+operations around the ops.
 
 Naming follows ``docs/bptt.md``: ``A``/``S`` = pre-activations, filled with U·x_t + b
 for all steps before the loop and completed in place; ``Y`` = h_t for all steps
@@ -71,9 +71,31 @@ runs, the total δ_t; ``dA`` = ∂L/∂(pre-activations) per step.
 
 Higher derivatives: the hand-derived loops compute numbers, not a graph. When a
 backward is asked to build one (``create_graph=True``, as a gradient penalty
-needs), each Function instead replays its forward in plain autograd ops
+needs), each op's formula instead replays its forward in plain autograd ops
 (:func:`_replay`) and differentiates that, so second and higher derivatives are
 exact; ordinary training never takes that path and pays nothing for it.
+
+Custom ops and ``torch.compile``: each cell's forward and backward are
+``torch.library`` custom ops, ``rnnkit::fused_rnn``, ``rnnkit::fused_lstm`` and
+``rnnkit::fused_gru`` (:func:`fused_rnn`, …) and their ``*_backward`` ops, with fake
+kernels giving their outputs' exact shapes and dtypes and the forward ops' autograd
+registered (``setup_context`` + a formula that calls the backward op). No op
+mutates an input: the buffers written in place (A, S, N, Y, the gradients) are
+made inside them, and the ones the backward reads come back as extra,
+non-differentiable outputs. ``batch_sizes`` is an int64 CPU tensor, never a tuple,
+so nothing of a ragged batch's values reaches Python while dynamo traces; each op
+reads it when it runs, and sizes that are all B (a batch passed with lengths that
+are all T, as ``torch.compile`` leaves it) run the loops of a full batch. Which
+loops run, compiled or Python, is also decided inside the op, when it runs.
+``torch.compile(model, fullgraph=True)`` of a model holding a fused
+:class:`~rnnkit.Recurrent` (RNN, LSTM, GRU; any layers and directions; with or
+without lengths; training or no-grad; autocast included) therefore traces without a
+graph break, each layer and direction one node of the graph, and computes eager's
+numbers. In eager mode the same kernels and formulas run through a plain autograd
+Function instead of the dispatcher (:class:`rnnkit.bptt.ops.Op`: the dispatcher's
+Python path costs about 50 µs a call). Not compiled: double backward
+(``create_graph=True``), which AOTAutograd does not support (eager mode replays, as
+above), and ``torch.jit`` (it records the eager Function, as before).
 
 Limits: the ops are device-agnostic, but only the CPU is measured and tested, and
 on CUDA ``"auto"`` picks cuDNN instead.
@@ -83,14 +105,15 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import FunctionCtx
 
 from rnnkit.bptt import compiled
+from rnnkit.bptt.ops import Op, asked, fake_grads, or_empty
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.state import HiddenState, LSTMState, map_state
 
@@ -234,6 +257,26 @@ def _check_batch_sizes(batch_sizes: BatchSizes, steps: int, batch: int) -> None:
         raise ValueError(f"batch_sizes: expected non-increasing sizes ≥ 0, got {batch_sizes}")
 
 
+def _loop_sizes(batch_sizes: Tensor | None, steps: int, batch: int) -> BatchSizes:
+    """The ops' ``batch_sizes`` tensor ``(T,)`` as the loops read it, checked.
+
+    ``None`` when every row runs every step (the sizes are non-increasing, so the
+    last one tells): a batch passed with lengths that are all T, as it is under
+    ``torch.compile``, where the stack cannot look at the values, runs the loops of
+    a full batch.
+    """
+    if batch_sizes is None:
+        return None
+    sizes = tuple(int(size) for size in batch_sizes.tolist())
+    _check_batch_sizes(sizes, steps, batch)
+    return None if sizes[-1] == batch else sizes
+
+
+def _sizes_tensor(batch_sizes: BatchSizes) -> Tensor | None:
+    """A tuple of batch sizes as the ops take them: an int64 CPU tensor ``(T,)``."""
+    return None if batch_sizes is None else torch.tensor(batch_sizes, dtype=torch.int64)
+
+
 # --------------------------------------------------------------------------- higher order
 
 
@@ -242,7 +285,7 @@ def _step(
 ) -> HiddenState | LSTMState:
     """One step of ``cell`` (``"rnn"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"``) in autograd ops.
 
-    The equations of :mod:`rnnkit.cells`, on the Function's own tensors (w_ih, w_hh,
+    The equations of :mod:`rnnkit.cells`, on the op's own tensors (w_ih, w_hh,
     b_ih, b_hh in torch.nn's layout); returns the new state, of ``state``'s type.
     """
     w_ih, w_hh, b_ih, b_hh = params
@@ -269,9 +312,9 @@ def _replay(
     params: tuple[Tensor | None, ...],
     batch_sizes: BatchSizes,
 ) -> tuple[Tensor, HiddenState | LSTMState]:
-    """A Function's forward in plain autograd ops: (Y (T, B, H), final state).
+    """An op's forward in plain autograd ops: (Y (T, B, H), final state).
 
-    Same conventions as the Functions: time-major, sorted longest first, step t
+    Same conventions as the ops: time-major, sorted longest first, step t
     updates the first ``batch_sizes[t]`` rows; the others keep their state (so the
     state after the loop is each row's final state) and output zeros.
     """
@@ -288,21 +331,24 @@ def _replay(
 
 
 def _graph_backward(ctx: Any, cell: str, grads: tuple[Tensor | None, ...]) -> tuple[Any, ...]:
-    """The backward of a fused Function as a graph, for ``create_graph=True``.
+    """The backward of a fused op as a graph, for ``create_graph=True``.
 
     A gradient penalty differentiates the gradient itself, so the gradient must be
-    made of differentiable operations on the Function's inputs. The hand-derived
+    made of differentiable operations on the op's inputs. The hand-derived
     loops write numbers into buffers; here the forward is replayed with autograd
     ops from the saved inputs (which keep their own graph) and differentiated with
     ``create_graph=True``: exact to every order, at the cost of the unrolled backend,
     and only when a graph is asked for. ``grads`` are ∂L/∂ of (Y, final h[, final c]).
     """
-    # The Functions save their inputs first: x, the state (h[, c]), w_ih, w_hh, b_ih, b_hh.
+    # The ops save their inputs first (x, the state h[, c], w_ih, w_hh, b_ih, b_hh)
+    # and their batch_sizes last.
     lstm = cell == "lstm"
-    inputs = ctx.saved_tensors[: 7 if lstm else 6]
+    saved = ctx.saved_tensors
+    inputs = saved[: 7 if lstm else 6]
     x, h0, *rest = inputs
     state: HiddenState | LSTMState = LSTMState(h0, rest.pop(0)) if lstm else HiddenState(h0)
-    Y, final = _replay(cell, x, state, tuple(rest), ctx.batch_sizes)
+    sizes = _loop_sizes(saved[-1], x.shape[0], x.shape[1])
+    Y, final = _replay(cell, x, state, tuple(rest), sizes)
     pairs = [(out, g) for out, g in zip((Y, *final), grads, strict=True) if g is not None]
     needs = ctx.needs_input_grad
     wanted = [tensor for tensor, need in zip(inputs, needs, strict=False) if need]
@@ -321,20 +367,147 @@ def _graph_backward(ctx: Any, cell: str, grads: tuple[Tensor | None, ...]) -> tu
 # --------------------------------------------------------------------------- Elman RNN
 
 
-class FusedRNN(torch.autograd.Function):
-    """Elman RNN over all steps: h_t = f(U·x_t + b_ih + W·h_{t−1} + b_hh), f = tanh or ReLU.
+def _rnn_kernel(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    batch_sizes: Tensor | None,
+    relu: bool,
+) -> tuple[Tensor, Tensor]:
+    """Elman RNN over all steps, the op ``rnnkit::fused_rnn``: ``(Y (T, B, H), h_final (B, H))``.
 
-    ``apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_sizes, relu)``
-    with x ``(T, B, I)`` time-major, h0 ``(B, H)``; biases may be ``None``.
-    Returns ``(Y (T, B, H), h_final (B, H))``.
-
-    Backward (``docs/bptt.md`` §RNN): with D_t = f'(a_t) and δ_t = ∂L/∂h_t,
+    h_t = f(U·x_t + b_ih + W·h_{t−1} + b_hh), f = tanh or ReLU (``relu``); x
+    ``(T, B, I)`` time-major, h0 ``(B, H)``, biases may be ``None``, ``batch_sizes``
+    an int64 ``(T,)`` tensor (``None`` when full). Backward (``docs/bptt.md`` §RNN,
+    :func:`fused_rnn_backward`): with D_t = f'(a_t) and δ_t = ∂L/∂h_t,
     dA_t = δ_t ⊙ D_t and δ_{t−1} = G_{t−1} + dA_t·W.
+    """
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    sizes = _loop_sizes(batch_sizes, T, B)
+    # Y starts as U·x_t + b for every step; step t adds W·h_{t−1} in place, then f.
+    Y = _project(x.reshape(T * B, I), w_ih, _combined_bias(b_ih, b_hh)).view(T, B, H)
+    w_t = _right_operand(w_hh, T)  # (H, H)
+    loops = compiled.loops_for(x, h0, w_hh)
+    if loops is not None:
+        loops.rnn_forward(Y, h0, w_t, sizes or (), relu)
+    else:
+        FusedRNN._forward_loop(Y, h0, w_t, sizes, relu)
+    return Y, _take_last(Y, sizes)
+
+
+fused_rnn = torch.library.custom_op("rnnkit::fused_rnn", _rnn_kernel, mutates_args=())
+
+
+@fused_rnn.register_fake
+def _(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    batch_sizes: Tensor | None,
+    relu: bool,
+) -> tuple[Tensor, Tensor]:
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    return x.new_empty(T, B, H), x.new_empty(B, H)
+
+
+def _rnn_backward_kernel(
+    grad_Y: Tensor | None,
+    grad_h: Tensor | None,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    Y: Tensor,
+    batch_sizes: Tensor | None,
+    relu: bool,
+    needs: Sequence[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """∂L/∂ of :func:`fused_rnn`'s (x, h0, w_ih, w_hh, b_ih, b_hh) from ∂L/∂(Y, h_final).
+
+    ``needs`` says which of the six are wanted; the others come back empty.
+    """
+    T, B = Y.shape[0], Y.shape[1]
+    sizes = _loop_sizes(batch_sizes, T, B)
+    wanted = (needs[0], needs[2], needs[3], needs[4] or needs[5])  # x, U, W, b
+    loops = compiled.loops_for(Y)
+    if loops is not None:
+        G, final = _loop_output_grads(grad_Y, grad_h, Y, sizes)
+        dx, dU, dW, db, dh0 = loops.rnn_backward(
+            G, final, Y, x, h0, w_ih, w_hh, sizes or (), relu, wanted, compiled.chunk
+        )
+    else:
+        dA, das = FusedRNN._backward_loop(Y, grad_Y, grad_h, w_hh, sizes, relu)
+        dx, dU, dW, db = _weight_grads(dA, x, h0, Y, w_ih, wanted)
+        dh0 = torch.mm(das[0], w_hh)  # (B, H)
+    # The same db for both biases, as separate tensors: .grad must never alias.
+    db_hh = db.clone() if needs[4] and needs[5] and db is not None else db
+    return tuple(or_empty(Y, (dx, dh0, dU, dW, db, db_hh), needs))  # type: ignore[return-value]
+
+
+fused_rnn_backward = torch.library.custom_op(
+    "rnnkit::fused_rnn_backward", _rnn_backward_kernel, mutates_args=()
+)
+
+
+@fused_rnn_backward.register_fake
+def _(
+    grad_Y: Tensor | None,
+    grad_h: Tensor | None,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    Y: Tensor,
+    batch_sizes: Tensor | None,
+    relu: bool,
+    needs: Sequence[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    bias = (w_ih.shape[0],)
+    shapes = (x.shape, h0.shape, w_ih.shape, w_hh.shape, bias, bias)
+    return tuple(fake_grads(Y, shapes, needs))  # type: ignore[return-value]
+
+
+def _setup_rnn(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, relu = inputs
+    # The inputs first, as they came (biases may be None): _graph_backward replays them.
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, output[0], batch_sizes)
+    ctx.cell = "rnn_relu" if relu else "rnn"
+    ctx.set_materialize_grads(False)  # an unused output's gradient stays None
+
+
+def _backward_rnn(
+    ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None, *, backward: Any = fused_rnn_backward
+) -> tuple[Any, ...]:
+    """The autograd formula of :func:`fused_rnn`: ``backward`` is the op, or its kernel."""
+    if torch.is_grad_enabled():  # create_graph=True: the loops build no graph
+        return _graph_backward(ctx, ctx.cell, (grad_Y, grad_h))
+    x, h0, w_ih, w_hh, _, _, Y, batch_sizes = ctx.saved_tensors
+    needs = tuple(ctx.needs_input_grad[:6])
+    grads = backward(
+        grad_Y, grad_h, x, h0, w_ih, w_hh, Y, batch_sizes, ctx.cell == "rnn_relu", needs
+    )
+    return (*asked(grads, needs), None, None)
+
+
+fused_rnn.register_autograd(_backward_rnn, setup_context=_setup_rnn)
+_RNN = Op(fused_rnn, _rnn_kernel, _setup_rnn, partial(_backward_rnn, backward=_rnn_backward_kernel))
+
+
+class FusedRNN:
+    """The Elman RNN's time loops in Python, and :meth:`apply`, :func:`fused_rnn` by tuple.
+
+    The Python loops run where the compiled ones do not (:mod:`rnnkit.bptt.compiled`).
     """
 
     @staticmethod
-    def forward(
-        ctx: FunctionCtx,
+    def apply(
         x: Tensor,
         h0: Tensor,
         w_ih: Tensor,
@@ -344,19 +517,20 @@ class FusedRNN(torch.autograd.Function):
         batch_sizes: BatchSizes,
         relu: bool,
     ) -> tuple[Tensor, Tensor]:
-        T, B, I = x.shape
-        H = w_hh.shape[1]
-        _check_batch_sizes(batch_sizes, T, B)
-        # Y starts as U·x_t + b for every step; step t adds W·h_{t−1} in place, then f.
-        Y = _project(x.view(T * B, I), w_ih, _combined_bias(b_ih, b_hh)).view(T, B, H)
-        w_t = _right_operand(w_hh, T)  # (H, H)
+        """:func:`fused_rnn` with ``batch_sizes`` a tuple of ints (or ``None``)."""
+        Y, h = _RNN(x, h0, w_ih, w_hh, b_ih, b_hh, _sizes_tensor(batch_sizes), relu)
+        return Y, h
+
+    @staticmethod
+    def _forward_loop(
+        Y: Tensor, h0: Tensor, w_t: Tensor, batch_sizes: BatchSizes, relu: bool
+    ) -> None:
+        """The forward time loop in Python: Y (U·x_t + b for every step) becomes h_t."""
+        T, B = Y.shape[0], Y.shape[1]
         activate = torch.relu_ if relu else torch.tanh_
         ys = Y.unbind(0)  # per-step views, made once
         h = h0
-        loops = compiled.loops_for(x, h0, w_hh)
-        if loops is not None:
-            loops.rnn_forward(Y, h0, w_t, batch_sizes or (), relu)
-        elif batch_sizes is None:
+        if batch_sizes is None:
             for t in range(T):
                 activate(ys[t].addmm_(h, w_t))  # h_t = f(U·x_t + b + W·h_{t−1})
                 h = ys[t]
@@ -366,36 +540,6 @@ class FusedRNN(torch.autograd.Function):
                 activate(ys[t][:b].addmm_(h[:b], w_t))
                 h = ys[t]
             Y.masked_fill_(_padding_mask(batch_sizes, B, Y.device), 0.0)  # outputs past the end
-        # The inputs first, as they came (biases may be None): _graph_backward replays them.
-        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, Y)  # type: ignore[arg-type]
-        ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
-        ctx.relu = relu  # type: ignore[attr-defined]
-        ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
-        return Y, _take_last(Y, batch_sizes)
-
-    @staticmethod
-    def backward(ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None) -> tuple[Any, ...]:
-        if torch.is_grad_enabled():  # create_graph=True: the loops below build no graph
-            return _graph_backward(ctx, "rnn_relu" if ctx.relu else "rnn", (grad_Y, grad_h))
-        x, h0, w_ih, w_hh, _, _, Y = ctx.saved_tensors
-        batch_sizes: BatchSizes = ctx.batch_sizes
-        needs = ctx.needs_input_grad
-        wanted = (needs[0], needs[2], needs[3], ctx.has_bias)  # x, U, W, b
-        loops = compiled.loops_for(Y)
-        if loops is not None:
-            G, final = _loop_output_grads(grad_Y, grad_h, Y, batch_sizes)
-            dx, dU, dW, db, dh0 = loops.rnn_backward(
-                G, final, Y, x, h0, w_ih, w_hh, batch_sizes or (), ctx.relu, wanted, compiled.chunk
-            )
-        else:
-            dA, das = FusedRNN._backward_loop(Y, grad_Y, grad_h, w_hh, batch_sizes, ctx.relu)
-            dx, dU, dW, db = _weight_grads(dA, x, h0, Y, w_ih, wanted)
-            dh0 = torch.mm(das[0], w_hh)  # (B, H)
-        dh0 = dh0 if needs[1] else None
-        # The same db for both biases, as separate tensors: .grad must never alias.
-        db_ih = db if needs[4] else None
-        db_hh = db.clone() if needs[5] and db is not None else None
-        return dx, dh0, dU, dW, db_ih, db_hh, None, None
 
     @staticmethod
     def _backward_loop(
@@ -438,7 +582,7 @@ class FusedRNN(torch.autograd.Function):
 
 # --------------------------------------------------------------------------- LSTM
 
-# Inside the Function the gates are kept in the order (o, i, f, g): the three
+# Inside the op the gates are kept in the order (o, i, f, g): the three
 # gates whose gradient is proportional to ∂L/∂c_t (i, f, g) are then one
 # contiguous block (one multiply per step in the backward loop). torch.nn's order
 # is (i, f, g, o).
@@ -459,27 +603,184 @@ def _permute_blocks(
     return torch.cat(blocks, dim=0)
 
 
-class FusedLSTM(torch.autograd.Function):
-    """LSTM over all steps, torch.nn's equations and parameters (gates i, f, g, o).
+def _lstm_kernel(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    batch_sizes: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """LSTM over all steps, the op ``rnnkit::fused_lstm``, torch.nn's equations and parameters.
 
-    ``apply(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, batch_sizes)`` with
-    x ``(T, B, I)`` time-major, h0 and c0 ``(B, H)``. Returns
-    ``(Y (T, B, H), h_final (B, H), c_final (B, H))``.
+    x ``(T, B, I)`` time-major, h0 and c0 ``(B, H)``, biases may be ``None``,
+    ``batch_sizes`` an int64 ``(T,)`` tensor (``None`` when full). Returns
+    ``(Y (T, B, H), h_final (B, H), c_final (B, H), A, C)``: A ``(T, B, 4H)`` (the
+    gates [o, i, f, ĝ]) and C ``(T, B, H)`` (c_t) are what the backward reads, not
+    differentiable.
 
     One sigmoid per step computes all four gates: the g rows of U, W and b are
     doubled (exact in floating point), so the g slot holds ĝ = σ(2·a_g) and
     g = tanh(a_g) = 2ĝ − 1. Strided ``tanh`` is several times slower than a
     contiguous ``sigmoid`` on CPU, which is why.
 
-    Backward (``docs/bptt.md`` §LSTM): δ_t = G_t + dA_{t+1}·W;
-    ε_t = ∂L/∂c_t = ε_{t+1} ⊙ f_{t+1} + δ_t ⊙ o_t ⊙ (1 − tanh²c_t);
+    Backward (``docs/bptt.md`` §LSTM, :func:`fused_lstm_backward`):
+    δ_t = G_t + dA_{t+1}·W; ε_t = ∂L/∂c_t = ε_{t+1} ⊙ f_{t+1} + δ_t ⊙ o_t ⊙ (1 − tanh²c_t);
     dA_t = [δ_t ⊙ K^o_t, ε_t ⊙ K^i_t, ε_t ⊙ K^f_t, ε_t ⊙ K^g_t] with the K
     coefficients computed for all steps before the loop.
     """
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    sizes = _loop_sizes(batch_sizes, T, B)
+    order = _LSTM_TO_INTERNAL
+    u2 = _permute_blocks(w_ih, order, 2.0)  # [U_o; U_i; U_f; 2·U_g]
+    w2 = _permute_blocks(w_hh, order, 2.0)
+    assert u2 is not None and w2 is not None
+    bias2 = _permute_blocks(_combined_bias(b_ih, b_hh), order, 2.0)
+    # A starts as U·x_t + b (g rows doubled) and becomes [o, i, f, ĝ] step by step.
+    A = _project(x.reshape(T * B, I), u2, bias2).view(T, B, 4 * H)
+    w_t = w2.t().contiguous()  # (H, 4H): a contiguous right operand multiplies faster
+    loops = compiled.loops_for(x, h0, c0, w_hh)
+    if loops is not None:
+        C, Y = loops.lstm_forward(A, h0, c0, w_t, sizes or ())
+    else:
+        # The backward recomputes tanh(c_t), as the compiled one does.
+        C, _, Y = FusedLSTM._forward_loop(A, h0, c0, w_t, sizes)
+    return Y, _take_last(Y, sizes), _take_last(C, sizes), A, C
+
+
+fused_lstm = torch.library.custom_op("rnnkit::fused_lstm", _lstm_kernel, mutates_args=())
+
+
+@fused_lstm.register_fake
+def _(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    batch_sizes: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    return (
+        x.new_empty(T, B, H),
+        x.new_empty(B, H),
+        x.new_empty(B, H),
+        x.new_empty(T, B, 4 * H),
+        x.new_empty(T, B, H),
+    )
+
+
+def _lstm_backward_kernel(
+    grad_Y: Tensor | None,
+    grad_h: Tensor | None,
+    grad_c: Tensor | None,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    Y: Tensor,
+    A: Tensor,
+    C: Tensor,
+    batch_sizes: Tensor | None,
+    needs: Sequence[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """∂L/∂ of :func:`fused_lstm`'s (x, h0, c0, w_ih, w_hh, b_ih, b_hh) from ∂L/∂(Y, h, c).
+
+    ``needs`` says which of the seven are wanted; the others come back empty.
+    """
+    T, B = Y.shape[0], Y.shape[1]
+    sizes = _loop_sizes(batch_sizes, T, B)
+    wanted = (needs[0], needs[3], needs[4], needs[5] or needs[6])  # x, U, W, b
+    u = _permute_blocks(w_ih, _LSTM_TO_INTERNAL)  # U and W in the internal gate order
+    w = _permute_blocks(w_hh, _LSTM_TO_INTERNAL)
+    assert u is not None and w is not None
+    loops = compiled.loops_for(Y)
+    if loops is not None:
+        G, final = _loop_output_grads(grad_Y, grad_h, Y, sizes)
+        dx, dU, dW, db, dh0, carry = loops.lstm_backward(
+            G, final, A, C, Y, x, h0, c0, u, w, grad_c, sizes or (), wanted, compiled.chunk
+        )
+    else:
+        G = _output_grad(grad_Y, Y, sizes)  # (T, B, H), becomes δ_t
+        _fold_final_grad(G, grad_h, sizes)
+        dA, carry = FusedLSTM._backward_loop(G, A, C, torch.tanh(C), c0, w, grad_c, sizes)
+        dx, dU, dW, db = _weight_grads(dA, x, h0, Y, u, wanted)
+        dh0 = torch.mm(dA[0], w)  # (B, H)
+    # carry = ε_0 ⊙ f_0 = ∂L/∂c_0
+    dU, dW, db = (_permute_blocks(t, _LSTM_TO_TORCH) for t in (dU, dW, db))
+    db_hh = db.clone() if needs[5] and needs[6] and db is not None else db
+    grads = (dx, dh0, carry, dU, dW, db, db_hh)
+    return tuple(or_empty(Y, grads, needs))  # type: ignore[return-value]
+
+
+fused_lstm_backward = torch.library.custom_op(
+    "rnnkit::fused_lstm_backward", _lstm_backward_kernel, mutates_args=()
+)
+
+
+@fused_lstm_backward.register_fake
+def _(
+    grad_Y: Tensor | None,
+    grad_h: Tensor | None,
+    grad_c: Tensor | None,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    Y: Tensor,
+    A: Tensor,
+    C: Tensor,
+    batch_sizes: Tensor | None,
+    needs: Sequence[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    bias = (w_ih.shape[0],)
+    shapes = (x.shape, h0.shape, c0.shape, w_ih.shape, w_hh.shape, bias, bias)
+    return tuple(fake_grads(Y, shapes, needs))  # type: ignore[return-value]
+
+
+def _setup_lstm(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes = inputs
+    Y, _, _, A, C = output
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, Y, A, C, batch_sizes)
+    ctx.mark_non_differentiable(A, C)
+    ctx.set_materialize_grads(False)
+
+
+def _backward_lstm(
+    ctx: Any,
+    grad_Y: Tensor | None,
+    grad_h: Tensor | None,
+    grad_c: Tensor | None,
+    *_: Any,
+    backward: Any = fused_lstm_backward,
+) -> tuple[Any, ...]:
+    """The autograd formula of :func:`fused_lstm`: ``backward`` is the op, or its kernel."""
+    if torch.is_grad_enabled():  # create_graph=True: the loops build no graph
+        return _graph_backward(ctx, "lstm", (grad_Y, grad_h, grad_c))
+    x, h0, c0, w_ih, w_hh, _, _, Y, A, C, batch_sizes = ctx.saved_tensors
+    needs = tuple(ctx.needs_input_grad[:7])
+    grads = backward(grad_Y, grad_h, grad_c, x, h0, c0, w_ih, w_hh, Y, A, C, batch_sizes, needs)
+    return (*asked(grads, needs), None)
+
+
+fused_lstm.register_autograd(_backward_lstm, setup_context=_setup_lstm)
+_LSTM = Op(
+    fused_lstm, _lstm_kernel, _setup_lstm, partial(_backward_lstm, backward=_lstm_backward_kernel)
+)
+
+
+class FusedLSTM:
+    """The LSTM's time loops in Python, and :meth:`apply`, :func:`fused_lstm` by tuple."""
 
     @staticmethod
-    def forward(
-        ctx: FunctionCtx,
+    def apply(
         x: Tensor,
         h0: Tensor,
         c0: Tensor,
@@ -489,30 +790,9 @@ class FusedLSTM(torch.autograd.Function):
         b_hh: Tensor | None,
         batch_sizes: BatchSizes,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        T, B, I = x.shape
-        H = w_hh.shape[1]
-        _check_batch_sizes(batch_sizes, T, B)
-        order = _LSTM_TO_INTERNAL
-        u2 = _permute_blocks(w_ih, order, 2.0)  # [U_o; U_i; U_f; 2·U_g]
-        w = _permute_blocks(w_hh, order)  # [W_o; W_i; W_f; W_g], for the backward
-        w2 = _permute_blocks(w_hh, order, 2.0)
-        assert u2 is not None and w is not None and w2 is not None
-        bias2 = _permute_blocks(_combined_bias(b_ih, b_hh), order, 2.0)
-        # A starts as U·x_t + b (g rows doubled) and becomes [o, i, f, ĝ] step by step.
-        A = _project(x.view(T * B, I), u2, bias2).view(T, B, 4 * H)
-        w_t = w2.t().contiguous()  # (H, 4H): a contiguous right operand multiplies faster
-        loops = compiled.loops_for(x, h0, c0, w_hh)
-        if loops is not None:
-            C, Y = loops.lstm_forward(A, h0, c0, w_t, batch_sizes or ())
-            TC: Tensor | None = None  # the compiled backward recomputes tanh(c_t)
-        else:
-            C, TC, Y = FusedLSTM._forward_loop(A, h0, c0, w_t, batch_sizes)
-        # The inputs first, as they came (biases may be None): _graph_backward replays them.
-        saved = (u2, w, Y, A, C, *(() if TC is None else (TC,)))
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *saved)  # type: ignore[arg-type]
-        ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
-        ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
-        return Y, _take_last(Y, batch_sizes), _take_last(C, batch_sizes)
+        """:func:`fused_lstm` with ``batch_sizes`` a tuple: ``(Y, h_final, c_final)``."""
+        Y, h, c, _, _ = _LSTM(x, h0, c0, w_ih, w_hh, b_ih, b_hh, _sizes_tensor(batch_sizes))
+        return Y, h, c
 
     @staticmethod
     def _forward_loop(
@@ -545,52 +825,6 @@ class FusedLSTM(torch.autograd.Function):
             torch.mul(o, tc, out=y)  # h_t = o ⊙ tanh(c_t)
             h, c = ys[t], cs[t]
         return C, TC, Y
-
-    @staticmethod
-    def backward(
-        ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None, grad_c: Tensor | None
-    ) -> tuple[Any, ...]:
-        if torch.is_grad_enabled():  # create_graph=True: the loops below build no graph
-            return _graph_backward(ctx, "lstm", (grad_Y, grad_h, grad_c))
-        x, h0, c0, _, _, _, _, u2, w, Y, A, C, *saved_tc = ctx.saved_tensors
-        TC = saved_tc[0] if saved_tc else None
-        batch_sizes: BatchSizes = ctx.batch_sizes
-        needs = ctx.needs_input_grad
-        wanted = (needs[0], needs[3], needs[4], ctx.has_bias)  # x, U, W, b
-        u = _permute_blocks(u2, (0, 1, 2, 3), 0.5)  # undo the doubled g rows
-        assert u is not None
-        loops = compiled.loops_for(Y)
-        if loops is not None:
-            G, final = _loop_output_grads(grad_Y, grad_h, Y, batch_sizes)
-            dx, dU, dW, db, dh0, carry = loops.lstm_backward(
-                G,
-                final,
-                A,
-                C,
-                Y,
-                x,
-                h0,
-                c0,
-                u,
-                w,
-                grad_c,
-                batch_sizes or (),
-                wanted,
-                compiled.chunk,
-            )
-        else:
-            G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
-            _fold_final_grad(G, grad_h, batch_sizes)
-            TC = torch.tanh(C) if TC is None else TC
-            dA, carry = FusedLSTM._backward_loop(G, A, C, TC, c0, w, grad_c, batch_sizes)
-            dx, dU, dW, db = _weight_grads(dA, x, h0, Y, u, wanted)
-            dh0 = torch.mm(dA[0], w)  # (B, H)
-        dh0 = dh0 if needs[1] else None
-        dc0 = carry if needs[2] else None  # ε_0 ⊙ f_0
-        dU, dW, db = (_permute_blocks(t, _LSTM_TO_TORCH) for t in (dU, dW, db))
-        db_ih = db if needs[5] else None
-        db_hh = db.clone() if needs[6] and db is not None else None
-        return dx, dh0, dc0, dU, dW, db_ih, db_hh, None
 
     @staticmethod
     def _backward_loop(
@@ -667,23 +901,173 @@ def _gru_candidate_slope(N: Tensor, z: Tensor, *, out: Tensor) -> Tensor:
     return out.addcmul_(out, z, value=-1.0)  # x − x ⊙ z = x ⊙ (1 − z)
 
 
-class FusedGRU(torch.autograd.Function):
-    """GRU over all steps, torch.nn's equations and parameters (gates r, z, n).
+def _gru_kernel(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    batch_sizes: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """GRU over all steps, the op ``rnnkit::fused_gru``, torch.nn's equations and parameters.
 
-    ``apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_sizes)`` with
-    x ``(T, B, I)`` time-major and h0 ``(B, H)``. Returns ``(Y (T, B, H), h_final)``.
+    x ``(T, B, I)`` time-major, h0 ``(B, H)``, biases may be ``None``, ``batch_sizes``
+    an int64 ``(T,)`` tensor (``None`` when full). Returns ``(Y (T, B, H), h_final,
+    S, N)``: S ``(T, B, 3H)`` and N ``(T, B, H)`` are what the backward reads, not
+    differentiable.
 
     Forward, per step, in one buffer S_t of width 3H: one matrix multiply adds
     W·h_{t−1} to [U_r·x + b_r, U_z·x + b_z, b_hn] (prepared for all steps), then the
     r, z part becomes σ(·) in place, so S_t = [r_t, z_t, W_n·h_{t−1} + b_hn] holds
-    exactly what the backward needs. Backward (``docs/bptt.md`` §GRU):
-    δ_t = G_t + z_{t+1} ⊙ δ_{t+1} + dS_{t+1}·W and dS_t = δ_t ⊙ Q_t, with Q computed
-    for all steps before the loop.
+    exactly what the backward needs, and N_t = n_t. Backward (``docs/bptt.md`` §GRU,
+    :func:`fused_gru_backward`): δ_t = G_t + z_{t+1} ⊙ δ_{t+1} + dS_{t+1}·W and
+    dS_t = δ_t ⊙ Q_t, with Q computed for all steps before the loop.
     """
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    sizes = _loop_sizes(batch_sizes, T, B)
+    # S starts as [U_r·x + b_r, U_z·x + b_z, b_hn] (both biases of r and z sum
+    # outside σ; b_hn stays inside the reset) and becomes [r, z, W_n·h + b_hn].
+    S = _project(x.reshape(T * B, I), w_ih, b_ih).view(T, B, 3 * H)  # U·x + b_ih
+    if b_hh is not None:
+        S[:, :, : 2 * H] += b_hh[: 2 * H]
+    N = S[:, :, 2 * H :].clone()  # U_n·x + b_in, (T, B, H); becomes n_t step by step
+    S[:, :, 2 * H :] = 0.0 if b_hh is None else b_hh[2 * H :]
+    w_t = _right_operand(w_hh, T)  # (H, 3H)
+    loops = compiled.loops_for(x, h0, w_hh)
+    if loops is not None:
+        Y = loops.gru_forward(S, N, h0, w_t, sizes or ())
+    else:
+        Y = FusedGRU._forward_loop(S, N, h0, w_t, sizes)
+    return Y, _take_last(Y, sizes), S, N
+
+
+fused_gru = torch.library.custom_op("rnnkit::fused_gru", _gru_kernel, mutates_args=())
+
+
+@fused_gru.register_fake
+def _(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    batch_sizes: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    return (
+        x.new_empty(T, B, H),
+        x.new_empty(B, H),
+        x.new_empty(T, B, 3 * H),
+        x.new_empty(T, B, H),
+    )
+
+
+def _gru_backward_kernel(
+    grad_Y: Tensor | None,
+    grad_h: Tensor | None,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    Y: Tensor,
+    S: Tensor,
+    N: Tensor,
+    batch_sizes: Tensor | None,
+    needs: Sequence[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """∂L/∂ of :func:`fused_gru`'s (x, h0, w_ih, w_hh, b_ih, b_hh) from ∂L/∂(Y, h_final).
+
+    ``needs`` says which of the six are wanted; the others come back empty.
+    """
+    T, B, H = Y.shape
+    sizes = _loop_sizes(batch_sizes, T, B)
+    loops = compiled.loops_for(Y)
+    if loops is not None:
+        G, final = _loop_output_grads(grad_Y, grad_h, Y, sizes)
+        wanted = (needs[0], needs[2], needs[3], needs[4], needs[5])  # x, U, W, b_ih, b_hh
+        dx, dU, dW, db_ih, db_hh, dh0 = loops.gru_backward(
+            G, final, S, N, Y, x, h0, w_ih, w_hh, sizes or (), wanted, compiled.chunk
+        )
+        return tuple(or_empty(Y, (dx, dh0, dU, dW, db_ih, db_hh), needs))  # type: ignore[return-value]
+    G = _output_grad(grad_Y, Y, sizes)  # (T, B, H), becomes δ_t
+    _fold_final_grad(G, grad_h, sizes)
+    Q = FusedGRU._backward_loop(G, S, N, Y, h0, w_hh, sizes)
+    z = S[:, :, H : 2 * H]  # (T, B, H)
+    q_n = Q[:, :, 2 * H :]
+    zs, q2 = z.unbind(0), Q.unbind(0)
+    _, _, dW, db_hh = _weight_grads(Q, x, h0, Y, w_ih, (False, False, needs[3], needs[5]))
+    dh0 = None
+    if needs[1]:
+        dh0 = torch.mm(q2[0], w_hh)  # (B, H)
+        dh0.addcmul_(zs[0], G[0])
+    # ∂L/∂a on the U side equals dS in the r and z blocks; in the n block it is
+    # δ ⊙ ∂h/∂a^n, not multiplied by r. dS is used up, so its n block is
+    # overwritten in place and Q becomes ∂L/∂a: no second (T, B, 3H) buffer.
+    _gru_candidate_slope(N, z, out=q_n).mul_(G)  # δ is 0 past each row's end
+    dx, dU, _, db_ih = _weight_grads(Q, x, h0, Y, w_ih, (needs[0], needs[2], False, needs[4]))
+    return tuple(or_empty(Y, (dx, dh0, dU, dW, db_ih, db_hh), needs))  # type: ignore[return-value]
+
+
+fused_gru_backward = torch.library.custom_op(
+    "rnnkit::fused_gru_backward", _gru_backward_kernel, mutates_args=()
+)
+
+
+@fused_gru_backward.register_fake
+def _(
+    grad_Y: Tensor | None,
+    grad_h: Tensor | None,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    Y: Tensor,
+    S: Tensor,
+    N: Tensor,
+    batch_sizes: Tensor | None,
+    needs: Sequence[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    bias = (w_ih.shape[0],)
+    shapes = (x.shape, h0.shape, w_ih.shape, w_hh.shape, bias, bias)
+    return tuple(fake_grads(Y, shapes, needs))  # type: ignore[return-value]
+
+
+def _setup_gru(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes = inputs
+    Y, _, S, N = output
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, Y, S, N, batch_sizes)
+    ctx.mark_non_differentiable(S, N)
+    ctx.set_materialize_grads(False)
+
+
+def _backward_gru(
+    ctx: Any,
+    grad_Y: Tensor | None,
+    grad_h: Tensor | None,
+    *_: Any,
+    backward: Any = fused_gru_backward,
+) -> tuple[Any, ...]:
+    """The autograd formula of :func:`fused_gru`: ``backward`` is the op, or its kernel."""
+    if torch.is_grad_enabled():  # create_graph=True: the loops build no graph
+        return _graph_backward(ctx, "gru", (grad_Y, grad_h))
+    x, h0, w_ih, w_hh, _, _, Y, S, N, batch_sizes = ctx.saved_tensors
+    needs = tuple(ctx.needs_input_grad[:6])
+    grads = backward(grad_Y, grad_h, x, h0, w_ih, w_hh, Y, S, N, batch_sizes, needs)
+    return (*asked(grads, needs), None)
+
+
+fused_gru.register_autograd(_backward_gru, setup_context=_setup_gru)
+_GRU = Op(fused_gru, _gru_kernel, _setup_gru, partial(_backward_gru, backward=_gru_backward_kernel))
+
+
+class FusedGRU:
+    """The GRU's time loops in Python, and :meth:`apply`, :func:`fused_gru` by tuple."""
 
     @staticmethod
-    def forward(
-        ctx: FunctionCtx,
+    def apply(
         x: Tensor,
         h0: Tensor,
         w_ih: Tensor,
@@ -692,27 +1076,9 @@ class FusedGRU(torch.autograd.Function):
         b_hh: Tensor | None,
         batch_sizes: BatchSizes,
     ) -> tuple[Tensor, Tensor]:
-        T, B, I = x.shape
-        H = w_hh.shape[1]
-        _check_batch_sizes(batch_sizes, T, B)
-        # S starts as [U_r·x + b_r, U_z·x + b_z, b_hn] (both biases of r and z sum
-        # outside σ; b_hn stays inside the reset) and becomes [r, z, W_n·h + b_hn].
-        S = _project(x.view(T * B, I), w_ih, b_ih).view(T, B, 3 * H)  # U·x + b_ih
-        if b_hh is not None:
-            S[:, :, : 2 * H] += b_hh[: 2 * H]
-        N = S[:, :, 2 * H :].clone()  # U_n·x + b_in, (T, B, H); becomes n_t step by step
-        S[:, :, 2 * H :] = 0.0 if b_hh is None else b_hh[2 * H :]
-        w_t = _right_operand(w_hh, T)  # (H, 3H)
-        loops = compiled.loops_for(x, h0, w_hh)
-        if loops is not None:
-            Y = loops.gru_forward(S, N, h0, w_t, batch_sizes or ())
-        else:
-            Y = FusedGRU._forward_loop(S, N, h0, w_t, batch_sizes)
-        # The inputs first, as they came (biases may be None): _graph_backward replays them.
-        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, Y, S, N)  # type: ignore[arg-type]
-        ctx.batch_sizes = batch_sizes  # type: ignore[attr-defined]
-        ctx.has_bias = b_ih is not None  # type: ignore[attr-defined]
-        return Y, _take_last(Y, batch_sizes)
+        """:func:`fused_gru` with ``batch_sizes`` a tuple: ``(Y, h_final)``."""
+        Y, h, _, _ = _GRU(x, h0, w_ih, w_hh, b_ih, b_hh, _sizes_tensor(batch_sizes))
+        return Y, h
 
     @staticmethod
     def _forward_loop(
@@ -743,46 +1109,6 @@ class FusedGRU(torch.autograd.Function):
             torch.lerp(n, hp, z, out=y)  # h_t = n + z ⊙ (h_{t−1} − n)
             h = ys[t]
         return Y
-
-    @staticmethod
-    def backward(ctx: Any, grad_Y: Tensor | None, grad_h: Tensor | None) -> tuple[Any, ...]:
-        if torch.is_grad_enabled():  # create_graph=True: the loops below build no graph
-            return _graph_backward(ctx, "gru", (grad_Y, grad_h))
-        x, h0, w_ih, w_hh, _, _, Y, S, N = ctx.saved_tensors
-        batch_sizes: BatchSizes = ctx.batch_sizes
-        H = Y.shape[2]
-        needs = ctx.needs_input_grad
-        loops = compiled.loops_for(Y)
-        if loops is not None:
-            G, final = _loop_output_grads(grad_Y, grad_h, Y, batch_sizes)
-            wanted = (
-                needs[0], needs[2], needs[3], ctx.has_bias and needs[4], ctx.has_bias and needs[5]
-            )  # fmt: skip
-            dx, dU, dW, db_ih, db_hh, dh0 = loops.gru_backward(
-                G, final, S, N, Y, x, h0, w_ih, w_hh, batch_sizes or (), wanted, compiled.chunk
-            )
-            return dx, dh0 if needs[1] else None, dU, dW, db_ih, db_hh, None
-        G = _output_grad(grad_Y, Y, batch_sizes)  # (T, B, H), becomes δ_t
-        _fold_final_grad(G, grad_h, batch_sizes)
-        Q = FusedGRU._backward_loop(G, S, N, Y, h0, w_hh, batch_sizes)
-        z = S[:, :, H : 2 * H]  # (T, B, H)
-        q_n = Q[:, :, 2 * H :]
-        zs, q2 = z.unbind(0), Q.unbind(0)
-        _, _, dW, db_hh = _weight_grads(
-            Q, x, h0, Y, w_ih, (False, False, needs[3], ctx.has_bias and needs[5])
-        )
-        dh0 = None
-        if needs[1]:
-            dh0 = torch.mm(q2[0], w_hh)  # (B, H)
-            dh0.addcmul_(zs[0], G[0])
-        # ∂L/∂a on the U side equals dS in the r and z blocks; in the n block it is
-        # δ ⊙ ∂h/∂a^n, not multiplied by r. dS is used up, so its n block is
-        # overwritten in place and Q becomes ∂L/∂a: no second (T, B, 3H) buffer.
-        _gru_candidate_slope(N, z, out=q_n).mul_(G)  # δ is 0 past each row's end
-        dx, dU, _, db_ih = _weight_grads(
-            Q, x, h0, Y, w_ih, (needs[0], needs[2], False, ctx.has_bias and needs[4])
-        )
-        return dx, dh0, dU, dW, db_ih, db_hh, None
 
     @staticmethod
     def _backward_loop(
@@ -835,7 +1161,7 @@ class FusedGRU(torch.autograd.Function):
 def fused_supported(cells: Sequence[nn.Module]) -> str:
     """Why the fused backend cannot run this stack, or ``""`` when it can.
 
-    The Functions implement exactly the built-in cells; a subclass may compute
+    The ops implement exactly the built-in cells; a subclass may compute
     something else, so exact types only, all of one kind and one dtype/device.
     """
     kinds = {type(cell) for cell in cells}
@@ -855,11 +1181,11 @@ def fused_supported(cells: Sequence[nn.Module]) -> str:
 
 
 def _run_cell(
-    cell: nn.Module, x: Tensor, state: HiddenState | LSTMState, batch_sizes: BatchSizes
+    cell: nn.Module, x: Tensor, state: HiddenState | LSTMState, batch_sizes: Tensor | None
 ) -> tuple[Tensor, HiddenState | LSTMState]:
     """One direction of one layer, left to right: (T, B, I) time-major → (Y (T, B, H), final).
 
-    Under autocast the Function runs in its parameters' dtype with autocast off:
+    Under autocast the op runs in its parameters' dtype with autocast off:
     its in-place buffers must keep one dtype, and a reduced-precision recurrence
     would round the carried state at every step.
     """
@@ -873,46 +1199,42 @@ def _run_cell(
     params = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
     if isinstance(cell, LSTMCell):
         assert isinstance(state, LSTMState)
-        Y, h, c = FusedLSTM.apply(  # type: ignore[no-untyped-call]
-            x, state.h, state.c, *params, batch_sizes
-        )
+        Y, h, c, _, _ = _LSTM(x, state.h, state.c, *params, batch_sizes)
         return Y, LSTMState(h, c)
     if isinstance(cell, GRUCell):
-        Y, h = FusedGRU.apply(  # type: ignore[no-untyped-call]
-            x, state.h, *params, batch_sizes
-        )
+        Y, h, _, _ = _GRU(x, state.h, *params, batch_sizes)
         return Y, HiddenState(h)
     assert isinstance(cell, RNNCell)
-    Y, h = FusedRNN.apply(  # type: ignore[no-untyped-call]
-        x, state.h, *params, batch_sizes, cell.nonlinearity == "relu"
-    )
+    Y, h = _RNN(x, state.h, *params, batch_sizes, cell.nonlinearity == "relu")
     return Y, HiddenState(h)
 
 
 class FusedBatch:
-    """One call's batch in the Functions' layout, prepared once for every layer.
+    """One call's batch in the ops' layout, prepared once for every layer.
 
     :class:`~rnnkit.Recurrent` runs the layers × directions loop; this object is
     its runner for the fused backend. At construction it transposes the batch to
     time-major ``(T, B, I)``, sorts a ragged batch's rows longest first (so the rows
     still running at step t are a prefix, ``batch_sizes[t]`` of them), zeroes the
     padding, and builds the right-to-left index; :meth:`direction` then runs one
-    Function per (layer, direction) on that layout, and :meth:`finish` undoes it.
+    op per (layer, direction) on that layout, and :meth:`finish` undoes it.
 
     Attributes:
         inputs: ``(T, B, I)`` time-major, rows sorted longest first when ragged.
         state: the initial state, every field ``(L·D, B, H)``, rows in that order.
-        batch_sizes: rows still running at each step, or ``None`` when all are full.
+        batch_sizes: rows still running at each step, int64 ``(T,)`` on the CPU, or
+            ``None`` when all are full.
     """
 
-    __slots__ = ("_columns", "_inverse", "_reverse", "batch_sizes", "inputs", "state")
+    __slots__ = ("_columns", "_inverse", "_order", "_reverse", "batch_sizes", "inputs", "state")
 
     def __init__(self, inputs: Tensor, state: Any, lengths: Tensor | None) -> None:
         """``inputs (B, T, I)``; ``lengths``: validated CPU int64 ``(B,)``, ``None`` when full."""
         if lengths is None:
-            self.batch_sizes: BatchSizes = None
+            self.batch_sizes: Tensor | None = None
             self.inputs = inputs.transpose(0, 1).contiguous()  # (T, B, I)
             self.state = state
+            self._order: Tensor | None = None
             self._inverse: Tensor | None = None
             self._reverse: Tensor | None = None
             self._columns: Tensor | None = None
@@ -920,10 +1242,11 @@ class FusedBatch:
         batch, steps = inputs.shape[0], inputs.shape[1]
         device = inputs.device
         sorted_lengths, order_cpu = torch.sort(lengths, descending=True, stable=True)
-        self.batch_sizes = tuple(
-            int(n) for n in (sorted_lengths[None, :] > torch.arange(steps)[:, None]).sum(1)
-        )
+        # A tensor, not a tuple of ints: no value reaches Python, so torch.compile
+        # traces this without a graph break (the ops read the sizes when they run).
+        self.batch_sizes = (sorted_lengths[None, :] > torch.arange(steps)[:, None]).sum(1)
         order = order_cpu.to(device)
+        self._order = order
         self._inverse = torch.empty_like(order)
         self._inverse[order] = torch.arange(batch, device=device)
         x = inputs.index_select(0, order).transpose(0, 1)  # (T, B, I), sorted
@@ -951,6 +1274,10 @@ class FusedBatch:
         steps, rows = self._reverse, self._columns
         Y, final = _run_cell(cell, x[steps, rows], state, self.batch_sizes)
         return Y[steps, rows], final
+
+    def locked(self, mask: Tensor) -> Tensor:
+        """A per-row mask ``(B, F)``, caller's order → ``(1, B, F)`` over this layout."""
+        return (mask if self._order is None else mask.index_select(0, self._order))[None]
 
     def finish(self, outputs: Tensor, final: Any) -> tuple[Tensor, Any]:
         """``(T, B, D·H)`` and the stacked finals → batch-first, in the caller's row order."""

@@ -9,7 +9,7 @@ from torch import nn
 
 from rnnkit.cells.base import Cell, RecurrentCell
 from rnnkit.cells.gru import GRUCell
-from rnnkit.cells.lstm import LSTMCell
+from rnnkit.cells.lstm import LSTMCell, ProjectedLSTMCell
 from rnnkit.cells.mingru import MinGRUCell
 from rnnkit.cells.minimal import MinimalCell
 from rnnkit.cells.minlstm import MinLSTMCell
@@ -33,10 +33,17 @@ MINIMAL_CELL_NAMES: tuple[str, ...] = ("mingru", "mingru_log", "minlstm", "minls
 GATED_CELL_NAMES: tuple[str, ...] = ("lstm", "gru", *MINIMAL_CELL_NAMES)
 
 
-def cell_factory(name: str, *, bias: bool = True) -> CellFactory:
+def cell_factory(name: str, *, bias: bool = True, proj_size: int = 0) -> CellFactory:
     """The factory for a built-in cell name: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"``,
     ``"gru"``, and the minimal cells ``"mingru"``, ``"minlstm"`` with their log forms
-    ``"mingru_log"``, ``"minlstm_log"`` (:mod:`rnnkit.cells.minimal`)."""
+    ``"mingru_log"``, ``"minlstm_log"`` (:mod:`rnnkit.cells.minimal`).
+
+    ``proj_size`` P > 0 (``"lstm"`` only) gives :class:`ProjectedLSTMCell`, torch.nn's
+    ``nn.LSTM(proj_size=P)`` layer."""
+    if proj_size:
+        if name != "lstm":
+            raise ValueError(f"proj_size: only the LSTM has a projection, got cell {name!r}")
+        return lambda i, h: ProjectedLSTMCell(i, h, proj_size, bias=bias)
     if name == "rnn":
         return functools.partial(RNNCell, bias=bias, nonlinearity="tanh")
     if name == "rnn_relu":
@@ -64,6 +71,7 @@ __all__ = [
     "MinGRUCell",
     "MinLSTMCell",
     "MinimalCell",
+    "ProjectedLSTMCell",
     "RNNCell",
     "RecurrentCell",
     "cell_factory",

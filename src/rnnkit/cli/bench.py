@@ -23,6 +23,10 @@ BENCHMARKS = {
     "stream": ("stream_memory.py", "memory of carried-state streams and TBPTT"),
     "gradflow": ("gradient_flow.py", "gradient norms through time per cell (plots)"),
     "quality": ("quality.py", "the quality targets on real data, one command per row"),
+    "dropin": ("drop_in.py", "rnnkit.nn's modules and cells against torch.nn's"),
+    "compile": ("compile.py", "a torch.compile'd training step against eager"),
+    "scan": ("scan.py", "the minimal cells' scan at long T against sequential RNNs"),
+    "generation": ("generation.py", "one generation step against torch.nn's module and cells"),
 }
 
 

@@ -97,6 +97,11 @@ COMMON: dict[str, Option] = {o.flag: o for o in (
     Option("--layers", "model.layers", "stacked recurrent layers", positive_int),
     Option("--embed", "model.embed", "embedding size", positive_int),
     Option("--dropout", "model.dropout", "dropout probability between layers", fraction),
+    Option("--locked-dropout", "model.locked_dropout",
+           "the dropout between layers keeps one mask per sequence (variational)",
+           switch=True),
+    Option("--weight-drop", "model.weight_drop",
+           "DropConnect on the hidden-to-hidden weights W, one mask per batch", fraction),
     Option("--backend", "model.backend",
            "recurrent backend: auto times fused and native at each new shape and keeps "
            "the faster (`rnnkit backends`), and runs the minimal cells by scan; the others "
@@ -117,12 +122,19 @@ COMMON: dict[str, Option] = {o.flag: o for o in (
     Option("--batch-size", "trainer.batch_size", "examples per micro-batch", positive_int),
     Option("--lr", "trainer.optimizer.lr", "learning rate", positive_float),
     Option("--weight-decay", "trainer.optimizer.weight_decay", "L2 penalty", finite_float),
-    Option("--optimizer", "trainer.optimizer.name", "optimizer",
-           choices=("adam", "adamw", "sgd", "rmsprop", "adagrad")),
+    Option("--optimizer", "trainer.optimizer.name",
+           "optimizer (ntasgd: SGD averaging its weights once validation stops improving)",
+           choices=("adam", "adamw", "sgd", "rmsprop", "adagrad", "ntasgd")),
+    Option("--nonmono", "trainer.optimizer.nonmono",
+           "ntasgd: evaluations the averaging trigger looks back past (AWD-LSTM: 5)",
+           positive_int),
     Option("--schedule", "trainer.schedule.name", "learning-rate schedule",
            choices=("constant", "step", "cosine", "plateau")),
     Option("--warmup", "trainer.schedule.warmup_steps", "linear warm-up steps", int),
     Option("--accumulate", "trainer.accumulate", "micro-batches per optimizer step",
+           positive_int),
+    Option("--threads", "trainer.threads",
+           "CPU threads torch uses (default: one per core); saved with the run",
            positive_int),
     Option("--grad-clip", "trainer.clip_norm", "clip the global gradient norm to this",
            positive_float),
@@ -146,11 +158,13 @@ COMMON: dict[str, Option] = {o.flag: o for o in (
 
 TRAINING = (
     "--epochs", "--max-steps", "--max-minutes", "--batch-size", "--lr", "--weight-decay",
-    "--optimizer", "--schedule", "--warmup", "--accumulate", "--grad-clip", "--precision",
+    "--optimizer", "--nonmono", "--schedule", "--warmup", "--accumulate", "--threads",
+    "--grad-clip", "--precision",
     "--seed", "--deterministic", "--patience", "--eval-every", "--device", "--progress",
     "--tensorboard",
 )  # fmt: skip
-MODEL = ("--cell", "--hidden", "--layers", "--dropout", "--backend")
+MODEL = ("--cell", "--hidden", "--layers", "--dropout", "--locked-dropout", "--weight-drop",
+         "--backend")  # fmt: skip
 DATA = ("--dataset", "--data")
 
 
@@ -269,6 +283,17 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
                    positive_int),
             Option("--max-vocab", "task.max_vocab", "keep the most frequent tokens",
                    positive_int),
+            Option("--embed-dropout", "model.embed_dropout",
+                   "in training, drop whole words (rows of the embedding), per batch",
+                   fraction),
+            Option("--input-dropout", "model.input_dropout",
+                   "locked dropout on the embeddings: one mask per sequence", fraction),
+            Option("--output-dropout", "model.output_dropout",
+                   "locked dropout on the last layer's outputs: one mask per sequence",
+                   fraction),
+            Option("--ar", "model.ar", "activation regularisation α on the outputs",
+                   finite_float),
+            Option("--tar", "model.tar", "temporal activation regularisation β", finite_float),
             Option("--tie-weights", "model.tie_weights", "share embedding and output weights",
                    switch=True),
         ),

@@ -81,6 +81,10 @@ class ClassifierConfig:
     loss: Loss | None = None
     pad_id: int = 0
     backend: str = "auto"
+    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
+    # sequence between layers, and DropConnect on W.
+    locked_dropout: bool = False
+    weight_drop: float = 0.0
     gate_bias: float = 0.0
 
     def __post_init__(self) -> None:

@@ -50,3 +50,39 @@ def regularised(model: SequenceClassifier, *, word: float, embed: float, pooled:
                                  nn.Dropout(embed))  # fmt: skip
     model.pooling = PooledDropout(model.pooling, pooled)
     return model
+
+
+class LockedDropout(nn.Module):
+    """Dropout with one mask per sequence, the same at every step (Gal & Ghahramani 2016).
+
+    In training, ``x (B, T, F)`` is multiplied by ``m / (1 − p)`` with ``m (B, 1, F)``
+    drawn once per call: each row drops the same features at every step ("variational"
+    dropout), which an RNN's weights shared over time can learn around far less than
+    fresh noise per step. The identity in eval mode and at p = 0.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1.0 - self.p)  # (B, 1, F)
+        return x * keep / (1.0 - self.p)
+
+
+def embedding_dropout(
+    weight: Tensor, ids: Tensor, p: float, training: bool, padding_idx: int | None = None
+) -> Tensor:
+    """Embeddings of ``ids`` with whole words dropped (Gal & Ghahramani 2016; AWD-LSTM).
+
+    In training each row of E (a word type) is zeroed with probability p and the kept
+    rows are scaled by 1/(1 − p), one draw per call: every occurrence of a dropped word
+    in the batch reads zeros. ``weight (V, E)``, ``ids (B, T)`` → ``(B, T, E)``;
+    ``padding_idx``'s row gets no gradient, as in ``nn.Embedding``.
+    """
+    if training and p > 0.0:
+        keep = weight.new_empty(weight.shape[0], 1).bernoulli_(1.0 - p)  # (V, 1)
+        weight = weight * keep / (1.0 - p)
+    return torch.nn.functional.embedding(ids, weight, padding_idx)

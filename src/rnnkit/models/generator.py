@@ -63,6 +63,10 @@ class GeneratorConfig:
     bos_id: int = 1
     eos_id: int = 2
     backend: str = "auto"
+    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
+    # sequence between layers, and DropConnect on W.
+    locked_dropout: bool = False
+    weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
         if (self.condition_size is None) == (self.num_labels is None):
@@ -109,7 +113,8 @@ class ConditionedGenerator(nn.Module):
         self.embedding = nn.Embedding(c.vocab_size, c.embed, padding_idx=c.pad_id)
         width = c.embed + (c.condition_embed if c.condition_input else 0)
         self.rnn = Recurrent(c.cell, width, c.hidden, num_layers=c.layers, dropout=c.dropout,
-                             backend=c.backend)  # fmt: skip
+                             backend=c.backend,
+                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop)  # fmt: skip
         fields = 2 if c.cell == "lstm" else 1
         self.init = (
             nn.Linear(c.condition_embed, fields * c.layers * c.hidden)

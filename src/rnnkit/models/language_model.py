@@ -27,12 +27,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
+from rnnkit.configuration import (
+    MAX_LAYERS,
+    check_dropout,
+    check_positive_ints,
+    check_range,
+    check_sizes,
+)
 from rnnkit.losses import LossSum, masked_cross_entropy
+from rnnkit.models.dropout import LockedDropout, embedding_dropout
 from rnnkit.recurrent import Recurrent
 from rnnkit.state import map_state
 from rnnkit.stepping import Stepper, cached_stepper, stepping
 from rnnkit.unrolling import length_mask
+
+# AR/TAR coefficients beyond this only swamp the cross-entropy (AWD-LSTM uses 2 and 1).
+MAX_PENALTY = 1e3
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,15 @@ class LanguageModelConfig:
         hidden, layers, cell, dropout, backend: the recurrent stack.
         tie_weights: share the embedding matrix with the output layer.
         pad_id: the padding id (never a target).
+        embed_dropout: in training, drop whole words: rows of E zeroed with this
+            probability, once per batch (AWD-LSTM's ``dropoute``).
+        input_dropout, output_dropout: locked dropout (one mask per sequence, the same
+            at every step) on the embeddings and on the last layer's outputs
+            (AWD-LSTM's ``dropouti`` and ``dropout``); on top of ``dropout``'s.
+        ar, tar: activation regularisation α·mean(m ⊙ h_t)² on the dropped last-layer
+            outputs and temporal activation regularisation β·mean(h_t − h_{t−1})² on
+            the raw ones (Merity et al. 2017), added to the training loss per target;
+            0 for none. Evaluation reports the cross-entropy alone.
     """
 
     vocab_size: int
@@ -56,12 +75,25 @@ class LanguageModelConfig:
     tie_weights: bool = False
     pad_id: int = 0
     backend: str = "auto"
+    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
+    # sequence between layers, and DropConnect on W.
+    locked_dropout: bool = False
+    weight_drop: float = 0.0
+    embed_dropout: float = 0.0
+    input_dropout: float = 0.0
+    output_dropout: float = 0.0
+    ar: float = 0.0
+    tar: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "vocab_size")
         check_sizes(self, "embed", "hidden")
         check_sizes(self, "layers", at_most=MAX_LAYERS)
         check_dropout(self.dropout)
+        for name in ("embed_dropout", "input_dropout", "output_dropout"):
+            check_range(self, name, 0.0, 1.0, open_high=True)
+        check_range(self, "ar", 0.0, MAX_PENALTY)
+        check_range(self, "tar", 0.0, MAX_PENALTY)
 
 
 @dataclass(frozen=True)
@@ -114,8 +146,11 @@ class LanguageModel(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed, padding_idx=c.pad_id)
         self.rnn = Recurrent(c.cell, c.embed, c.hidden, num_layers=c.layers, dropout=c.dropout,
-                             backend=c.backend)  # fmt: skip
+                             backend=c.backend,
+                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop)  # fmt: skip
         self.drop = nn.Dropout(c.dropout)
+        self.locked_input = LockedDropout(c.input_dropout)
+        self.locked_output = LockedDropout(c.output_dropout)
         width = c.hidden
         self.project: nn.Module = nn.Identity()
         if c.tie_weights and c.hidden != c.embed:
@@ -129,9 +164,20 @@ class LanguageModel(nn.Module):
         self, inputs: Tensor, state: Any = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, Any]:
         """``(logits (B, T, V), final state)`` for token ids ``(B, T)``."""
-        e = self.drop(self.embedding(inputs))  # (B, T, E)
+        logits, final, _, _ = self._run(inputs, state, lengths)
+        return logits, final
+
+    def _run(
+        self, inputs: Tensor, state: Any, lengths: Tensor | None
+    ) -> tuple[Tensor, Any, Tensor, Tensor]:
+        """(logits, final state, last-layer outputs raw and dropped, ``(B, T, H)``)."""
+        c = self.config
+        weight = self.embedding.weight
+        e = embedding_dropout(weight, inputs, c.embed_dropout, self.training, c.pad_id)  # (B, T, E)
+        e = self.locked_input(self.drop(e))
         o, final = self.rnn(e, state, lengths)  # (B, T, H)
-        return self.out(self.project(self.drop(o))), final
+        dropped = self.locked_output(self.drop(o))
+        return self.out(self.project(dropped)), final, o, dropped
 
     def forward(self, batch: TextBatch, state: Any = None) -> tuple[LossSum, Any]:
         """The cross-entropy summed over the counted targets, and the final state.
@@ -139,10 +185,33 @@ class LanguageModel(nn.Module):
         ``state``: the state before step 0 (None: the initial state). The loss reads
         the outputs from ``batch.loss_from`` on; the ones before only carry the state.
         """
-        logits, final = self.logits(batch.inputs, state, batch.lengths)  # (B, T, V)
+        logits, final, raw, dropped = self._run(batch.inputs, state, batch.lengths)
         t0 = batch.loss_from  # sliced off, not masked: a stream's mask stays all true
-        loss = masked_cross_entropy(logits[:, t0:], batch.targets[:, t0:], batch.mask[:, t0:])
+        mask = batch.mask[:, t0:]  # (B, T')
+        loss = masked_cross_entropy(logits[:, t0:], batch.targets[:, t0:], mask)
+        if self.training and (self.config.ar or self.config.tar):
+            loss = LossSum(
+                loss.total + loss.n_targets * self._penalty(raw[:, t0:], dropped[:, t0:], mask),
+                loss.n_targets,
+            )
         return loss, final
+
+    def _penalty(self, raw: Tensor, dropped: Tensor, mask: Tensor) -> Tensor:
+        """α·mean(dropped²) + β·mean((h_t − h_{t−1})²) over the counted steps (AR, TAR).
+
+        Added per target (the loss is divided by their count), as AWD-LSTM adds them to
+        its mean loss."""
+        c = self.config
+        real = mask[:, :, None].to(raw.dtype)  # (B, T, 1)
+        units = raw.shape[-1]
+        penalty = raw.new_zeros(())
+        if c.ar:
+            penalty = penalty + c.ar * (dropped.square() * real).sum() / (real.sum() * units)
+        if c.tar and raw.shape[1] > 1:
+            both = real[:, 1:] * real[:, :-1]  # (B, T − 1, 1): steps with a predecessor
+            step = (raw[:, 1:] - raw[:, :-1]).square() * both
+            penalty = penalty + c.tar * step.sum() / (both.sum().clamp(min=1.0) * units)
+        return penalty
 
     # ----------------------------------------------------------------- generation
 

@@ -37,6 +37,10 @@ class MusicConfig:
     cell: str = "gru"
     dropout: float = 0.0
     backend: str = "auto"
+    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
+    # sequence between layers, and DropConnect on W.
+    locked_dropout: bool = False
+    weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "pitches")
@@ -94,7 +98,8 @@ class PianoRollModel(nn.Module):
         self.config = config
         self.inputs = nn.Linear(c.pitches, c.embed)
         self.rnn = Recurrent(c.cell, c.embed, c.hidden, num_layers=c.layers, dropout=c.dropout,
-                             backend=c.backend)  # fmt: skip
+                             backend=c.backend,
+                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop)  # fmt: skip
         self.drop = nn.Dropout(c.dropout)
         self.out = nn.Linear(c.hidden, c.pitches)
 

@@ -105,6 +105,10 @@ class Seq2SeqConfig:
     bos_id: int = 1
     eos_id: int = 2
     backend: str = "auto"
+    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
+    # sequence between layers, and DropConnect on W.
+    locked_dropout: bool = False
+    weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "source_vocab", "target_vocab")
@@ -285,6 +289,8 @@ class Seq2Seq(nn.Module):
             bidirectional=c.bidirectional_encoder,
             dropout=c.dropout,
             backend=c.backend,
+            locked_dropout=c.locked_dropout,
+            weight_drop=c.weight_drop,
         )
         fields = len(self.encoder.initial_state(1))  # 1 (h) or 2 (h, c for the LSTM)
         self.bridge = nn.ModuleList(

@@ -58,6 +58,10 @@ class TaggerConfig:
     crf: bool = False
     pad_id: int = 0
     backend: str = "auto"
+    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
+    # sequence between layers, and DropConnect on W.
+    locked_dropout: bool = False
+    weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "vocab_size", "num_tags")
@@ -154,6 +158,8 @@ class Tagger(nn.Module):
             bidirectional=config.bidirectional,
             dropout=config.dropout,
             backend=config.backend,
+            locked_dropout=config.locked_dropout,
+            weight_drop=config.weight_drop,
         )
         self.dropout = nn.Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1

@@ -74,6 +74,7 @@ from rnnkit.configuration import (
 from rnnkit.losses import LossSum
 from rnnkit.state import detach_state
 from rnnkit.training import distributed
+from rnnkit.training.averaging import NTASGD, averaged
 from rnnkit.training.budget import resolve_device
 from rnnkit.training.checkpoint import (
     CheckpointError,
@@ -90,12 +91,14 @@ from rnnkit.training.progress import Progress, ProgressMode
 from rnnkit.training.sampler import Examples, Geometry, Sampler, Shard
 from rnnkit.training.schedule import Schedule, ScheduleConfig
 
-OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad", "ntasgd"]
 
 MAX_LR = 1e3  # see OptimizerConfig.lr
 # Micro-batches per step: past this one step would take days, and a whole epoch is
 # already one window (the last, shorter window of an epoch still steps).
 MAX_ACCUMULATE = 2**20
+# More threads than any machine has cores only oversubscribes it.
+MAX_THREADS = 4096
 
 
 # --------------------------------------------------------------------------- configuration
@@ -106,7 +109,10 @@ class OptimizerConfig:
     """A torch.optim optimizer.
 
     Attributes:
-        name: ``sgd``, ``adam``, ``adamw``, ``rmsprop`` or ``adagrad``.
+        name: ``sgd``, ``adam``, ``adamw``, ``rmsprop``, ``adagrad``, or ``ntasgd``:
+            SGD that averages its iterates once validation stops improving
+            (:mod:`rnnkit.training.averaging`; AWD-LSTM's optimizer), whose averaged
+            weights are evaluated and saved.
         lr: the base learning rate (the schedule scales it), in (0, 1000]: the
             largest rates in use (plain SGD on word-level LMs) are about 20, and one
             beyond 1000 only turns the weights into inf.
@@ -116,6 +122,8 @@ class OptimizerConfig:
         nesterov: ``sgd`` with momentum.
         betas: ``adam``/``adamw``, each in [0, 1).
         eps: ``adam``/``adamw``/``rmsprop``/``adagrad``, finite, > 0.
+        nonmono: ``ntasgd``: averaging starts at the first validation loss worse than
+            the best of those before the last ``nonmono`` evaluations (AWD-LSTM: 5).
 
     Every number is checked finite and in range here, so ``lr = inf`` or
     ``momentum = nan`` is bad input (exit 2), not NaN weights found at save time.
@@ -128,9 +136,16 @@ class OptimizerConfig:
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    nonmono: int = 5
 
     def __post_init__(self) -> None:
         check_range(self, "lr", 0.0, MAX_LR, open_low=True)
+        if (
+            isinstance(self.nonmono, bool)
+            or not isinstance(self.nonmono, int)
+            or not 1 <= self.nonmono <= MAX_INT
+        ):
+            raise ValueError(f"nonmono: expected an int ≥ 1, got {self.nonmono!r}")
         check_range(self, "weight_decay", 0.0)
         check_range(self, "momentum", 0.0, 1.0, open_high=True)
         check_range(self, "eps", 0.0, open_low=True)
@@ -162,6 +177,9 @@ class OptimizerConfig:
                 nesterov=self.nesterov,
                 fused=fused,
             )
+        if self.name == "ntasgd":
+            return NTASGD(params, self.lr, momentum=self.momentum,
+                          weight_decay=self.weight_decay, nonmono=self.nonmono)  # fmt: skip
         if self.name == "adam":
             return torch.optim.Adam(
                 params, lr=self.lr, betas=self.betas, eps=self.eps,
@@ -253,6 +271,9 @@ class TrainerConfig:
         seed: seeds Python, NumPy and torch (+ rank) and the data order; an int in
             [0, 2^63), what torch.manual_seed takes.
         deterministic: torch's deterministic algorithms (slower on CUDA).
+        threads: CPU threads torch uses (``torch.set_num_threads``); None: torch's
+            default, one per core. Saved with the run, since float rounding, and so
+            a run's numbers, depend on it.
         precision: ``fp32``, or ``bf16`` autocast for the forward pass.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         shuffle: reshuffle the training data every epoch (streams never are).
@@ -279,6 +300,7 @@ class TrainerConfig:
     checkpoint_every: int | None = None
     seed: int = 0
     deterministic: bool = False
+    threads: int | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
     device: str = "auto"
     shuffle: bool = True
@@ -294,6 +316,7 @@ class TrainerConfig:
         counts = ("epochs", "batch_size", "max_bad_steps", "max_steps", "eval_every")
         check_sizes(self, *counts, "checkpoint_every", at_most=MAX_INT)
         check_sizes(self, "accumulate", at_most=MAX_ACCUMULATE)
+        check_sizes(self, "threads", at_most=MAX_THREADS)
         check_seed(self)
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ValueError(
@@ -418,6 +441,8 @@ class Trainer:
         if world is None:
             resolve_device(config.device)  # a device torch cannot use: one line, not torch's
         self.world = world if world is not None else distributed.setup(config.device)
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
@@ -542,6 +567,8 @@ class Trainer:
             raise
         finally:
             self._unlock()
+        if isinstance(self.optimizer, NTASGD):
+            self.optimizer.finish()  # the model ends with the averaged weights it saved
         self._restore_best()
         self.progress.close()
         return TrainResult(
@@ -764,6 +791,19 @@ class Trainer:
         return None
 
     def _evaluate(self, record: bool = True) -> dict[str, float]:
+        # NT-ASGD: what is evaluated (and saved, see _save) is the average.
+        with averaged(self.optimizer):
+            metrics = self._evaluate_now(record)
+        ntasgd = self.optimizer if isinstance(self.optimizer, NTASGD) else None
+        if record and ntasgd is not None and ntasgd.observe(metrics["val_loss"], self.state.step):
+            self.progress.line(
+                f"NT-ASGD: val_loss {metrics['val_loss']:.6g} is worse than the best before "
+                f"the last {ntasgd.param_groups[0]['nonmono']} evaluations; averaging the "
+                f"weights from step {self.state.step}"
+            )
+        return metrics
+
+    def _evaluate_now(self, record: bool) -> dict[str, float]:
         assert self.val_data is not None
         self.ddp.eval()
         # The training geometry: continuous validation streams keep their slots.
@@ -900,6 +940,12 @@ class Trainer:
         states = distributed.gather_objects(self.world, mine) if gather else [mine]
         if not self.world.main:
             return
+        # NT-ASGD: the average is saved as the weights, the iterates in the optimizer's
+        # state; both are views of live tensors, so the save happens inside.
+        with averaged(self.optimizer):
+            self._write(name, states)
+
+    def _write(self, name: str, states: list[Any]) -> None:
         weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         state = {
             "trainer": vars(copy.copy(self.state)),
@@ -949,6 +995,8 @@ class Trainer:
         self.model.load_state_dict(checkpoint.weights)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
+            if isinstance(self.optimizer, NTASGD):
+                self.optimizer.resumed()  # the weights saved are the average: train on
             self.schedule.load_state_dict(state["schedule"])
             self.state = TrainState(**state["trainer"])
         except (KeyError, TypeError, ValueError, IndexError) as error:

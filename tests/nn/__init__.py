@@ -1,0 +1,1 @@
+"""Tests of rnnkit.nn, the drop-in replacements for torch.nn's recurrent modules."""
