@@ -503,6 +503,11 @@ def _tagger(g: _Graph, model: Tagger) -> None:
 def _language_model_step(g: _Graph, model: LanguageModel) -> None:
     rnn = model.rnn
     kind = _check_stack(rnn)
+    if not isinstance(model.out, nn.Linear):
+        raise ValueError(
+            "export: the language model's adaptive softmax is not exported (a full "
+            "softmax is: train without adaptive_cutoffs)"
+        )
     tokens = g.input("tokens", np.int64, [BATCH])
     state = _state_shape(rnn)
     h_0 = g.input("h_0", np.float32, state)

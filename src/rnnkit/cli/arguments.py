@@ -60,3 +60,16 @@ def fraction(text: str) -> float:
     if not 0.0 <= value < 1.0:  # NaN fails too
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
     return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """Comma-separated positive ints, ``2000,10000`` → ``(2000, 10000)``."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values

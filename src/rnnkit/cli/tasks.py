@@ -18,7 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnkit.cli.arguments import finite_float, fraction, positive_float, positive_int, seed
+from rnnkit.cli.arguments import (
+    finite_float,
+    fraction,
+    int_list,
+    positive_float,
+    positive_int,
+    seed,
+)
 
 
 def boolean(text: str) -> bool:
@@ -291,6 +298,9 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
             Option("--output-dropout", "model.output_dropout",
                    "locked dropout on the last layer's outputs: one mask per sequence",
                    fraction),
+            Option("--adaptive-softmax", "model.adaptive_cutoffs",
+                   "an adaptive softmax with these cutoffs (ids by frequency), e.g. 2000,10000",
+                   int_list, metavar="C1,C2,…"),
             Option("--ar", "model.ar", "activation regularisation α on the outputs",
                    finite_float),
             Option("--tar", "model.tar", "temporal activation regularisation β", finite_float),

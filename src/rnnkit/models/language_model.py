@@ -64,6 +64,12 @@ class LanguageModelConfig:
             outputs and temporal activation regularisation β·mean(h_t − h_{t−1})² on
             the raw ones (Merity et al. 2017), added to the training loss per target;
             0 for none. Evaluation reports the cross-entropy alone.
+        adaptive_cutoffs: an adaptive softmax (Grave et al. 2017;
+            ``nn.AdaptiveLogSoftmaxWithLoss``, ``div_value`` 4) with these cutoffs,
+            e.g. ``(2000, 10000)``: the most frequent ids (the vocabulary sorts by
+            frequency) in the head, the rarer ones in smaller tail clusters. Empty
+            (the default): the full softmax. The adaptive softmax is a normalised
+            distribution over every token, so its loss is an exact perplexity.
     """
 
     vocab_size: int
@@ -84,6 +90,7 @@ class LanguageModelConfig:
     output_dropout: float = 0.0
     ar: float = 0.0
     tar: float = 0.0
+    adaptive_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "vocab_size")
@@ -94,6 +101,16 @@ class LanguageModelConfig:
             check_range(self, name, 0.0, 1.0, open_high=True)
         check_range(self, "ar", 0.0, MAX_PENALTY)
         check_range(self, "tar", 0.0, MAX_PENALTY)
+        cutoffs = self.adaptive_cutoffs
+        if not isinstance(cutoffs, tuple) or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in cutoffs
+        ):
+            raise ValueError(f"adaptive_cutoffs: expected a tuple of ints, got {cutoffs!r}")
+        if cutoffs and (list(cutoffs) != sorted(set(cutoffs)) or cutoffs[0] < 1):
+            raise ValueError(f"adaptive_cutoffs: expected increasing ids ≥ 1, got {cutoffs!r}")
+        if cutoffs and self.tie_weights:
+            raise ValueError("adaptive_cutoffs: the adaptive softmax cannot tie its weights "
+                             "to the embedding; drop tie_weights")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -156,7 +173,17 @@ class LanguageModel(nn.Module):
         if c.tie_weights and c.hidden != c.embed:
             self.project = nn.Linear(c.hidden, c.embed)
             width = c.embed
-        self.out = nn.Linear(width, c.vocab_size)
+        self.out: nn.Module = nn.Linear(width, c.vocab_size)
+        if c.adaptive_cutoffs:
+            # Checked here, not in the config: a task learns vocab_size from its data.
+            if c.adaptive_cutoffs[-1] >= c.vocab_size:
+                raise ValueError(
+                    f"adaptive_cutoffs: expected every cutoff below the vocabulary's "
+                    f"{c.vocab_size:,} tokens, got {c.adaptive_cutoffs!r}"
+                )
+            self.out = nn.AdaptiveLogSoftmaxWithLoss(
+                width, c.vocab_size, list(c.adaptive_cutoffs), div_value=4.0
+            )
         if c.tie_weights:
             self.out.weight = self.embedding.weight  # V = E
 
@@ -171,13 +198,27 @@ class LanguageModel(nn.Module):
         self, inputs: Tensor, state: Any, lengths: Tensor | None
     ) -> tuple[Tensor, Any, Tensor, Tensor]:
         """(logits, final state, last-layer outputs raw and dropped, ``(B, T, H)``)."""
+        final, o, dropped = self._features(inputs, state, lengths)
+        return self._scores(self.project(dropped)), final, o, dropped
+
+    def _features(
+        self, inputs: Tensor, state: Any, lengths: Tensor | None
+    ) -> tuple[Any, Tensor, Tensor]:
+        """(final state, the last layer's outputs raw and after dropout, ``(B, T, H)``)."""
         c = self.config
         weight = self.embedding.weight
         e = embedding_dropout(weight, inputs, c.embed_dropout, self.training, c.pad_id)  # (B, T, E)
-        e = self.locked_input(self.drop(e))
-        o, final = self.rnn(e, state, lengths)  # (B, T, H)
-        dropped = self.locked_output(self.drop(o))
-        return self.out(self.project(dropped)), final, o, dropped
+        o, final = self.rnn(self.locked_input(self.drop(e)), state, lengths)  # (B, T, H)
+        return final, o, self.locked_output(self.drop(o))
+
+    def _scores(self, x: Tensor) -> Tensor:
+        """Logits ``(..., V)`` of features ``(..., W)``: the adaptive softmax's
+        log-probabilities (valid logits: softmax of them is the distribution)."""
+        if isinstance(self.out, nn.AdaptiveLogSoftmaxWithLoss):
+            flat = self.out.log_prob(x.reshape(-1, x.shape[-1]))  # (N, V)
+            return flat.view(*x.shape[:-1], flat.shape[-1])
+        scores: Tensor = self.out(x)
+        return scores
 
     def forward(self, batch: TextBatch, state: Any = None) -> tuple[LossSum, Any]:
         """The cross-entropy summed over the counted targets, and the final state.
@@ -185,16 +226,31 @@ class LanguageModel(nn.Module):
         ``state``: the state before step 0 (None: the initial state). The loss reads
         the outputs from ``batch.loss_from`` on; the ones before only carry the state.
         """
-        logits, final, raw, dropped = self._run(batch.inputs, state, batch.lengths)
         t0 = batch.loss_from  # sliced off, not masked: a stream's mask stays all true
         mask = batch.mask[:, t0:]  # (B, T')
-        loss = masked_cross_entropy(logits[:, t0:], batch.targets[:, t0:], mask)
+        if isinstance(self.out, nn.AdaptiveLogSoftmaxWithLoss):
+            final, raw, dropped, loss = self._adaptive(batch, state, mask)
+        else:
+            logits, final, raw, dropped = self._run(batch.inputs, state, batch.lengths)
+            loss = masked_cross_entropy(logits[:, t0:], batch.targets[:, t0:], mask)
         if self.training and (self.config.ar or self.config.tar):
             loss = LossSum(
                 loss.total + loss.n_targets * self._penalty(raw[:, t0:], dropped[:, t0:], mask),
                 loss.n_targets,
             )
         return loss, final
+
+    def _adaptive(
+        self, batch: TextBatch, state: Any, mask: Tensor
+    ) -> tuple[Any, Tensor, Tensor, LossSum]:
+        """The adaptive softmax's summed NLL of the counted targets, without the full
+        ``(B, T, V)`` scores: each target's log-probability from its own cluster."""
+        assert isinstance(self.out, nn.AdaptiveLogSoftmaxWithLoss)
+        final, o, dropped = self._features(batch.inputs, state, batch.lengths)  # (B, T, H)
+        t0 = batch.loss_from
+        features = self.project(dropped)[:, t0:][mask]  # (N, W)
+        picked = self.out(features, batch.targets[:, t0:][mask]).output  # (N,) log p
+        return final, o, dropped, LossSum(-picked.sum(), mask.sum())
 
     def _penalty(self, raw: Tensor, dropped: Tensor, mask: Tensor) -> Tensor:
         """α·mean(dropped²) + β·mean((h_t − h_{t−1})²) over the counted steps (AR, TAR).
@@ -256,7 +312,7 @@ class LanguageModel(nn.Module):
         stepper = cached_stepper(self, lambda: Stepper.from_recurrent(self.rnn))
         e = F.embedding(tokens, self.embedding.weight)  # (B, E)
         o, state = stepper.step(e, state)  # (B, H)
-        return self.out(self.project(o)), state
+        return self._scores(self.project(o)), state
 
     def reorder_state(self, state: Any, index: Tensor) -> Any:
         return map_state(lambda field: field.index_select(1, index), state)  # batch is dim 1
