@@ -148,7 +148,8 @@ def test_a_torch_nn_module_exports_through_from_torch() -> None:
     # torch.onnx.export unrolls nn.RNN at the traced length and cannot export packed
     # sequences (docs/export.md); through Recurrent.from_torch both are ONNX RNN nodes.
     torch.manual_seed(8)
-    module = nn.RNN(3, 4, num_layers=2, nonlinearity="relu", bidirectional=True).eval()
+    module = nn.RNN(3, 4, num_layers=2, nonlinearity="relu", bidirectional=True,
+                    batch_first=True).eval()  # fmt: skip
     run = session(recurrent_to_onnx(Recurrent.from_torch(module)))
     x, lengths = torch.randn(5, 7, 3), torch.tensor([7, 1, 4, 6, 2])
     packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
@@ -286,9 +287,10 @@ class OwnGRUCell(GRUCell):
             lambda: build_model(Seq2SeqConfig(source_vocab=5, target_vocab=5, embed=4, hidden=4)),
             "a classifier, a tagger or a language model, got a Seq2Seq",
         ),
-        (lambda: nn.LSTM(3, 4), "got a LSTM"),
+        (lambda: nn.LSTM(3, 4, proj_size=2), "proj_size > 0 cannot export"),
+        (lambda: nn.Linear(3, 4), "got a Linear"),
     ],
-    ids=["minimal-cell", "own-cell", "seq2seq", "torch-lstm"],
+    ids=["minimal-cell", "own-cell", "seq2seq", "projected-lstm", "linear"],
 )
 def test_what_onnx_cannot_express_is_one_line_valueerror(
     make: Callable[[], nn.Module], expected: str

@@ -120,10 +120,11 @@ class _StepsOnRnnkit(nn.RNNCellBase):
                     f"expected {self.hidden_size}"
                 )
         state = LSTMState(*states) if fields == 2 else HiddenState(states[0])
-        cell = self._step_cell()
-        parameters = [p for p in (cell._parameters[name] for name in _NAMES) if p is not None]
+        parameters = [p for p in (getattr(self, name) for name in _NAMES) if p is not None]
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, *states, *parameters))
-        if not grad and x.shape[0] <= STEPPED_ROWS:
+        # hidden_size 0 (torch.nn allows it): nothing to step, ATen's kernel gives (B, 0).
+        if not grad and 0 < x.shape[0] <= STEPPED_ROWS and self.hidden_size > 0:
+            cell = self._step_cell()
             # Generation's case: the packed step of rnnkit.stepping (one matrix-vector
             # pass and one pass over the gates), the same numbers up to rounding.
             _, stacked = self._stepper(cell, parameters).step(
@@ -152,7 +153,10 @@ class RNNCell(_StepsOnRnnkit, nn.RNNCell):
         )
 
     def _aten_step(self, x: Tensor, state: Any) -> HiddenState:
-        kernel = torch._VF.rnn_tanh_cell if self.nonlinearity == "tanh" else torch._VF.rnn_relu_cell
+        kernels = {"tanh": torch._VF.rnn_tanh_cell, "relu": torch._VF.rnn_relu_cell}
+        if self.nonlinearity not in kernels:
+            raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
+        kernel = kernels[self.nonlinearity]
         return HiddenState(
             kernel(x, state.h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         )
@@ -163,7 +167,7 @@ class RNNCell(_StepsOnRnnkit, nn.RNNCell):
 
 
 class LSTMCell(_StepsOnRnnkit, nn.LSTMCell):
-    """``torch.nn.LSTMCell``, gate order i, f, g, o; returns ``LSTMState(h', c')``."""
+    """``torch.nn.LSTMCell``, gate order i, f, g, o; returns ``(h', c')``."""
 
     def _kind(self) -> RecurrentCell[Any]:
         return StepLSTM(self.input_size, self.hidden_size, self.bias, device="meta")
@@ -174,9 +178,11 @@ class LSTMCell(_StepsOnRnnkit, nn.LSTMCell):
         )
         return LSTMState(h, c)
 
-    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> LSTMState:
+    def forward(
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         result: LSTMState = self._step(input, hx, 2)
-        return result
+        return result.h, result.c  # torch.nn's plain tuple (code rebuilds it by its type)
 
 
 class GRUCell(_StepsOnRnnkit, nn.GRUCell):

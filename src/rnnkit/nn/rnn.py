@@ -25,8 +25,6 @@ own errors, with its messages, since the checks are torch.nn's methods
 
 Differences, on purpose or not yet closed:
 
-* the final state of an LSTM is an :class:`~rnnkit.state.LSTMState`, a named
-  tuple: ``h_n, c_n = ...`` and ``hx[0]`` work as with torch.nn's plain tuple;
 * dropout between layers draws its masks with ``torch.nn.functional.dropout``,
   layer by layer, so a seed gives other masks than torch.nn's kernel draws (the
   same distribution);
@@ -190,7 +188,8 @@ class _OnRnnkit(nn.RNNBase):
             result = outputs if batched else outputs.squeeze(batch_dim)
         if not batched:
             final = type(final)(*(field.squeeze(1) for field in final))
-        return result, final if lstm else final.h
+        # torch.nn's types: h_n, or a plain tuple (h_n, c_n) (code rebuilds it by its type).
+        return result, (final.h, final.c) if lstm else final.h
 
     def _check_hx(self, hx: Any, batched: bool, lstm: bool) -> Any:
         """torch.nn's checks of ``hx``'s rank; an unbatched one gains its batch dimension."""
@@ -252,7 +251,7 @@ class LSTM(_OnRnnkit):
     b = ``bias_ih_l{k}`` + ``bias_hh_l{k}``, W_r = ``weight_hr_l{k}`` ``(P, H)``. A
     projected LSTM runs on ``"native"`` or ``"unrolled"`` (``"auto"`` picks
     ``"native"``); ``"fused"`` implements the plain LSTM only and refuses it.
-    Returns ``(output, LSTMState(h_n, c_n))``.
+    Returns ``(output, (h_n, c_n))``, a plain tuple as torch.nn's.
     """
 
     # torch.nn.LSTM's checks of (h_0, c_0), its messages included.
@@ -268,7 +267,9 @@ class LSTM(_OnRnnkit):
             raise ValueError("backend 'fused' cannot run an LSTM with proj_size > 0")
         self._runner_stack()  # built here: torch.compile cannot build modules
 
-    def forward(self, input: Any, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Any, LSTMState]:
+    def forward(
+        self, input: Any, hx: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Any, tuple[Tensor, Tensor]]:
         return self._run(input, hx)
 
 
