@@ -78,6 +78,7 @@ bench: $(STAMP) $(LOOPS)
 	$(PY) benchmarks/generation.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/scan.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/compile.py --write BENCHMARKS.md && \
+	$(PY) benchmarks/drop_in.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/end_to_end.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/stream_memory.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/gradient_flow.py --out docs

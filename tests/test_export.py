@@ -369,3 +369,38 @@ def test_torch_onnx_export_of_a_drop_in_module_is_torch_nn_s_graph() -> None:
         expected = module(x)[0]
     got = session(graph).run(None, {graph.graph.input[0].name: x.numpy()})[0]
     np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated")
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_torch_onnx_export_of_a_recurrent_runs_torch_nn_s_kernel(name: str) -> None:
+    """torch.onnx.export(Recurrent): one ONNX node per layer, onnxruntime's numbers."""
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(4)
+    stack = Recurrent(name, 3, 4, num_layers=2, bidirectional=True, backend="fused").eval()
+    x = torch.randn(2, 5, 3)
+    program = torch.onnx.export(stack, (x,), dynamo=True, verbose=False)
+    assert program is not None
+    graph = program.model_proto
+    assert [node.op_type for node in graph.graph.node].count(name.upper()) == 2
+    with torch.no_grad():
+        out, final = stack(x)
+    got = session(graph).run(None, {graph.graph.input[0].name: x.numpy()})
+    assert largest_error(got, [out, *final]) <= TOLERANCE
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_the_torchscript_exporter_takes_a_ragged_recurrent(tmp_path: Any) -> None:
+    """dynamo=False: packed rows become sequence_lens, as torch.nn's do there."""
+    torch.manual_seed(5)
+    stack = Recurrent("gru", 3, 4, bidirectional=True).eval()
+    x, lengths = torch.randn(3, 6, 3), torch.tensor([6, 2, 4])
+    path = tmp_path / "gru.onnx"
+    torch.onnx.export(stack, (x, None, lengths), str(path), dynamo=False,
+                      input_names=["inputs", "lengths"])  # fmt: skip
+    run = session(onnx.load(str(path)))
+    with torch.no_grad():
+        out, final = stack(x, lengths=lengths)
+    names = [i.name for i in run.get_inputs()]
+    feeds = {names[0]: x.numpy(), **({names[1]: lengths.numpy()} if len(names) > 1 else {})}
+    assert largest_error(run.run(None, feeds), [out, *final]) <= TOLERANCE

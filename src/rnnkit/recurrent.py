@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 import rnnkit.tuning as tuning
 from rnnkit.bptt import compiled, ops, scan
@@ -27,7 +28,7 @@ from rnnkit.cells import (
     cell_factory,
 )
 from rnnkit.native import NativeBatch, native_kernel
-from rnnkit.state import check_state_like, map_state, stack_states
+from rnnkit.state import LSTMState, check_state_like, map_state, stack_states
 from rnnkit.unrolling import Lengths, check_inputs, check_lengths, unroll
 
 Backend = Literal["auto", "unrolled", "native", "fused", "scan"]
@@ -40,6 +41,11 @@ _TORCH_MODULES: dict[str, tuple[Callable[..., nn.RNNBase], dict[str, Any]]] = {
     "lstm": (nn.LSTM, {}),
     "gru": (nn.GRU, {}),
 }
+
+
+def is_exporting() -> bool:
+    """Whether torch.onnx's TorchScript exporter or torch.export traces this call."""
+    return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
 
 
 class Runner(Protocol):
@@ -714,7 +720,15 @@ class Recurrent(nn.Module):
         ``"unrolled"`` (its loop reads the lengths' values), a projection
         (``proj_size``), and double backward through a compiled graph (AOTAutograd
         has none; eager mode has it on every backend).
+
+        Under ``torch.onnx.export`` (either exporter) or ``torch.export``, a stack of
+        torch.nn's cell kinds runs torch.nn's whole-stack kernel instead
+        (:meth:`_exported`), which those tracers know: it exports as the torch.nn
+        module of the same configuration does, with that exporter's gaps
+        (docs/export.md); :func:`rnnkit.export.to_onnx` writes a graph without them.
         """
+        if is_exporting() and native_kernel(list(self.cells))[0] is not None:
+            return self._exported(inputs, state, lengths)
         if not self.batch_first:
             if isinstance(inputs, Tensor) and inputs.dim() == 3:
                 inputs = inputs.transpose(0, 1)  # (B, T, I), a view
@@ -724,6 +738,45 @@ class Recurrent(nn.Module):
             outputs, final = self._forward(inputs, state, lengths)
             return outputs.transpose(0, 1), final  # (T, B, D·H)
         return self._forward(inputs, state, lengths)
+
+    def _exported(self, inputs: Tensor, state: Any, lengths: Lengths | None) -> tuple[Tensor, Any]:
+        """What ``torch.nn.RNN``/``LSTM``/``GRU.forward`` does, on this stack's parameters:
+        one kernel call for every layer, zeros made from the inputs' (symbolic) batch
+        size, and a ragged batch packed as torch.nn packs it; dropout as torch.nn's."""
+        kernel, _ = native_kernel(list(self.cells))
+        assert kernel is not None
+        batch_dim = 0 if self.batch_first else 1
+        rows = inputs.shape[batch_dim]
+        if state is None:
+            state = map_state(
+                lambda field: inputs.new_zeros(field.shape[0], rows, field.shape[2]),
+                self.initial_state(1, device=inputs.device, dtype=inputs.dtype),
+            )
+        weights = [p for cell in self.cells for _, p in cell.named_parameters()]
+        has_biases = any(n.startswith("bias") for n, _ in self.cells[0].named_parameters())
+        hx = (state.h, state.c) if isinstance(state, LSTMState) else state.h
+        options = (has_biases, self.num_layers, self.dropout, self.training, self.bidirectional)
+        if lengths is None:
+            result = kernel(inputs, hx, weights, *options, self.batch_first)
+            return result[0], type(state)(*result[1:])
+        given = lengths if isinstance(lengths, Tensor) else torch.tensor(list(lengths))
+        packed = pack_padded_sequence(inputs, given.cpu(), self.batch_first, enforce_sorted=False)
+        assert packed.sorted_indices is not None and packed.unsorted_indices is not None
+        order, unorder = packed.sorted_indices, packed.unsorted_indices
+        if isinstance(hx, tuple):
+            hx = tuple(h.index_select(1, order) for h in hx)
+        else:
+            hx = hx.index_select(1, order)
+        result = kernel(packed.data, packed.batch_sizes, hx, weights, *options)
+        # The TorchScript tracer cannot compare a traced T with the longest row: there
+        # the outputs have max(lengths) steps, as torch.nn's pad_packed_sequence gives.
+        steps = None if torch.onnx.is_in_onnx_export() else inputs.shape[1 - batch_dim]
+        outputs, _ = pad_packed_sequence(
+            PackedSequence(result[0], packed.batch_sizes, order, unorder),
+            self.batch_first,
+            total_length=steps,
+        )
+        return outputs, type(state)(*(field.index_select(1, unorder) for field in result[1:]))
 
     def _forward(
         self, inputs: Tensor, state: Any = None, lengths: Lengths | None = None

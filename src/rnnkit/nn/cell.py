@@ -42,6 +42,9 @@ STEPPED_ROWS = 4
 class _StepsOnRnnkit(nn.RNNCellBase):
     """What the three cells add to torch.nn's: the checks and one step of rnnkit's cell."""
 
+    # Whether a few rows without autograd take the packed stepper (see STEPPED_ROWS).
+    stepped = True
+
     def _step_cell(self) -> RecurrentCell[Any]:
         """rnnkit's cell of this kind, on the meta device, holding this module's tensors now."""
         cell: RecurrentCell[Any] | None = self.__dict__.get("_rnnkit_cell")
@@ -83,6 +86,24 @@ class _StepsOnRnnkit(nn.RNNCellBase):
         state.pop("_rnnkit_packed", None)
         return state
 
+    def _check_sizes(self, x: Tensor, states: Sequence[Tensor]) -> None:
+        """ATen's checks for its cells, raised as torch.nn raises them (RuntimeError)."""
+        if x.shape[1] != self.input_size:
+            raise RuntimeError(
+                f"input has inconsistent input_size: got {x.shape[1]} expected {self.input_size}"
+            )
+        for index, value in enumerate(states):
+            if value.shape[0] != x.shape[0]:
+                raise RuntimeError(
+                    f"Input batch size {x.shape[0]} doesn't match hidden{index} batch size "
+                    f"{value.shape[0]}"
+                )
+            if value.shape[1] != self.hidden_size:
+                raise RuntimeError(
+                    f"hidden{index} has inconsistent hidden_size: got {value.shape[1]}, "
+                    f"expected {self.hidden_size}"
+                )
+
     def _step(self, input: Tensor, hx: Any, fields: int) -> Any:
         name = type(self).__name__
         if input.dim() not in (1, 2):
@@ -103,43 +124,33 @@ class _StepsOnRnnkit(nn.RNNCellBase):
             states = [zeros] * fields
         elif not batched:
             states = [value.unsqueeze(0) for value in states]
-        # ATen's checks for its cells (torch.nn raises these as RuntimeError).
-        if x.shape[1] != self.input_size:
-            raise RuntimeError(
-                f"input has inconsistent input_size: got {x.shape[1]} expected {self.input_size}"
-            )
-        for index, value in enumerate(states):
-            if value.shape[0] != x.shape[0]:
-                raise RuntimeError(
-                    f"Input batch size {x.shape[0]} doesn't match hidden{index} batch size "
-                    f"{value.shape[0]}"
-                )
-            if value.shape[1] != self.hidden_size:
-                raise RuntimeError(
-                    f"hidden{index} has inconsistent hidden_size: got {value.shape[1]}, "
-                    f"expected {self.hidden_size}"
-                )
         state = LSTMState(*states) if fields == 2 else HiddenState(states[0])
-        parameters = [p for p in (getattr(self, name) for name in _NAMES) if p is not None]
-        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, *states, *parameters))
-        # hidden_size 0 (torch.nn allows it): nothing to step, ATen's kernel gives (B, 0).
-        if not grad and 0 < x.shape[0] <= STEPPED_ROWS and self.hidden_size > 0:
-            cell = self._step_cell()
-            # Generation's case: the packed step of rnnkit.stepping (one matrix-vector
-            # pass and one pass over the gates), the same numbers up to rounding.
-            _, stacked = self._stepper(cell, parameters).step(
-                x, type(state)(*(field.unsqueeze(0) for field in state))
-            )
-            new = type(state)(*(field.squeeze(0) for field in stacked))
+        if self.stepped and not torch.is_grad_enabled() and 0 < x.shape[0] <= STEPPED_ROWS:
+            parameters = [p for p in (getattr(self, name) for name in _NAMES) if p is not None]
+            if self.hidden_size > 0:  # torch.nn allows 0; ATen's kernel gives (B, 0)
+                self._check_sizes(x, states)  # what ATen's kernel would check
+                # Generation's case: the packed step of rnnkit.stepping (one matrix-vector
+                # pass and one pass over the gates), the same numbers up to rounding.
+                stepper = self._stepper(self._step_cell(), parameters)
+                _, stacked = stepper.step(x, type(state)(*(f.unsqueeze(0) for f in state)))
+                new = type(state)(*(field.squeeze(0) for field in stacked))
+            else:
+                new = self._aten_step(x, state)
         else:
-            new = self._aten_step(x, state)
+            new = self._aten_step(x, state)  # ATen checks the sizes, with torch.nn's messages
         if not batched:
             new = type(new)(*(field.squeeze(0) for field in new))
         return new
 
 
 class RNNCell(_StepsOnRnnkit, nn.RNNCell):
-    """``torch.nn.RNNCell``: h' = tanh or relu(W_ih·x + b_ih + W_hh·h + b_hh); returns h'."""
+    """``torch.nn.RNNCell``: h' = tanh or relu(W_ih·x + b_ih + W_hh·h + b_hh); returns h'.
+
+    Always ATen's kernel: the packed stepper measured no faster for one matrix and a
+    tanh (B = 1, H = 256: 35 against 32 µs, ``benchmarks/drop_in.py``).
+    """
+
+    stepped = False
 
     def _kind(self) -> RecurrentCell[Any]:
         if self.nonlinearity not in ("tanh", "relu"):

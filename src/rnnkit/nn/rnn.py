@@ -44,22 +44,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.recurrent import BACKENDS, Recurrent
+from rnnkit.recurrent import BACKENDS, Recurrent, is_exporting
 from rnnkit.state import HiddenState, LSTMState
 
 # The key of a module's private Recurrent in its __dict__ (kept out of _modules, so
 # that state_dict, parameters() and repr are exactly torch.nn's).
 _STACK = "_rnnkit_stack"
 _CELL_OF_MODE = {"RNN_TANH": "rnn", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}
-
-
-def _exporting() -> bool:
-    """Whether torch.onnx's TorchScript exporter or torch.export traces this call."""
-    return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
 
 
 def check_backend(backend: object) -> str:
@@ -160,7 +154,7 @@ class _OnRnnkit(nn.RNNBase):
             self.check_input(x, None)
         if x.shape[time_dim] == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-        if x.shape[batch_dim] == 0 or _exporting():
+        if x.shape[batch_dim] == 0 or is_exporting():
             # No rows: torch.nn's kernel returns the empty tensors of the right shapes.
             # Under torch.onnx.export or torch.export: torch.nn's forward, which their
             # tracers know (ATen's lstm/gru/rnn ops), so the module exports as torch.nn's
