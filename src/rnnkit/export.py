@@ -486,6 +486,8 @@ def _classifier(g: _Graph, model: SequenceClassifier) -> None:
 
 
 def _tagger(g: _Graph, model: Tagger) -> None:
+    if model.chars is not None:
+        raise ValueError("export: a character-aware tagger (char_embed > 0) is not exported")
     tokens = g.input("tokens", np.int64, [BATCH, TIME])
     lengths = g.input("lengths", np.int64, [BATCH])
     embedded = _embedded(g, model.embedding, tokens, "embedding")

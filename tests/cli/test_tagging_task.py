@@ -166,3 +166,21 @@ def test_accumulate_is_exact_for_selective_copying(tmp_path: Path) -> None:
                "--optimizer", "sgd", "--lr", "0.5", "--max-steps", "3", "--backend", "fused",
                "--seed", "2"]  # fmt: skip
     assert_accumulation_is_exact(tmp_path, command)
+
+
+def test_a_character_aware_tagger_trains_evaluates_predicts_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    flags = ("--char-embed", "6", "--char-hidden", "5", "--crf")
+    assert train(SAMPLE, out, "--max-steps", "3", *flags) == 0
+    printed = capsys.readouterr().out
+    assert "char_embed = 6" in printed and "each word read by a BiLSTM of 5 units" in printed
+    assert "chars.json" in load_checkpoint(out / "checkpoints" / "last").artifacts
+    assert main(["evaluate", str(out), "--split", "valid", "--json"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["metrics"]["accuracy"] <= 1.0
+    # A word no training sentence has still reaches the model, by its characters.
+    assert main(["predict", str(out), "Zyxwvut Empire", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["tags"]) == 2
+    assert train(SAMPLE, out, "--max-steps", "5", *flags, "--resume") == 0
+    assert load_checkpoint(out / "checkpoints" / "last").step == 5

@@ -233,3 +233,56 @@ def test_scored_steps_alone_make_the_loss() -> None:
     crf = Tagger(TaggerConfig(20, 5, embed=6, hidden=5, crf=True))
     with pytest.raises(ValueError, match=r"^scored: a CRF scores every step"):
         crf(TagBatch(batch.tokens, batch.tags, batch.lengths, scored))
+
+
+def spelled_batch() -> tuple[TagBatch, int, int, int]:
+    """The fixture with every word unknown (id 1) but its characters: spelling alone."""
+    batch, _, num_tags = real_batch()
+    sentences = read_sentences(FIXTURE)
+    alphabet = {
+        c: i + 1 for i, c in enumerate(sorted({c for s in sentences for w, _ in s for c in w}))
+    }
+    width = max(len(w) for s in sentences for w, _ in s)
+    chars = torch.zeros(*batch.tokens.shape, width, dtype=torch.int64)
+    for row, sentence in enumerate(sentences):
+        for t, (word, _) in enumerate(sentence):
+            chars[row, t, : len(word)] = torch.tensor([alphabet[c] for c in word])
+    unknown = torch.where(batch.tokens > 0, 1, 0)  # the vocabulary knows no word at all
+    spelled = TagBatch(unknown, batch.tags, batch.lengths, chars=chars)
+    return spelled, 2, num_tags, len(alphabet) + 1
+
+
+def test_a_character_aware_tagger_tags_words_it_knows_only_by_their_spelling() -> None:
+    torch.manual_seed(0)
+    batch, vocab_size, num_tags, char_vocab = spelled_batch()
+    config = TaggerConfig(vocab_size, num_tags, embed=4, hidden=32, char_vocab_size=char_vocab,
+                          char_embed=16, char_hidden=24)  # fmt: skip
+    model = Tagger(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss, _ = model(batch)
+        (loss.total / loss.n_targets).backward()
+        optimizer.step()
+    model.eval()
+    predicted = model.predict(batch.tokens, batch.lengths, batch.chars)
+    mask = batch.mask
+    accuracy = float((predicted == batch.tags)[mask].float().mean())
+    assert accuracy > 0.9, accuracy  # every word is <unk>: only the characters tell them apart
+    plain = Tagger(TaggerConfig(vocab_size, num_tags, embed=4, hidden=32))
+    with pytest.raises(ValueError, match="chars: a character-aware tagger needs"):
+        model.emissions(batch.tokens, batch.lengths)
+    assert plain.chars is None
+
+
+def test_padding_characters_change_nothing() -> None:
+    torch.manual_seed(1)
+    batch, vocab_size, num_tags, char_vocab = spelled_batch()
+    config = TaggerConfig(vocab_size, num_tags, embed=4, hidden=8, char_vocab_size=char_vocab,
+                          char_embed=5, char_hidden=6)  # fmt: skip
+    model = Tagger(config).double()
+    assert batch.chars is not None
+    wider = torch.nn.functional.pad(batch.chars, (0, 3))  # three more padding characters
+    a = model.emissions(batch.tokens, batch.lengths, batch.chars)
+    b = model.emissions(batch.tokens, batch.lengths, wider)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -252,6 +252,11 @@ TASKS: dict[str, TaskCommand] = {t.name: t for t in (
         options=(
             Option("--lowercase", "task.lowercase", "lowercase words for the vocabulary",
                    switch=True),
+            Option("--char-embed", "model.char_embed",
+                   "character-aware words: embed each word's characters this wide and read "
+                   "them with a BiLSTM (0: off)", int),
+            Option("--char-hidden", "model.char_hidden",
+                   "units per direction of the characters' BiLSTM", positive_int),
             Option("--min-freq", "task.min_freq", "rarer training words become <unk>",
                    positive_int),
             Option("--token-column", "task.token_column",

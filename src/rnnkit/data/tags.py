@@ -96,17 +96,27 @@ def words(sentence: Sequence[str], lowercase: bool) -> list[str]:
     return [word.lower() for word in sentence] if lowercase else list(sentence)
 
 
+#: Characters kept per word for character-aware tagging: longer tokens (URLs) are cut.
+MAX_WORD_CHARS = 24
+
+
+def spellings(tokens: Sequence[str], chars: Vocabulary) -> list[list[int]]:
+    """Each word's character ids (as written, case kept), at most MAX_WORD_CHARS."""
+    return [chars.encode(token[:MAX_WORD_CHARS]) for token in tokens]
+
+
 def encode(sentences: Sequence[Sentence], vocab: Vocabulary, tagset: TagSet, lowercase: bool,
-           *, where: str) -> list[tuple[list[int], list[int]]]:  # fmt: skip
-    """(word ids, tag ids) per sentence; unknown words become ``<unk>``, an unknown tag
-    is refused naming ``where`` and the sentence."""
-    return [
-        (
-            vocab.encode(words([w for w, _ in s], lowercase)),
-            tagset.ids([t for _, t in s], where=f"{where}, sentence {i + 1}"),
-        )
-        for i, s in enumerate(sentences)
-    ]
+           *, where: str, chars: Vocabulary | None = None) -> list[Any]:  # fmt: skip
+    """(word ids, tag ids) per sentence, and each word's character ids when ``chars`` is
+    given; unknown words become ``<unk>``, an unknown tag is refused naming ``where`` and
+    the sentence."""
+    encoded: list[Any] = []
+    for i, s in enumerate(sentences):
+        tokens = [w for w, _ in s]
+        item = (vocab.encode(words(tokens, lowercase)),
+                tagset.ids([t for _, t in s], where=f"{where}, sentence {i + 1}"))  # fmt: skip
+        encoded.append(item if chars is None else (*item, spellings(tokens, chars)))
+    return encoded
 
 
 def entity_spans(tags: Sequence[str]) -> list[Span]:

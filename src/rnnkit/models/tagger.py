@@ -45,6 +45,12 @@ class TaggerConfig:
             e.g. I-x only after B-x or I-x) instead of independent per-token softmaxes.
         pad_id: the padding token id; its embedding row is zero and gets no gradient.
         backend: the :class:`~rnnkit.recurrent.Recurrent` backend.
+        char_vocab_size, char_embed, char_hidden: character-aware words (Lample et al.
+            2016): each word's characters (ids 0 … char_vocab_size − 1, 0 padding)
+            embedded (char_embed) and read by a BiLSTM of char_hidden units per
+            direction; its two final states are concatenated to the word embedding,
+            so a word the vocabulary lacks is still seen by its spelling. char_embed
+            0 (the default) turns it off.
     """
 
     vocab_size: int
@@ -62,9 +68,17 @@ class TaggerConfig:
     # sequence between layers, and DropConnect on W.
     locked_dropout: bool = False
     weight_drop: float = 0.0
+    char_vocab_size: int = 0
+    char_embed: int = 0
+    char_hidden: int = 25
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "vocab_size", "num_tags")
+        check_sizes(self, "char_hidden")
+        for name in ("char_vocab_size", "char_embed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**16:
+                raise ValueError(f"{name}: expected an int in 0 … 65,536, got {value!r}")
         check_sizes(self, "embed", "hidden")
         check_sizes(self, "layers", at_most=MAX_LAYERS)
         if self.cell not in CELL_NAMES:
@@ -99,12 +113,15 @@ class TagBatch:
         lengths: ``(B,)`` int64 sentence lengths in 1 … T.
         scored: ``(B, T)`` bool, true at the steps that have a target (selective
             copying's markers); None: every real token has one.
+        chars: ``(B, T, W)`` int64 character ids of each word, 0 past its end (and
+            for padding steps); None without character-aware words.
     """
 
     tokens: Tensor
     tags: Tensor
     lengths: Tensor
     scored: Tensor | None = None
+    chars: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.tokens.dim() != 2 or self.tokens.dtype != torch.int64:
@@ -121,6 +138,15 @@ class TagBatch:
             raise ValueError(
                 f"lengths: expected an int64 tensor ({self.tokens.shape[0]},), "
                 f"got {self.lengths.dtype} {tuple(self.lengths.shape)}"
+            )
+        if self.chars is not None and (
+            self.chars.dim() != 3
+            or self.chars.shape[:2] != self.tokens.shape
+            or self.chars.dtype != torch.int64
+        ):
+            raise ValueError(
+                f"chars: expected None or an int64 tensor {tuple(self.tokens.shape)} + (W,) "
+                f"like tokens, got {self.chars.dtype} {tuple(self.chars.shape)}"
             )
         if self.scored is not None and (
             self.scored.shape != self.tokens.shape or self.scored.dtype != torch.bool
@@ -142,6 +168,31 @@ class TagBatch:
         return mask if self.scored is None else mask & self.scored
 
 
+class CharWords(nn.Module):
+    """Each word from its characters: embedding → BiLSTM → [h→_last ; h←_first].
+
+    ``chars (B, T, W)`` (0 = padding) and the real words' mask ``(B, T)`` →
+    ``(B, T, 2·H_c)``, zeros at padding steps. Only the real words run, as one batch of
+    N words with their own lengths (a word of no characters reads one padding id).
+    """
+
+    def __init__(self, vocab_size: int, embed: int, hidden: int, *, backend: str) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
+        self.rnn = Recurrent("lstm", embed, hidden, bidirectional=True, backend=backend)
+        self.hidden = hidden
+
+    def forward(self, chars: Tensor, words: Tensor) -> Tensor:
+        spelled = self.embedding.weight.new_zeros(*words.shape, 2 * self.hidden)  # (B, T, 2·H_c)
+        flat = chars[words]  # (N, W): the real words
+        if flat.shape[0] == 0:
+            return spelled
+        lengths = (flat != 0).sum(1).clamp(min=1).cpu()  # (N,)
+        _, final = self.rnn(self.embedding(flat), lengths=lengths)  # h: (2, N, H_c)
+        spelled[words] = torch.cat([final.h[0], final.h[1]], dim=-1)  # (N, 2·H_c)
+        return spelled
+
+
 class Tagger(nn.Module):
     """Embedding → :class:`~rnnkit.recurrent.Recurrent` → dropout → linear tag scores,
     with an optional :class:`~rnnkit.models.crf.CRF` on top (module docstring)."""
@@ -150,9 +201,15 @@ class Tagger(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed, padding_idx=config.pad_id)
+        width = config.embed
+        self.chars: CharWords | None = None
+        if config.char_embed:
+            self.chars = CharWords(config.char_vocab_size, config.char_embed,
+                                   config.char_hidden, backend=config.backend)  # fmt: skip
+            width += 2 * config.char_hidden
         self.recurrent = Recurrent(
             config.cell,
-            config.embed,
+            width,
             config.hidden,
             num_layers=config.layers,
             bidirectional=config.bidirectional,
@@ -166,13 +223,20 @@ class Tagger(nn.Module):
         self.output = nn.Linear(directions * config.hidden, config.num_tags)
         self.crf = CRF(config.num_tags) if config.crf else None
 
-    def emissions(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """Per-token tag scores e_t ``(B, T, C)`` for ``tokens (B, T)`` and ``lengths (B,)``.
+    def emissions(self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None) -> Tensor:
+        """Per-token tag scores e_t ``(B, T, C)`` for ``tokens (B, T)`` and ``lengths (B,)``
+        (and ``chars (B, T, W)`` for a character-aware tagger).
 
         Past a row's end the recurrent outputs are zero, so the scores there are the
         bias b_o alone: they depend on no padded token, and every consumer masks them.
         """
         embedded = self.embedding(tokens)  # (B, T, E)
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError("chars: a character-aware tagger needs each word's "
+                                 "characters (TagBatch.chars), got None")  # fmt: skip
+            spelled = self.chars(chars, length_mask(lengths.to(tokens.device), tokens.shape[1]))
+            embedded = torch.cat([embedded, spelled], dim=-1)  # (B, T, E + 2·H_c)
         hidden, _ = self.recurrent(embedded, lengths=lengths)  # (B, T, D·H)
         scores: Tensor = self.output(self.dropout(hidden))  # (B, T, C)
         return scores
@@ -186,7 +250,7 @@ class Tagger(nn.Module):
         whole sentences; ``n_targets`` is the token count in both. Both are sums over
         rows, so a batch cut in parts sums to the whole batch's loss.
         """
-        scores = self.emissions(batch.tokens, batch.lengths)  # (B, T, C)
+        scores = self.emissions(batch.tokens, batch.lengths, batch.chars)  # (B, T, C)
         if self.crf is None:
             return masked_cross_entropy(scores, batch.tags, batch.target_mask), None
         if batch.scored is not None:
@@ -195,12 +259,12 @@ class Tagger(nn.Module):
         return self.crf.nll(_at_least_float32(scores), batch.tags, batch.mask), None
 
     @torch.no_grad()
-    def predict(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+    def predict(self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None) -> Tensor:
         """The predicted tags ``(B, T)`` int64, 0 past each row's end: the per-token
         arg max without a CRF, the Viterbi path with one. Dropout still applies in
         training mode: call ``eval()`` first for deterministic tags."""
         mask = length_mask(lengths.to(tokens.device), tokens.shape[1])  # (B, T)
-        scores = self.emissions(tokens, lengths)  # (B, T, C)
+        scores = self.emissions(tokens, lengths, chars)  # (B, T, C)
         if self.crf is None:
             return scores.argmax(dim=2).masked_fill(~mask, 0)
         tags, _ = self.crf.viterbi(_at_least_float32(scores), mask)

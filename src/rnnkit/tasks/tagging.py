@@ -29,8 +29,9 @@ the copied tokens, the share of sequences copied exactly, and chance (1/V).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -53,6 +54,7 @@ from rnnkit.data.selective_copying import (
 )
 from rnnkit.data.splits import SPLITS, check_data_paths, split_files
 from rnnkit.data.tags import (
+    MAX_WORD_CHARS,
     UNSCORED,
     Sentence,
     TagSet,
@@ -60,6 +62,7 @@ from rnnkit.data.tags import (
     entities,
     marked,
     scores,
+    spellings,
     words,
 )
 from rnnkit.data.vocab import PAD_ID, Vocabulary
@@ -144,7 +147,8 @@ class TaggingRun:
         early_stopping=EarlyStoppingConfig(monitor="val_span_f1", mode="max", patience=5)))  # fmt: skip
 
 
-Example = tuple[list[int], list[int]]  # word ids, tag ids
+# Word ids, tag ids; and each word's character ids for a character-aware tagger.
+Example = tuple[list[int], list[int]] | tuple[list[int], list[int], list[list[int]]]
 
 
 Parts = dict[str, list[Sentence]]  # the task's sentences by split
@@ -153,10 +157,13 @@ Copies = dict[str, CopyingExamples]  # selective copying's generated splits
 
 @dataclass(frozen=True)
 class TagAssets:
-    """What a trained tagger keeps: its word vocabulary and its tag set."""
+    """What a trained tagger keeps: its word vocabulary, its tag set, and the characters
+    of the training words (for character-aware words; a run saved before it had them
+    reads an empty one)."""
 
     vocab: Vocabulary
     tagset: TagSet
+    chars: Vocabulary = field(default_factory=lambda: Vocabulary([]))
 
 
 def read_parts(task: TaggingTask) -> Parts:
@@ -203,8 +210,11 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
         vocab = Vocabulary.build((words([w for w, _ in s], task.lowercase) for s in parts["train"]),
                                  min_freq=task.min_freq)  # fmt: skip
         tagset = TagSet.build([s for part in parts.values() for s in part])
+        chars = Vocabulary.build(
+            (list(w[:MAX_WORD_CHARS]) for s in parts["train"] for w, _ in s)
+        )  # the characters of the training words, as written
         model = replace(run.model, vocab_size=len(vocab), num_tags=len(tagset.tags),
-                        pad_id=PAD_ID)  # fmt: skip
+                        pad_id=PAD_ID, char_vocab_size=len(chars))  # fmt: skip
         trainer, stopping = run.trainer, run.trainer.early_stopping
         if tagset.scheme is None and stopping is not None and "span" in stopping.monitor:
             # Plain labels (POS) have no spans: keep the best token accuracy instead.
@@ -215,7 +225,10 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
         summary.append(f"vocabulary: {len(vocab):,} words (4 special), built on train "
                        f"(min_freq {run.task.min_freq})")  # fmt: skip
         summary.append(f"tags: {len(tagset.tags)} ({tagset.scheme or 'plain labels'})")
-        return Prepared(run, summary, TagAssets(vocab, tagset), parts)
+        if run.model.char_embed:
+            summary.append(f"characters: {len(chars):,} (4 special), each word read by a "
+                           f"BiLSTM of {run.model.char_hidden} units per direction")  # fmt: skip
+        return Prepared(run, summary, TagAssets(vocab, tagset, chars), parts)
 
     def _prepare_copying(self, run: TaggingRun) -> Prepared[TaggingRun, TagAssets, Parts | Copies]:
         """Generate the three splits; the symbols' vocabulary, the data symbols as tags."""
@@ -226,6 +239,9 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
         if run.model.crf:
             raise DataError("model.crf: selective copying scores the markers alone; a CRF "
                             "scores every step (drop --crf)")  # fmt: skip
+        if run.model.char_embed:
+            raise DataError("model.char_embed: selective copying's tokens are symbols, not "
+                            "words to spell (drop --char-embed)")  # fmt: skip
         copies: Parts | Copies = {name: copying_split(task, name) for name in SPLITS}
         vocab, tagset = vocabulary(task.symbols), TagSet(tag_names(task.symbols), None)
         # Causal, as the paper's models: what a marker asks for is all in the steps before it.
@@ -250,6 +266,11 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
         run = replace(run, model=model, trainer=trainer)
         return Prepared(run, summary, TagAssets(vocab, tagset), copies)
 
+    def load_assets(self, run: TaggingRun, files: Mapping[str, bytes], where: Path) -> TagAssets:
+        if "chars.json" not in files:  # a run saved before character-aware words
+            files = {**files, "chars.json": Vocabulary([]).to_json().encode()}
+        return super().load_assets(run, files, where)
+
     def examples(self, prepared: Prepared[TaggingRun, TagAssets, Parts | Copies],
                  split: str) -> Examples[Example]:  # fmt: skip
         part = prepared.data[split]
@@ -259,16 +280,26 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
 
     def _examples(self, run: TaggingRun, assets: TagAssets, sentences: Sequence[Sentence],
                   where: str) -> Examples[Example]:  # fmt: skip
-        items = encode(sentences, assets.vocab, assets.tagset, run.task.lowercase, where=where)
-        return Examples(items, lengths=[len(ids) for ids, _ in items])
+        chars = assets.chars if run.model.char_embed else None
+        items = encode(sentences, assets.vocab, assets.tagset, run.task.lowercase, where=where,
+                       chars=chars)  # fmt: skip
+        return Examples(items, lengths=[len(item[0]) for item in items])
 
     def collate(self, examples: list[Example]) -> TagBatch:
-        tokens, lengths = pad([ids for ids, _ in examples], PAD_ID)
-        tags, _ = pad([tags for _, tags in examples], 0)
+        tokens, lengths = pad([item[0] for item in examples], PAD_ID)
+        tags, _ = pad([item[1] for item in examples], 0)
+        chars = None
+        if examples and len(examples[0]) == 3:
+            spelt = [item[2] for item in examples if len(item) == 3]
+            width = max((len(w) for words_ in spelt for w in words_), default=1) or 1
+            chars = torch.zeros(*tokens.shape, width, dtype=torch.int64)  # (B, T, W)
+            for row, words_ in enumerate(spelt):
+                for t, ids in enumerate(words_):
+                    chars[row, t, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
         scored = tags != UNSCORED  # (B, T)
         if bool(scored.all()):
-            return TagBatch(tokens, tags, lengths)
-        return TagBatch(tokens, tags.masked_fill(~scored, 0), lengths, scored)
+            return TagBatch(tokens, tags, lengths, chars=chars)
+        return TagBatch(tokens, tags.masked_fill(~scored, 0), lengths, scored, chars)
 
     def metrics(self, prepared: Prepared[TaggingRun, TagAssets, Parts | Copies], model: Tagger,
                 batches: Iterable[TagBatch]) -> dict[str, float]:  # fmt: skip
@@ -303,7 +334,7 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
             raise DataError("a selective-copying run evaluates on its generated splits "
                             "(use --split)")  # fmt: skip
         task, size = loaded.run.task, loaded.run.trainer.batch_size
-        examples = Examples(copying_split(task, split))
+        examples: Examples[Example] = Examples(list(copying_split(task, split)))
         total, count = self.loss(loaded.model, examples, size)
         metrics = copy_scores(loaded.model, self.batches(examples, size))
         chance = selective_copying_chance(task.symbols)
@@ -314,8 +345,14 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
     def tag(self, loaded: Loaded[TaggingRun, TagAssets, Tagger],
             sentences: Sequence[Sequence[str]]) -> list[list[str]]:  # fmt: skip
         """The predicted tags of each sentence (a list of words), in order."""
-        ids = [loaded.assets.vocab.encode(words(s, loaded.run.task.lowercase)) for s in sentences]
-        examples = Examples([(x, [0] * len(x)) for x in ids])  # no lengths: kept in order
+        vocab, lowercase = loaded.assets.vocab, loaded.run.task.lowercase
+        items: list[Example] = [
+            (vocab.encode(words(s, lowercase)), [0] * len(s)) for s in sentences
+        ]
+        if loaded.run.model.char_embed:
+            items = [(*item, spellings(s, loaded.assets.chars))
+                     for item, s in zip(items, sentences, strict=True)]  # fmt: skip
+        examples = Examples(items)  # no lengths: kept in order
         batches = self.batches(examples, loaded.run.trainer.batch_size)
         return _answers(loaded.model, batches, loaded.assets.tagset)[0]
 
@@ -375,7 +412,7 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
         test = copying_split(loaded.run.task, "test")[:limit]
         if not test:
             return Section("Copied tokens", missing="the test split has no sequences")
-        batch = self.collate(test)
+        batch = self.collate(list[Example](test))
         device = next(loaded.model.parameters()).device
         guess = loaded.model.predict(batch.tokens.to(device), batch.lengths).cpu()  # (B, T)
         names, markers, blocks = loaded.assets.tagset.tags, loaded.run.task.length, []
@@ -401,7 +438,8 @@ def _answers(model: Tagger, batches: Iterable[TagBatch],
     predicted: list[list[str]] = []
     gold: list[list[str]] = []
     for batch in batches:
-        guess = model.predict(batch.tokens.to(device), batch.lengths).tolist()
+        chars = None if batch.chars is None else batch.chars.to(device)
+        guess = model.predict(batch.tokens.to(device), batch.lengths, chars).tolist()
         for row, tags, length in zip(guess, batch.tags.tolist(), batch.lengths.tolist(),
                                      strict=True):  # fmt: skip
             predicted.append(tagset.names(row[:length]))
