@@ -27,6 +27,7 @@ from rnnkit.cells import (
     RNNCell,
     cell_factory,
 )
+from rnnkit.cells.zoneout import Zoneout
 from rnnkit.native import NativeBatch, native_kernel
 from rnnkit.state import LSTMState, check_state_like, map_state, stack_states
 from rnnkit.unrolling import Lengths, check_inputs, check_lengths, unroll
@@ -172,6 +173,10 @@ class RecurrentConfig:
             same at every step (Gal & Ghahramani 2016), instead of one per position.
         weight_drop: DropConnect on W (``weight_hh``), one mask per forward call, in
             training (Wan et al. 2013; AWD-LSTM's weight drop); 0 for none.
+        zoneout: each state unit keeps its previous value with this probability, per
+            step (:class:`~rnnkit.cells.zoneout.Zoneout`); 0 for none. Its masks are
+            drawn per step, inside the loop through time, so it runs on
+            ``"unrolled"`` only (``"auto"`` picks it; the other backends refuse it).
     """
 
     cell: str
@@ -186,6 +191,7 @@ class RecurrentConfig:
     batch_first: bool = True
     locked_dropout: bool = False
     weight_drop: float = 0.0
+    zoneout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cell not in CELL_NAMES:
@@ -219,6 +225,17 @@ class RecurrentConfig:
             or not 0.0 <= self.weight_drop < 1.0
         ):
             raise ValueError(f"weight_drop: expected a number in [0, 1), got {self.weight_drop!r}")
+        if (
+            isinstance(self.zoneout, bool)
+            or not isinstance(self.zoneout, int | float)
+            or not 0.0 <= self.zoneout < 1.0
+        ):
+            raise ValueError(f"zoneout: expected a number in [0, 1), got {self.zoneout!r}")
+        if self.zoneout and self.backend in ("native", "fused", "scan"):
+            raise ValueError(
+                f"zoneout: draws its masks per step inside the loop through time, which "
+                f"only the unrolled backend runs; got backend {self.backend!r}"
+            )
         if self.weight_drop and self.cell in MINIMAL_CELL_NAMES:
             raise ValueError(
                 f"weight_drop: the {self.cell} cell has no W (its gates read x_t alone)"
@@ -352,6 +369,7 @@ class Recurrent(nn.Module):
         batch_first: bool = True,
         locked_dropout: bool = False,
         weight_drop: float = 0.0,
+        zoneout: float = 0.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -370,6 +388,7 @@ class Recurrent(nn.Module):
                 batch_first,
                 locked_dropout,
                 weight_drop,
+                zoneout,
             )
             factory = cell_factory(cell, bias=bias, proj_size=proj_size)
             self.cell_name: str | None = cell
@@ -390,6 +409,7 @@ class Recurrent(nn.Module):
                 backend,
                 batch_first=batch_first,
                 locked_dropout=locked_dropout,
+                zoneout=zoneout,
             )
             if weight_drop:
                 raise ValueError("weight_drop: only for built-in cells (a factory's own W is "
@@ -412,6 +432,7 @@ class Recurrent(nn.Module):
         self.batch_first = batch_first
         self.locked_dropout = locked_dropout
         self.weight_drop = float(config.weight_drop)
+        self.zoneout = float(config.zoneout)
         # What each direction emits and carries as h: P with a projection, else H.
         self.output_size = proj_size or hidden_size
         self.cells = nn.ModuleList(
@@ -469,6 +490,7 @@ class Recurrent(nn.Module):
             batch_first=config.batch_first,
             locked_dropout=config.locked_dropout,
             weight_drop=config.weight_drop,
+            zoneout=config.zoneout,
             device=device,
             dtype=dtype,
         )
@@ -491,6 +513,7 @@ class Recurrent(nn.Module):
             self.batch_first,
             self.locked_dropout,
             self.weight_drop,
+            self.zoneout,
         )
 
     def resolve_backend(
@@ -536,7 +559,7 @@ class Recurrent(nn.Module):
             ValueError: ``"native"`` or ``"fused"`` was asked for and cannot run
                 this stack; the message says why.
         """
-        if self.backend == "unrolled":
+        if self.backend == "unrolled" or self.zoneout:  # zoneout: per-step masks, in unroll
             return "unrolled"
         cells = list(self.cells)
         why_not_scan = scan.scan_supported(cells)
@@ -803,6 +826,8 @@ class Recurrent(nn.Module):
 
         backend = self.resolve_backend(inputs.device, inputs=inputs, lengths=checked)
         cells = list(self.cells)
+        if self.zoneout:  # the unrolled loop steps each cell through a zoneout wrapper
+            cells = [Zoneout(cell, self.zoneout).train(self.training) for cell in cells]
         with self._dropped_weights(cells):
             return self._stack(cells, self._runner(backend, cells, inputs, state, checked))
 
@@ -819,7 +844,8 @@ class Recurrent(nn.Module):
             yield
             return
         originals = []
-        for cell in cells:
+        for wrapped in cells:
+            cell = wrapped.cell if isinstance(wrapped, Zoneout) else wrapped
             weight = cell._parameters["weight_hh"]
             assert weight is not None
             keep = torch.empty_like(weight).bernoulli_(1.0 - p)  # (G·H, H)
@@ -976,5 +1002,7 @@ class Recurrent(nn.Module):
             parts.append("locked_dropout=True")
         if self.weight_drop:
             parts.append(f"weight_drop={self.weight_drop}")
+        if self.zoneout:
+            parts.append(f"zoneout={self.zoneout}")
         parts.append(f"backend={self.backend!r}")
         return ", ".join(parts)

@@ -25,6 +25,7 @@ def sample_value(flag: str) -> object:
         "--max-steps": 9, "--max-minutes": 1.5,
         "--batch-size": 4, "--lr": 0.5, "--weight-decay": 0.01, "--optimizer": "sgd",
         "--nonmono": 3, "--threads": 1, "--locked-dropout": True, "--weight-drop": 0.2,
+        "--zoneout": 0.1,
         "--schedule": "cosine", "--warmup": 2, "--accumulate": 3, "--grad-clip": 1.5,
         "--tbptt": {"k1": 5, "k2": 10}, "--precision": "bf16", "--seed": 11,
         "--deterministic": True, "--patience": 4, "--eval-every": 6, "--device": "cpu",

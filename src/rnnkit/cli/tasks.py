@@ -109,6 +109,9 @@ COMMON: dict[str, Option] = {o.flag: o for o in (
            switch=True),
     Option("--weight-drop", "model.weight_drop",
            "DropConnect on the hidden-to-hidden weights W, one mask per batch", fraction),
+    Option("--zoneout", "model.zoneout",
+           "each state unit keeps its previous value with this probability per step "
+           "(runs the unrolled backend)", fraction),
     Option("--backend", "model.backend",
            "recurrent backend: auto times fused and native at each new shape and keeps "
            "the faster (`rnnkit backends`), and runs the minimal cells by scan; the others "
@@ -171,7 +174,7 @@ TRAINING = (
     "--tensorboard",
 )  # fmt: skip
 MODEL = ("--cell", "--hidden", "--layers", "--dropout", "--locked-dropout", "--weight-drop",
-         "--backend")  # fmt: skip
+         "--zoneout", "--backend")  # fmt: skip
 DATA = ("--dataset", "--data")
 
 

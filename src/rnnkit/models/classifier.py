@@ -82,9 +82,10 @@ class ClassifierConfig:
     pad_id: int = 0
     backend: str = "auto"
     # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, and DropConnect on W.
+    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
     locked_dropout: bool = False
     weight_drop: float = 0.0
+    zoneout: float = 0.0
     gate_bias: float = 0.0
 
     def __post_init__(self) -> None:

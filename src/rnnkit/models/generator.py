@@ -64,9 +64,10 @@ class GeneratorConfig:
     eos_id: int = 2
     backend: str = "auto"
     # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, and DropConnect on W.
+    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
     locked_dropout: bool = False
     weight_drop: float = 0.0
+    zoneout: float = 0.0
 
     def __post_init__(self) -> None:
         if (self.condition_size is None) == (self.num_labels is None):
@@ -114,7 +115,8 @@ class ConditionedGenerator(nn.Module):
         width = c.embed + (c.condition_embed if c.condition_input else 0)
         self.rnn = Recurrent(c.cell, width, c.hidden, num_layers=c.layers, dropout=c.dropout,
                              backend=c.backend,
-                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop)  # fmt: skip
+                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop,
+                             zoneout=c.zoneout)  # fmt: skip
         fields = 2 if c.cell == "lstm" else 1
         self.init = (
             nn.Linear(c.condition_embed, fields * c.layers * c.hidden)

@@ -82,9 +82,10 @@ class LanguageModelConfig:
     pad_id: int = 0
     backend: str = "auto"
     # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, and DropConnect on W.
+    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
     locked_dropout: bool = False
     weight_drop: float = 0.0
+    zoneout: float = 0.0
     embed_dropout: float = 0.0
     input_dropout: float = 0.0
     output_dropout: float = 0.0
@@ -164,7 +165,8 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(c.vocab_size, c.embed, padding_idx=c.pad_id)
         self.rnn = Recurrent(c.cell, c.embed, c.hidden, num_layers=c.layers, dropout=c.dropout,
                              backend=c.backend,
-                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop)  # fmt: skip
+                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop,
+                             zoneout=c.zoneout)  # fmt: skip
         self.drop = nn.Dropout(c.dropout)
         self.locked_input = LockedDropout(c.input_dropout)
         self.locked_output = LockedDropout(c.output_dropout)

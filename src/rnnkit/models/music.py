@@ -38,9 +38,10 @@ class MusicConfig:
     dropout: float = 0.0
     backend: str = "auto"
     # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, and DropConnect on W.
+    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
     locked_dropout: bool = False
     weight_drop: float = 0.0
+    zoneout: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "pitches")
@@ -99,7 +100,8 @@ class PianoRollModel(nn.Module):
         self.inputs = nn.Linear(c.pitches, c.embed)
         self.rnn = Recurrent(c.cell, c.embed, c.hidden, num_layers=c.layers, dropout=c.dropout,
                              backend=c.backend,
-                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop)  # fmt: skip
+                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop,
+                             zoneout=c.zoneout)  # fmt: skip
         self.drop = nn.Dropout(c.dropout)
         self.out = nn.Linear(c.hidden, c.pitches)
 

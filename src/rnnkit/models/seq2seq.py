@@ -106,9 +106,10 @@ class Seq2SeqConfig:
     eos_id: int = 2
     backend: str = "auto"
     # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, and DropConnect on W.
+    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
     locked_dropout: bool = False
     weight_drop: float = 0.0
+    zoneout: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "source_vocab", "target_vocab")
@@ -291,6 +292,7 @@ class Seq2Seq(nn.Module):
             backend=c.backend,
             locked_dropout=c.locked_dropout,
             weight_drop=c.weight_drop,
+            zoneout=c.zoneout,
         )
         fields = len(self.encoder.initial_state(1))  # 1 (h) or 2 (h, c for the LSTM)
         self.bridge = nn.ModuleList(

@@ -65,9 +65,10 @@ class TaggerConfig:
     pad_id: int = 0
     backend: str = "auto"
     # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, and DropConnect on W.
+    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
     locked_dropout: bool = False
     weight_drop: float = 0.0
+    zoneout: float = 0.0
     char_vocab_size: int = 0
     char_embed: int = 0
     char_hidden: int = 25
@@ -217,6 +218,7 @@ class Tagger(nn.Module):
             backend=config.backend,
             locked_dropout=config.locked_dropout,
             weight_drop=config.weight_drop,
+            zoneout=config.zoneout,
         )
         self.dropout = nn.Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1
