@@ -205,12 +205,7 @@ class RecurrentConfig:
             raise ValueError(f"bidirectional: expected True or False, got {self.bidirectional!r}")
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias: expected True or False, got {self.bias!r}")
-        if (
-            isinstance(self.dropout, bool)
-            or not isinstance(self.dropout, int | float)
-            or not 0.0 <= self.dropout <= 1.0
-        ):
-            raise ValueError(f"dropout: expected a number in [0, 1], got {self.dropout!r}")
+        _check_probability(self, "dropout", closed=True)
         if self.backend not in BACKENDS:
             raise ValueError(
                 f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}"
@@ -219,18 +214,8 @@ class RecurrentConfig:
             raise ValueError(f"batch_first: expected True or False, got {self.batch_first!r}")
         if not isinstance(self.locked_dropout, bool):
             raise ValueError(f"locked_dropout: expected True or False, got {self.locked_dropout!r}")
-        if (
-            isinstance(self.weight_drop, bool)
-            or not isinstance(self.weight_drop, int | float)
-            or not 0.0 <= self.weight_drop < 1.0
-        ):
-            raise ValueError(f"weight_drop: expected a number in [0, 1), got {self.weight_drop!r}")
-        if (
-            isinstance(self.zoneout, bool)
-            or not isinstance(self.zoneout, int | float)
-            or not 0.0 <= self.zoneout < 1.0
-        ):
-            raise ValueError(f"zoneout: expected a number in [0, 1), got {self.zoneout!r}")
+        _check_probability(self, "weight_drop")
+        _check_probability(self, "zoneout")
         if self.zoneout and self.backend in ("native", "fused", "scan"):
             raise ValueError(
                 f"zoneout: draws its masks per step inside the loop through time, which "
@@ -256,6 +241,15 @@ class RecurrentConfig:
                     f"proj_size: expected less than hidden_size {self.hidden_size}, "
                     f"got {self.proj_size}"
                 )
+
+
+def _check_probability(config: RecurrentConfig, name: str, closed: bool = False) -> None:
+    """The field is a number in [0, 1), or [0, 1] when ``closed``."""
+    value = getattr(config, name)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
+        bounds = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"{name}: expected a number in {bounds}, got {value!r}")
 
 
 class Recurrent(nn.Module):

@@ -45,13 +45,25 @@ class LSTMCell(RecurrentCell[LSTMState]):
 
     def forward(self, x_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         self.check_step(x_t, state)
-        gates = F.linear(x_t, self.weight_ih, self.bias_ih) + F.linear(  # (B, 4H)
-            state.h, self.weight_hh, self.bias_hh
-        )
-        i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each
-        c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)  # (B, H)
-        h = torch.sigmoid(o) * torch.tanh(c)  # (B, H)
+        o, c = lstm_gates(self, x_t, state)  # (B, H) each
+        h = o * torch.tanh(c)  # (B, H)
         return h, LSTMState(h, c)
+
+
+def lstm_gates(
+    cell: RecurrentCell[LSTMState], x_t: Tensor, state: LSTMState
+) -> tuple[Tensor, Tensor]:
+    """The LSTM's gates and new cell of one step: (o_t, c_t), ``(B, H)`` each.
+
+    i, f, g, o from U·x_t + W·h_{t−1} + b, and c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t; what
+    the step emits from them (h_t = o_t ⊙ tanh(c_t), or its projection) is the cell's.
+    """
+    gates = F.linear(x_t, cell.weight_ih, cell.bias_ih) + F.linear(  # (B, 4H)
+        state.h, cell.weight_hh, cell.bias_hh
+    )
+    i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each
+    c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)  # (B, H)
+    return torch.sigmoid(o), c
 
 
 class ProjectedLSTMCell(RecurrentCell[LSTMState]):
@@ -146,12 +158,8 @@ class ProjectedLSTMCell(RecurrentCell[LSTMState]):
 
     def forward(self, x_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         self.check_step(x_t, state)
-        gates = F.linear(x_t, self.weight_ih, self.bias_ih) + F.linear(  # (B, 4H)
-            state.h, self.weight_hh, self.bias_hh
-        )
-        i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each
-        c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)  # (B, H)
-        r = F.linear(torch.sigmoid(o) * torch.tanh(c), self.weight_hr)  # (B, P)
+        o, c = lstm_gates(self, x_t, state)  # (B, H) each
+        r = F.linear(o * torch.tanh(c), self.weight_hr)  # (B, P)
         return r, LSTMState(r, c)
 
     def extra_repr(self) -> str:
