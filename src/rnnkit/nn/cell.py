@@ -104,6 +104,16 @@ class _StepsOnRnnkit(nn.RNNCellBase):
                     f"expected {self.hidden_size}"
                 )
 
+    def _direct(self, input: Tensor, hx: Any, fields: int) -> bool:
+        """Whether this call is the common case that goes straight to ATen's kernel: a
+        batch (2-D input and state) that the stepper does not take. ATen then checks
+        the sizes itself, with the messages torch.nn's cells give."""
+        if input.dim() != 2:
+            return False
+        if hx is not None and any(h.dim() != 2 for h in (hx if fields == 2 else (hx,))):
+            return False
+        return not (self.stepped and not torch.is_grad_enabled() and input.shape[0] <= STEPPED_ROWS)
+
     def _step(self, input: Tensor, hx: Any, fields: int) -> Any:
         name = type(self).__name__
         if input.dim() not in (1, 2):
@@ -173,6 +183,9 @@ class RNNCell(_StepsOnRnnkit, nn.RNNCell):
         )
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        if self._direct(input, hx, 1):
+            h = input.new_zeros(input.shape[0], self.hidden_size) if hx is None else hx
+            return self._aten_step(input, HiddenState(h)).h
         result: HiddenState = self._step(input, hx, 1)
         return result.h
 
@@ -192,6 +205,14 @@ class LSTMCell(_StepsOnRnnkit, nn.LSTMCell):
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, Tensor]:
+        if self._direct(input, hx, 2):
+            if hx is None:
+                zeros = input.new_zeros(input.shape[0], self.hidden_size)
+                hx = (zeros, zeros)
+            h, c = torch._VF.lstm_cell(
+                input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+            )
+            return h, c
         result: LSTMState = self._step(input, hx, 2)
         return result.h, result.c  # torch.nn's plain tuple (code rebuilds it by its type)
 
@@ -210,6 +231,11 @@ class GRUCell(_StepsOnRnnkit, nn.GRUCell):
         )
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        if self._direct(input, hx, 1):
+            h = input.new_zeros(input.shape[0], self.hidden_size) if hx is None else hx
+            return torch._VF.gru_cell(
+                input, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+            )
         result: HiddenState = self._step(input, hx, 1)
         return result.h
 
