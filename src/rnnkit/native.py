@@ -117,14 +117,14 @@ class NativeBatch:
         weights: list[Tensor] = []
         # torch.nn's flat order: per direction w_ih, w_hh, b_ih, b_hh (and w_hr with a
         # projection); the kernel tells a projection by the count per direction.
-        for cell in cells:
-            weights.extend(p for _, p in cell.named_parameters())
+        for cell in cells:  # _parameters: named_parameters() walks submodules, per call
+            weights.extend(p for p in cell._parameters.values() if p is not None)
         directions = len(cells)
         rows = slice(index * directions, (index + 1) * directions)  # this layer's, (D, B, H)
         state = self.state
         hx = (state.h[rows], state.c[rows]) if isinstance(state, LSTMState) else state.h[rows]
         # Dropout between layers is Recurrent's: 0 here.
-        has_biases = any(name.startswith("bias") for name, _ in cells[0].named_parameters())
+        has_biases = cells[0]._parameters.get("bias_ih") is not None
         options = (has_biases, 1, 0.0, self._training, directions == 2)
         with contextlib.ExitStack() as scope:
             # (Not while torch.compile traces: warning filters are a graph break there.)

@@ -105,10 +105,14 @@ class _OnRnnkit(nn.RNNBase):
             ]
         for parameters, name, torch_name in self.__dict__["_rnnkit_names"]:
             parameters[name] = getattr(self, torch_name)
-        stack.training = self.training
-        stack.dropout = float(self.dropout)
-        stack.batch_first = self.batch_first
-        stack.backend = self.backend
+        # Plain attributes, set in the stack's __dict__: Module.__setattr__'s checks
+        # would cost more than the rest of this method.
+        stack.__dict__.update(
+            training=self.training,
+            dropout=float(self.dropout),
+            batch_first=self.batch_first,
+            backend=self.backend,
+        )
         return stack
 
     def __getstate__(self) -> dict[str, Any]:
