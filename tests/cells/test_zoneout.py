@@ -34,6 +34,7 @@ def test_in_eval_the_state_is_the_expectation_and_z_0_is_the_cell() -> None:
     _, fresh = cell(x, type(cell.initial_state(2))(h))
     out, new = Zoneout(cell, 0.25).eval()(x, type(fresh)(h))
     torch.testing.assert_close(new.h, 0.25 * h + 0.75 * fresh.h, rtol=1e-12, atol=1e-12)
+    assert torch.equal(out, new.h)  # the step emits the mixed state
     out0, _ = Zoneout(cell, 0.0).train()(x, type(fresh)(h))
     torch.testing.assert_close(out0, fresh.h, rtol=0, atol=0)
 
