@@ -169,6 +169,7 @@ def test_state_dicts_load_both_ways_with_torch_s_keys() -> None:
     back = nn.LSTM(I, H, num_layers=2, bidirectional=True, proj_size=2)
     back.load_state_dict(ours.state_dict())
     x = torch.randn(5, 2, I)
+    # Exact on purpose: two nn.LSTM of the same shapes and kernel, weights round-tripped.
     torch.testing.assert_close(back(x)[0], reference(x)[0], rtol=0, atol=0)
     assert isinstance(ours, nn.RNNBase) and not isinstance(ours, nn.LSTM)  # see rnnkit.nn.rnn
     assert [len(layer) for layer in ours.all_weights] == [5] * 4
