@@ -31,3 +31,18 @@ def test_importing_the_cli_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_running_a_model_does_not_import_the_compiler() -> None:
+    # torch._dynamo costs a second or more to import, and `rnnkit generate`/`predict`
+    # promise a start-up under 2 s: only torch.compile itself may pull it in. The
+    # modules below are what every task and every backend import.
+    code = (
+        "import sys, rnnkit, rnnkit.recurrent, rnnkit.nn, rnnkit.bptt.fused, "
+        "rnnkit.bptt.scan, rnnkit.stepping, rnnkit.tasks.language_model, rnnkit.export; "
+        "print(sorted(m for m in ('torch._dynamo', 'torch._inductor') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

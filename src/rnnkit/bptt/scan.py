@@ -360,7 +360,6 @@ def _replay(
     )
 
 
-@torch.compiler.assume_constant_result  # type: ignore[untyped-decorator]
 def _compiled_scan(device_type: str, dtype: torch.dtype) -> bool:
     """Whether :func:`minimal_layer` runs here: the compiled loops, built with scan.cpp.
 
@@ -371,6 +370,14 @@ def _compiled_scan(device_type: str, dtype: torch.dtype) -> bool:
         return False
     ops = compiled.loops_for(torch.empty(0, dtype=dtype))
     return ops is not None and hasattr(ops, "minimal_forward")
+
+
+# What torch.compiler.assume_constant_result does, without its import: that decorator
+# imports torch._dynamo, a second or more of start-up for every command (`rnnkit
+# generate` and `predict` never compile). tests/bptt/test_compile.py holds the mark
+# to its meaning (a fullgraph compile of the scan backend), tests/test_init.py the
+# import to staying light.
+_compiled_scan._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 class ScanBatch:
