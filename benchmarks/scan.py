@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rnnkit import Recurrent
+from rnnkit import Recurrent, allocator
 from rnnkit.bptt import compiled
 from rnnkit.timing import time_interleaved, training_step
 
@@ -59,6 +60,7 @@ def build(candidate: str, steps: int) -> tuple[nn.Module, torch.Tensor]:
 def peak_step_memory(candidate: str, steps: int, threads: int) -> float:
     """MiB: peak RSS of one training step over the RSS before it (run in this process)."""
     torch.set_num_threads(threads)
+    allocator.keep_freed_memory()  # as the parent process: RNNKIT_MALLOC is inherited
     module, inputs = build(candidate, steps)
     step = training_step(module, inputs)
     compiled.load()  # loading the compiled library is not part of the step
@@ -75,15 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per T")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-memory", action="store_true", help="skip the memory column")
+    parser.add_argument("--allocator", choices=("keep", "system"), default="keep",
+                        help="keep freed memory in the process, as the rnnkit commands do "
+                        "(keep), or the C library's defaults (system)")  # fmt: skip
     parser.add_argument("--write", type=Path, help="replace the scan table in this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    os.environ[allocator.ENV] = args.allocator  # this process and the memory probes'
+    allocator.keep_freed_memory()
     steps = [int(value) for value in args.steps.split(",")]
     lines = [
         f"Measured on {machine()}; float32, one training step (forward, mean(h²), "
         f"backward), B = {BATCH}, I = {INPUTS}, H = {HIDDEN}, median of {args.repeats} "
         "interleaved repeats after one warm-up. The fused GRU runs compiled loops; the "
-        "minimal cells run the scan backend (compiled).",
+        f"minimal cells run the scan backend (compiled). Allocator: {allocator.status()} "
+        "(`rnnkit.allocator`).",
         "",
         "| T | candidate | median ms | × torch.nn GRU | × fused GRU | peak MiB |",
         "|---:|---|---:|---:|---:|---:|",

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from rnnkit import allocator
 from rnnkit.cli import (
     backends,
     bench,
@@ -77,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits with status 2 on a bad flag, as argparse does
     _show_library_messages()
     try:
+        # Before any tensor exists: a step's large buffers are reused, not re-mapped.
+        allocator.keep_freed_memory()
         status: int = args.run(args)
         # A closed pipe shows in this flush, here, rather than in the one at exit.
         sys.stdout.flush()

@@ -46,6 +46,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from rnnkit import allocator
     from rnnkit.bptt import compiled
     from rnnkit.selfcheck import SelfCheckConfig, check_agreement, measure_speed
 
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
                     "config": asdict(config),
                     "agree": ok,
                     "fused_loops": compiled.status(),
+                    "allocator": allocator.status(),
                     "agreement": [asdict(r) for r in agreement],
                     "speed": [asdict(r) for r in speed],
                 }
@@ -76,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"rnnkit selfcheck: torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"fused backend: {compiled.status()}  (fused-py: its Python loops)")
+    print(f"allocator: {allocator.status()} ({allocator.ENV})")
     print("\nAgreement with torch.nn, the minimal cells' with the unrolled loop (float64; "
           "2 layers, bidirectional, lengths 7,1,4,6):")  # fmt: skip
     print(f"  {'cell':<11} {'backend':<9} {'max |Δ| outputs':>16} {'max |Δ| grads':>14}  verdict")
