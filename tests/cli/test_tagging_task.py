@@ -143,6 +143,15 @@ def test_selective_copying_learns_far_above_chance(
     assert main(["evaluate", str(out), "--data", str(SAMPLE)]) == 2
     assert "evaluates on its generated splits" in capsys.readouterr().err
 
+    # The report shows each test sequence's data tokens beside what its markers copied.
+    (section,) = TASK.report(TASK.load(out), limit=3)
+    test = tagging.copying_split(TASK.load(out).run.task, "test")[:3]
+    assert section.title == "Copied tokens" and len(section.blocks) == 3
+    for block, (_, tags) in zip(section.blocks, test, strict=True):
+        true = " ".join(str(t + 1) for t in tags[12:])  # tag id s − 1 names symbol s
+        assert block.startswith(f"data tokens: {true}\ncopied:      ")
+        assert len(block.split("\n")[1].split()) == 1 + 3  # "copied:" and three symbols
+
 
 def test_selective_copying_refuses_a_crf_and_bad_sizes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -90,8 +90,10 @@ def test_plain_labels_are_scored_by_accuracy(tmp_path: Path) -> None:
     assert prepared.assets.tagset.scheme is None
     stopping = prepared.run.trainer.early_stopping
     assert stopping is not None and stopping.monitor == "val_accuracy"
-    metrics, details = tags.scores([["DET", "NOUN"]], [["DET", "VERB"]], None)
-    assert metrics == {"accuracy": 0.5, "tokens": 2.0} and details == {}
+    metrics, details = tags.scores([["DET", "NOUN"], ["X"]], [["DET", "VERB"], ["X"]], None)
+    # Tokens: 2 of 3 right; sentences: the second alone is tagged exactly.
+    assert metrics == {"accuracy": 2 / 3, "exact": 0.5, "tokens": 3.0, "sequences": 2.0}
+    assert details == {}
 
 
 def test_scores_by_hand() -> None:

@@ -73,10 +73,12 @@ class TagSet:
 
 def scores(predicted: list[list[str]], gold: list[list[str]], scheme: Scheme | None
            ) -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
-    """Span P/R/F1 (when the tags have a scheme) and token accuracy; per-type details."""
+    """Span P/R/F1 (when the tags have a scheme), token accuracy and ``exact``, the share
+    of sentences whose every tag is right; per-type details."""
     flat_p = [t for s in predicted for t in s]
     flat_g = [t for s in gold for t in s]
-    metrics = {"accuracy": accuracy(flat_p, flat_g)}
+    exact = accuracy([tuple(s) for s in predicted], [tuple(s) for s in gold])
+    metrics = {"accuracy": accuracy(flat_p, flat_g), "exact": exact}
     details: dict[str, Any] = {}
     if scheme is not None:
         spans = span_scores(predicted, gold, scheme)
@@ -87,7 +89,7 @@ def scores(predicted: list[list[str]], gold: list[list[str]], scheme: Scheme | N
             name: {"precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
             for name, s in spans.per_type.items()
         }
-    metrics["tokens"] = float(len(flat_g))
+    metrics["tokens"], metrics["sequences"] = float(len(flat_g)), float(len(gold))
     return metrics, details
 
 

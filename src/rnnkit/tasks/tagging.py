@@ -303,44 +303,39 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
 
     def metrics(self, prepared: Prepared[TaggingRun, TagAssets, Parts | Copies], model: Tagger,
                 batches: Iterable[TagBatch]) -> dict[str, float]:  # fmt: skip
-        if prepared.run.task.copying:
-            return copy_scores(model, batches)
         tagset = prepared.assets.tagset
         predicted, gold = _answers(model, batches, tagset)
         return scores(predicted, gold, tagset.scheme)[0]
 
     def evaluate(self, loaded: Loaded[TaggingRun, TagAssets, Tagger], split: str,
                  data: str | None) -> Evaluation:  # fmt: skip
-        """Span P/R/F1 (overall; per type in ``details``), token accuracy and the loss per
-        token on a split of the run's data, or on the CoNLL file ``data``; for selective
-        copying, the accuracy on the copied tokens, the exact-sequence rate and chance."""
+        """Span P/R/F1 (overall; per type in ``details``), token accuracy, the share of
+        sentences tagged exactly and the loss per token on a split of the run's data, or
+        on the CoNLL file ``data``; for selective copying, the same on the copied tokens
+        (the markers), beside chance."""
         task, where = loaded.run.task, data or split
+        details: dict[str, object] = {}
         if task.copying:
-            return self._evaluate_copying(loaded, split, data)
-        sentences = _read(data, task) if data is not None else read_parts(task)[split]
-        if not sentences:
-            raise DataError(f"the {where} part has no sentences")
-        examples = self._examples(loaded.run, loaded.assets, sentences, where)
+            if data is not None:
+                raise DataError("a selective-copying run evaluates on its generated splits "
+                                "(use --split)")  # fmt: skip
+            examples: Examples[Example] = Examples(list(copying_split(task, split)))
+            details = {"length": task.length, "tokens": task.tokens, "symbols": task.symbols,
+                       "seed": task.data_seed + SPLITS.index(split)}  # fmt: skip
+        else:
+            sentences = _read(data, task) if data is not None else read_parts(task)[split]
+            if not sentences:
+                raise DataError(f"the {where} part has no sentences")
+            examples = self._examples(loaded.run, loaded.assets, sentences, where)
         size = loaded.run.trainer.batch_size
         total, count = self.loss(loaded.model, examples, size)
         tagset = loaded.assets.tagset
         predicted, gold = _answers(loaded.model, self.batches(examples, size), tagset)
-        metrics, details = scores(predicted, gold, tagset.scheme)
-        return Evaluation(where, {**metrics, "loss": total / count}, details)
-
-    def _evaluate_copying(self, loaded: Loaded[TaggingRun, TagAssets, Tagger], split: str,
-                          data: str | None) -> Evaluation:  # fmt: skip
-        if data is not None:
-            raise DataError("a selective-copying run evaluates on its generated splits "
-                            "(use --split)")  # fmt: skip
-        task, size = loaded.run.task, loaded.run.trainer.batch_size
-        examples: Examples[Example] = Examples(list(copying_split(task, split)))
-        total, count = self.loss(loaded.model, examples, size)
-        metrics = copy_scores(loaded.model, self.batches(examples, size))
-        chance = selective_copying_chance(task.symbols)
-        details = {"length": task.length, "tokens": task.tokens, "symbols": task.symbols,
-                   "seed": task.data_seed + SPLITS.index(split)}  # fmt: skip
-        return Evaluation(split, {**metrics, "loss": total / count, "chance": chance}, details)
+        metrics, per_type = scores(predicted, gold, tagset.scheme)
+        metrics["loss"] = total / count
+        if task.copying:
+            metrics["chance"] = selective_copying_chance(task.symbols)
+        return Evaluation(where, metrics, {**per_type, **details})
 
     def tag(self, loaded: Loaded[TaggingRun, TagAssets, Tagger],
             sentences: Sequence[Sequence[str]]) -> list[list[str]]:  # fmt: skip
@@ -412,14 +407,10 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
         test = copying_split(loaded.run.task, "test")[:limit]
         if not test:
             return Section("Copied tokens", missing="the test split has no sequences")
-        batch = self.collate(list[Example](test))
-        device = next(loaded.model.parameters()).device
-        guess = loaded.model.predict(batch.tokens.to(device), batch.lengths).cpu()  # (B, T)
-        names, markers, blocks = loaded.assets.tagset.tags, loaded.run.task.length, []
-        for (_, tags), row in zip(test, guess.tolist(), strict=True):
-            true = " ".join(names[t] for t in tags[markers:])
-            copied = " ".join(names[t] for t in row[markers:])
-            blocks.append(f"data tokens: {true}\ncopied:      {copied}")
+        batches = [self.collate(list[Example](test))]
+        copied, true = _answers(loaded.model, batches, loaded.assets.tagset)
+        blocks = [f"data tokens: {' '.join(t)}\ncopied:      {' '.join(c)}"
+                  for t, c in zip(true, copied, strict=True)]  # fmt: skip
         text = [f"The first {len(blocks)} test sequences: their data tokens in order, and what "
                 "the markers copied."]  # fmt: skip
         return Section("Copied tokens", text=text, blocks=blocks)
@@ -433,40 +424,22 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
 @torch.no_grad()
 def _answers(model: Tagger, batches: Iterable[TagBatch],
              tagset: TagSet) -> tuple[list[list[str]], list[list[str]]]:  # fmt: skip
-    """The predicted and the true tags of each sentence, batch after batch."""
+    """The predicted and the true tags of each sentence, batch after batch: at every
+    token, or at the scored steps alone where the batch marks them (selective copying's
+    markers)."""
     device = next(model.parameters()).device
     predicted: list[list[str]] = []
     gold: list[list[str]] = []
     for batch in batches:
         chars = None if batch.chars is None else batch.chars.to(device)
-        guess = model.predict(batch.tokens.to(device), batch.lengths, chars).tolist()
-        for row, tags, length in zip(guess, batch.tags.tolist(), batch.lengths.tolist(),
-                                     strict=True):  # fmt: skip
-            predicted.append(tagset.names(row[:length]))
-            gold.append(tagset.names(tags[:length]))
+        guess = model.predict(batch.tokens.to(device), batch.lengths, chars).cpu()  # (B, T)
+        tags, rows = batch.tags.cpu(), range(batch.tokens.shape[0])  # (B, T)
+        steps = ([torch.arange(int(n)) for n in batch.lengths] if batch.scored is None
+                 else [batch.scored[row].cpu().nonzero().squeeze(1) for row in rows])  # fmt: skip
+        for row, where in zip(rows, steps, strict=True):
+            predicted.append(tagset.names(guess[row, where].tolist()))
+            gold.append(tagset.names(tags[row, where].tolist()))
     return predicted, gold
-
-
-@torch.no_grad()
-def copy_scores(model: Tagger, batches: Iterable[TagBatch]) -> dict[str, float]:
-    """Selective copying's scores: ``accuracy`` on the copied tokens (the scored steps),
-    ``exact``, the share of sequences whose every copied token is right, and their counts."""
-    device = next(model.parameters()).device
-    right = tokens = exact = sequences = 0
-    for batch in batches:
-        if batch.scored is None:
-            raise DataError("a selective-copying batch marks its scored steps (scored is None)")
-        guess = model.predict(batch.tokens.to(device), batch.lengths).cpu()  # (B, T)
-        scored = batch.scored  # (B, T)
-        hit = (guess == batch.tags) & scored
-        right += int(hit.sum())
-        tokens += int(scored.sum())
-        exact += int((hit.sum(1) == scored.sum(1)).sum())
-        sequences += batch.tokens.shape[0]
-    if tokens == 0:
-        raise DataError("no copied tokens to score")
-    return {"accuracy": right / tokens, "exact": exact / sequences, "tokens": float(tokens),
-            "sequences": float(sequences)}  # fmt: skip
 
 
 TASK = Tag()
