@@ -127,6 +127,26 @@ void over_items(int64_t B, int64_t H, int64_t T, const F& body) {
   });
 }
 
+// The cache lines of n values at p, asked for ahead of use. A walk towards lower
+// addresses (the backward of a left-to-right direction, the forward of a reversed
+// one) steps down one row's width at a time, and the hardware prefetchers of the
+// project's AMD CPU do not follow such a stream: measured at B = 16, T = 4,096,
+// H = 128 on one thread, the backward took 42–60 ms walking down and 21 ms walking
+// up over the same data. kAhead steps ahead of the walk, these loads make both the same.
+constexpr int64_t kAhead = 8;
+
+template <typename T>
+__attribute__((always_inline)) inline void prefetch(const T* p, int64_t n, bool write) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t o = 0; o < n; o += kLine) {
+    if (write) {
+      __builtin_prefetch(p + o, 1, 3);
+    } else {
+      __builtin_prefetch(p + o, 0, 3);
+    }
+  }
+}
+
 // One item through its row: steps 0 … L−1, or L−1 … 0 when reversed. The gate
 // blocks of P are read through their own pointers (z | h̃, or i | f | h̃), and the
 // unit loops carry `omp simd`: gcc vectorises the forward loops on its own but
@@ -151,6 +171,11 @@ void forward_kernel(const T* __restrict__ P, const T* __restrict__ bias,
       const T* __restrict__ k0 = P + (b * steps + t) * G * H + first;
       const T* __restrict__ k1 = k0 + H;
       T* __restrict__ y = Y + (b * steps + t) * H + first;
+      if (reverse && t >= kAhead) {  // walking down: ask for step t − kAhead's lines
+        const T* ahead = P + (b * steps + t - kAhead) * G * H + first;
+        for (int64_t g = 0; g < G; ++g) prefetch(ahead + g * H, n, false);
+        prefetch(Y + (b * steps + t - kAhead) * H + first, n, true);
+      }
       if constexpr (kKind == kMinGRU) {
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) {
@@ -212,6 +237,15 @@ void backward_kernel(const T* __restrict__ gY, const T* __restrict__ g_final,
       const T* __restrict__ hp = s > 0 ? Y + (b * steps + before) * H + first : h0 + b * H + first;
       T* __restrict__ d0 = dK + (b * steps + t) * G * H + first;
       T* __restrict__ d1 = d0 + H;
+      if (!reverse && t > kAhead) {  // walking down: ask for step t − kAhead's lines
+        const int64_t ahead = b * steps + t - kAhead;
+        for (int64_t g = 0; g < G; ++g) {
+          prefetch(P + ahead * G * H + g * H + first, n, false);
+          prefetch(dK + ahead * G * H + g * H + first, n, true);
+        }
+        prefetch(gY + ahead * H + first, n, false);
+        prefetch(Y + (ahead - 1) * H + first, n, false);  // h_{t−1} of that step
+      }
       if constexpr (kKind == kMinGRU) {
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) {
