@@ -7,15 +7,17 @@ at least ``M_MMAP_THRESHOLD`` bytes (128 KiB at first, raised after each free up
 step (gates, outputs, their gradients: 67 MB for the minGRU's gates at B = 16,
 T = 4,096, H = 128), so every step pays the kernel to map and zero every page again.
 On the project's 2-core machine, filling a fresh 67 MB tensor took 46 ms, and the
-same tensor re-used from the heap 2.9 ms; a minGRU training step at T = 4,096 went from
-281 to 144 ms, and torch.nn's LSTM from 1,162 to 593 ms (``benchmarks/scan.py``,
-one thread, the same run). Memory allocators tuned for this (jemalloc, tcmalloc,
-which PyTorch's CPU performance guide recommends preloading) keep such blocks too.
+same tensor re-used from the heap 2.9 ms; a minGRU training step at T = 4,096 took
+136 ms with the C library's defaults and 60 ms with this setting, torch.nn's GRU 1,138
+and 991 ms (``benchmarks/scan.py --allocator system|keep``, one run after the other;
+the peak memory of a step was the same both ways). Memory allocators tuned for this
+(jemalloc, tcmalloc, which PyTorch's CPU performance guide recommends preloading)
+keep such blocks too.
 
 :func:`keep_freed_memory` raises the thresholds (``mallopt``: mmap above 1 GiB only,
 trim the heap above 2 GiB only), so freed blocks stay in the process and the next
 step reuses them. The resident set then stays near its peak instead of falling
-between steps; the peak itself does not grow. ``rnnkit``'s commands call it once
+between steps; the peak itself did not grow in that measurement. ``rnnkit``'s commands call it once
 (:mod:`rnnkit.cli.main`); a script of its own calls it as the first thing it does.
 ``RNNKIT_MALLOC=system`` leaves the C library's defaults. Elsewhere than glibc
 (macOS, musl) it does nothing and says so in :func:`status`.
