@@ -82,7 +82,7 @@ def _mallopt() -> Any:
     try:
         # The symbols the process already has: the C library, without a library search.
         function = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
         return None
     function.argtypes = (ctypes.c_int, ctypes.c_int)
     function.restype = ctypes.c_int
