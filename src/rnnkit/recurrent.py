@@ -150,8 +150,41 @@ class Unrolled:
         return mask[:, None]  # (B, 1, F)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Regularisers:
+    """The stack's regularisers besides ``dropout``, in every configuration that builds
+    a :class:`Recurrent` (:class:`RecurrentConfig` and each model's): keyword-only
+    fields, so a subclass's own fields keep their positions.
+
+    Attributes:
+        locked_dropout: ``dropout`` between layers draws one mask per sequence, the
+            same at every step (Gal & Ghahramani 2016), instead of one per position.
+        weight_drop: DropConnect on W (``weight_hh``), one mask per forward call, in
+            training (Wan et al. 2013; AWD-LSTM's weight drop); 0 for none.
+        zoneout: each state unit keeps its previous value with this probability, per
+            step (:class:`~rnnkit.cells.zoneout.Zoneout`); 0 for none. Its masks are
+            drawn per step, inside the loop through time, so it runs on
+            ``"unrolled"`` only (``"auto"`` picks it; the other backends refuse it).
+    """
+
+    locked_dropout: bool = False
+    weight_drop: float = 0.0
+    zoneout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.locked_dropout, bool):
+            raise ValueError(f"locked_dropout: expected True or False, got {self.locked_dropout!r}")
+        _check_probability(self, "weight_drop")
+        _check_probability(self, "zoneout")
+
+    def regularisers(self) -> dict[str, Any]:
+        """The fields as keyword arguments of :class:`Recurrent`."""
+        return {"locked_dropout": self.locked_dropout, "weight_drop": self.weight_drop,
+                "zoneout": self.zoneout}  # fmt: skip
+
+
 @dataclass(frozen=True)
-class RecurrentConfig:
+class RecurrentConfig(Regularisers):
     """Everything that defines a :class:`Recurrent` stack of built-in cells.
 
     Attributes:
@@ -169,14 +202,8 @@ class RecurrentConfig:
             (``nn.LSTM(proj_size=P)``); 0, the default, for none. LSTM only.
         batch_first: inputs and outputs ``(B, T, ·)`` (the default), else
             ``(T, B, ·)``, torch.nn's default.
-        locked_dropout: ``dropout`` between layers draws one mask per sequence, the
-            same at every step (Gal & Ghahramani 2016), instead of one per position.
-        weight_drop: DropConnect on W (``weight_hh``), one mask per forward call, in
-            training (Wan et al. 2013; AWD-LSTM's weight drop); 0 for none.
-        zoneout: each state unit keeps its previous value with this probability, per
-            step (:class:`~rnnkit.cells.zoneout.Zoneout`); 0 for none. Its masks are
-            drawn per step, inside the loop through time, so it runs on
-            ``"unrolled"`` only (``"auto"`` picks it; the other backends refuse it).
+        locked_dropout, weight_drop, zoneout: the regularisers
+            (:class:`Regularisers`), keyword-only.
     """
 
     cell: str
@@ -189,11 +216,9 @@ class RecurrentConfig:
     backend: str = "auto"
     proj_size: int = 0
     batch_first: bool = True
-    locked_dropout: bool = False
-    weight_drop: float = 0.0
-    zoneout: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.cell not in CELL_NAMES:
             raise ValueError(f"cell: expected one of {', '.join(CELL_NAMES)}, got {self.cell!r}")
         from rnnkit.configuration import MAX_LAYERS, check_positive_ints, check_sizes
@@ -212,10 +237,6 @@ class RecurrentConfig:
             )
         if not isinstance(self.batch_first, bool):
             raise ValueError(f"batch_first: expected True or False, got {self.batch_first!r}")
-        if not isinstance(self.locked_dropout, bool):
-            raise ValueError(f"locked_dropout: expected True or False, got {self.locked_dropout!r}")
-        _check_probability(self, "weight_drop")
-        _check_probability(self, "zoneout")
         if self.zoneout and self.backend in ("native", "fused", "scan"):
             raise ValueError(
                 f"zoneout: draws its masks per step inside the loop through time, which "
@@ -243,7 +264,7 @@ class RecurrentConfig:
                 )
 
 
-def _check_probability(config: RecurrentConfig, name: str, closed: bool = False) -> None:
+def _check_probability(config: object, name: str, closed: bool = False) -> None:
     """The field is a number in [0, 1), or [0, 1] when ``closed``."""
     value = getattr(config, name)
     number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -380,9 +401,9 @@ class Recurrent(nn.Module):
                 backend,
                 proj_size,
                 batch_first,
-                locked_dropout,
-                weight_drop,
-                zoneout,
+                locked_dropout=locked_dropout,
+                weight_drop=weight_drop,
+                zoneout=zoneout,
             )
             factory = cell_factory(cell, bias=bias, proj_size=proj_size)
             self.cell_name: str | None = cell
@@ -482,9 +503,7 @@ class Recurrent(nn.Module):
             bias=config.bias,
             proj_size=config.proj_size,
             batch_first=config.batch_first,
-            locked_dropout=config.locked_dropout,
-            weight_drop=config.weight_drop,
-            zoneout=config.zoneout,
+            **config.regularisers(),
             device=device,
             dtype=dtype,
         )
@@ -505,9 +524,9 @@ class Recurrent(nn.Module):
             self.backend,
             self.proj_size,
             self.batch_first,
-            self.locked_dropout,
-            self.weight_drop,
-            self.zoneout,
+            locked_dropout=self.locked_dropout,
+            weight_drop=self.weight_drop,
+            zoneout=self.zoneout,
         )
 
     def resolve_backend(

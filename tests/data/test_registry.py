@@ -1082,3 +1082,19 @@ def test_piano_rolls_refuse_pitches_outside_their_range() -> None:
     encoded = to_json(PianoRolls({"train": [[[60], [99]]]}, 36, 88, 4))
     with pytest.raises(DataError, match=r"MIDI pitches in 36\.\.88"):
         from_json(encoded, path="rolls.json")
+
+
+def test_fetch_splits_gives_the_three_splits_or_names_the_missing_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows = [("a text", "pos")]
+    whole = LabelledTexts({"train": rows, "valid": rows, "test": rows})
+    monkeypatch.setattr(registry, "fetch", lambda name: whole)
+    assert registry.fetch_splits("rotten-tomatoes", LabelledTexts, "texts") == whole.splits
+    monkeypatch.setattr(
+        registry, "fetch", lambda name: LabelledTexts({"train": rows, "test": rows})
+    )
+    with pytest.raises(DataError, match=r"^dataset: 'rotten-tomatoes' has no valid split$"):
+        registry.fetch_splits("rotten-tomatoes", LabelledTexts, "texts")
+    with pytest.raises(DataError, match="is not texts"):  # the form is checked before fetching
+        registry.fetch_splits("ptb", LabelledTexts, "texts")

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rnnkit.data.splits import split_indices
+from rnnkit.data.errors import DataError
+from rnnkit.data.splits import check_parts, split_indices
 
 
 def test_split_indices_is_the_same_on_every_machine() -> None:
@@ -44,3 +45,9 @@ def test_split_indices_properties(n: int, weights: list[int], seed: int) -> None
     for part in parts:
         assert part == sorted(part)
     assert split_indices(n, fractions, seed) == parts
+
+
+def test_check_parts_names_the_empty_part() -> None:
+    check_parts({"train": [1], "valid": [2], "test": []}, "rows", ("train", "valid"))
+    with pytest.raises(DataError, match=r"^data: the test part has no rows$"):
+        check_parts({"train": [1], "valid": [2], "test": []}, "rows")

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.data.captions import encode_text
+from rnnkit.data.captions import CaptionTask, encode_text, read_data
 from rnnkit.data.errors import DataError
 from rnnkit.data.splits import SPLITS, split_indices
 from rnnkit.data.vocab import BOS_ID, EOS_ID
 from rnnkit.models.generator import ConditionedBatch
-from rnnkit.tasks import captioning
-from rnnkit.tasks.captioning import TASK, CaptionRun, CaptionTask
+from rnnkit.tasks.captioning import TASK, CaptionRun
 from rnnkit.tasks.options import GenerateOptions, PredictOptions
 from rnnkit.tasks.task import Evaluation
 from rnnkit.training.trainer import OptimizerConfig, TrainerConfig
@@ -125,7 +124,7 @@ def test_evaluate_numbers_match_a_hand_computation(tmp_path: Path) -> None:
     TASK.train(run, tmp_path / "run")
     result = evaluate(tmp_path / "run", split="train")
     loaded = TASK.load(tmp_path / "run")
-    part = captioning.read_data(loaded.run.task).splits["train"]
+    part = read_data(loaded.run.task).splits["train"]
     # By hand: each text alone through model(batch), under each label.
     own_total, tokens, preferred = 0.0, 0, 0
     other_total = 0.0

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from rnnkit.data.errors import DataError
+from rnnkit.data.windows import ForecastTask
 from rnnkit.metrics import mape
 from rnnkit.models.classifier import ClassifierConfig
-from rnnkit.tasks.forecasting import TASK, ForecastRun, ForecastTask
+from rnnkit.tasks.forecasting import TASK, ForecastRun
 from rnnkit.tasks.options import PredictOptions
 from rnnkit.tasks.task import Evaluation
 from rnnkit.training.trainer import TrainerConfig

@@ -6,6 +6,9 @@ each split's conditions and texts as ids ``<bos> … <eos>``.
 part's standardisation. It encodes the conditions the files hold
 (:mod:`rnnkit.data.formats.features`) and parses the ones a user types
 (``--condition``). A :class:`Part` is one split, encoded: one example per text.
+:func:`read_data` reads what a :class:`CaptionTask` names (a bundled dataset, or
+the user's files split 80/10/10) and encodes every split with the vocabulary and
+the conditions fitted on the training part.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from rnnkit.configuration import check_positive_ints
 from rnnkit.data.batching import Scaler
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.common import check_labels_seen, one_line
-from rnnkit.data.formats.features import Condition
+from rnnkit.data.formats.features import Condition, condition_kind, read_conditioned_texts
+from rnnkit.data.forms import LabelledTexts
+from rnnkit.data.registry import fetch_splits
+from rnnkit.data.splits import SPLITS, check_data_paths, check_parts, split_files
 from rnnkit.data.vocab import BOS_ID, EOS_ID, CharTokenizer, Vocabulary, WordTokenizer
 from rnnkit.training.sampler import Examples
 
@@ -169,3 +176,111 @@ class Part:
         """One example per text, with its length (for bucketing)."""
         items = list(zip(self.condition, self.ids, strict=True))
         return Examples(items, lengths=[len(ids) for ids in self.ids])
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class CaptionTask:
+    """What to read and how to tokenise it.
+
+    Attributes:
+        dataset: a bundled labelled-text dataset (rotten-tomatoes, tweets-sentiment),
+            used when ``data`` is not given.
+        data: the user's files: one (split 80/10/10) or three (train, valid, test).
+        condition: ``label``, ``vector``, or ``auto``: vectors for ``.npz`` files,
+            labels otherwise (a CSV of feature columns needs ``vector``).
+        text_column, label_column: header names (CSV, TSV) or keys (JSONL).
+        feature_columns: vector CSV/TSV files: the feature columns; empty: every
+            column but the text column.
+        level: ``word`` (lowercased words and punctuation) or ``char`` tokens.
+        max_length: tokens kept per text; a longer text is cut (and gets no EOS).
+        min_freq, max_vocab: vocabulary limits (training part only; max_vocab
+            counts the 4 special tokens).
+        split_seed: seeds the 80/10/10 split of a single file.
+    """
+
+    dataset: str = "rotten-tomatoes"
+    data: tuple[str, ...] = ()
+    condition: Literal["auto", "label", "vector"] = "auto"
+    text_column: str = "text"
+    label_column: str = "label"
+    feature_columns: tuple[str, ...] = ()
+    level: Literal["word", "char"] = "word"
+    max_length: int = 100
+    min_freq: int = 2
+    max_vocab: int | None = None
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive_ints(self, "max_length", "min_freq", "max_vocab")
+        if self.max_vocab is not None and self.max_vocab < 5:
+            raise ValueError(f"max_vocab: expected an int ≥ 5 (4 special tokens), got "
+                             f"{self.max_vocab!r}")  # fmt: skip
+        check_data_paths(self.data)
+
+
+Rows = list[tuple[str, Condition]]  # (text, label or vector) as read
+
+
+@dataclass(frozen=True)
+class CaptionAssets:
+    """What a trained caption run keeps: its vocabulary and its conditions."""
+
+    vocab: Vocabulary
+    conditions: Conditions
+
+
+@dataclass(frozen=True)
+class CaptionData:
+    """The task's data as ids, with the vocabulary and the conditions that made them."""
+
+    assets: CaptionAssets
+    splits: dict[str, Part]
+
+
+def read_file(path: str, kind: Kind, task: CaptionTask) -> tuple[list[str], Rows]:
+    """``(feature names, [(text, condition), ...])`` of one of the user's files."""
+    return read_conditioned_texts(path, kind, text_column=task.text_column,
+                                  label_column=task.label_column,
+                                  feature_columns=task.feature_columns)  # fmt: skip
+
+
+def read_parts(task: CaptionTask) -> tuple[Kind, list[str], dict[str, Rows]]:
+    """The condition kind, the feature names (vectors) and ``(text, condition)`` per split."""
+    kind = condition_kind(task.condition, task.data)
+    if task.data:
+        names: list[list[str]] = []  # each file's feature names
+
+        def read(path: str) -> Rows:
+            found, rows = read_file(path, kind, task)
+            if names and len(found) != len(names[0]):
+                raise DataError(f"{len(found)} features per row (expected {len(names[0])} like "
+                                f"{task.data[0]})", path=path)  # fmt: skip
+            names.append(found)
+            return rows
+
+        parts = split_files(task.data, read, seed=task.split_seed, least=10, what="texts")
+        return kind, names[0], parts
+    if kind == "vector":
+        raise DataError("condition: vector conditions need --data (an .npz file of features and "
+                        "texts, or a CSV of a text column and feature columns)")  # fmt: skip
+    return kind, [], fetch_splits(task.dataset, LabelledTexts, "a labelled-text dataset (try "
+                                  "rotten-tomatoes or tweets-sentiment)")  # fmt: skip
+
+
+def read_data(task: CaptionTask) -> CaptionData:
+    """Read, split and encode; vocabulary, labels and feature scaling from the training part."""
+    kind, names, parts = read_parts(task)
+    check_parts(parts, "texts")
+    split = tokenizer(task.level)
+    train_tokens = [split.tokenize(text) for text, _ in parts["train"]]
+    vocab = Vocabulary.build(train_tokens, min_freq=task.min_freq, max_size=task.max_vocab)
+    conditions = Conditions.fit(kind, names, [c for _, c in parts["train"]])
+    for i, name in enumerate(SPLITS[1:], start=1):
+        where = task.data[i] if len(task.data) == 3 else f"the {name} part"
+        conditions.check(names, [c for _, c in parts[name]], where)
+    splits = {name: Part.encode(rows, vocab, conditions, task.level, task.max_length)
+              for name, rows in parts.items()}  # fmt: skip
+    return CaptionData(CaptionAssets(vocab, conditions), splits)

@@ -62,7 +62,16 @@ from typing import IO, Any, TypeVar
 
 from rnnkit.data import sources
 from rnnkit.data.errors import DataError
-from rnnkit.data.forms import FORMAT_VERSION, Dataset, from_json, to_json
+from rnnkit.data.forms import (
+    FORMAT_VERSION,
+    Dataset,
+    LabelledTexts,
+    Pairs,
+    TaggedSentences,
+    from_json,
+    to_json,
+)
+from rnnkit.data.splits import SPLITS
 
 if sys.platform != "win32":
     import fcntl
@@ -610,6 +619,20 @@ def fetch_as(name: str, form: type[F], what: str) -> F:
     if not isinstance(found, form):  # a cache or source that disagrees with the listing
         raise DataError(f"dataset: {name!r} is not {what} (it is {type(found).__name__})")
     return found
+
+
+# The forms whose splits are lists of examples.
+S = TypeVar("S", LabelledTexts, TaggedSentences, Pairs)
+
+
+def fetch_splits(name: str, form: type[S], what: str) -> dict[str, list[Any]]:
+    """The ``train``, ``valid`` and ``test`` splits of the bundled dataset ``name``
+    (:func:`fetch_as`); a dataset without one of them is refused in one line."""
+    splits = fetch_as(name, form, what).splits
+    missing = [split for split in SPLITS if split not in splits]
+    if missing:
+        raise DataError(f"dataset: {name!r} has no {missing[0]} split")
+    return {split: list(splits[split]) for split in SPLITS}
 
 
 def read_data_files(path: Path, entry: DatasetInfo) -> dict[str, bytes]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sized
 from typing import TypeVar
 
 from rnnkit.data.errors import DataError
@@ -60,6 +60,14 @@ def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> tuple[list
         parts.append(sorted(order[start : start + size]))
         start += size
     return tuple(parts)
+
+
+def check_parts(parts: Mapping[str, Sized], what: str, names: Iterable[str] = SPLITS) -> None:
+    """Refuse, in one line, a task's data whose part among ``names`` is empty (``what``:
+    the rows in words, e.g. ``sentences``)."""
+    for name in names:
+        if not parts[name]:
+            raise DataError(f"data: the {name} part has no {what}")
 
 
 def check_data_paths(data: tuple[str, ...]) -> None:

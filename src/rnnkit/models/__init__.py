@@ -58,8 +58,7 @@ def _classifier(config: Any) -> nn.Module:
         inputs, width = nn.Identity(), c.input_size
     encoder = Recurrent(c.cell, width, c.hidden, num_layers=c.layers,
                         bidirectional=c.bidirectional, dropout=c.dropout, backend=c.backend,
-                        locked_dropout=c.locked_dropout, weight_drop=c.weight_drop,
-                        zoneout=c.zoneout)  # fmt: skip
+                        **c.regularisers())  # fmt: skip
     if c.gate_bias:
         from rnnkit.cells.init import gate_bias_
 

@@ -25,7 +25,7 @@ from rnnkit.configuration import (
 )
 from rnnkit.losses import LossSum
 from rnnkit.models.heads import Head
-from rnnkit.recurrent import Recurrent
+from rnnkit.recurrent import Recurrent, Regularisers
 from rnnkit.unrolling import length_mask
 
 MAX_GATE_BIAS = 100.0  # see ClassifierConfig.gate_bias
@@ -37,7 +37,7 @@ HEAD_LOSSES: dict[str, tuple[Loss, ...]] = {"multiclass": ("cross_entropy",),
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(Regularisers):
     """A many-to-one model.
 
     Attributes:
@@ -81,14 +81,10 @@ class ClassifierConfig:
     loss: Loss | None = None
     pad_id: int = 0
     backend: str = "auto"
-    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
-    locked_dropout: bool = False
-    weight_drop: float = 0.0
-    zoneout: float = 0.0
     gate_bias: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.gate_bias != 0 and self.cell not in GATED_CELL_NAMES:
             raise ValueError(
                 f"gate_bias: only the gated cells ({', '.join(GATED_CELL_NAMES)}) have a gate "

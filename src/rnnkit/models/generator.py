@@ -28,14 +28,14 @@ from torch import Tensor, nn
 from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.decoding import beam_search, stream
 from rnnkit.losses import LossSum, masked_cross_entropy
-from rnnkit.recurrent import Recurrent
+from rnnkit.recurrent import Recurrent, Regularisers
 from rnnkit.state import LSTMState, map_state
 from rnnkit.stepping import Stepper, cached_stepper, stepping
 from rnnkit.unrolling import length_mask
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(Regularisers):
     """A conditioned sequence generator.
 
     Attributes:
@@ -63,13 +63,9 @@ class GeneratorConfig:
     bos_id: int = 1
     eos_id: int = 2
     backend: str = "auto"
-    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
-    locked_dropout: bool = False
-    weight_drop: float = 0.0
-    zoneout: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if (self.condition_size is None) == (self.num_labels is None):
             raise ValueError(
                 "condition_size, num_labels: expected exactly one (a vector or a label)"
@@ -115,8 +111,7 @@ class ConditionedGenerator(nn.Module):
         width = c.embed + (c.condition_embed if c.condition_input else 0)
         self.rnn = Recurrent(c.cell, width, c.hidden, num_layers=c.layers, dropout=c.dropout,
                              backend=c.backend,
-                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop,
-                             zoneout=c.zoneout)  # fmt: skip
+                             **c.regularisers())  # fmt: skip
         fields = 2 if c.cell == "lstm" else 1
         self.init = (
             nn.Linear(c.condition_embed, fields * c.layers * c.hidden)

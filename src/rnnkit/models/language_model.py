@@ -36,7 +36,7 @@ from rnnkit.configuration import (
 )
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.dropout import LockedDropout, embedding_dropout
-from rnnkit.recurrent import Recurrent
+from rnnkit.recurrent import Recurrent, Regularisers
 from rnnkit.state import map_state
 from rnnkit.stepping import Stepper, cached_stepper, stepping
 from rnnkit.unrolling import length_mask
@@ -46,7 +46,7 @@ MAX_PENALTY = 1e3
 
 
 @dataclass(frozen=True)
-class LanguageModelConfig:
+class LanguageModelConfig(Regularisers):
     """A recurrent language model.
 
     Attributes:
@@ -81,11 +81,6 @@ class LanguageModelConfig:
     tie_weights: bool = False
     pad_id: int = 0
     backend: str = "auto"
-    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
-    locked_dropout: bool = False
-    weight_drop: float = 0.0
-    zoneout: float = 0.0
     embed_dropout: float = 0.0
     input_dropout: float = 0.0
     output_dropout: float = 0.0
@@ -94,6 +89,7 @@ class LanguageModelConfig:
     adaptive_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive_ints(self, "vocab_size")
         check_sizes(self, "embed", "hidden")
         check_sizes(self, "layers", at_most=MAX_LAYERS)
@@ -165,8 +161,7 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(c.vocab_size, c.embed, padding_idx=c.pad_id)
         self.rnn = Recurrent(c.cell, c.embed, c.hidden, num_layers=c.layers, dropout=c.dropout,
                              backend=c.backend,
-                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop,
-                             zoneout=c.zoneout)  # fmt: skip
+                             **c.regularisers())  # fmt: skip
         self.drop = nn.Dropout(c.dropout)
         self.locked_input = LockedDropout(c.input_dropout)
         self.locked_output = LockedDropout(c.output_dropout)

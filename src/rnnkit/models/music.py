@@ -21,13 +21,13 @@ from torch import Tensor, nn
 
 from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, bernoulli_nll
-from rnnkit.recurrent import Recurrent
+from rnnkit.recurrent import Recurrent, Regularisers
 from rnnkit.stepping import Stepper, cached_stepper, stepping
 from rnnkit.unrolling import length_mask
 
 
 @dataclass(frozen=True)
-class MusicConfig:
+class MusicConfig(Regularisers):
     """Attributes: ``pitches`` P per frame; the recurrent stack's settings."""
 
     pitches: int = 53
@@ -37,13 +37,9 @@ class MusicConfig:
     cell: str = "gru"
     dropout: float = 0.0
     backend: str = "auto"
-    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
-    locked_dropout: bool = False
-    weight_drop: float = 0.0
-    zoneout: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive_ints(self, "pitches")
         check_sizes(self, "embed", "hidden")
         check_sizes(self, "layers", at_most=MAX_LAYERS)
@@ -100,8 +96,7 @@ class PianoRollModel(nn.Module):
         self.inputs = nn.Linear(c.pitches, c.embed)
         self.rnn = Recurrent(c.cell, c.embed, c.hidden, num_layers=c.layers, dropout=c.dropout,
                              backend=c.backend,
-                             locked_dropout=c.locked_dropout, weight_drop=c.weight_drop,
-                             zoneout=c.zoneout)  # fmt: skip
+                             **c.regularisers())  # fmt: skip
         self.drop = nn.Dropout(c.dropout)
         self.out = nn.Linear(c.hidden, c.pitches)
 

@@ -54,7 +54,7 @@ from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints,
 from rnnkit.decoding import Decoded, beam_search, greedy
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.attention import AdditiveAttention, DotAttention, GeneralAttention
-from rnnkit.recurrent import BACKENDS, Recurrent
+from rnnkit.recurrent import BACKENDS, Recurrent, Regularisers
 from rnnkit.state import map_state, stack_states, unstack_state
 from rnnkit.stepping import Stepper, cached_stepper, stepping
 from rnnkit.unrolling import length_mask
@@ -66,7 +66,7 @@ Attention = AdditiveAttention | DotAttention | GeneralAttention
 
 
 @dataclass(frozen=True)
-class Seq2SeqConfig:
+class Seq2SeqConfig(Regularisers):
     """Everything that defines a :class:`Seq2Seq`.
 
     Attributes:
@@ -105,13 +105,9 @@ class Seq2SeqConfig:
     bos_id: int = 1
     eos_id: int = 2
     backend: str = "auto"
-    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
-    locked_dropout: bool = False
-    weight_drop: float = 0.0
-    zoneout: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive_ints(self, "source_vocab", "target_vocab")
         check_sizes(self, "embed", "hidden")
         check_sizes(self, "layers", at_most=MAX_LAYERS)
@@ -290,9 +286,7 @@ class Seq2Seq(nn.Module):
             bidirectional=c.bidirectional_encoder,
             dropout=c.dropout,
             backend=c.backend,
-            locked_dropout=c.locked_dropout,
-            weight_drop=c.weight_drop,
-            zoneout=c.zoneout,
+            **c.regularisers(),
         )
         fields = len(self.encoder.initial_state(1))  # 1 (h) or 2 (h, c for the LSTM)
         self.bridge = nn.ModuleList(

@@ -22,12 +22,12 @@ from rnnkit.cells import CELL_NAMES
 from rnnkit.configuration import MAX_LAYERS, check_dropout, check_positive_ints, check_sizes
 from rnnkit.losses import LossSum, masked_cross_entropy
 from rnnkit.models.crf import CRF
-from rnnkit.recurrent import BACKENDS, Recurrent
+from rnnkit.recurrent import BACKENDS, Recurrent, Regularisers
 from rnnkit.unrolling import length_mask
 
 
 @dataclass(frozen=True)
-class TaggerConfig:
+class TaggerConfig(Regularisers):
     """Everything that defines a :class:`Tagger`.
 
     Attributes:
@@ -64,16 +64,12 @@ class TaggerConfig:
     crf: bool = False
     pad_id: int = 0
     backend: str = "auto"
-    # The stack's regularisers (rnnkit.recurrent.RecurrentConfig): one dropout mask per
-    # sequence between layers, DropConnect on W, zoneout (the unrolled backend only).
-    locked_dropout: bool = False
-    weight_drop: float = 0.0
-    zoneout: float = 0.0
     char_vocab_size: int = 0
     char_embed: int = 0
     char_hidden: int = 25
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive_ints(self, "vocab_size", "num_tags")
         check_sizes(self, "char_hidden")
         for name in ("char_vocab_size", "char_embed"):
@@ -216,9 +212,7 @@ class Tagger(nn.Module):
             bidirectional=config.bidirectional,
             dropout=config.dropout,
             backend=config.backend,
-            locked_dropout=config.locked_dropout,
-            weight_drop=config.weight_drop,
-            zoneout=config.zoneout,
+            **config.regularisers(),
         )
         self.dropout = nn.Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1

@@ -45,15 +45,19 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from rnnkit.configuration import check_positive_ints
 from rnnkit.data.batching import pad
-from rnnkit.data.captions import Conditions, Example, Kind, Part, tokenizer
+from rnnkit.data.captions import (
+    CaptionAssets,
+    CaptionData,
+    CaptionTask,
+    Example,
+    Part,
+    read_data,
+    read_file,
+    tokenizer,
+)
 from rnnkit.data.errors import DataError
-from rnnkit.data.formats.features import Condition, condition_kind, read_conditioned_texts
-from rnnkit.data.forms import LabelledTexts
-from rnnkit.data.registry import fetch_as
-from rnnkit.data.splits import SPLITS, check_data_paths, split_files
-from rnnkit.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary
+from rnnkit.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from rnnkit.metrics import confusion_matrix, perplexity
 from rnnkit.models.generator import ConditionedBatch, ConditionedGenerator, GeneratorConfig
 from rnnkit.report.page import Section
@@ -62,46 +66,6 @@ from rnnkit.tasks.task import Evaluation, Loaded, Prediction, Prepared, Task
 from rnnkit.training.distributed import world_size
 from rnnkit.training.sampler import Examples, Geometry, Sampler
 from rnnkit.training.trainer import EarlyStoppingConfig, OptimizerConfig, TrainerConfig
-
-
-@dataclass(frozen=True)
-class CaptionTask:
-    """What to read and how to tokenise it.
-
-    Attributes:
-        dataset: a bundled labelled-text dataset (rotten-tomatoes, tweets-sentiment),
-            used when ``data`` is not given.
-        data: the user's files: one (split 80/10/10) or three (train, valid, test).
-        condition: ``label``, ``vector``, or ``auto``: vectors for ``.npz`` files,
-            labels otherwise (a CSV of feature columns needs ``vector``).
-        text_column, label_column: header names (CSV, TSV) or keys (JSONL).
-        feature_columns: vector CSV/TSV files: the feature columns; empty: every
-            column but the text column.
-        level: ``word`` (lowercased words and punctuation) or ``char`` tokens.
-        max_length: tokens kept per text; a longer text is cut (and gets no EOS).
-        min_freq, max_vocab: vocabulary limits (training part only; max_vocab
-            counts the 4 special tokens).
-        split_seed: seeds the 80/10/10 split of a single file.
-    """
-
-    dataset: str = "rotten-tomatoes"
-    data: tuple[str, ...] = ()
-    condition: Literal["auto", "label", "vector"] = "auto"
-    text_column: str = "text"
-    label_column: str = "label"
-    feature_columns: tuple[str, ...] = ()
-    level: Literal["word", "char"] = "word"
-    max_length: int = 100
-    min_freq: int = 2
-    max_vocab: int | None = None
-    split_seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_positive_ints(self, "max_length", "min_freq", "max_vocab")
-        if self.max_vocab is not None and self.max_vocab < 5:
-            raise ValueError(f"max_vocab: expected an int ≥ 5 (4 special tokens), got "
-                             f"{self.max_vocab!r}")  # fmt: skip
-        check_data_paths(self.data)
 
 
 @dataclass(frozen=True)
@@ -118,80 +82,6 @@ class CaptionRun:
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
         epochs=10, batch_size=32, clip_norm=5.0, optimizer=OptimizerConfig(lr=2e-3),
         early_stopping=EarlyStoppingConfig(patience=3)))  # fmt: skip
-
-
-Rows = list[tuple[str, Condition]]  # (text, label or vector) as read
-
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class CaptionAssets:
-    """What a trained caption run keeps: its vocabulary and its conditions."""
-
-    vocab: Vocabulary
-    conditions: Conditions
-
-
-@dataclass(frozen=True)
-class CaptionData:
-    """The task's data as ids, with the vocabulary and the conditions that made them."""
-
-    assets: CaptionAssets
-    splits: dict[str, Part]
-
-
-def read_file(path: str, kind: Kind, task: CaptionTask) -> tuple[list[str], Rows]:
-    """``(feature names, [(text, condition), ...])`` of one of the user's files."""
-    return read_conditioned_texts(path, kind, text_column=task.text_column,
-                                  label_column=task.label_column,
-                                  feature_columns=task.feature_columns)  # fmt: skip
-
-
-def read_parts(task: CaptionTask) -> tuple[Kind, list[str], dict[str, Rows]]:
-    """The condition kind, the feature names (vectors) and ``(text, condition)`` per split."""
-    kind = condition_kind(task.condition, task.data)
-    if task.data:
-        names: list[list[str]] = []  # each file's feature names
-
-        def read(path: str) -> Rows:
-            found, rows = read_file(path, kind, task)
-            if names and len(found) != len(names[0]):
-                raise DataError(f"{len(found)} features per row (expected {len(names[0])} like "
-                                f"{task.data[0]})", path=path)  # fmt: skip
-            names.append(found)
-            return rows
-
-        parts = split_files(task.data, read, seed=task.split_seed, least=10, what="texts")
-        return kind, names[0], parts
-    if kind == "vector":
-        raise DataError("condition: vector conditions need --data (an .npz file of features and "
-                        "texts, or a CSV of a text column and feature columns)")  # fmt: skip
-    dataset = fetch_as(task.dataset, LabelledTexts, "a labelled-text dataset (try "
-                       "rotten-tomatoes or tweets-sentiment)")  # fmt: skip
-    missing = [name for name in SPLITS if name not in dataset.splits]
-    if missing:
-        raise DataError(f"dataset: {task.dataset!r} has no {missing[0]} split")
-    return kind, [], {name: list(dataset.splits[name]) for name in SPLITS}
-
-
-def read_data(task: CaptionTask) -> CaptionData:
-    """Read, split and encode; vocabulary, labels and feature scaling from the training part."""
-    kind, names, parts = read_parts(task)
-    for name, rows in parts.items():
-        if not rows:
-            raise DataError(f"data: the {name} part is empty (expected some texts)")
-    split = tokenizer(task.level)
-    train_tokens = [split.tokenize(text) for text, _ in parts["train"]]
-    vocab = Vocabulary.build(train_tokens, min_freq=task.min_freq, max_size=task.max_vocab)
-    conditions = Conditions.fit(kind, names, [c for _, c in parts["train"]])
-    for i, name in enumerate(SPLITS[1:], start=1):
-        where = task.data[i] if len(task.data) == 3 else f"the {name} part"
-        conditions.check(names, [c for _, c in parts[name]], where)
-    splits = {name: Part.encode(rows, vocab, conditions, task.level, task.max_length)
-              for name, rows in parts.items()}  # fmt: skip
-    return CaptionData(CaptionAssets(vocab, conditions), splits)
 
 
 # --------------------------------------------------------------------------- the task

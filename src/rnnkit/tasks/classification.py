@@ -32,8 +32,8 @@ from rnnkit.data.errors import DataError
 from rnnkit.data.formats.table import read_labelled_texts
 from rnnkit.data.forms import LabelledTexts
 from rnnkit.data.labels import Labels
-from rnnkit.data.registry import fetch_as
-from rnnkit.data.splits import SPLITS, check_data_paths, split_files
+from rnnkit.data.registry import fetch_splits
+from rnnkit.data.splits import check_data_paths, check_parts, split_files
 from rnnkit.data.vocab import PAD_ID, UNK_ID, Vocabulary, WordTokenizer
 from rnnkit.metrics import classification_report
 from rnnkit.models.classifier import ClassifierConfig, SequenceBatch, SequenceClassifier
@@ -147,19 +147,9 @@ def read_parts(task: ClassificationTask) -> Parts:
 
         parts = split_files(task.data, read, seed=task.split_seed, least=10, what="rows")
     else:
-        parts = _bundled(task.dataset)
-    for name, rows in parts.items():
-        if not rows:
-            raise DataError(f"data: the {name} part is empty (expected some labelled texts)")
+        parts = fetch_splits(task.dataset, LabelledTexts, "a labelled-text dataset")
+    check_parts(parts, "labelled texts")
     return parts
-
-
-def _bundled(name: str) -> Parts:
-    dataset = fetch_as(name, LabelledTexts, "a labelled-text dataset")
-    missing = [name for name in SPLITS if name not in dataset.splits]
-    if missing:
-        raise DataError(f"dataset: {name!r} has no {missing[0]} split")
-    return {part: list(dataset.splits[part]) for part in SPLITS}
 
 
 def tokenize(text: str, task: ClassificationTask) -> list[str]:

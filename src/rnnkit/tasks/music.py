@@ -8,7 +8,8 @@ independent Bernoulli probability given all the frames before. The recipe:
 1. read the pieces: a bundled dataset (bach-chorales: 16th-note grid, MIDI 36–88,
    its own train/valid/test), or the user's files in the piano-roll text format or
    MIDI (:mod:`rnnkit.data.formats.midi`): one path (a file or a folder of them)
-   split by piece 80/10/10 with a fixed seed, or three paths for train, valid, test;
+   split by piece 80/10/10 (:func:`~rnnkit.data.splits.split_files`, seed 0), or
+   three paths for train, valid, test;
 2. prepend a silent "start" frame to every piece, so the model predicts every real
    frame, the first one included, and generation can start from silence;
 3. hand the Trainer one example per piece, with its length: it batches pieces of
@@ -49,7 +50,7 @@ from rnnkit.data.formats.midi import (
 )
 from rnnkit.data.forms import PianoRolls
 from rnnkit.data.registry import fetch_as
-from rnnkit.data.splits import SPLITS, check_data_paths
+from rnnkit.data.splits import SPLITS, check_data_paths, check_parts, split_files
 from rnnkit.decoding import GREEDY_TEMPERATURE
 from rnnkit.losses import bernoulli_nll
 from rnnkit.metrics import frame_accuracy, nll_per_frame
@@ -123,9 +124,6 @@ class MusicRun:
         epochs=30, batch_size=8, clip_norm=5.0, optimizer=OptimizerConfig(lr=5e-3)))  # fmt: skip
 
 
-Piece = list[list[int]]  # frames of MIDI pitches
-
-
 @dataclass(frozen=True)
 class Pieces:
     """The task's pieces by split as rolls (:func:`~rnnkit.models.music.to_roll`: a
@@ -148,18 +146,6 @@ class Baseline:
 # --------------------------------------------------------------------------- data
 
 
-def _split_by_piece(pieces: list[tuple[Path, Piece]],
-                    where: str) -> dict[str, list[tuple[Path, Piece]]]:  # fmt: skip
-    n = len(pieces)
-    if n < 3:
-        raise DataError(f"{n} piece(s): too few to split into train, valid and test "
-                        "(give three paths, or at least 3 pieces)", path=where)  # fmt: skip
-    held = max(1, round(0.1 * n))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
-    cut = {"valid": order[:held], "test": order[held : 2 * held], "train": order[2 * held :]}
-    return {name: [pieces[i] for i in sorted(cut[name])] for name in SPLITS}
-
-
 def read_task(task: MusicTask) -> Pieces:
     """The task's pieces by split, checked against the pitch range."""
     if not task.data:
@@ -171,22 +157,16 @@ def read_task(task: MusicTask) -> Pieces:
         grid = task.frames_per_quarter or dataset.frames_per_quarter
     else:
         grid = task.frames_per_quarter or 4
-        if len(task.data) == 3:
-            pairs = zip(SPLITS, task.data, strict=True)
-            named = {name: read_pieces([path], frames_per_quarter=grid) for name, path in pairs}
-        else:
-            pieces = read_pieces([task.data[0]], frames_per_quarter=grid)
-            named = _split_by_piece(pieces, task.data[0])
+        named = split_files(task.data, lambda path: read_pieces([path], frames_per_quarter=grid),
+                            seed=0, least=10, what="pieces")  # fmt: skip
         pitches = [p for part in named.values() for _, piece in part for f in piece for p in f]
         if not pitches:
             raise DataError("every frame is silent (expected some notes)", path=task.data[0])
         low = min(pitches) if task.low is None else task.low
         high = max(pitches) if task.high is None else task.high
-    for name in SPLITS:
-        if not named[name]:
-            raise DataError(f"the {name} part has no pieces")
-        for path, piece in named[name]:
-            check_pitches(piece, low, high, path)
+    check_parts(named, "pieces")
+    for path, piece in (pair for part in named.values() for pair in part):
+        check_pitches(piece, low, high, path)
     rolls = {name: [to_roll(piece, low, high) for _, piece in named[name]] for name in SPLITS}
     return Pieces(rolls, low, high, grid)
 

@@ -36,8 +36,8 @@ from rnnkit.data.batching import pad
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.pairs import Level, read_pairs, split_units
 from rnnkit.data.forms import Pairs
-from rnnkit.data.registry import fetch_as
-from rnnkit.data.splits import SPLITS, check_data_paths, split_groups
+from rnnkit.data.registry import fetch_splits
+from rnnkit.data.splits import SPLITS, check_data_paths, check_parts, split_groups
 from rnnkit.data.vocab import BOS_ID, EOS_ID, PAD_ID, Vocabulary
 from rnnkit.metrics import closest_reference_scores, perplexity
 from rnnkit.models.seq2seq import PairBatch, Seq2Seq, Seq2SeqConfig
@@ -132,15 +132,12 @@ def read_parts(task: Seq2SeqTask) -> Parts:
     if task.data:
         return split_groups(read_pairs(task.data[0]), lambda pair: pair[0], seed=task.split_seed,
                             least=10, what="distinct sources", path=task.data[0])  # fmt: skip
-    dataset = fetch_as(task.dataset, Pairs, "source/target pairs")
-    return {name: dataset.splits[name] for name in SPLITS}
+    return fetch_splits(task.dataset, Pairs, "source/target pairs")
 
 
 def vocabularies(task: Seq2SeqTask, parts: Parts) -> Vocabularies:
     """Both vocabularies, built on the training pairs only."""
-    for name in ("train", "valid"):
-        if not parts[name]:
-            raise DataError(f"data: the {name} part has no pairs")
+    check_parts(parts, "pairs", ("train", "valid"))
     train = parts["train"]
     source = Vocabulary.build((split_units(s, task.source_level) for s, _ in train),
                               min_freq=task.min_freq)  # fmt: skip

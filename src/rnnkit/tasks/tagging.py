@@ -41,7 +41,7 @@ from rnnkit.data.batching import pad
 from rnnkit.data.errors import DataError
 from rnnkit.data.formats.conll import read_tagged
 from rnnkit.data.forms import TaggedSentences
-from rnnkit.data.registry import fetch_as
+from rnnkit.data.registry import fetch_splits
 from rnnkit.data.selective_copying import (
     LENGTH,
     MARKER_NAME,
@@ -52,7 +52,7 @@ from rnnkit.data.selective_copying import (
     tag_names,
     vocabulary,
 )
-from rnnkit.data.splits import SPLITS, check_data_paths, split_files
+from rnnkit.data.splits import SPLITS, check_data_paths, check_parts, split_files
 from rnnkit.data.tags import (
     MAX_WORD_CHARS,
     UNSCORED,
@@ -173,8 +173,7 @@ def read_parts(task: TaggingTask) -> Parts:
     if task.data:
         return split_files(task.data, lambda path: _read(path, task), seed=task.split_seed,
                            least=3, what="sentences")  # fmt: skip
-    dataset = fetch_as(task.dataset, TaggedSentences, "tagged sentences")
-    return {name: dataset.splits[name] for name in SPLITS}
+    return fetch_splits(task.dataset, TaggedSentences, "tagged sentences")
 
 
 def copying_split(task: TaggingTask, split: str) -> CopyingExamples:
@@ -203,9 +202,7 @@ class Tag(Task[TaggingRun, Parts | Copies, TagAssets, Example, TagBatch, Tagger]
         if run.task.copying:
             return self._prepare_copying(run)
         task, parts = run.task, read_parts(run.task)
-        for name in ("train", "valid"):
-            if not parts[name]:
-                raise DataError(f"data: the {name} part has no sentences")
+        check_parts(parts, "sentences", ("train", "valid"))
         # The vocabulary sees the training words only, the tag set every part's tags.
         vocab = Vocabulary.build((words([w for w, _ in s], task.lowercase) for s in parts["train"]),
                                  min_freq=task.min_freq)  # fmt: skip

@@ -7,7 +7,9 @@ one small module under ``rnnkit.tasks`` with one subclass of :class:`Task`
 configuration
     ``run_type``: the frozen dataclass of the whole run, saved as
     ``RUN/config.toml``, with the fields ``kind`` (a ``Literal`` of the task's
-    name), ``task`` (what data, how to cut it), ``model`` and ``trainer``
+    name), ``task`` (what data, how to cut it; where reading it takes more than a
+    call, this dataclass lives beside its reader in :mod:`rnnkit.data`, as
+    ``CaptionTask`` and ``ForecastTask`` do), ``model`` and ``trainer``
     (:class:`~rnnkit.training.trainer.TrainerConfig`). The flags of
     ``rnnkit train NAME`` name the dotted keys of this dataclass they set; they are
     listed in :mod:`rnnkit.cli.tasks`, which imports no torch (``--help`` is instant),
