@@ -52,14 +52,18 @@ def native_kernel(cells: Sequence[nn.Module]) -> tuple[Kernel | None, str]:
         name = "rnn_tanh" if first.nonlinearity == "tanh" else "rnn_relu"
     else:
         name = "gru" if kind is GRUCell else "lstm"  # the LSTM kernel has the projection
-    dtypes = {p.dtype for cell in cells for p in cell.parameters()}
-    devices = {p.device for cell in cells for p in cell.parameters()}
-    if len(dtypes) != 1 or len(devices) != 1:
+    # The cells' own tensors (_parameters): parameters() walks submodules, per call.
+    params = [p for cell in cells for p in cell._parameters.values() if p is not None]
+    if len({p.dtype for p in params}) != 1 or len({p.device for p in params}) != 1:
         return None, "the cells' parameters are spread over several dtypes or devices"
-    # torch._VF is private but is exactly what torch.nn.modules.rnn calls; it has kept
-    # this signature since PyTorch 1.0.
-    kernel: Kernel = getattr(torch._VF, name)
-    return kernel, ""
+    return _KERNELS[name], ""
+
+
+# torch._VF is private but is exactly what torch.nn.modules.rnn calls; it has kept
+# this signature since PyTorch 1.0. Looked up once: a torch._VF look-up costs µs.
+_KERNELS: dict[str, Kernel] = {
+    name: getattr(torch._VF, name) for name in ("rnn_tanh", "rnn_relu", "lstm", "gru")
+}
 
 
 class NativeBatch:

@@ -616,7 +616,8 @@ class Recurrent(nn.Module):
         ):
             return self._static_backend(device)
         training = torch.is_grad_enabled() and (
-            inputs.requires_grad or any(p.requires_grad for p in self.parameters())
+            inputs.requires_grad
+            or any(p.requires_grad for c in cells for p in c._parameters.values() if p is not None)
         )
         key = self._tuning_key(inputs, lengths, training)
         tuner = tuning.default_tuner()
