@@ -64,6 +64,8 @@ class ClassifierConfig(Regularisers):
             ``unit_forget_bias`` is 1), so the cell starts out remembering; the tanh
             RNN has no gate, and a non-zero value for it is refused. Finite, within
             ±100: σ(±20) is already 0 or 1 in float32.
+        locked_dropout, weight_drop, zoneout: the stack's regularisers
+            (:class:`~rnnkit.recurrent.Regularisers`), keyword-only.
     """
 
     vocab_size: int | None = None

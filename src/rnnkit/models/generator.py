@@ -46,6 +46,8 @@ class GeneratorConfig(Regularisers):
         condition_input: the condition is appended to every step's input.
         embed, hidden, layers, cell, dropout, backend: token embedding and decoder.
         pad_id, bos_id, eos_id: special tokens.
+        locked_dropout, weight_drop, zoneout: the stack's regularisers
+            (:class:`~rnnkit.recurrent.Regularisers`), keyword-only.
     """
 
     vocab_size: int

@@ -70,6 +70,8 @@ class LanguageModelConfig(Regularisers):
             frequency) in the head, the rarer ones in smaller tail clusters. Empty
             (the default): the full softmax. The adaptive softmax is a normalised
             distribution over every token, so its loss is an exact perplexity.
+        locked_dropout, weight_drop, zoneout: the stack's regularisers
+            (:class:`~rnnkit.recurrent.Regularisers`), keyword-only.
     """
 
     vocab_size: int

@@ -28,7 +28,8 @@ from rnnkit.unrolling import length_mask
 
 @dataclass(frozen=True)
 class MusicConfig(Regularisers):
-    """Attributes: ``pitches`` P per frame; the recurrent stack's settings."""
+    """Attributes: ``pitches`` P per frame; the recurrent stack's settings, and its
+    regularisers (:class:`~rnnkit.recurrent.Regularisers`, keyword-only)."""
 
     pitches: int = 53
     embed: int = 64

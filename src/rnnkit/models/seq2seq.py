@@ -88,6 +88,8 @@ class Seq2SeqConfig(Regularisers):
         pad_id, bos_id, eos_id: distinct special target ids; ``pad_id`` also pads
             the source (its embedding rows stay zero).
         backend: the encoder's :class:`~rnnkit.recurrent.Recurrent` backend.
+        locked_dropout, weight_drop, zoneout: the stack's regularisers
+            (:class:`~rnnkit.recurrent.Regularisers`), keyword-only.
     """
 
     source_vocab: int

@@ -51,6 +51,8 @@ class TaggerConfig(Regularisers):
             direction; its two final states are concatenated to the word embedding,
             so a word the vocabulary lacks is still seen by its spelling. char_embed
             0 (the default) turns it off.
+        locked_dropout, weight_drop, zoneout: the stack's regularisers
+            (:class:`~rnnkit.recurrent.Regularisers`), keyword-only.
     """
 
     vocab_size: int
