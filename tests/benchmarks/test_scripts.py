@@ -90,3 +90,15 @@ def test_drop_in_compares_each_module_and_cell_with_torch_nn(
     # 3 kinds × (training, no-grad) for the stacks, and for the cells × B ∈ {1, 32}.
     assert len(rows) == 3 * 2 + 3 * 2 * 2
     assert all(line.endswith("× |") for line in rows)
+
+
+def test_each_quality_row_trains_with_its_own_thread_count(tmp_path: Path) -> None:
+    quality = load("quality")
+    for row in quality.ROWS:
+        for run in row.trains:
+            argv = quality.command(row, run, tmp_path)
+            assert argv[argv.index("--threads") + 1] == str(row.threads)
+            assert argv[-2:] == ["--out", str(tmp_path / row.name / run)]
+    threads = {row.name: row.threads for row in quality.ROWS}
+    # Two one-thread rows share the 2-core machine; the one two-thread row runs alone.
+    assert threads.pop("selective-copying") == 2 and set(threads.values()) == {1}
