@@ -33,9 +33,9 @@ def test_bad_regularisers_are_refused_by_the_model_config(name: str) -> None:
     assert isinstance(make(), Regularisers)
     with pytest.raises(ValueError, match=r"^zoneout: expected a number in \[0, 1\), got 1\.5$"):
         make(zoneout=1.5)
-    with pytest.raises(ValueError, match="^weight_drop: expected a number"):
+    with pytest.raises(ValueError, match=r"^weight_drop: expected a number"):
         make(weight_drop=-0.1)
-    with pytest.raises(ValueError, match="^locked_dropout: expected True or False"):
+    with pytest.raises(ValueError, match=r"^locked_dropout: expected True or False"):
         make(locked_dropout=1)
 
 
