@@ -128,7 +128,7 @@ def step_product(path: str) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("built")
-@pytest.mark.parametrize("path", ["onednn", "packed", "aten"])
+@pytest.mark.parametrize("path", ["auto", "static", "onednn", "packed", "aten"])
 @pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
 @pytest.mark.parametrize("name", NAMES)
 def test_every_step_product_path_gives_the_python_loops_numbers_in_float32(
@@ -152,7 +152,7 @@ def test_every_step_product_path_gives_the_python_loops_numbers_in_float32(
 
 
 @pytest.mark.usefixtures("built")
-def test_the_step_product_rule_takes_onednn_only_for_large_float32_steps() -> None:
+def test_the_static_step_product_rule_takes_onednn_only_for_large_float32_steps() -> None:
     ops = compiled.load()
     large, small = torch.zeros(512, 2048), torch.zeros(128, 512)  # (K, N): H → 4H
     with step_product("onednn"):
@@ -160,13 +160,32 @@ def test_the_step_product_rule_takes_onednn_only_for_large_float32_steps() -> No
     with step_product("packed"):
         has_mkl = ops.step_product_path(small, 16) == "packed"
     fallback = "packed" if has_mkl else "aten"
-    assert ops.step_product_path(large, 64) == ("onednn" if has_onednn else fallback)
-    assert ops.step_product_path(small, 16) == fallback
-    assert ops.step_product_path(large.double(), 64) == "aten"
+    with step_product("static"):
+        assert ops.step_product_path(large, 64) == ("onednn" if has_onednn else fallback)
+        assert ops.step_product_path(small, 16) == fallback
+        assert ops.step_product_path(large.double(), 64) == "aten"
     with step_product("aten"):
         assert ops.step_product_path(large, 64) == "aten"
     with pytest.raises(RuntimeError, match="step_product expects"):
         ops.step_product("mkl")
+
+
+@pytest.mark.usefixtures("built")
+def test_the_measured_step_product_path_is_one_that_runs_and_is_kept() -> None:
+    ops = compiled.load()
+    with step_product("onednn"):
+        has_onednn = ops.step_product_path(torch.zeros(64, 256), 8) == "onednn"
+    with step_product("packed"):
+        has_mkl = ops.step_product_path(torch.zeros(64, 256), 8) == "packed"
+    w = torch.zeros(96, 384)  # a shape no other test measures
+    with step_product("auto"):
+        first = ops.step_product_path(w, 12)
+        assert all(ops.step_product_path(w, 12) == first for _ in range(5))  # kept, no flip
+        assert ops.step_product_path(w.double(), 12) == "aten"
+    runs = {"onednn": has_onednn, "packed": has_mkl, "aten": not (has_onednn and has_mkl)}
+    assert runs[first]
+    if has_onednn and has_mkl:
+        assert first in ("onednn", "packed")
 
 
 @settings(max_examples=30)

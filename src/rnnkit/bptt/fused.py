@@ -114,6 +114,7 @@ from torch import Tensor, nn
 
 from rnnkit.bptt import compiled
 from rnnkit.bptt.ops import Op, asked, fake_grads, or_empty
+from rnnkit.bptt.projection import project, project_back
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.state import HiddenState, LSTMState, map_state
 
@@ -121,11 +122,6 @@ BatchSizes = tuple[int, ...] | None
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """x·weightᵀ (+ bias) for 2-D x: one matrix multiply."""
-    return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
 
 
 # Below this many steps the loops multiply by Wᵀ as a transposed view: copying W into
@@ -231,7 +227,7 @@ def _weight_grads(
     """
     T, B, GH = dA.shape
     flat = dA.view(T * B, GH)  # (T·B, G·H)
-    dx = torch.mm(flat, w_ih).view(T, B, -1) if needs[0] else None  # (T, B, I)
+    dx = project_back(flat, w_ih).view(T, B, -1) if needs[0] else None  # (T, B, I)
     dU = torch.mm(flat.t(), x.reshape(T * B, -1)) if needs[1] else None  # (G·H, I)
     dW = None
     if needs[2]:
@@ -389,7 +385,7 @@ def _rnn_kernel(
     H = w_hh.shape[1]
     sizes = _loop_sizes(batch_sizes, T, B)
     # Y starts as U·x_t + b for every step; step t adds W·h_{t−1} in place, then f.
-    Y = _project(x.reshape(T * B, I), w_ih, _combined_bias(b_ih, b_hh)).view(T, B, H)
+    Y = project(x.reshape(T * B, I), w_ih, _combined_bias(b_ih, b_hh)).view(T, B, H)
     w_t = _right_operand(w_hh, T)  # (H, H)
     loops = compiled.loops_for(x, h0, w_hh)
     if loops is not None:
@@ -640,7 +636,7 @@ def _lstm_kernel(
     assert u2 is not None and w2 is not None
     bias2 = _permute_blocks(_combined_bias(b_ih, b_hh), order, 2.0)
     # A starts as U·x_t + b (g rows doubled) and becomes [o, i, f, ĝ] step by step.
-    A = _project(x.reshape(T * B, I), u2, bias2).view(T, B, 4 * H)
+    A = project(x.reshape(T * B, I), u2, bias2).view(T, B, 4 * H)
     w_t = w2.t().contiguous()  # (H, 4H): a contiguous right operand multiplies faster
     loops = compiled.loops_for(x, h0, c0, w_hh)
     if loops is not None:
@@ -929,7 +925,7 @@ def _gru_kernel(
     sizes = _loop_sizes(batch_sizes, T, B)
     # S starts as [U_r·x + b_r, U_z·x + b_z, b_hn] (both biases of r and z sum
     # outside σ; b_hn stays inside the reset) and becomes [r, z, W_n·h + b_hn].
-    S = _project(x.reshape(T * B, I), w_ih, b_ih).view(T, B, 3 * H)  # U·x + b_ih
+    S = project(x.reshape(T * B, I), w_ih, b_ih).view(T, B, 3 * H)  # U·x + b_ih
     if b_hh is not None:
         S[:, :, : 2 * H] += b_hh[: 2 * H]
     N = S[:, :, 2 * H :].clone()  # U_n·x + b_in, (T, B, H); becomes n_t step by step

@@ -26,9 +26,13 @@
 
 #include "activations.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -136,18 +140,27 @@ __attribute__((noinline)) void gru_backward_row(
 // which at B = 16, H = 128 is as much as the arithmetic. StepProduct prepares the
 // matrix once per loop and runs every step on raw pointers:
 //
-//   * "onednn" (float32, M·K·N > 2^25): the matrix reordered once
+//   * "onednn" (float32, where measured faster): the matrix reordered once
 //     (mkldnn::_reorder_linear_weight), each step one mkldnn::_linear_pointwise with
 //     the addend fused in (its "add" post-op); the sum lands in a new buffer, which
 //     the caller reads in place of `out`.
-//   * "packed" (float32, smaller steps): cblas_sgemm_pack once, cblas_sgemm_compute
+//   * "packed" (float32, the other ones): cblas_sgemm_pack once, cblas_sgemm_compute
 //     per full-batch step (steps with fewer rows, ragged batches, use at::addmm).
 //   * "aten" otherwise (float64, neither library): at::addmm, as before.
 //
 // Both libraries are found at run time (the dispatcher's operator table; dlsym in
 // the libtorch_cpu this library links), so the build needs neither header and a
-// torch without them takes the last path. The threshold is where oneDNN's per-call
-// overhead stops mattering, measured on the CI machine kind (docs/bptt.md).
+// torch without them takes the last path.
+//
+// Which of the two float32 paths is faster depends on the CPU, so "auto" measures
+// it where it runs (measured_path): at the first loop with a new (rows, K, N,
+// threads), both are prepared and timed on scratch operands, interleaved, and the
+// choice is kept for the process. The static rule (oneDNN above kOneDnnWork
+// multiply-adds a step, the packed GEMM below; "static") is the incumbent, which the
+// other path must beat by more than 5 %. The threshold was where oneDNN's per-call
+// cost stopped mattering on one machine of the CI kind (docs/bptt.md); on the
+// project's AVX-512 EPYC of 2026-12-07 oneDNN was 2.5× faster already at
+// B = 32, H = 256 (55 against MKL's 137 µs a step), far below it.
 
 using linear_add_fn = Tensor(const Tensor&, const Tensor&, const Tensor&,
                              const std::optional<Tensor>&, std::string_view);
@@ -189,18 +202,22 @@ struct Libraries {
     static const Libraries libraries;
     return libraries;
   }
+  bool onednn() const { return linear_add.has_value() && at::globalContext().userEnabledMkldnn(); }
 };
 
 // MKL's CBLAS constants (mkl_cblas.h).
 constexpr int kRowMajor = 101, kNoTrans = 111, kPacked = 151, kBMatrix = 162;
-constexpr int64_t kOneDnnWork = int64_t{1} << 25;  // M·K·N above which oneDNN is used
+constexpr int64_t kOneDnnWork = int64_t{1} << 25;  // the static rule: oneDNN above this M·K·N
 // Preparing the matrix costs about as much as a few steps' products (a copy of it, or
 // oneDNN's reorder): a loop shorter than this keeps at::addmm. A decoder calling a
 // stack at T = 1 otherwise paid the preparation at every token.
 constexpr int64_t kPrepareSteps = 8;
+constexpr double kMargin = 0.05;  // the other path must beat the static rule's by this
+constexpr int kWarmup = 3, kRounds = 5, kCallsPerRound = 4;
 
-// "auto" (the rule above), or a path forced by name where it can run ("aten" always
-// can). Tests force each path to compare them; benchmarks to time them.
+// "auto" (measured), "static" (the threshold rule), or a path forced by name where
+// it can run ("aten" always can). Tests force each path to compare them; benchmarks
+// to time them.
 std::string& forced_path() {
   static std::string path = "auto";
   return path;
@@ -213,23 +230,14 @@ class StepProduct {
   // w: the (K, N) right operand, any strides; rows: the most rows of a step (B);
   // steps: how many steps the loop will multiply by it (T).
   StepProduct(const Tensor& w, int64_t rows, int64_t steps) : w_(w), rows_(rows) {
-    const auto& libs = Libraries::get();
-    const int64_t K = w.size(0), N = w.size(1);
     const std::string& forced = forced_path();
     const bool f32 = w.scalar_type() == at::kFloat && w.device().is_cpu();
-    const bool large = forced == "auto" ? rows * K * N > kOneDnnWork : forced == "onednn";
-    if (!f32 || forced == "aten" || (forced == "auto" && steps < kPrepareSteps)) return;
-    if (large && libs.linear_add.has_value() && at::globalContext().userEnabledMkldnn()) {
-      path_ = Path::onednn;
-      packed_ = libs.reorder->call(w.t().contiguous(), rows);  // (N, K), oneDNN's layout
-    } else if (libs.pack != nullptr) {
-      path_ = Path::packed;
-      const Tensor wc = w.contiguous();
-      const size_t bytes = libs.pack_size(kBMatrix, rows, N, K);
-      packed_ = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 16}, w.options());
-      libs.pack(kRowMajor, kBMatrix, kNoTrans, rows, N, K, 1.0f, wc.data_ptr<float>(), N,
-                packed_.data_ptr<float>());
-    }
+    const bool chosen_by_rule = forced == "auto" || forced == "static";
+    if (!f32 || forced == "aten" || (chosen_by_rule && steps < kPrepareSteps)) return;
+    Path want = forced == "onednn" ? Path::onednn : Path::packed;
+    if (forced == "static") want = static_path(w.size(0), w.size(1));
+    if (forced == "auto") want = measured_path(w, rows);
+    prepare(want);
   }
 
   Path path() const { return path_; }
@@ -262,6 +270,68 @@ class StepProduct {
   }
 
  private:
+  StepProduct(const Tensor& w, int64_t rows, Path path) : w_(w), rows_(rows) { prepare(path); }
+
+  Path static_path(int64_t K, int64_t N) const {
+    return rows_ * K * N > kOneDnnWork ? Path::onednn : Path::packed;
+  }
+
+  // Prepare the matrix for `want`, or the next path that can run here.
+  void prepare(Path want) {
+    const auto& libs = Libraries::get();
+    const int64_t K = w_.size(0), N = w_.size(1);
+    if (want == Path::onednn && libs.onednn()) {
+      path_ = Path::onednn;
+      packed_ = libs.reorder->call(w_.t().contiguous(), rows_);  // (N, K), oneDNN's layout
+    } else if (want != Path::aten && libs.pack != nullptr) {
+      path_ = Path::packed;
+      const Tensor wc = w_.contiguous();
+      const size_t bytes = libs.pack_size(kBMatrix, rows_, N, K);
+      packed_ = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 16}, w_.options());
+      libs.pack(kRowMajor, kBMatrix, kNoTrans, rows_, N, K, 1.0f, wc.data_ptr<float>(), N,
+                packed_.data_ptr<float>());
+    }
+  }
+
+  // The faster of oneDNN and the packed GEMM for this step's shape on this machine,
+  // timed once per (rows, K, N, threads) and kept; the static rule where either
+  // library is missing. The operands are constants: timing draws no random numbers,
+  // so it leaves a seeded run's stream as it was.
+  Path measured_path(const Tensor& w, int64_t rows) const {
+    const auto& libs = Libraries::get();
+    const int64_t K = w.size(0), N = w.size(1);
+    const Path incumbent = static_path(K, N);
+    if (!libs.onednn() || libs.pack == nullptr) return incumbent;
+    static std::mutex mutex;
+    static std::map<std::tuple<int64_t, int64_t, int64_t, int>, Path> kept;
+    const std::lock_guard<std::mutex> lock(mutex);
+    const auto key = std::make_tuple(rows, K, N, at::get_num_threads());
+    const auto found = kept.find(key);
+    if (found != kept.end()) return found->second;
+    const StepProduct one(w, rows, Path::onednn), two(w, rows, Path::packed);
+    const Tensor a = at::full({rows, K}, 0.01, w.options().requires_grad(false));
+    Tensor out = at::zeros({rows, N}, a.options());
+    auto round = [&](const StepProduct& p) {
+      const auto start = std::chrono::steady_clock::now();
+      for (int i = 0; i < kCallsPerRound; ++i) p.add(out.data_ptr<float>(), a.data_ptr<float>(), rows);
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    for (int i = 0; i < kWarmup; ++i) round(one), round(two);
+    std::vector<double> onednn, packed;
+    for (int i = 0; i < kRounds; ++i) onednn.push_back(round(one)), packed.push_back(round(two));
+    const double t_onednn = median(onednn), t_packed = median(packed);
+    Path choice = incumbent;
+    if (incumbent == Path::packed && t_onednn < (1 - kMargin) * t_packed) choice = Path::onednn;
+    if (incumbent == Path::onednn && t_packed < (1 - kMargin) * t_onednn) choice = Path::packed;
+    kept.emplace(key, choice);
+    return choice;
+  }
+
+  static double median(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    return values[values.size() / 2];
+  }
+
   Tensor w_;
   int64_t rows_;
   Path path_ = Path::aten;
@@ -269,18 +339,20 @@ class StepProduct {
   mutable Tensor sum_;  // the last oneDNN result
 };
 
-// Set the path of the per-step products ("auto", "onednn", "packed", "aten"); returns
-// the previous setting. For tests and benchmarks.
+// Set the path of the per-step products ("auto", "static", "onednn", "packed",
+// "aten"); returns the previous setting. For tests and benchmarks.
 std::string step_product(std::string_view path) {
-  TORCH_CHECK(path == "auto" || path == "onednn" || path == "packed" || path == "aten",
-              "rnnkit loops: step_product expects auto, onednn, packed or aten, got ", path);
+  TORCH_CHECK(path == "auto" || path == "static" || path == "onednn" || path == "packed" ||
+                  path == "aten",
+              "rnnkit loops: step_product expects auto, static, onednn, packed or aten, got ",
+              path);
   std::string previous = forced_path();
   forced_path() = std::string(path);
   return previous;
 }
 
 // The path StepProduct takes for this right operand (K, N) and row count, in a loop
-// long enough to prepare the matrix.
+// long enough to prepare the matrix ("auto": measured, if not yet, and kept).
 std::string step_product_path(const Tensor& w, int64_t rows) {
   switch (StepProduct(w, rows, kPrepareSteps).path()) {  // a loop long enough to prepare
     case StepProduct::Path::onednn: return "onednn";

@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from rnnkit.bptt import compiled
 from rnnkit.bptt.ops import Op, asked, fake_grads, or_empty
+from rnnkit.bptt.projection import project, project_back
 from rnnkit.cells import MinGRUCell, MinimalCell, MinLSTMCell
 from rnnkit.state import HiddenState
 
@@ -163,7 +164,7 @@ def _minimal_kernel(
     ops = compiled.loops_for(x)
     assert ops is not None, "rnnkit::minimal_layer runs where the compiled loops do"
     batch, steps = x.shape[0], x.shape[1]
-    P = torch.mm(x.reshape(batch * steps, -1), weight.t()).view(batch, steps, -1)
+    P = project(x.reshape(batch * steps, -1), weight).view(batch, steps, -1)
     Y, final = ops.minimal_forward(
         P, bias, h0.contiguous(), _row_lengths(lengths), kind, log_form, reverse
     )
@@ -219,7 +220,7 @@ def _minimal_backward_kernel(
         g, final, P, bias, Y, h0.contiguous(), _row_lengths(lengths), kind, log_form, reverse
     )
     dK2 = dK.view(-1, dK.shape[-1])  # (B·T, G·H)
-    dx = torch.mm(dK2, weight).view(x.shape) if needs[0] else None
+    dx = project_back(dK2, weight).view(x.shape) if needs[0] else None
     dW = torch.mm(dK2.t(), x.reshape(-1, x.shape[-1])) if needs[2] else None
     return tuple(or_empty(Y, (dx, dh0, dW, db), needs))  # type: ignore[return-value]
 

@@ -1,0 +1,157 @@
+"""The backends' large products (rnnkit.bptt.projection): numbers, and the measured choice."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import Tensor
+
+from rnnkit import Recurrent
+from rnnkit.bptt import projection
+from rnnkit.bptt.projection import Chooser, decide, key_of, project, project_back
+
+needs_onednn = pytest.mark.skipif(
+    not projection._onednn_available(), reason="this torch has no oneDNN inner product"
+)
+
+
+def operands(rows: int = 256, inner: int = 128, outputs: int = 192) -> tuple[Tensor, ...]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, inner, generator=generator)
+    weight = torch.randn(outputs, inner, generator=generator)
+    bias = torch.randn(outputs, generator=generator)
+    return x, weight, bias
+
+
+def float32_tolerance(inner: int, scale: float) -> float:
+    # Two libraries sum the same K products in other orders: each result may differ
+    # by a few ulps per term of the sum, relative to the terms' size.
+    return 4 * inner * torch.finfo(torch.float32).eps * scale
+
+
+@pytest.mark.parametrize("mode", ["auto", "blas", "onednn"])
+def test_project_is_x_times_weight_transposed_plus_bias(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(projection.ENV, mode)
+    x, weight, bias = operands()
+    expected = x.double() @ weight.double().t() + bias.double()
+    scale = (x.abs() @ weight.abs().t()).max().item()
+    for b in (bias, None):
+        got = project(x, weight, b).double()
+        want = expected if b is not None else expected - bias.double()
+        assert (got - want).abs().max().item() <= float32_tolerance(128, scale)
+    grad = torch.randn(256, 192)
+    back = project_back(grad, weight).double()
+    assert (back - grad.double() @ weight.double()).abs().max().item() <= float32_tolerance(
+        192, (grad.abs() @ weight.abs()).max().item()
+    )
+
+
+def test_float64_and_small_products_stay_on_torch_mm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(projection.ENV, "onednn")
+    x, weight, bias = (t.double() for t in operands())
+    assert not projection.eligible(x, weight)
+    assert torch.equal(project(x, weight, bias), torch.addmm(bias, x, weight.t()))  # bit for bit
+    small = torch.randn(4, 8), torch.randn(16, 8)
+    assert not projection.eligible(*small)
+
+
+def test_a_bad_mode_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(projection.ENV, "mkl")
+    with pytest.raises(ValueError, match="RNNKIT_PROJECTION: expected one of auto, blas, onednn"):
+        projection.mode()
+
+
+def test_decide_keeps_blas_unless_onednn_wins_by_the_margin() -> None:
+    assert decide({"blas": 1.0, "onednn": 0.5}) == "onednn"
+    assert decide({"blas": 1.0, "onednn": 0.96}) == "blas"  # within 5 %: a near tie
+    assert decide({"blas": 1.0, "onednn": 1.5}) == "blas"
+
+
+def test_the_key_rounds_rows_and_outputs_up_to_powers_of_two() -> None:
+    x, weight = torch.empty(3000, 7), torch.empty(700, 7)
+    key = key_of(x, weight)
+    assert (key.rows, key.inner, key.outputs) == (4096, 7, 1024)
+    assert key == key_of(torch.empty(2049, 7), torch.empty(513, 7))
+    assert key != key_of(torch.empty(2048, 7), torch.empty(513, 7))
+
+
+def fake_libraries(seconds: dict[str, float]) -> tuple[Chooser, dict[str, int]]:
+    """A Chooser whose clock advances by each library's seconds per call."""
+    now = [0.0]
+    calls = dict.fromkeys(seconds, 0)
+
+    def library(name: str):  # type: ignore[no-untyped-def]
+        def run(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+            calls[name] += 1
+            now[0] += seconds[name]
+            return x
+
+        return run
+
+    chooser = Chooser(clock=lambda: now[0], run={name: library(name) for name in seconds})
+    return chooser, calls
+
+
+def test_the_choice_is_measured_once_per_key_and_kept() -> None:
+    chooser, calls = fake_libraries({"blas": 2.0, "onednn": 1.0})
+    x, weight, bias = operands()
+    assert chooser.choose(x, weight, bias) == "onednn"
+    measured = dict(calls)
+    assert measured == {
+        "blas": projection.WARMUP + projection.REPEATS,
+        "onednn": projection.WARMUP + projection.REPEATS,
+    }
+    for _ in range(5):  # no more timing, no flip, whatever the clock says now
+        assert chooser.choose(x, weight, bias) == "onednn"
+    assert calls == measured
+    other = torch.empty(256, 64)
+    assert chooser.choose(other, torch.empty(192, 64), None) == "onednn"  # a new key: timed
+    assert calls["blas"] == 2 * measured["blas"]
+
+
+def test_a_slower_onednn_is_not_chosen() -> None:
+    chooser, _ = fake_libraries({"blas": 1.0, "onednn": 3.0})
+    assert chooser.choose(*operands()) == "blas"
+
+
+@needs_onednn
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru"])
+def test_every_library_gives_a_stack_the_same_training_step_in_float32(
+    cell: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Large enough that the products take this path (MIN_WORK), checked against the
+    # float64 run of the same stack: both libraries are within float32 rounding of it.
+    torch.manual_seed(0)
+    backend = "scan" if cell == "mingru" else "fused"
+    stack = Recurrent(cell, 48, 96, num_layers=2, backend=backend)
+    x = torch.randn(16, 80, 48, requires_grad=True)
+    assert projection.eligible(x.reshape(-1, 48), torch.empty(96, 48))  # the RNN's, smallest
+
+    def step(dtype: torch.dtype) -> list[Tensor]:
+        module = stack.to(dtype)
+        inputs = x.detach().to(dtype).requires_grad_()
+        module.zero_grad()
+        out = module(inputs)[0]
+        (out * torch.linspace(-1, 1, out.shape[-1], dtype=dtype)).sum().backward()
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        assert inputs.grad is not None
+        return [out.detach(), inputs.grad, *grads]
+
+    reference = step(torch.float64)
+    calls = []
+
+    def counted(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        calls.append(tuple(x.shape))
+        return projection.onednn(x, weight, bias)
+
+    monkeypatch.setitem(projection._LIBRARIES, "onednn", counted)
+    for mode in ("blas", "onednn"):
+        monkeypatch.setenv(projection.ENV, mode)
+        for got, want in itertools.zip_longest(step(torch.float32), reference):
+            error = (got.double() - want).abs().max().item()
+            assert error <= 1e-4 * max(want.abs().max().item(), 1.0), (mode, cell)
+    assert len(calls) >= 2  # each layer's input projection went through oneDNN
