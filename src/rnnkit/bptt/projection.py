@@ -14,9 +14,10 @@ EPYC (AVX-512), MKL's kernels reach 188 GFLOP/s on a 1024² product and oneDNN's
 through ``torch.mm`` and 2.9 ms through oneDNN, its ∂L/∂x 9.0 and 3.9 ms (two
 threads, 2026-12-07). On Intel CPUs MKL is usually the faster one. So the choice is
 measured where it runs, not assumed (:class:`Chooser`): the first product of a new
-shape key times both on the call's own operands, interleaved after warm-up rounds, and oneDNN is kept
-only when its median beats BLAS's by more than :data:`MARGIN`. The choice stays for
-the rest of the process; it never flips on noise.
+shape key times both on the first rows of the call's own operands, interleaved after
+warm-up rounds, and oneDNN is kept only when its median beats BLAS's by more than
+:data:`MARGIN`. The choice stays for the rest of the process; it never flips on
+noise.
 
 The key is (N and M rounded up to powers of two, K exactly, threads). Products below
 :data:`MIN_WORK` multiply-adds, float64 (oneDNN has no float64 inner product),
@@ -55,6 +56,12 @@ MIN_WORK = 1 << 22  # N·K·M below this: oneDNN's per-call cost is not earned b
 # ms and the next ones 3.5–4.4, so a single warm-up call left oneDNN looking slower.
 WARMUP = 3  # untimed rounds of both libraries first
 REPEATS = 5  # timed rounds, interleaved
+# The timing runs on the first rows of the call's x only, at most this many output
+# elements (8 MiB in float32; at least 256 rows): per row, both libraries cost the
+# same at any row count this large, and a full-size trial would add a whole extra
+# output to the first step's peak memory (100 MB for the GRU's U·x at B = 16,
+# T = 4,096, H = 128) and time to its first call.
+TRIAL_ELEMENTS = 1 << 21
 
 
 def mode() -> str:
@@ -145,7 +152,10 @@ class Chooser:
             return self.choices[key]
 
     def _measure(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> dict[str, float]:
-        """Median seconds per call of each library, interleaved after :data:`WARMUP` rounds."""
+        """Median seconds per call of each library, interleaved after :data:`WARMUP` rounds,
+        on at most :data:`TRIAL_ELEMENTS` output elements' rows of ``x``."""
+        rows = max(256, TRIAL_ELEMENTS // max(weight.shape[0], 1))
+        x = x[:rows]
         samples: dict[str, list[float]] = {name: [] for name in self.run}
         for _ in range(WARMUP):
             for library in self.run.values():
