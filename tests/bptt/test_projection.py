@@ -10,7 +10,15 @@ from torch import Tensor
 
 from rnnkit import Recurrent
 from rnnkit.bptt import projection
-from rnnkit.bptt.projection import Chooser, decide, key_of, project, project_back
+from rnnkit.bptt.projection import (
+    Chooser,
+    decide,
+    grad_key_of,
+    key_of,
+    project,
+    project_back,
+    weight_grad,
+)
 
 needs_onednn = pytest.mark.skipif(
     not projection._onednn_available(), reason="this torch has no oneDNN inner product"
@@ -48,6 +56,10 @@ def test_project_is_x_times_weight_transposed_plus_bias(
     assert (back - grad.double() @ weight.double()).abs().max().item() <= float32_tolerance(
         192, (grad.abs() @ weight.abs()).max().item()
     )
+    dW = weight_grad(grad, x).double()
+    assert (dW - grad.double().t() @ x.double()).abs().max().item() <= float32_tolerance(
+        256, (grad.abs().t() @ x.abs()).max().item()
+    )
 
 
 def test_float64_and_small_products_stay_on_torch_mm(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,6 +69,11 @@ def test_float64_and_small_products_stay_on_torch_mm(monkeypatch: pytest.MonkeyP
     assert torch.equal(project(x, weight, bias), torch.addmm(bias, x, weight.t()))  # bit for bit
     small = torch.randn(4, 8), torch.randn(16, 8)
     assert not projection.eligible(*small)
+    grad = torch.randn(256, 192, dtype=torch.float64)
+    assert torch.equal(weight_grad(grad, x), grad.t() @ x)
+    narrow = torch.randn(65536, 256), torch.randn(65536, 32)  # 256 × 32: stays on BLAS
+    assert not projection.grad_eligible(*narrow)
+    assert projection.grad_eligible(torch.empty(1600, 730), torch.empty(1600, 365))
 
 
 def test_a_bad_mode_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +94,9 @@ def test_the_key_rounds_rows_and_outputs_up_to_powers_of_two() -> None:
     assert (key.rows, key.inner, key.outputs) == (4096, 7, 1024)
     assert key == key_of(torch.empty(2049, 7), torch.empty(513, 7))
     assert key != key_of(torch.empty(2048, 7), torch.empty(513, 7))
+    grad_key = grad_key_of(torch.empty(3000, 700), torch.empty(3000, 7))
+    assert (grad_key.rows, grad_key.inner, grad_key.outputs) == (4096, 1024, 8)
+    assert grad_key.product != key.product  # never shares a projection's choice
 
 
 def fake_libraries(seconds: dict[str, float]) -> tuple[Chooser, dict[str, int]]:
@@ -85,10 +105,10 @@ def fake_libraries(seconds: dict[str, float]) -> tuple[Chooser, dict[str, int]]:
     calls = dict.fromkeys(seconds, 0)
 
     def library(name: str):  # type: ignore[no-untyped-def]
-        def run(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        def run(*operands: Tensor | None) -> Tensor | None:
             calls[name] += 1
             now[0] += seconds[name]
-            return x
+            return operands[0]
 
         return run
 
@@ -99,23 +119,24 @@ def fake_libraries(seconds: dict[str, float]) -> tuple[Chooser, dict[str, int]]:
 def test_the_choice_is_measured_once_per_key_and_kept() -> None:
     chooser, calls = fake_libraries({"blas": 2.0, "onednn": 1.0})
     x, weight, bias = operands()
-    assert chooser.choose(x, weight, bias) == "onednn"
+    assert chooser.choose(key_of(x, weight), (x, weight, bias)) == "onednn"
     measured = dict(calls)
     assert measured == {
         "blas": projection.WARMUP + projection.REPEATS,
         "onednn": projection.WARMUP + projection.REPEATS,
     }
     for _ in range(5):  # no more timing, no flip, whatever the clock says now
-        assert chooser.choose(x, weight, bias) == "onednn"
+        assert chooser.choose(key_of(x, weight), (x, weight, bias)) == "onednn"
     assert calls == measured
-    other = torch.empty(256, 64)
-    assert chooser.choose(other, torch.empty(192, 64), None) == "onednn"  # a new key: timed
-    assert calls["blas"] == 2 * measured["blas"]
+    other, other_weight = torch.empty(256, 64), torch.empty(192, 64)
+    assert chooser.choose(key_of(other, other_weight), (other, other_weight, None)) == "onednn"
+    assert calls["blas"] == 2 * measured["blas"]  # a new key: timed again
 
 
 def test_a_slower_onednn_is_not_chosen() -> None:
     chooser, _ = fake_libraries({"blas": 1.0, "onednn": 3.0})
-    assert chooser.choose(*operands()) == "blas"
+    x, weight, bias = operands()
+    assert chooser.choose(key_of(x, weight), (x, weight, bias)) == "blas"
 
 
 @needs_onednn
@@ -148,10 +169,18 @@ def test_every_library_gives_a_stack_the_same_training_step_in_float32(
         calls.append(tuple(x.shape))
         return projection.onednn(x, weight, bias)
 
+    def counted_grad(grad: Tensor, x: Tensor) -> Tensor:
+        grad_calls.append(tuple(grad.shape))
+        return projection.onednn_grad(grad, x)
+
+    grad_calls: list[tuple[int, ...]] = []
     monkeypatch.setitem(projection._LIBRARIES, "onednn", counted)
+    monkeypatch.setitem(projection._GRADS, "onednn", counted_grad)
     for mode in ("blas", "onednn"):
         monkeypatch.setenv(projection.ENV, mode)
         for got, want in itertools.zip_longest(step(torch.float32), reference):
             error = (got.double() - want).abs().max().item()
             assert error <= 1e-4 * max(want.abs().max().item(), 1.0), (mode, cell)
     assert len(calls) >= 2  # each layer's input projection went through oneDNN
+    if cell == "mingru":  # the scan's ∂L/∂U of the second layer (the first is too narrow)
+        assert grad_calls

@@ -114,7 +114,7 @@ from torch import Tensor, nn
 
 from rnnkit.bptt import compiled
 from rnnkit.bptt.ops import Op, asked, fake_grads, or_empty
-from rnnkit.bptt.projection import project, project_back
+from rnnkit.bptt.projection import project, project_back, weight_grad
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.state import HiddenState, LSTMState, map_state
 
@@ -228,12 +228,12 @@ def _weight_grads(
     T, B, GH = dA.shape
     flat = dA.view(T * B, GH)  # (T·B, G·H)
     dx = project_back(flat, w_ih).view(T, B, -1) if needs[0] else None  # (T, B, I)
-    dU = torch.mm(flat.t(), x.reshape(T * B, -1)) if needs[1] else None  # (G·H, I)
+    dU = weight_grad(flat, x.reshape(T * B, -1)) if needs[1] else None  # (G·H, I)
     dW = None
     if needs[2]:
         dW = torch.mm(dA[0].t(), h0)  # (G·H, H)
         if T > 1:
-            dW.addmm_(flat[B:].t(), Y[:-1].reshape((T - 1) * B, -1))
+            dW += weight_grad(flat[B:], Y[:-1].reshape((T - 1) * B, -1))
     db = flat.sum(0) if needs[3] else None  # (G·H,)
     return dx, dU, dW, db
 

@@ -29,10 +29,17 @@ takes this path.
 ``RNNKIT_PROJECTION``: ``auto`` (the default, measured), ``blas`` (always
 ``torch.mm``) or ``onednn`` (oneDNN wherever it applies, unmeasured).
 
-The weight gradients ∂L/∂U = ∂L/∂Aᵀ·x reduce over all T·B rows (K = T·B in linear
-form, with both operands transposed); oneDNN's inner product copies such operands
-first, and its own backward-weights kernel was no faster on the machine above (6.5
-ms against MKL's 8.3, before the copies into its layout), so they stay ``torch.mm``.
+The weight gradients ∂L/∂U = ∂L/∂Aᵀ·x (:func:`weight_grad`) reduce over all T·B
+rows, with both operands transposed in linear form. oneDNN runs them through its
+inner product's backward-for-weights kernel, after copying both operands into its
+own tensors. Whether that pays depends on the shape as much as on the CPU: on the
+machine above, at one thread, a minGRU layer's 730 × 365 gradient over 1,600 rows
+took 9.6 ms through MKL and 4.9 through oneDNN, copies included, while the minGRU
+benchmark's 256 × 32 over 65,536 rows took 16.6 and 45.3 ms. So it is measured per
+shape too (on the first :data:`TRIAL_ROWS` rows), and gradients narrower than
+:data:`MIN_GRAD_WIDTH` stay on BLAS untimed. The compiled fused loops add their
+weight gradients chunk by chunk in C++ (256 rows a chunk at (a), where oneDNN was
+no faster) and keep ``at::addmm``.
 """
 
 from __future__ import annotations
@@ -62,6 +69,8 @@ REPEATS = 5  # timed rounds, interleaved
 # output to the first step's peak memory (100 MB for the GRU's U·x at B = 16,
 # T = 4,096, H = 128) and time to its first call.
 TRIAL_ELEMENTS = 1 << 21
+TRIAL_ROWS = 4096  # a weight gradient's trial: the first rows of both operands
+MIN_GRAD_WIDTH = 64  # a weight gradient narrower than this stays on BLAS
 
 
 def mode() -> str:
@@ -81,6 +90,9 @@ def _onednn_available() -> bool:
     return bool(available) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+Library = Callable[..., Tensor]
+
+
 def blas(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """x·weightᵀ (+ bias) through ``torch.mm``/``torch.addmm`` (torch's BLAS)."""
     return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
@@ -91,30 +103,54 @@ def onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")  # type: ignore[no-any-return]
 
 
-_LIBRARIES: dict[str, Callable[[Tensor, Tensor, Tensor | None], Tensor]] = {
-    "blas": blas,
-    "onednn": onednn,
-}
+def blas_grad(grad: Tensor, x: Tensor) -> Tensor:
+    """gradᵀ·x through ``torch.mm`` (torch's BLAS)."""
+    return torch.mm(grad.t(), x)
+
+
+def onednn_grad(grad: Tensor, x: Tensor) -> Tensor:
+    """gradᵀ·x through oneDNN's inner-product backward for weights.
+
+    Its operands are copied into oneDNN's own tensors first (``to_mkldnn``: a pass
+    over each, and memory for the copies while it runs).
+    """
+    shape = torch.empty(grad.shape[1], x.shape[1]).to_mkldnn()  # read for its sizes only
+    weights, _ = torch.ops.aten.mkldnn_linear_backward_weights(
+        grad.contiguous().to_mkldnn(), x.contiguous().to_mkldnn(), shape, False
+    )
+    return weights.to_dense()  # type: ignore[no-any-return]
+
+
+_LIBRARIES: dict[str, Library] = {"blas": blas, "onednn": onednn}
+_GRADS: dict[str, Library] = {"blas": blas_grad, "onednn": onednn_grad}
 
 
 @dataclass(frozen=True)
 class Key:
-    """What a choice is kept for: rows and outputs rounded up to powers of two."""
+    """What a choice is kept for: which product, its sizes rounded up to powers of two
+    (``inner`` exactly, for a projection), and the thread count."""
 
+    product: str
     rows: int
     inner: int
     outputs: int
     threads: int
 
 
+def _power(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
 def key_of(x: Tensor, weight: Tensor) -> Key:
-    rows, outputs = x.shape[0], weight.shape[0]
-    return Key(
-        1 << max(rows - 1, 0).bit_length(),
-        x.shape[1],
-        1 << max(outputs - 1, 0).bit_length(),
-        torch.get_num_threads(),
-    )
+    """The key of the projection x·weightᵀ."""
+    return Key("project", _power(x.shape[0]), x.shape[1], _power(weight.shape[0]),
+               torch.get_num_threads())  # fmt: skip
+
+
+def grad_key_of(grad: Tensor, x: Tensor) -> Key:
+    """The key of the weight gradient gradᵀ·x."""
+    return Key("weight_grad", _power(grad.shape[0]), _power(grad.shape[1]), _power(x.shape[1]),
+               torch.get_num_threads())  # fmt: skip
 
 
 def decide(seconds: Mapping[str, float], margin: float = MARGIN) -> str:
@@ -133,57 +169,75 @@ class Chooser:
     def __init__(
         self,
         clock: Callable[[], float] = time.perf_counter,
-        run: Mapping[str, Callable[[Tensor, Tensor, Tensor | None], Tensor]] = _LIBRARIES,
+        run: Mapping[str, Library] = _LIBRARIES,
     ) -> None:
         self.clock = clock
         self.run = run
         self.choices: dict[Key, str] = {}
         self._lock = threading.Lock()
 
-    def choose(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> str:
-        """The library for this product: measured on these operands at a key's first call."""
-        key = key_of(x, weight)
+    def choose(self, key: Key, trial: tuple[Tensor | None, ...]) -> str:
+        """The library for ``key``: measured on the ``trial`` operands at its first call."""
         found = self.choices.get(key)
         if found is not None:
             return found
         with self._lock:
             if key not in self.choices:
-                self.choices[key] = decide(self._measure(x, weight, bias))
+                self.choices[key] = decide(self.measure(trial))
             return self.choices[key]
 
-    def _measure(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> dict[str, float]:
-        """Median seconds per call of each library, interleaved after :data:`WARMUP` rounds,
-        on at most :data:`TRIAL_ELEMENTS` output elements' rows of ``x``."""
-        rows = max(256, TRIAL_ELEMENTS // max(weight.shape[0], 1))
-        x = x[:rows]
+    def measure(self, trial: tuple[Tensor | None, ...]) -> dict[str, float]:
+        """Median seconds per call of each library, interleaved after :data:`WARMUP` rounds."""
         samples: dict[str, list[float]] = {name: [] for name in self.run}
         for _ in range(WARMUP):
             for library in self.run.values():
-                library(x, weight, bias)
+                library(*trial)
         for _ in range(REPEATS):
             for name, library in self.run.items():
                 start = self.clock()
-                library(x, weight, bias)
+                library(*trial)
                 samples[name].append(self.clock() - start)
         return {name: statistics.median(values) for name, values in samples.items()}
 
 
 _CHOOSER = Chooser()
+_GRAD_CHOOSER = Chooser(run=_GRADS)
 
 
 def default_chooser() -> Chooser:
-    """The process's :class:`Chooser` (its ``choices`` show what was measured)."""
+    """The process's :class:`Chooser` of projections (its ``choices``: what was measured)."""
     return _CHOOSER
 
 
+def default_grad_chooser() -> Chooser:
+    """The process's :class:`Chooser` of weight gradients."""
+    return _GRAD_CHOOSER
+
+
+def _float32_cpu(*tensors: Tensor) -> bool:
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
+
+
 def eligible(x: Tensor, weight: Tensor) -> bool:
-    """Whether oneDNN can run this product and is worth timing: float32 CPU, large enough."""
+    """Whether oneDNN can run this projection and it is worth timing: float32 CPU, large."""
     return (
-        x.dtype == torch.float32
-        and weight.dtype == torch.float32
-        and x.device.type == "cpu"
-        and weight.device.type == "cpu"
+        _float32_cpu(x, weight)
         and x.shape[0] * x.shape[1] * weight.shape[0] >= MIN_WORK
+        and _onednn_available()
+    )
+
+
+def grad_eligible(grad: Tensor, x: Tensor) -> bool:
+    """Whether oneDNN can run this weight gradient and it is worth timing.
+
+    A gradient with fewer than :data:`MIN_GRAD_WIDTH` rows or columns (the minGRU
+    benchmark's 256 × 32 over 65,536 rows) stays on BLAS untimed: oneDNN ran that one
+    4–5× slower, and its trial would copy both operands.
+    """
+    return (
+        _float32_cpu(grad, x)
+        and min(grad.shape[1], x.shape[1]) >= MIN_GRAD_WIDTH
+        and grad.shape[0] * grad.shape[1] * x.shape[1] >= MIN_WORK
         and _onednn_available()
     )
 
@@ -198,7 +252,8 @@ def project(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if chosen == "blas" or not eligible(x, weight):
         return blas(x, weight, bias)
     if chosen == "auto":
-        chosen = _CHOOSER.choose(x, weight, bias)
+        rows = max(256, TRIAL_ELEMENTS // max(weight.shape[0], 1))
+        chosen = _CHOOSER.choose(key_of(x, weight), (x[:rows], weight, bias))
     return _LIBRARIES[chosen](x, weight, bias)
 
 
@@ -207,3 +262,17 @@ def project_back(grad: Tensor, weight: Tensor) -> Tensor:
     if mode() == "blas" or not eligible(grad, weight.t()):
         return torch.mm(grad, weight)
     return project(grad, weight.t().contiguous())
+
+
+def weight_grad(grad: Tensor, x: Tensor) -> Tensor:
+    """gradᵀ·x, the weight gradient of :func:`project`: ``(N, M)``, ``(N, K)`` → ``(M, K)``.
+
+    Timed on the first :data:`TRIAL_ROWS` rows of both (the sum's terms).
+    """
+    chosen = mode()
+    if chosen == "blas" or not grad_eligible(grad, x):
+        return blas_grad(grad, x)
+    if chosen == "auto":
+        trial = (grad[:TRIAL_ROWS], x[:TRIAL_ROWS])
+        chosen = _GRAD_CHOOSER.choose(grad_key_of(grad, x), trial)
+    return _GRADS[chosen](grad, x)

@@ -55,7 +55,7 @@ from torch import Tensor, nn
 
 from rnnkit.bptt import compiled
 from rnnkit.bptt.ops import Op, asked, fake_grads, or_empty
-from rnnkit.bptt.projection import project, project_back
+from rnnkit.bptt.projection import project, project_back, weight_grad
 from rnnkit.cells import MinGRUCell, MinimalCell, MinLSTMCell
 from rnnkit.state import HiddenState
 
@@ -221,7 +221,7 @@ def _minimal_backward_kernel(
     )
     dK2 = dK.view(-1, dK.shape[-1])  # (B·T, G·H)
     dx = project_back(dK2, weight).view(x.shape) if needs[0] else None
-    dW = torch.mm(dK2.t(), x.reshape(-1, x.shape[-1])) if needs[2] else None
+    dW = weight_grad(dK2, x.reshape(-1, x.shape[-1])) if needs[2] else None
     return tuple(or_empty(Y, (dx, dh0, dW, db), needs))  # type: ignore[return-value]
 
 
