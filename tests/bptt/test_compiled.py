@@ -151,6 +151,51 @@ def test_every_step_product_path_gives_the_python_loops_numbers_in_float32(
         assert (a - b).abs().max() <= tolerance * max(b.abs().max().item(), 1.0)
 
 
+@contextlib.contextmanager
+def weight_grad_path(path: str) -> Iterator[None]:
+    """Force the compiled backward's weight-gradient library (see loops.cpp, ChunkPlan)."""
+    ops = compiled.load()
+    previous = ops.weight_grad_path(path)
+    try:
+        yield
+    finally:
+        ops.weight_grad_path(previous)
+
+
+@pytest.mark.usefixtures("built")
+@pytest.mark.parametrize("path", ["auto", "onednn", "aten"])
+@pytest.mark.parametrize("chunk", [0, 3], ids=["planned", "chunk3"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_weight_gradient_path_gives_the_python_loops_numbers_in_float32(
+    name: str, ragged: bool, chunk: int, path: str
+) -> None:
+    # oneDNN's backward-for-weights runs only in float32 (float64 keeps at::addmm), so
+    # it is compared in float32, with chunks of 3 steps so that a sum crosses chunk
+    # boundaries (forced "onednn" uses it at any chunk; "auto" measures first).
+    torch.manual_seed(4)
+    stack = Recurrent(name, 5, 24, num_layers=2, bidirectional=True, backend="fused")
+    x = torch.randn(6, 9, 5)
+    lengths = [9, 9, 7, 4, 2, 1] if ragged else None
+    with compiled.enabled(False):
+        expected = run(stack, x, lengths)
+    previous, compiled.chunk = compiled.chunk, chunk
+    try:
+        with weight_grad_path(path):
+            actual = run(stack, x, lengths)
+    finally:
+        compiled.chunk = previous
+    tolerance = 64 * torch.finfo(torch.float32).eps
+    for a, b in zip(actual, expected, strict=True):
+        assert (a - b).abs().max() <= tolerance * max(b.abs().max().item(), 1.0)
+
+
+@pytest.mark.usefixtures("built")
+def test_a_bad_weight_gradient_path_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="weight_grad_path expects"):
+        compiled.load().weight_grad_path("mkl")
+
+
 @pytest.mark.usefixtures("built")
 def test_the_static_step_product_rule_takes_onednn_only_for_large_float32_steps() -> None:
     ops = compiled.load()

@@ -31,6 +31,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -393,18 +394,112 @@ void over_rows(int64_t b, int64_t row_width, const F& body) {
 // K·B rows. Compared with one (T, B, G·H) buffer and one multiply after the loop,
 // this touches K/T of the memory (no page faults for a fresh buffer, which cost
 // as much as the arithmetic here) and the multiplies read rows that are still in
-// cache. K·B·width is about 2^20 elements (4 MiB in float32).
+// cache. K·B·width is about 2^18 elements (1 MiB in float32) in the usual chunk.
+//
+// The chunks' weight gradients (∂L/∂W += Dᵀ·h, ∂L/∂U += Dᵀ·x, a sum over the chunk's
+// rows) go to at::addmm_ (MKL) or to oneDNN's inner-product backward for weights (on
+// copies of both operands in its own tensors). oneDNN pays only on long sums: on the
+// project's AVX-512 EPYC (2026-12-07, 2 threads) a 1024 × 256 gradient over 256 rows
+// took 754 µs through MKL and 889 through oneDNN, over 1,024 rows 3,197 and 1,671. So
+// the plan of a backward is measured: chunks of at least kGradRows rows with oneDNN,
+// timed against MKL on that chunk's shape at the first backward of each (B, width, H,
+// threads), or, where MKL wins or either is missing, the usual chunks with MKL.
+constexpr int64_t kGradRows = 1024;
+
+// "auto" (measured), "onednn" (long chunks with oneDNN wherever it runs), "aten": for
+// tests (oneDNN's path at small chunks too) and benchmarks.
+std::string& weight_grad_forced() {
+  static std::string path = "auto";
+  return path;
+}
+
+std::string weight_grad_path(std::string_view path) {
+  TORCH_CHECK(path == "auto" || path == "onednn" || path == "aten",
+              "rnnkit loops: weight_grad_path expects auto, onednn or aten, got ", path);
+  std::string previous = weight_grad_forced();
+  weight_grad_forced() = std::string(path);
+  return previous;
+}
+
+bool onednn_grads_available(const at::TensorOptions& options) {
+  return options.dtype() == at::kFloat && options.device().is_cpu() && at::hasMKLDNN() &&
+         Libraries::get().onednn();
+}
+
+// dst += Dᵀ·X (D: (rows, M), X: (rows, K), dst: (M, K), any view).
+void add_weight_grad(Tensor dst, const Tensor& D, const Tensor& X, bool onednn) {
+  if (!onednn) {
+    dst.addmm_(D.t(), X);
+    return;
+  }
+  const Tensor shape = at::empty({D.size(1), X.size(1)}, D.options().layout(c10::kMkldnn));
+  const auto grads = at::mkldnn_linear_backward_weights(D.contiguous().to_mkldnn(),
+                                                        X.contiguous().to_mkldnn(), shape, false);
+  dst.add_(std::get<0>(grads).to_dense());
+}
+
+// How a backward cuts its steps into chunks, and which library sums their weight gradients.
+struct ChunkPlan {
+  int64_t steps;
+  bool onednn;
+};
+
+double median_seconds(const std::function<void()>& f) {
+  for (int i = 0; i < kWarmup; ++i) f();
+  std::vector<double> times;
+  for (int i = 0; i < kRounds; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+// The usual chunk: about 2^18 elements of ∂L/∂(pre-activations) (1 MiB in float32).
+int64_t usual_steps(int64_t T, int64_t B, int64_t width) {
+  return std::min<int64_t>(T, std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, B * width)));
+}
+
+// chunk > 0 forces the steps per chunk (tests use small chunks to cover the chunk
+// boundaries); the library is then oneDNN only where forced.
+// `size_width`: the elements per row of what the chunks hold (sizes the usual chunk);
+// `width`: the gradient's rows (G·H), `H` its columns, for the measurement.
+ChunkPlan plan_chunks(int64_t T, int64_t B, int64_t size_width, int64_t width, int64_t H,
+                      const at::TensorOptions& options, int64_t chunk) {
+  const std::string& forced = weight_grad_forced();
+  const bool available = onednn_grads_available(options);
+  if (chunk > 0) return {std::min<int64_t>(T, chunk), available && forced == "onednn"};
+  const int64_t usual = usual_steps(T, B, size_width);
+  const int64_t longer = std::min<int64_t>(T, std::max<int64_t>(usual, (kGradRows + B - 1) / B));
+  if (!available || forced == "aten") return {usual, false};
+  if (forced == "onednn") return {longer, true};
+  if (longer * B < kGradRows / 2) return {usual, false};  // too short a sum to pay
+  static std::mutex mutex;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int>, bool> kept;
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto key = std::make_tuple(B, width, H, longer, at::get_num_threads());
+  auto found = kept.find(key);
+  if (found == kept.end()) {
+    const auto scratch = options.requires_grad(false);
+    const Tensor D = at::full({longer * B, width}, 0.01, scratch);
+    const Tensor X = at::full({longer * B, H}, 0.01, scratch);
+    Tensor dst = at::zeros({width, H}, scratch);
+    const double mkl = median_seconds([&] { add_weight_grad(dst, D, X, false); });
+    const double dnn = median_seconds([&] { add_weight_grad(dst, D, X, true); });
+    found = kept.emplace(key, dnn < (1 - kMargin) * mkl).first;
+  }
+  return found->second ? ChunkPlan{longer, true} : ChunkPlan{usual, false};
+}
+
 struct Chunks {
   int64_t T, B, K;
+  bool onednn;  // the weight gradients' library (ChunkPlan)
   Tensor ring[2];  // (K, B, width) each
 
-  // chunk > 0 forces K (tests use small chunks to cover the chunk boundaries).
-  static int64_t steps_for(int64_t T, int64_t B, int64_t width, int64_t chunk) {
-    if (chunk > 0) return std::min<int64_t>(T, chunk);
-    return std::min<int64_t>(T, std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, B * width)));
-  }
-  Chunks(int64_t T_, int64_t B_, int64_t width, const at::TensorOptions& options, int64_t K_)
-      : T(T_), B(B_), K(K_) {
+  Chunks(int64_t T_, int64_t B_, int64_t width, const at::TensorOptions& options,
+         const ChunkPlan& plan)
+      : T(T_), B(B_), K(plan.steps), onednn(plan.onednn) {
     ring[0] = at::empty({K, B, width}, options);
     ring[1] = at::empty({K, B, width}, options);
   }
@@ -426,20 +521,24 @@ struct Chunks {
 
 // ∂L/∂W += Σ_t D_tᵀ·h_{t−1} over the chunk [t0, t0 + n): h_{−1} = h0, h_t = Y[t].
 void add_recurrent_term(Tensor& dW, const Tensor& D, const Tensor& Y, const Tensor& h0,
-                        int64_t t0, int64_t n, int64_t B) {
+                        int64_t t0, int64_t n, int64_t B, bool onednn) {
   const int64_t H = Y.size(2);
   if (t0 > 0) {
-    dW.addmm_(D.t(), Y.narrow(0, t0 - 1, n).view({n * B, H}));
+    add_weight_grad(dW, D, Y.narrow(0, t0 - 1, n).view({n * B, H}), onednn);
     return;
   }
-  dW.addmm_(D.narrow(0, 0, B).t(), h0);
-  if (n > 1) dW.addmm_(D.narrow(0, B, (n - 1) * B).t(), Y.narrow(0, 0, n - 1).view({(n - 1) * B, H}));
+  dW.addmm_(D.narrow(0, 0, B).t(), h0);  // B rows: too short a sum for oneDNN
+  if (n > 1) {
+    add_weight_grad(dW, D.narrow(0, B, (n - 1) * B), Y.narrow(0, 0, n - 1).view({(n - 1) * B, H}),
+                    onednn);
+  }
 }
 
 // ∂L/∂x[t0 : t0 + n] = D·U, ∂L/∂U += Dᵀ·x, ∂L/∂b += Σ D, for the columns [c0, c0 + width)
 // of the gate blocks (U's rows).
 void add_input_terms(Tensor& dx, Tensor& dU, Tensor& db, const Tensor& D, const Tensor& x,
-                     const Tensor& U, int64_t t0, int64_t n, int64_t B, int64_t c0, bool first_part) {
+                     const Tensor& U, int64_t t0, int64_t n, int64_t B, int64_t c0, bool first_part,
+                     bool onednn) {
   const int64_t I = x.size(2), width = D.size(1);
   if (dx.defined()) {
     Tensor out = dx.narrow(0, t0, n).view({n * B, I});
@@ -449,7 +548,9 @@ void add_input_terms(Tensor& dx, Tensor& dU, Tensor& db, const Tensor& D, const 
       out.addmm_(D, U.narrow(0, c0, width));
     }
   }
-  if (dU.defined()) dU.narrow(0, c0, width).addmm_(D.t(), x.narrow(0, t0, n).view({n * B, I}));
+  if (dU.defined()) {
+    add_weight_grad(dU.narrow(0, c0, width), D, x.narrow(0, t0, n).view({n * B, I}), onednn);
+  }
   if (db.defined()) db.narrow(0, c0, width).add_(D.sum(0));
 }
 
@@ -546,7 +647,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
   Tensor dx = needs[0] ? at::empty({T, B, I}, options) : Tensor();
   Tensor dU = zeros_if(needs[1], {H, I}, options), dW = zeros_if(needs[2], {H, H}, options);
   Tensor db = zeros_if(needs[3], {H}, options);
-  Chunks chunks(T, B, H, options, Chunks::steps_for(T, B, H, chunk));
+  Chunks chunks(T, B, H, options, plan_chunks(T, B, H, H, H, options, chunk));
   Tensor delta = at::empty({B, H}, options);
   const StepProduct times_W(w_hh, B, T);
   AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "rnn_backward", [&] {
@@ -569,8 +670,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
       if (t == chunks.first(t)) {
         const Tensor D = chunks.rows(t);
         const int64_t n = chunks.length(t);
-        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B);
-        add_input_terms(dx, dU, db, D, x, w_ih, t, n, B, 0, true);
+        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B, chunks.onednn);
+        add_input_terms(dx, dU, db, D, x, w_ih, t, n, B, 0, true, chunks.onednn);
       }
     }
   });
@@ -655,7 +756,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   Tensor dx = needs[0] ? at::empty({T, B, I}, options) : Tensor();
   Tensor dU = zeros_if(needs[1], {4 * H, I}, options), dW = zeros_if(needs[2], {4 * H, H}, options);
   Tensor db = zeros_if(needs[3], {4 * H}, options);
-  Chunks chunks(T, B, 4 * H, options, Chunks::steps_for(T, B, 4 * H, chunk));
+  Chunks chunks(T, B, 4 * H, options, plan_chunks(T, B, 4 * H, 4 * H, H, options, chunk));
   Tensor carry = at::zeros({B, H}, options);
   Tensor delta = at::empty({B, H}, options);
   const bool has_grad_c = grad_c_.has_value() && grad_c_->defined();
@@ -692,8 +793,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
       if (t == chunks.first(t)) {
         const Tensor D = chunks.rows(t);
         const int64_t n = chunks.length(t);
-        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B);
-        add_input_terms(dx, dU, db, D, x, u, t, n, B, 0, true);
+        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B, chunks.onednn);
+        add_input_terms(dx, dU, db, D, x, u, t, n, B, 0, true, chunks.onednn);
       }
     }
   });
@@ -768,9 +869,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
   Tensor dx = needs[0] ? at::empty({T, B, I}, options) : Tensor();
   Tensor dU = zeros_if(needs[1], {3 * H, I}, options), dW = zeros_if(needs[2], {3 * H, H}, options);
   Tensor db_ih = zeros_if(needs[3], {3 * H}, options), db_hh = zeros_if(needs[4], {3 * H}, options);
-  const int64_t K = Chunks::steps_for(T, B, 4 * H, chunk);
-  Chunks chunks(T, B, 3 * H, options, K);  // dS_t
-  Chunks slopes(T, B, H, options, K);  // δ_t ⊙ ∂h/∂a^n, same chunk boundaries
+  const ChunkPlan plan = plan_chunks(T, B, 4 * H, 3 * H, H, options, chunk);
+  Chunks chunks(T, B, 3 * H, options, plan);  // dS_t
+  Chunks slopes(T, B, H, options, plan);  // δ_t ⊙ ∂h/∂a^n, same chunk boundaries
   Tensor deltas[2] = {at::empty({B, H}, options), at::empty({B, H}, options)};  // δ_t, δ_{t+1}
   const StepProduct times_W(w_hh, B, T);
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "gru_backward", [&] {
@@ -812,10 +913,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
       if (t == chunks.first(t)) {
         const Tensor D = chunks.rows(t), Dn = slopes.rows(t);  // (n·B, 3H), (n·B, H)
         const int64_t n = chunks.length(t);
-        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B);
+        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B, chunks.onednn);
         if (db_hh.defined()) db_hh.add_(D.sum(0));
-        add_input_terms(dx, dU, db_ih, D.narrow(1, 0, 2 * H), x, w_ih, t, n, B, 0, true);
-        add_input_terms(dx, dU, db_ih, Dn, x, w_ih, t, n, B, 2 * H, false);
+        add_input_terms(dx, dU, db_ih, D.narrow(1, 0, 2 * H), x, w_ih, t, n, B, 0, true, chunks.onednn);
+        add_input_terms(dx, dU, db_ih, Dn, x, w_ih, t, n, B, 2 * H, false, chunks.onednn);
       }
     }
   });
@@ -830,6 +931,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
 TORCH_LIBRARY(rnnkit_loops, m) {
   m.def("step_product(str path) -> str", &step_product);
   m.def("step_product_path(Tensor w, int rows) -> str", &step_product_path);
+  m.def("weight_grad_path(str path) -> str", &weight_grad_path);
   m.def("rnn_forward(Tensor(a!) Y, Tensor h0, Tensor w_t, int[] batch_sizes, bool relu) -> Tensor(a!)",
         &rnn_forward);
   m.def("rnn_backward(Tensor G, Tensor? grad_h, Tensor Y, Tensor x, Tensor h0, Tensor w_ih, "
