@@ -184,3 +184,16 @@ def test_every_library_gives_a_stack_the_same_training_step_in_float32(
     assert len(calls) >= 2  # each layer's input projection went through oneDNN
     if cell == "mingru":  # the scan's ∂L/∂U of the second layer (the first is too narrow)
         assert grad_calls
+
+
+def test_the_cli_refuses_a_bad_mode_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rnnkit.cli.main import main
+
+    monkeypatch.setenv(projection.ENV, "mkl")
+    assert main(["datasets", "list"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "rnnkit datasets: error: RNNKIT_PROJECTION: expected one of auto, blas, onednn, got 'mkl'"
+    ]

@@ -72,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_environment() -> None:
+    """Refuse a bad RNNKIT_PROJECTION before any work, in one line (a ValueError).
+
+    The check imports torch (the module that reads the variable does), so it runs only
+    where the variable is set.
+    """
+    if os.environ.get("RNNKIT_PROJECTION") is not None:
+        from rnnkit.bptt.projection import mode
+
+        mode()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 1 a failed check, 2 bad input)."""
     parser = build_parser()
@@ -80,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Before any tensor exists: a step's large buffers are reused, not re-mapped.
         allocator.keep_freed_memory()
+        _check_environment()
         status: int = args.run(args)
         # A closed pipe shows in this flush, here, rather than in the one at exit.
         sys.stdout.flush()
