@@ -93,12 +93,12 @@ def peak_gflops(size: int = 1024, repeats: int = 20, library: str = "blas") -> f
     ``library``: ``"blas"`` is ``a @ b`` (torch's BLAS, MKL in the pip wheels: what
     ``torch.mm`` and ``nn.Linear`` run in float32), ``"onednn"`` oneDNN's inner
     product (what rnnkit's projections run where it is measured faster,
-    ``rnnkit.bptt.projection``). On the project's AVX-512 EPYC the second is more than
+    ``rnnkit.projection``). On the project's AVX-512 EPYC the second is more than
     twice the first, so a peak from ``a @ b`` alone understates the machine.
     """
     import torch
 
-    from rnnkit.bptt import projection
+    from rnnkit import projection
 
     a, b = torch.randn(size, size), torch.randn(size, size)
     if library == "onednn" and not projection.eligible(a, b):

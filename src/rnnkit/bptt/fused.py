@@ -114,8 +114,8 @@ from torch import Tensor, nn
 
 from rnnkit.bptt import compiled
 from rnnkit.bptt.ops import Op, asked, fake_grads, or_empty
-from rnnkit.bptt.projection import project, project_back, weight_grad
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
+from rnnkit.projection import project, project_back, weight_grad
 from rnnkit.state import HiddenState, LSTMState, map_state
 
 BatchSizes = tuple[int, ...] | None

@@ -55,8 +55,8 @@ from torch import Tensor, nn
 
 from rnnkit.bptt import compiled
 from rnnkit.bptt.ops import Op, asked, fake_grads, or_empty
-from rnnkit.bptt.projection import project, project_back, weight_grad
 from rnnkit.cells import MinGRUCell, MinimalCell, MinLSTMCell
+from rnnkit.projection import project, project_back, weight_grad
 from rnnkit.state import HiddenState
 
 

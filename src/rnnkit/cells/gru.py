@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.cells.base import RecurrentCell
+from rnnkit.projection import linear
 from rnnkit.state import HiddenState
 
 
@@ -46,8 +46,8 @@ class GRUCell(RecurrentCell[HiddenState]):
 
     def forward(self, x_t: Tensor, state: HiddenState) -> tuple[Tensor, HiddenState]:
         self.check_step(x_t, state)
-        x_r, x_z, x_n = F.linear(x_t, self.weight_ih, self.bias_ih).chunk(3, dim=1)  # (B, H) each
-        h_r, h_z, h_n = F.linear(state.h, self.weight_hh, self.bias_hh).chunk(3, dim=1)
+        x_r, x_z, x_n = linear(x_t, self.weight_ih, self.bias_ih).chunk(3, dim=1)  # (B, H) each
+        h_r, h_z, h_n = linear(state.h, self.weight_hh, self.bias_hh).chunk(3, dim=1)
         r = torch.sigmoid(x_r + h_r)  # (B, H)
         z = torch.sigmoid(x_z + h_z)  # (B, H)
         n = torch.tanh(x_n + r * h_n)  # (B, H)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.cells.base import RecurrentCell
+from rnnkit.projection import linear
 from rnnkit.state import LSTMState, describe_state
 
 
@@ -58,7 +58,7 @@ def lstm_gates(
     i, f, g, o from U·x_t + W·h_{t−1} + b, and c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t; what
     the step emits from them (h_t = o_t ⊙ tanh(c_t), or its projection) is the cell's.
     """
-    gates = F.linear(x_t, cell.weight_ih, cell.bias_ih) + F.linear(  # (B, 4H)
+    gates = linear(x_t, cell.weight_ih, cell.bias_ih) + linear(  # (B, 4H)
         state.h, cell.weight_hh, cell.bias_hh
     )
     i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each
@@ -159,7 +159,7 @@ class ProjectedLSTMCell(RecurrentCell[LSTMState]):
     def forward(self, x_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         self.check_step(x_t, state)
         o, c = lstm_gates(self, x_t, state)  # (B, H) each
-        r = F.linear(o * torch.tanh(c), self.weight_hr)  # (B, P)
+        r = linear(o * torch.tanh(c), self.weight_hr)  # (B, P)
         return r, LSTMState(r, c)
 
     def extra_repr(self) -> str:

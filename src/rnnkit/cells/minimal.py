@@ -34,10 +34,10 @@ import math
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.cells.base import RecurrentCell
+from rnnkit.projection import linear
 from rnnkit.state import HiddenState
 
 Form = Literal["plain", "log"]
@@ -104,7 +104,7 @@ class MinimalCell(RecurrentCell[HiddenState]):
         ``x`` of shape ``(T, B, I)`` gives every step's coefficients in one matrix
         multiply, which is how the scan backend uses it.
         """
-        return self.gates(F.linear(x, self.weight_ih, self.bias_ih))
+        return self.gates(linear(x, self.weight_ih, self.bias_ih))
 
     def forward(self, x_t: Tensor, state: HiddenState) -> tuple[Tensor, HiddenState]:
         self.check_step(x_t, state)

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.cells.base import RecurrentCell
+from rnnkit.projection import linear
 from rnnkit.state import HiddenState
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.tanh, "relu": torch.relu}
@@ -64,7 +64,7 @@ class RNNCell(RecurrentCell[HiddenState]):
 
     def forward(self, x_t: Tensor, state: HiddenState) -> tuple[Tensor, HiddenState]:
         self.check_step(x_t, state)
-        pre = F.linear(x_t, self.weight_ih, self.bias_ih) + F.linear(  # U·x_t + W·h_{t−1} + b
+        pre = linear(x_t, self.weight_ih, self.bias_ih) + linear(  # U·x_t + W·h_{t−1} + b
             state.h, self.weight_hh, self.bias_hh
         )  # (B, H)
         h = self.f(pre)  # (B, H)

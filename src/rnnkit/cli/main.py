@@ -79,7 +79,7 @@ def _check_environment() -> None:
     where the variable is set.
     """
     if os.environ.get("RNNKIT_PROJECTION") is not None:
-        from rnnkit.bptt.projection import mode
+        from rnnkit.projection import mode
 
         mode()
 

@@ -50,6 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -276,3 +277,55 @@ def weight_grad(grad: Tensor, x: Tensor) -> Tensor:
         trial = (grad[:TRIAL_ROWS], x[:TRIAL_ROWS])
         chosen = _GRAD_CHOOSER.choose(grad_key_of(grad, x), trial)
     return _GRADS[chosen](grad, x)
+
+
+class _Linear(torch.autograd.Function):
+    """x·weightᵀ (+ bias) for 2-D x by :func:`project`, with its backward by
+    :func:`project_back` and :func:`weight_grad`.
+
+    A backward asked to build a graph (``create_graph=True``) computes the same
+    gradients in autograd ops (``torch.mm``), which autograd differentiates again.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return project(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad = grad.contiguous()
+        if torch.is_grad_enabled():  # create_graph=True: differentiable ops
+            dx = torch.mm(grad, weight) if need_x else None
+            dw = torch.mm(grad.t(), x) if need_w else None
+        else:
+            dx = project_back(grad, weight) if need_x else None
+            dw = weight_grad(grad, x) if need_w else None
+        db = grad.sum(0) if need_b and ctx.has_bias else None
+        return dx, dw, db
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear(x, weight, bias)``, its products on the library measured faster here.
+
+    ``x (..., K)``, ``weight (M, K)``, ``bias (M,)`` → ``(..., M)``; differentiable
+    (twice, too). Where oneDNN does not apply (float64, another device, a product
+    below :data:`MIN_WORK`, ``RNNKIT_PROJECTION=blas``) and while ``torch.compile``,
+    ``torch.jit`` or the ONNX exporter traces, it is ``F.linear`` itself, so traced
+    graphs hold the standard op.
+    """
+    if (
+        x.dim() < 2
+        or mode() == "blas"
+        or torch.compiler.is_compiling()
+        or torch._C._get_tracing_state() is not None  # torch.jit.trace (and its ONNX export)
+        or torch.onnx.is_in_onnx_export()
+        or not eligible(x.reshape(-1, x.shape[-1]), weight)
+    ):
+        return torch.nn.functional.linear(x, weight, bias)
+    flat = x.reshape(-1, x.shape[-1])
+    out: Tensor = _Linear.apply(flat, weight, bias)  # type: ignore[no-untyped-call]
+    return out.view(*x.shape[:-1], weight.shape[0])

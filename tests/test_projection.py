@@ -1,4 +1,4 @@
-"""The backends' large products (rnnkit.bptt.projection): numbers, and the measured choice."""
+"""The backends' large products (rnnkit.projection): numbers, and the measured choice."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from rnnkit import Recurrent
-from rnnkit.bptt import projection
-from rnnkit.bptt.projection import (
+from rnnkit import Recurrent, projection
+from rnnkit.projection import (
     Chooser,
     decide,
     grad_key_of,
