@@ -29,6 +29,13 @@ takes this path.
 ``RNNKIT_PROJECTION``: ``auto`` (the default, measured), ``blas`` (always
 ``torch.mm``) or ``onednn`` (oneDNN wherever it applies, unmeasured).
 
+The choices live in the process only (so do the compiled loops' own, in
+``loops.cpp``). A later process measures again, and where the two libraries are
+within noise of each other it may choose the other one: its float32 results then
+differ in their last bits. A run resumed in a new process therefore continues to
+float32 rounding, not bit for bit, as with any change of threads; pin
+``RNNKIT_PROJECTION`` (float64 never takes oneDNN) where bit-identical reruns matter.
+
 The weight gradients ∂L/∂U = ∂L/∂Aᵀ·x (:func:`weight_grad`) reduce over all T·B
 rows, with both operands transposed in linear form. oneDNN runs them through its
 inner product's backward-for-weights kernel, after copying both operands into its
