@@ -196,3 +196,23 @@ def test_the_cli_refuses_a_bad_mode_before_any_work(
     assert err == [
         "rnnkit datasets: error: RNNKIT_PROJECTION: expected one of auto, blas, onednn, got 'mkl'"
     ]
+
+
+@pytest.mark.parametrize(("mode", "pins"), [("blas", "packed aten"), ("onednn", "onednn onednn")])
+def test_the_variable_pins_the_compiled_loops_choices_too(mode: str, pins: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from rnnkit.bptt import compiled
+
+    if compiled.load() is None:
+        pytest.skip("no compiled loops here")
+    script = (
+        "from rnnkit.bptt import compiled; ops = compiled.load(); "
+        "print(ops.step_product('auto'), ops.weight_grad_path('auto'))"
+    )
+    env = {**os.environ, projection.ENV: mode}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == pins  # the settings the load left, then restored

@@ -34,7 +34,8 @@ The choices live in the process only (so do the compiled loops' own, in
 within noise of each other it may choose the other one: its float32 results then
 differ in their last bits. A run resumed in a new process therefore continues to
 float32 rounding, not bit for bit, as with any change of threads; pin
-``RNNKIT_PROJECTION`` (float64 never takes oneDNN) where bit-identical reruns matter.
+``RNNKIT_PROJECTION`` where bit-identical reruns matter: it pins the compiled loops'
+choices too (``rnnkit.bptt.compiled``). float64 never takes oneDNN.
 
 The weight gradients ∂L/∂U = ∂L/∂Aᵀ·x (:func:`weight_grad`) reduce over all T·B
 rows, with both operands transposed in linear form. oneDNN runs them through its

@@ -151,6 +151,24 @@ def _build() -> Any:
     return torch.ops.rnnkit_loops
 
 
+# What RNNKIT_PROJECTION pins in the loops' own measured choices (loops.cpp): the
+# per-step product's path and the backward's weight-gradient library.
+_PINS = {"blas": ("packed", "aten"), "onednn": ("onednn", "onednn")}
+
+
+def _pinned(ops: Any) -> Any:
+    """The loops with their library choices pinned where ``RNNKIT_PROJECTION`` says so
+    (``blas``: MKL's packed GEMM and ``at::addmm``; ``onednn``: oneDNN wherever it
+    runs), so that one switch makes every float32 product's library fixed."""
+    from rnnkit.projection import mode
+
+    pins = _PINS.get(mode())
+    if pins is not None:
+        ops.step_product(pins[0])
+        ops.weight_grad_path(pins[1])
+    return ops
+
+
 def load() -> Any:
     """``torch.ops.rnnkit_loops``, building it on first call; ``None`` if unavailable."""
     global _ops, _failure
@@ -159,7 +177,7 @@ def load() -> Any:
     with _lock:
         if _ops is None and not _failure:
             try:
-                _ops = _build()
+                _ops = _pinned(_build())
             except Exception as error:  # a missing compiler surfaces as many error types
                 first = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 _failure = f"{type(error).__name__}: {first}"
