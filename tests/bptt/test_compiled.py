@@ -117,14 +117,42 @@ def test_unneeded_gradients_are_not_computed() -> None:
 
 
 @contextlib.contextmanager
-def step_product(path: str) -> Iterator[None]:
-    """Force the compiled loops' per-step products onto one path (see loops.cpp)."""
-    ops = compiled.load()
-    previous = ops.step_product(path)
+def forced(setting: str, path: str) -> Iterator[None]:
+    """Force one of the compiled loops' library choices (loops.cpp): ``setting`` is the
+    op that sets it, ``step_product`` (the per-step products) or ``weight_grad_path``
+    (the backward's weight gradients)."""
+    set_path = getattr(compiled.load(), setting)
+    previous = set_path(path)
     try:
         yield
     finally:
-        ops.step_product(previous)
+        set_path(previous)
+
+
+def assert_float32_match(name: str, ragged: bool, setting: str, path: str, chunk: int) -> None:
+    """A forced library choice gives the Python loops' numbers in float32.
+
+    oneDNN's and MKL's products run only in float32 (float64 always takes at::addmm),
+    so they are compared in float32: the Python loops' products are at::addmm's, the
+    same sums in another order. Ragged batches mix full steps (packed path) and
+    shorter ones (at::addmm) in one loop; chunks of 3 steps make a weight-gradient sum
+    cross chunk boundaries.
+    """
+    torch.manual_seed(3)
+    stack = Recurrent(name, 5, 24, num_layers=2, bidirectional=True, backend="fused")
+    x = torch.randn(6, 9, 5)
+    lengths = [9, 9, 7, 4, 2, 1] if ragged else None
+    with compiled.enabled(False):
+        expected = run(stack, x, lengths)
+    previous, compiled.chunk = compiled.chunk, chunk
+    try:
+        with forced(setting, path):
+            actual = run(stack, x, lengths)
+    finally:
+        compiled.chunk = previous
+    tolerance = 64 * torch.finfo(torch.float32).eps
+    for a, b in zip(actual, expected, strict=True):
+        assert (a - b).abs().max() <= tolerance * max(b.abs().max().item(), 1.0)
 
 
 @pytest.mark.usefixtures("built")
@@ -134,32 +162,7 @@ def step_product(path: str) -> Iterator[None]:
 def test_every_step_product_path_gives_the_python_loops_numbers_in_float32(
     name: str, ragged: bool, path: str
 ) -> None:
-    # oneDNN's and MKL's packed products run only in float32 (float64 always takes
-    # at::addmm), so they are compared here in float32: the Python loops' products
-    # are at::addmm's, the same sums in another order. Ragged batches mix full
-    # steps (packed path) and shorter ones (at::addmm) in one loop.
-    torch.manual_seed(3)
-    stack = Recurrent(name, 5, 24, num_layers=2, bidirectional=True, backend="fused")
-    x = torch.randn(6, 9, 5)
-    lengths = [9, 9, 7, 4, 2, 1] if ragged else None
-    with compiled.enabled(False):
-        expected = run(stack, x, lengths)
-    with step_product(path):
-        actual = run(stack, x, lengths)
-    tolerance = 64 * torch.finfo(torch.float32).eps
-    for a, b in zip(actual, expected, strict=True):
-        assert (a - b).abs().max() <= tolerance * max(b.abs().max().item(), 1.0)
-
-
-@contextlib.contextmanager
-def weight_grad_path(path: str) -> Iterator[None]:
-    """Force the compiled backward's weight-gradient library (see loops.cpp, ChunkPlan)."""
-    ops = compiled.load()
-    previous = ops.weight_grad_path(path)
-    try:
-        yield
-    finally:
-        ops.weight_grad_path(previous)
+    assert_float32_match(name, ragged, "step_product", path, chunk=0)
 
 
 @pytest.mark.usefixtures("built")
@@ -170,24 +173,7 @@ def weight_grad_path(path: str) -> Iterator[None]:
 def test_every_weight_gradient_path_gives_the_python_loops_numbers_in_float32(
     name: str, ragged: bool, chunk: int, path: str
 ) -> None:
-    # oneDNN's backward-for-weights runs only in float32 (float64 keeps at::addmm), so
-    # it is compared in float32, with chunks of 3 steps so that a sum crosses chunk
-    # boundaries (forced "onednn" uses it at any chunk; "auto" measures first).
-    torch.manual_seed(4)
-    stack = Recurrent(name, 5, 24, num_layers=2, bidirectional=True, backend="fused")
-    x = torch.randn(6, 9, 5)
-    lengths = [9, 9, 7, 4, 2, 1] if ragged else None
-    with compiled.enabled(False):
-        expected = run(stack, x, lengths)
-    previous, compiled.chunk = compiled.chunk, chunk
-    try:
-        with weight_grad_path(path):
-            actual = run(stack, x, lengths)
-    finally:
-        compiled.chunk = previous
-    tolerance = 64 * torch.finfo(torch.float32).eps
-    for a, b in zip(actual, expected, strict=True):
-        assert (a - b).abs().max() <= tolerance * max(b.abs().max().item(), 1.0)
+    assert_float32_match(name, ragged, "weight_grad_path", path, chunk)
 
 
 @pytest.mark.usefixtures("built")
@@ -200,16 +186,16 @@ def test_a_bad_weight_gradient_path_is_refused() -> None:
 def test_the_static_step_product_rule_takes_onednn_only_for_large_float32_steps() -> None:
     ops = compiled.load()
     large, small = torch.zeros(512, 2048), torch.zeros(128, 512)  # (K, N): H → 4H
-    with step_product("onednn"):
+    with forced("step_product", "onednn"):
         has_onednn = ops.step_product_path(small, 16) == "onednn"
-    with step_product("packed"):
+    with forced("step_product", "packed"):
         has_mkl = ops.step_product_path(small, 16) == "packed"
     fallback = "packed" if has_mkl else "aten"
-    with step_product("static"):
+    with forced("step_product", "static"):
         assert ops.step_product_path(large, 64) == ("onednn" if has_onednn else fallback)
         assert ops.step_product_path(small, 16) == fallback
         assert ops.step_product_path(large.double(), 64) == "aten"
-    with step_product("aten"):
+    with forced("step_product", "aten"):
         assert ops.step_product_path(large, 64) == "aten"
     with pytest.raises(RuntimeError, match="step_product expects"):
         ops.step_product("mkl")
@@ -218,12 +204,12 @@ def test_the_static_step_product_rule_takes_onednn_only_for_large_float32_steps(
 @pytest.mark.usefixtures("built")
 def test_the_measured_step_product_path_is_one_that_runs_and_is_kept() -> None:
     ops = compiled.load()
-    with step_product("onednn"):
+    with forced("step_product", "onednn"):
         has_onednn = ops.step_product_path(torch.zeros(64, 256), 8) == "onednn"
-    with step_product("packed"):
+    with forced("step_product", "packed"):
         has_mkl = ops.step_product_path(torch.zeros(64, 256), 8) == "packed"
     w = torch.zeros(96, 384)  # a shape no other test measures
-    with step_product("auto"):
+    with forced("step_product", "auto"):
         first = ops.step_product_path(w, 12)
         assert all(ops.step_product_path(w, 12) == first for _ in range(5))  # kept, no flip
         assert ops.step_product_path(w.double(), 12) == "aten"
