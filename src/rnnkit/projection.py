@@ -325,15 +325,15 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     ``torch.jit`` or the ONNX exporter traces, it is ``F.linear`` itself, so traced
     graphs hold the standard op.
     """
+    flat = x.reshape(-1, x.shape[-1]) if x.dim() >= 2 else x
     if (
         x.dim() < 2
         or mode() == "blas"
         or torch.compiler.is_compiling()
         or torch._C._get_tracing_state() is not None  # torch.jit.trace (and its ONNX export)
         or torch.onnx.is_in_onnx_export()
-        or not eligible(x.reshape(-1, x.shape[-1]), weight)
+        or not eligible(flat, weight)
     ):
         return torch.nn.functional.linear(x, weight, bias)
-    flat = x.reshape(-1, x.shape[-1])
     out: Tensor = _Linear.apply(flat, weight, bias)  # type: ignore[no-untyped-call]
     return out.view(*x.shape[:-1], weight.shape[0])
