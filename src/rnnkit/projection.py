@@ -52,8 +52,8 @@ no faster) and keep ``at::addmm``.
 
 from __future__ import annotations
 
+import functools
 import os
-import statistics
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -62,6 +62,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from rnnkit.timing import time_interleaved
 
 ENV = "RNNKIT_PROJECTION"
 MODES = ("auto", "blas", "onednn")
@@ -94,6 +96,7 @@ def mode() -> str:
     return value
 
 
+@functools.cache
 def _onednn_available() -> bool:
     available = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
     return bool(available) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
@@ -197,16 +200,9 @@ class Chooser:
 
     def measure(self, trial: tuple[Tensor | None, ...]) -> dict[str, float]:
         """Median seconds per call of each library, interleaved after :data:`WARMUP` rounds."""
-        samples: dict[str, list[float]] = {name: [] for name in self.run}
-        for _ in range(WARMUP):
-            for library in self.run.values():
-                library(*trial)
-        for _ in range(REPEATS):
-            for name, library in self.run.items():
-                start = self.clock()
-                library(*trial)
-                samples[name].append(self.clock() - start)
-        return {name: statistics.median(values) for name, values in samples.items()}
+        runs = {name: functools.partial(library, *trial) for name, library in self.run.items()}
+        timings = time_interleaved(runs, REPEATS, warmup=WARMUP, clock=self.clock)
+        return {name: timing.median for name, timing in timings.items()}
 
 
 _CHOOSER = Chooser()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -31,9 +31,15 @@ class Timing:
 
 
 def time_interleaved(
-    candidates: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+    candidates: Mapping[str, Callable[[], object]],
+    repeats: int,
+    warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Timing]:
-    """Call every candidate ``warmup`` times, then ``repeats`` rounds of one call each."""
+    """Call every candidate ``warmup`` times, then ``repeats`` rounds of one call each.
+
+    ``clock`` reads the time (seconds); tests pass a fake one.
+    """
     if repeats < 1:
         raise ValueError(f"repeats: expected a positive int, got {repeats}")
     for _ in range(warmup):
@@ -42,9 +48,9 @@ def time_interleaved(
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, run in candidates.items():
-            start = time.perf_counter()
+            start = clock()
             run()
-            samples[name].append(time.perf_counter() - start)
+            samples[name].append(clock() - start)
     return {name: Timing(tuple(values)) for name, values in samples.items()}
 
 

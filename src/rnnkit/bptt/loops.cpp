@@ -216,6 +216,25 @@ constexpr int64_t kPrepareSteps = 8;
 constexpr double kMargin = 0.05;  // the other path must beat the static rule's by this
 constexpr int kWarmup = 3, kRounds = 5, kCallsPerRound = 4;
 
+// Whether `challenger` beats `incumbent` by more than kMargin: both called kWarmup
+// times, then kRounds interleaved rounds of kCallsPerRound calls each, medians
+// compared (the measured choices of StepProduct and ChunkPlan).
+bool beats(const std::function<void()>& challenger, const std::function<void()>& incumbent) {
+  auto round = [](const std::function<void()>& f) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kCallsPerRound; ++i) f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  for (int i = 0; i < kWarmup; ++i) round(challenger), round(incumbent);
+  std::vector<double> a, b;
+  for (int i = 0; i < kRounds; ++i) a.push_back(round(challenger)), b.push_back(round(incumbent));
+  auto median = [](std::vector<double>& v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  return median(a) < (1 - kMargin) * median(b);
+}
+
 // "auto" (measured), "static" (the threshold rule), or a path forced by name where
 // it can run ("aten" always can). Tests force each path to compare them; benchmarks
 // to time them.
@@ -312,25 +331,17 @@ class StepProduct {
     const StepProduct one(w, rows, Path::onednn), two(w, rows, Path::packed);
     const Tensor a = at::full({rows, K}, 0.01, w.options().requires_grad(false));
     Tensor out = at::zeros({rows, N}, a.options());
-    auto round = [&](const StepProduct& p) {
-      const auto start = std::chrono::steady_clock::now();
-      for (int i = 0; i < kCallsPerRound; ++i) p.add(out.data_ptr<float>(), a.data_ptr<float>(), rows);
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    auto times = [&](const StepProduct& p) {
+      return [&out, &a, rows, product = &p] {
+        product->add(out.data_ptr<float>(), a.data_ptr<float>(), rows);
+      };
     };
-    for (int i = 0; i < kWarmup; ++i) round(one), round(two);
-    std::vector<double> onednn, packed;
-    for (int i = 0; i < kRounds; ++i) onednn.push_back(round(one)), packed.push_back(round(two));
-    const double t_onednn = median(onednn), t_packed = median(packed);
-    Path choice = incumbent;
-    if (incumbent == Path::packed && t_onednn < (1 - kMargin) * t_packed) choice = Path::onednn;
-    if (incumbent == Path::onednn && t_packed < (1 - kMargin) * t_onednn) choice = Path::packed;
+    const StepProduct& incumbent_product = incumbent == Path::onednn ? one : two;
+    const StepProduct& other_product = incumbent == Path::onednn ? two : one;
+    const Path other = incumbent == Path::onednn ? Path::packed : Path::onednn;
+    const Path choice = beats(times(other_product), times(incumbent_product)) ? other : incumbent;
     kept.emplace(key, choice);
     return choice;
-  }
-
-  static double median(std::vector<double> values) {
-    std::sort(values.begin(), values.end());
-    return values[values.size() / 2];
   }
 
   Tensor w_;
@@ -444,18 +455,6 @@ struct ChunkPlan {
   bool onednn;
 };
 
-double median_seconds(const std::function<void()>& f) {
-  for (int i = 0; i < kWarmup; ++i) f();
-  std::vector<double> times;
-  for (int i = 0; i < kRounds; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    f();
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
-
 // The usual chunk: about 2^18 elements of ∂L/∂(pre-activations) (1 MiB in float32).
 int64_t usual_steps(int64_t T, int64_t B, int64_t width) {
   return std::min<int64_t>(T, std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, B * width)));
@@ -485,9 +484,9 @@ ChunkPlan plan_chunks(int64_t T, int64_t B, int64_t size_width, int64_t width, i
     const Tensor D = at::full({longer * B, width}, 0.01, scratch);
     const Tensor X = at::full({longer * B, H}, 0.01, scratch);
     Tensor dst = at::zeros({width, H}, scratch);
-    const double mkl = median_seconds([&] { add_weight_grad(dst, D, X, false); });
-    const double dnn = median_seconds([&] { add_weight_grad(dst, D, X, true); });
-    found = kept.emplace(key, dnn < (1 - kMargin) * mkl).first;
+    const bool faster = beats([&] { add_weight_grad(dst, D, X, true); },
+                              [&] { add_weight_grad(dst, D, X, false); });
+    found = kept.emplace(key, faster).first;
   }
   return found->second ? ChunkPlan{longer, true} : ChunkPlan{usual, false};
 }
