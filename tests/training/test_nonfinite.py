@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,8 @@ from rnnkit.training.trainer import (
     Trainer,
     TrainerConfig,
     TrainingError,
-    Undo,
 )
+from rnnkit.training.undo import Undo
 from tests.training.toy import Tagger, collate, examples, weights_of
 
 
@@ -31,7 +30,12 @@ def make(optimizer: OptimizerConfig, **changes: Any) -> Trainer:
 
 def poison_steps(trainer: Trainer, bad: set[int]) -> list[dict[str, Any]]:
     """Make the optimizer's updates number ``bad`` (1-based calls) write a NaN into the
-    output weight; returns, per bad call, the weights and optimizer state before it."""
+    output weight; returns, per bad call, the weights and optimizer state before it.
+
+    The NaN comes from outside the optimizer's arithmetic, which the proof that a step
+    is finite (:mod:`rnnkit.training.undo`) rightly cannot foresee: every step is
+    copied and checked here. ``test_undo.py`` makes real non-finite updates."""
+    trainer._undo.prove = False
     step = trainer.optimizer.step
     calls = [0]
     before: list[dict[str, Any]] = []
@@ -138,25 +142,6 @@ def test_finite_sees_nan_and_inf_anywhere() -> None:
     with torch.no_grad():
         params[1][4] = 3.4e38  # finite, near float32's largest
     assert undo.finite()
-
-
-def test_the_undo_snapshot_costs_little_next_to_a_step() -> None:
-    # The demo-sized model (embedding, GRU, linear): a snapshot and a finiteness check
-    # must stay a small part of a real step, whose forward and backward dominate.
-    trainer = make(OptimizerConfig("adam", lr=0.01), max_steps=3)
-    trainer.fit()  # the optimizer's state now exists
-    undo = trainer._undo
-    rounds = 200
-    started = time.perf_counter()
-    for _ in range(rounds):
-        undo.save()
-        undo.finite()
-    overhead = (time.perf_counter() - started) / rounds
-    started = time.perf_counter()
-    trainer2 = make(OptimizerConfig("adam", lr=0.01), max_steps=20)
-    trainer2.fit()
-    step = (time.perf_counter() - started) / 20
-    assert overhead < 0.5 * step, (overhead, step)
 
 
 def test_a_checkpoint_after_an_undone_step_holds_the_weights_before_it(tmp_path: Path) -> None:

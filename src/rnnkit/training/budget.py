@@ -10,7 +10,7 @@ bytes of training from the configuration alone:
 * their gradients (as many again) and the optimizer's state (Adam and AdamW two
   tensors per parameter, SGD with momentum, RMSprop and Adagrad one or two);
 * the copy of weights and optimizer state the trainer keeps to undo a step that
-  made a weight non-finite (:class:`~rnnkit.training.trainer.Undo`);
+  made a weight non-finite (:class:`~rnnkit.training.undo.Undo`);
 * activations kept for the backward pass: per example and step, every recurrent
   layer keeps about ``k·D·H`` values (``k`` = 8 for LSTM, 6 for GRU, 2 for the
   plain RNN: gates, states, nonlinearities) and every linear layer its outputs,
