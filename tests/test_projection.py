@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 import pytest
@@ -216,3 +217,18 @@ def test_the_variable_pins_the_compiled_loops_choices_too(mode: str, pins: str) 
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[-2] == pins  # the settings the load left, then restored
+
+
+def test_the_transpose_is_kept_while_the_weight_is_unchanged() -> None:
+    weight = torch.nn.Parameter(torch.randn(6, 4))
+    first = projection.transposed(weight)
+    assert torch.equal(first, weight.detach().t()) and first.is_contiguous()
+    assert projection.transposed(weight) is first  # no second copy
+    with torch.no_grad():
+        weight.mul_(2.0)  # an optimizer step: the version moves
+    second = projection.transposed(weight)
+    assert second is not first and torch.equal(second, weight.detach().t())
+    key = id(weight)
+    del weight, first, second
+    gc.collect()
+    assert key not in projection._TRANSPOSED  # dropped with the weight
