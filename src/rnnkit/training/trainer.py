@@ -658,7 +658,7 @@ class Trainer:
                 carried[j] = detach_state(state)
         self.carry = carried if continuous else []
         loss_sum, tokens = distributed.all_sum(self.world, [loss_sum, tokens])
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        params = [p for p in self._undo.params if p.grad is not None]  # the optimizer's
         metrics: dict[str, float] = {"loss": loss_sum / tokens if tokens else float("nan")}
         if tokens == 0:
             self.optimizer.zero_grad(set_to_none=True)
