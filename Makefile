@@ -80,6 +80,7 @@ bench: $(STAMP) $(LOOPS)
 	$(PY) benchmarks/compile.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/drop_in.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/end_to_end.py --write BENCHMARKS.md && \
+	$(PY) benchmarks/trainer_overhead.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/stream_memory.py --write BENCHMARKS.md && \
 	$(PY) benchmarks/gradient_flow.py --out docs
 

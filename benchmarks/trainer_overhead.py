@@ -1,9 +1,10 @@
 """The Trainer's own work per optimizer step, against the step (issue 15: ≤ 5 %).
 
 ``rnnkit train`` runs the three end-to-end cases of ``end_to_end.py`` in a child
-process under py-spy, a sampling profiler (500 stack samples a second; nothing is
-wrapped or timed inside the process, so the profile does not add to what it
-measures). Of the samples inside ``Trainer.fit``, not counting evaluation,
+process under py-spy, a sampling profiler (200 stack samples a second, without
+stopping the process to take them; nothing is wrapped or timed inside the process).
+Stopping it at 500 a second had py-spy take most of a core from the two the run
+needs. Of the samples inside ``Trainer.fit``, not counting evaluation,
 checkpoints and restoring the best weights (they are not per step), the shared part
 is what any training loop does, hand-written ones included: the model's forward,
 ``Tensor.backward``, ``optimizer.step``, ``zero_grad``, the gradient norm and
@@ -18,7 +19,7 @@ share over the repeats and the functions that took most of the own part.
     python benchmarks/trainer_overhead.py --cases classify --repeats 1
     python benchmarks/trainer_overhead.py --write BENCHMARKS.md  # also replace the table
 
-Needs ``py-spy`` (``pip install py-spy``).
+Needs ``py-spy`` (in the ``dev`` extra).
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ SHARED = {
 NOT_STEPS = ("Trainer._evaluate", "Trainer._save", "Trainer._restore_best", "Trainer._track_best")
 
 
+def spy() -> str:
+    """py-spy: beside this interpreter (a virtual environment's), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        sys.exit("trainer_overhead.py: needs py-spy (pip install py-spy; in the dev extra)")
+    return found
+
+
 def measure(case: Case, steps: int, folder: Path) -> tuple[float, collections.Counter[str]]:
     """(the own share of the training samples, the own samples by function)."""
     argv = [*case.argv]
@@ -60,7 +70,7 @@ def measure(case: Case, steps: int, folder: Path) -> tuple[float, collections.Co
     shutil.rmtree(out, ignore_errors=True)
     raw = folder / "samples.txt"
     command = [
-        "py-spy", "record", "--rate", "500", "--format", "raw", "--output", str(raw), "--",
+        spy(), "record", "--nonblocking", "--rate", "200", "--format", "raw", "--output", str(raw), "--",
         sys.executable, "-m", "rnnkit.cli.main", *argv, "--max-steps", str(steps),
         "--progress", "off", "--no-report", "--out", str(out),
     ]  # fmt: skip
@@ -110,8 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", type=Path, default=None, help="replace the table there")
     args = parser.parse_args(argv)
-    if shutil.which("py-spy") is None:
-        sys.exit("trainer_overhead.py: needs py-spy on PATH (pip install py-spy)")
+    spy()
     machine = describe_machine()
     print(machine)
     rows: dict[str, tuple[str, str]] = {}

@@ -629,7 +629,8 @@ class Trainer:
         """One optimizer step over its micro-batches (``shards``)."""
         c = self.config
         started = time.perf_counter()
-        self.ddp.train()
+        if not self.ddp.training:  # after an evaluation: a walk over every module
+            self.ddp.train()
         loss_sum = 0.0
         tokens = 0.0
         continuous = self.train_data.continuous
