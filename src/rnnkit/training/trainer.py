@@ -629,7 +629,7 @@ class Trainer:
         """One optimizer step over its micro-batches (``shards``)."""
         c = self.config
         started = time.perf_counter()
-        if not self.ddp.training:  # after an evaluation: a walk over every module
+        if not (self.ddp.training and self.model.training):  # else a walk over every module
             self.ddp.train()
         loss_sum = 0.0
         tokens = 0.0
