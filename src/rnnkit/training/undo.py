@@ -96,7 +96,7 @@ class Undo:
         """Before ``optimizer.step()``: copy the weights and state unless the step is
         proved finite. ``grad_bound`` bounds every gradient element (inf: unknown)."""
         self.proved = False
-        if self.stamp != self._stamp():
+        if self.bounds is not None and self.stamp != self._stamp():
             self.bounds = None  # changed since the last step by something else: measure
         if self.prove and self.bounds is not None and self.since < REMEASURE:
             after = _step_bounds(self.optimizer, self.bounds, SLACK * grad_bound)
@@ -114,13 +114,12 @@ class Undo:
         if self.proved or not self.params:
             self.stamp = self._stamp()
             return True
+        largest = _largest_norm(self.params)  # a NaN or ±inf anywhere makes it non-finite
+        if math.isfinite(largest):
+            self._measure(largest)
+            self.stamp = self._stamp()
+            return True
         with torch.no_grad():
-            norms = torch._foreach_norm(self.params)  # fused; ~20× faster than ord=inf on CPU
-            largest = torch.stack([n.to(norms[0].device) for n in norms]).max()
-            if bool(largest.isfinite()):
-                self._measure(float(largest))
-                self.stamp = self._stamp()
-                return True
             # The 2-norm also overflows for finite weights past ~1e19: decide exactly.
             ok = all(bool(p.isfinite().all()) for p in self.params)
         if ok:
@@ -216,6 +215,7 @@ def _kind(optimizer: torch.optim.Optimizer) -> str | None:
 
 
 def _largest_norm(tensors: list[Tensor]) -> float:
+    """The largest 2-norm of ``tensors``: one fused pass (~20× faster than ord=inf on CPU)."""
     if not tensors:
         return 0.0
     with torch.no_grad():
