@@ -9,7 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "rnnkit"
 
 # Lower numbers are lower layers; a module may import its own layer or below.
 LAYERS = {
-    "version": 0, "configuration": 0, "timing": 0, "allocator": 0, "projection": 0, "state": 0,
+    "version": 0, "configuration": 0, "timing": 0, "allocator": 0, "stamps": 0, "projection": 0, "state": 0,
     "cells": 0,
     "unrolling": 1, "native": 1, "bptt": 1,
     "recurrent": 2, "tuning": 2, "stepping": 2, "diagnostics": 2, "selfcheck": 2,

@@ -64,6 +64,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnkit.stamps import Stamp, stamp
 from rnnkit.timing import time_interleaved
 
 ENV = "RNNKIT_PROJECTION"
@@ -270,8 +271,8 @@ def project_back(grad: Tensor, weight: Tensor) -> Tensor:
     return project(grad, transposed(weight))
 
 
-# id(weight) → (a weak reference to it, its version and storage, its transpose).
-_TRANSPOSED: dict[int, tuple[weakref.ref[Tensor], tuple[int, int], Tensor]] = {}
+# id(weight) → (a weak reference to it, its stamp, its transpose).
+_TRANSPOSED: dict[int, tuple[weakref.ref[Tensor], Stamp, Tensor]] = {}
 
 
 def _forget(key: int, _: object) -> None:
@@ -285,16 +286,17 @@ def transposed(weight: Tensor) -> Tensor:
     needs Wᵀ laid out. A cell stepped through time (a decoder with input feeding)
     asks for it once per step of every backward pass; copying it each time cost a
     seq2seq step 5 ms (the 1024 × 320 decoder weight, 128 rows a step). The copy is
-    made again only when the weight's version counter or storage moved (an optimizer
-    step, a load); it lives as long as the weight, one copy per weight.
+    made again when the weight may have changed: after any optimizer step (fused ones
+    write without moving the version counter), an in-place change or a new storage
+    (:mod:`rnnkit.stamps`); it lives as long as the weight, one copy per weight.
     """
     key = id(weight)
-    stamp = (weight._version, weight.data_ptr())
+    now = stamp(weight)
     entry = _TRANSPOSED.get(key)
-    if entry is not None and entry[0]() is weight and entry[1] == stamp:
+    if entry is not None and entry[0]() is weight and entry[1] == now:
         return entry[2]
     copy = weight.detach().t().contiguous()
-    _TRANSPOSED[key] = (weakref.ref(weight, functools.partial(_forget, key)), stamp, copy)
+    _TRANSPOSED[key] = (weakref.ref(weight, functools.partial(_forget, key)), now, copy)
     return copy
 
 

@@ -40,7 +40,6 @@ keeps one stepper per owner, rebuilt when they have.
 from __future__ import annotations
 
 import contextlib
-import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -51,6 +50,7 @@ from torch import Tensor, nn
 from rnnkit.bptt import compiled
 from rnnkit.cells import GRUCell, LSTMCell, MinimalCell, RecurrentCell, RNNCell
 from rnnkit.recurrent import Recurrent
+from rnnkit.stamps import Stamp, stamps
 from rnnkit.state import HiddenState, LSTMState
 
 # Columns per strip of the packed weights (step.cpp's kStrip): a strip's products
@@ -98,7 +98,7 @@ class Stepper:
         layers: per-layer weights for the ATen path; empty when the compiled step runs.
         ops: the compiled library, or ``None`` for the ATen path.
         parameters: the cells' parameters, in order.
-        versions: their ``(_version, data_ptr())`` when packed.
+        versions: their :func:`~rnnkit.stamps.stamps` when packed.
     """
 
     kind: str
@@ -110,7 +110,7 @@ class Stepper:
     layers: tuple[_Layer, ...]
     ops: Any
     parameters: tuple[Tensor, ...]
-    versions: tuple[tuple[int, int], ...]
+    versions: tuple[Stamp, ...]
 
     @classmethod
     def from_cells(cls, cells: Sequence[nn.Module]) -> Stepper:
@@ -167,7 +167,7 @@ class Stepper:
             layers=layers,
             ops=ops,
             parameters=parameters,
-            versions=_versions(parameters),
+            versions=stamps(parameters),
         )
 
     @classmethod
@@ -193,10 +193,10 @@ class Stepper:
 
     def is_current(self) -> bool:
         """Whether the cells' parameters hold what was packed: none updated in place
-        since (an optimizer step, ``load_state_dict``) and none given new storage
-        (``.to()``). A parameter *object* swapped for another on a cell is not seen:
-        build a new stepper then."""
-        return _versions(self.parameters) == self.versions
+        since (an optimizer step, fused ones included, ``load_state_dict``) and none
+        given new storage (``.to()``); see :mod:`rnnkit.stamps`. A parameter *object*
+        swapped for another on a cell is not seen: build a new stepper then."""
+        return stamps(self.parameters) == self.versions
 
     def step(self, x_t: Tensor, state: Any) -> tuple[Tensor, Any]:
         """One time step of every layer: ``(h^{L−1}_t (B, H), new state)``.
@@ -264,14 +264,6 @@ def cached_stepper(owner: nn.Module, build: Callable[[], Stepper]) -> Stepper:
 
 
 # ----------------------------------------------------------------- building
-
-
-_version_of = operator.attrgetter("_version")
-
-
-def _versions(parameters: tuple[Tensor, ...]) -> tuple[tuple[int, int], ...]:
-    # In-place updates bump _version; replaced storage (.to(), .data =) moves data_ptr.
-    return tuple(zip(map(_version_of, parameters), map(Tensor.data_ptr, parameters), strict=True))
 
 
 def _kind_of(cell: nn.Module) -> str:

@@ -21,7 +21,9 @@ with ``state`` None for a stateless model. The loop, per optimizer step::
 
 Dividing once by the step's real target count, after every backward, is what
 makes k micro-batches of b equal one batch of k·b with ragged lengths: the loss is
-the mean over all targets of the step, not a mean of per-batch means. Clipping,
+the mean over all targets of the step, not a mean of per-batch means. (A step of
+one micro-batch in one process knows N before its backward: it differentiates
+loss_sum / N and skips the pass over the gradients; the result is the same.) Clipping,
 weight decay (the optimizer's), the learning-rate schedule and the step counter
 act once per step, and the last, shorter step of an epoch still steps.
 
@@ -635,6 +637,10 @@ class Trainer:
         tokens = 0.0
         continuous = self.train_data.continuous
         carried = self.carry + [None] * (len(shards) - len(self.carry))
+        # One micro-batch in one process: its target count is the step's, known before
+        # the backward, so the loss is normalised there and no pass over the gradients
+        # is left to do. Otherwise the counts of every shard (and process) come first.
+        normalised = len(shards) == 1 and not self.world.distributed and c.tbptt is None
         for j, shard in enumerate(shards):
             batch = self._batch(shard, self.train_data)
             if c.tbptt is not None:
@@ -649,8 +655,10 @@ class Trainer:
                     out, state = _loss_and_state(self.ddp(batch, carried[j]))
                     # A stand-in shard (weight 0) counts nothing; × 1.0 would only add an op.
                     total = out.total if shard.weight == 1.0 else out.total * shard.weight
-                total.backward()  # type: ignore[no-untyped-call]
-                total_j, count_j = float(total.detach()), float(out.n_targets) * shard.weight
+                count_j = float(out.n_targets) * shard.weight
+                seed = total / count_j if normalised and count_j else total
+                seed.backward()  # type: ignore[no-untyped-call]
+                total_j = float(total.detach())
             loss_sum += total_j
             tokens += count_j
             if continuous:
@@ -668,7 +676,7 @@ class Trainer:
         # DDP averaged the sums over processes; the TBPTT path summed them itself.
         scale = (self.world.size if c.tbptt is None else 1.0) / tokens
         grads = [p.grad for p in params if p.grad is not None]
-        if grads:
+        if grads and not normalised:
             torch._foreach_mul_(grads, scale)  # one call, the products of p.grad.mul_(scale)
         norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
         metrics["grad_norm"] = norm
