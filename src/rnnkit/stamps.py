@@ -16,7 +16,6 @@ the counter or the storage.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,8 +35,6 @@ def _stepped(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
 
 register_optimizer_step_post_hook(_stepped)
 
-_version_of = operator.attrgetter("_version")
-
 
 def optimizer_steps() -> int:
     """Optimizer steps this process has taken since rnnkit was imported."""
@@ -51,10 +48,4 @@ def stamp(tensor: Tensor) -> Stamp:
 
 def stamps(tensors: Sequence[Tensor]) -> tuple[Stamp, ...]:
     """:func:`stamp` of each of ``tensors``, in order."""
-    steps = _steps
-    return tuple(
-        (steps, version, pointer)
-        for version, pointer in zip(
-            map(_version_of, tensors), map(Tensor.data_ptr, tensors), strict=True
-        )
-    )
+    return tuple(map(stamp, tensors))
