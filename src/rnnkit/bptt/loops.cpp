@@ -55,17 +55,19 @@ using rnnkit_math::tanh_;
 // Plain functions over restrict pointers, one sequence row (H units) each, so the
 // compiler vectorises them; the time loops below call them row by row.
 
-// The forward rows read the step's pre-activations from p: either the output row
-// itself (kInPlace, p == o) or a separate buffer (the oneDNN product's). Two
-// instantiations rather than one without __restrict__, which gcc does not vectorise.
+// The forward rows read the step's pre-activations from the output row itself
+// (kInPlace: the product was added to it) or as that row plus p, the product W·h_{t−1}
+// in a separate buffer (oneDNN's). Two instantiations rather than one without
+// __restrict__, which gcc does not vectorise.
 template <typename T, bool kInPlace>
 __attribute__((noinline)) void lstm_forward_row(const T* __restrict__ p, T* __restrict__ o, T* __restrict__ i, T* __restrict__ f, T* __restrict__ g,
                       const T* __restrict__ cp, T* __restrict__ c, T* __restrict__ y,
                       int64_t H) {
-  const T* q = kInPlace ? o : p;  // in place, p == o: read through o (q is based on o)
   for (int64_t j = 0; j < H; ++j) {
-    const T so = sigmoid(q[j]), si = sigmoid(kInPlace ? i[j] : q[H + j]),
-            sf = sigmoid(kInPlace ? f[j] : q[2 * H + j]), sg = sigmoid(kInPlace ? g[j] : q[3 * H + j]);
+    const T so = sigmoid(kInPlace ? o[j] : o[j] + p[j]),
+            si = sigmoid(kInPlace ? i[j] : i[j] + p[H + j]),
+            sf = sigmoid(kInPlace ? f[j] : f[j] + p[2 * H + j]),
+            sg = sigmoid(kInPlace ? g[j] : g[j] + p[3 * H + j]);
     o[j] = so;
     i[j] = si;
     f[j] = sf;
@@ -95,14 +97,14 @@ __attribute__((noinline)) void lstm_backward_row(const T* __restrict__ d, const 
   }
 }
 
-// p: the row's [a_r, a_z, ĥ] (3H): r itself (kInPlace) or a separate buffer (the
-// oneDNN product's), as for the LSTM.
+// The row's [a_r, a_z, ĥ] (3H): r itself (kInPlace) or r plus the product p in a
+// separate buffer (oneDNN's), as for the LSTM.
 template <typename T, bool kInPlace>
 __attribute__((noinline)) void gru_forward_row(const T* __restrict__ p, T* __restrict__ r, T* __restrict__ z, T* __restrict__ hn,
                      T* __restrict__ n, const T* __restrict__ hp, T* __restrict__ y, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
-    const T sr = sigmoid(kInPlace ? r[j] : p[j]), sz = sigmoid(kInPlace ? z[j] : p[H + j]);
-    const T h_hat = kInPlace ? hn[j] : p[2 * H + j];
+    const T sr = sigmoid(kInPlace ? r[j] : r[j] + p[j]), sz = sigmoid(kInPlace ? z[j] : z[j] + p[H + j]);
+    const T h_hat = kInPlace ? hn[j] : hn[j] + p[2 * H + j];
     r[j] = sr;
     z[j] = sz;
     if (!kInPlace) hn[j] = h_hat;
@@ -142,9 +144,9 @@ __attribute__((noinline)) void gru_backward_row(
 // matrix once per loop and runs every step on raw pointers:
 //
 //   * "onednn" (float32, where measured faster): the matrix reordered once
-//     (mkldnn::_reorder_linear_weight), each step one mkldnn::_linear_pointwise with
-//     the addend fused in (its "add" post-op); the sum lands in a new buffer, which
-//     the caller reads in place of `out`.
+//     (mkldnn::_reorder_linear_weight), each step one bare mkldnn::_linear_pointwise
+//     into a buffer of its own; the forward rows add it to the addend as they read
+//     both (partial), other callers add it in one pass (add).
 //   * "packed" (float32, the other ones): cblas_sgemm_pack once, cblas_sgemm_compute
 //     per full-batch step (steps with fewer rows, ragged batches, use at::addmm).
 //   * "aten" otherwise (float64, neither library): at::addmm, as before.
@@ -163,8 +165,9 @@ __attribute__((noinline)) void gru_backward_row(
 // project's AVX-512 EPYC of 2026-12-07 oneDNN was 2.5× faster already at
 // B = 32, H = 256 (55 against MKL's 137 µs a step), far below it.
 
-using linear_add_fn = Tensor(const Tensor&, const Tensor&, const Tensor&,
-                             const std::optional<Tensor>&, std::string_view);
+using linear_fn = Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&,
+                         std::string_view, c10::List<std::optional<c10::Scalar>>,
+                         std::optional<std::string_view>);
 using reorder_fn = Tensor(const Tensor&, std::optional<int64_t>);
 using pack_size_fn = size_t (*)(int, int, int, int);
 using pack_fn = void (*)(int, int, int, int, int, int, float, const float*, int, float*);
@@ -172,7 +175,7 @@ using compute_fn = void (*)(int, int, int, int, int, int, const float*, int, con
                             float, float*, int);
 
 struct Libraries {
-  std::optional<c10::TypedOperatorHandle<linear_add_fn>> linear_add;
+  std::optional<c10::TypedOperatorHandle<linear_fn>> linear;
   std::optional<c10::TypedOperatorHandle<reorder_fn>> reorder;
   pack_size_fn pack_size = nullptr;
   pack_fn pack = nullptr;
@@ -180,10 +183,10 @@ struct Libraries {
 
   Libraries() {
     auto& dispatcher = c10::Dispatcher::singleton();
-    auto linear = dispatcher.findSchema({"mkldnn::_linear_pointwise", "binary"});
+    auto product = dispatcher.findSchema({"mkldnn::_linear_pointwise", ""});
     auto order = dispatcher.findSchema({"mkldnn::_reorder_linear_weight", ""});
-    if (linear.has_value() && order.has_value()) {
-      linear_add = linear->typed<linear_add_fn>();
+    if (product.has_value() && order.has_value()) {
+      linear = product->typed<linear_fn>();
       reorder = order->typed<reorder_fn>();
     }
     // libtorch_cpu is loaded already (this library links it); RTLD_NOLOAD only finds it.
@@ -203,7 +206,7 @@ struct Libraries {
     static const Libraries libraries;
     return libraries;
   }
-  bool onednn() const { return linear_add.has_value() && at::globalContext().userEnabledMkldnn(); }
+  bool onednn() const { return linear.has_value() && at::globalContext().userEnabledMkldnn(); }
 };
 
 // MKL's CBLAS constants (mkl_cblas.h).
@@ -263,10 +266,27 @@ class StepProduct {
   Path path() const { return path_; }
 
   // out (m × N, contiguous) holds the addend; a (m × K, contiguous) the left factor.
-  // Returns where out + a·w now is: `out` itself, or (oneDNN) a buffer owned by this
-  // object until the next call, which the caller reads instead.
+  // Adds a·w to out, in place.
   template <typename scalar_t>
-  const scalar_t* add(scalar_t* out, const scalar_t* a, int64_t m) const {
+  void add(scalar_t* out, const scalar_t* a, int64_t m) const {
+    const scalar_t* p = partial(out, a, m);
+    if (p == out) return;
+    at::parallel_for(0, m * w_.size(1), 32768, [&](int64_t k0, int64_t k1) {
+      scalar_t* __restrict__ o = out;
+      const scalar_t* __restrict__ q = p;
+      for (int64_t k = k0; k < k1; ++k) o[k] += q[k];
+    });
+  }
+
+  // The same product, for a caller that adds it itself: returns `out` when a·w has
+  // been added to it in place (the packed GEMM, at::addmm), or else (oneDNN) a buffer
+  // owned by this object until the next call that holds a·w alone, out untouched.
+  // oneDNN's fused "add" post-op cost 20–40 µs a call more than the bare product on
+  // the project's AVX-512 EPYC (2026-12-08, 2 threads: 77 against 57 µs at
+  // 32 × 256 by 256 × 1024), more than the step's elementwise work; the forward rows
+  // add the two while they read them anyway.
+  template <typename scalar_t>
+  const scalar_t* partial(scalar_t* out, const scalar_t* a, int64_t m) const {
     const int64_t K = w_.size(0), N = w_.size(1);
     if (m == 0) return out;
     if constexpr (std::is_same_v<scalar_t, float>) {
@@ -276,11 +296,10 @@ class StepProduct {
         return out;
       }
       if (path_ == Path::onednn) {
-        const auto options = w_.options();
-        sum_ = Libraries::get().linear_add->call(
-            at::from_blob(const_cast<float*>(a), {m, K}, options),
-            at::from_blob(out, {m, N}, options), packed_, std::nullopt, "add");
-        return sum_.data_ptr<float>();
+        product_ = Libraries::get().linear->call(
+            at::from_blob(const_cast<float*>(a), {m, K}, w_.options()), packed_, std::nullopt,
+            "none", c10::List<std::optional<c10::Scalar>>(), "");
+        return product_.data_ptr<float>();
       }
     }
     const auto options = w_.options();
@@ -348,7 +367,7 @@ class StepProduct {
   int64_t rows_;
   Path path_ = Path::aten;
   Tensor packed_;
-  mutable Tensor sum_;  // the last oneDNN result
+  mutable Tensor product_;  // the last oneDNN product
 };
 
 // Set the path of the per-step products ("auto", "static", "onednn", "packed",
@@ -555,8 +574,7 @@ void add_input_terms(Tensor& dx, Tensor& dU, Tensor& db, const Tensor& D, const 
 
 // δ_t for rows [0, b): G_t (+ ∂L/∂h_final at the last step) + D_{t+1}·W, with `next`
 // = D_{t+1} (B rows, contiguous). G_t is copied into `delta` first; the product then
-// adds to it, and the pointer returned is where δ_t is: `delta`, or the product's own
-// buffer (oneDNN), valid until its next call. G may have any strides (an expanded or
+// adds to it, and the pointer returned is `delta`. G may have any strides (an expanded or
 // transposed ∂L/∂Y is read in place); rows [b, B) of `delta` are zeroed, so a later,
 // larger step never reads stale rows.
 template <typename scalar_t>
@@ -577,7 +595,8 @@ const scalar_t* seed_delta(Tensor& delta, const Tensor& G, const std::optional<T
     if (grad_h.has_value() && grad_h->defined()) delta.narrow(0, 0, b).add_(grad_h->narrow(0, 0, b));
     return d;
   }
-  return times_W.add(d, next, b);
+  times_W.add(d, next, b);
+  return d;
 }
 
 Tensor zeros_if(bool needed, at::IntArrayRef sizes, const at::TensorOptions& options) {
@@ -605,7 +624,7 @@ Tensor rnn_forward(Tensor Y, const Tensor& h0_, const Tensor& w_t, at::IntArrayR
       if (b < B) std::fill(y + b * H, y + B * H, scalar_t(0));
       if (b == 0) continue;
       const scalar_t* hp = t == 0 ? h0p : Yp + (t - 1) * B * H;
-      const scalar_t* a = times_W.add(y, hp, b);  // a_t = U·x_t + b + W·h_{t−1}
+      const scalar_t* a = times_W.partial(y, hp, b);  // a_t, or W·h_{t−1} alone
       over_rows(b, H, [&](int64_t r0, int64_t r1) {
         // a is y itself or the product's buffer; each pass sees one of them only.
         scalar_t* __restrict__ v = y + r0 * H;
@@ -617,10 +636,13 @@ Tensor rnn_forward(Tensor Y, const Tensor& h0_, const Tensor& w_t, at::IntArrayR
           } else {
             for (int64_t k = 0; k < n; ++k) v[k] = tanh_(v[k]);
           }
-        } else if (relu) {
-          for (int64_t k = 0; k < n; ++k) v[k] = u[k] > scalar_t(0) ? u[k] : scalar_t(0);
+        } else if (relu) {  // a_t = (U·x_t + b) + W·h_{t−1}
+          for (int64_t k = 0; k < n; ++k) {
+            const scalar_t s = v[k] + u[k];
+            v[k] = s > scalar_t(0) ? s : scalar_t(0);
+          }
         } else {
-          for (int64_t k = 0; k < n; ++k) v[k] = tanh_(u[k]);
+          for (int64_t k = 0; k < n; ++k) v[k] = tanh_(v[k] + u[k]);
         }
       });
     }
@@ -705,7 +727,7 @@ std::tuple<Tensor, Tensor> lstm_forward(Tensor A, const Tensor& h0_, const Tenso
       if (b == 0) continue;
       scalar_t* a = Ap + t * B * 4 * H;
       const scalar_t* hp = t == 0 ? h0.data_ptr<scalar_t>() : Yp + (t - 1) * B * H;
-      const scalar_t* pre = times_W.add(a, hp, b);  // U·x_t + b + W·h_{t−1}
+      const scalar_t* pre = times_W.partial(a, hp, b);  // U·x_t + b + W·h_{t−1}, or W·h_{t−1}
       const scalar_t* cprev = t == 0 ? c0.data_ptr<scalar_t>() : Cp + (t - 1) * B * H;
       scalar_t* c = Cp + t * B * H;
       scalar_t* y = Yp + t * B * H;
@@ -824,7 +846,7 @@ Tensor gru_forward(Tensor S, Tensor N, const Tensor& h0_, const Tensor& w_t,
       if (b == 0) continue;
       scalar_t* st = S.data_ptr<scalar_t>() + t * B * 3 * H;
       const scalar_t* hprev = t == 0 ? h0.data_ptr<scalar_t>() : Yp + (t - 1) * B * H;
-      const scalar_t* pre = times_W.add(st, hprev, b);  // [a_r, a_z, W_n·h + b_hn]
+      const scalar_t* pre = times_W.partial(st, hprev, b);  // [a_r, a_z, W_n·h + b_hn], or the W·h part
       scalar_t* nt = N.data_ptr<scalar_t>() + t * B * H;
       scalar_t* yt = Yp + t * B * H;
       over_rows(b, 3 * H, [&](int64_t r0, int64_t r1) {
@@ -884,11 +906,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
       }
       Tensor& delta = deltas[t % 2];
       const scalar_t* next = t < T - 1 ? chunks.ptr<scalar_t>(t + 1) : nullptr;
-      const scalar_t* seeded = seed_delta(delta, G, grad_h, next, times_W, t, b);
-      // δ_t is read at step t − 1 too (z_t ⊙ δ_t) and updated in place: keep it in delta.
-      if (seeded != delta.data_ptr<scalar_t>()) {
-        std::memcpy(delta.data_ptr<scalar_t>(), seeded, b * H * sizeof(scalar_t));
-      }
+      // δ_t is read at step t − 1 too (z_t ⊙ δ_t) and updated in place, in delta.
+      seed_delta(delta, G, grad_h, next, times_W, t, b);
       if (b > 0) {
         scalar_t* gt = delta.data_ptr<scalar_t>();
         const scalar_t* gnext = t < T - 1 ? deltas[(t + 1) % 2].data_ptr<scalar_t>() : nullptr;
