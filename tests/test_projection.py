@@ -199,7 +199,7 @@ def test_the_cli_refuses_a_bad_mode_before_any_work(
     ]
 
 
-@pytest.mark.parametrize(("mode", "pins"), [("blas", "packed aten"), ("onednn", "onednn onednn")])
+@pytest.mark.parametrize(("mode", "pins"), [("blas", "packed aten aten"), ("onednn", "onednn onednn onednn")])
 def test_the_variable_pins_the_compiled_loops_choices_too(mode: str, pins: str) -> None:
     import os
     import subprocess
@@ -211,7 +211,7 @@ def test_the_variable_pins_the_compiled_loops_choices_too(mode: str, pins: str) 
         pytest.skip("no compiled loops here")
     script = (
         "from rnnkit.bptt import compiled; ops = compiled.load(); "
-        "print(ops.step_product('auto'), ops.weight_grad_path('auto'))"
+        "print(ops.step_product('auto'), ops.weight_grad_path('auto'), ops.input_grad_path('auto'))"
     )
     env = {**os.environ, projection.ENV: mode}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)

@@ -274,7 +274,7 @@ def test_cache_round_trip_between_processes(
     first, clock = fake_tuner(tmp_path)
     first.choose(KEY, "fused", ("fused", "native"), FakeRuns(clock, {"fused": 3.0, "native": 1.0}))
     data = json.loads(first.path.read_text())
-    assert {k: data[k] for k in ("schema", "torch", "machine")} == tuning.identity()
+    assert {k: data[k] for k in ("schema", "torch", "machine", "code")} == tuning.identity()
     entry = data["entries"][KEY.text()]
     assert entry["backend"] == "native" and entry["static"] == "fused"
     assert entry["seconds"] == {"fused": 3.0, "native": 1.0}
@@ -329,6 +329,7 @@ FOREIGN = {
     "schema": _table(schema=tuning.SCHEMA + 1),
     "torch": _table(torch="0.0.1"),
     "machine": _table(machine="some other machine"),
+    "code": _table(code="0123456789abcdef"),
     "entries": _table(entries=[]),
     "backend": _table(entries={KEY.text(): _entry(backend="cudnn-magic")}),
     "seconds": _table(entries={KEY.text(): _entry(seconds={"native": "fast"})}),
@@ -570,3 +571,21 @@ def test_a_real_measured_choice_computes_what_torch_nn_computes(
         torch.testing.assert_close(
             mine.grad, theirs_parameter.grad, rtol=tol["rtol"], atol=tol["atol"]
         )
+
+
+def test_the_table_belongs_to_the_backends_code(tmp_path: Path) -> None:
+    """A change to a backend's source (here a copy of the package's) gives another
+    digest, so a table measured on the old code is not read."""
+    package = Path(tuning.__file__).parent
+    copy = tmp_path / "rnnkit"
+    (copy / "bptt").mkdir(parents=True)
+    for name in ("native.py", "projection.py", "recurrent.py", "unrolling.py"):
+        (copy / name).write_bytes((package / name).read_bytes())
+    for source in (package / "bptt").glob("*.cpp"):
+        (copy / "bptt" / source.name).write_bytes(source.read_bytes())
+    before = tuning.code_digest(copy)
+    assert tuning.code_digest(copy) == before
+    loops = copy / "bptt" / "loops.cpp"
+    loops.write_bytes(loops.read_bytes() + b"// a faster loop\n")
+    assert tuning.code_digest(copy) != before
+    assert len(tuning.code()) == 16 and tuning.identity()["code"] == tuning.code()

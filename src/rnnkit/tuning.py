@@ -8,8 +8,9 @@ and keeps the median's winner:
 
 * **in memory**, for the rest of the process: a key is decided once and never again,
   so noise cannot make the choice flip back and forth within a run;
-* **on disk**, one JSON table per machine and torch version
-  (:func:`cache_path`), so later processes start with the same choice.
+* **on disk**, one JSON table per machine, torch version and version of the
+  backends' code (:func:`cache_path`), so later processes start with the same choice
+  and a change to a backend is measured again.
 
 Stability: the static rule's choice (what ``auto`` runs with tuning off, see
 ``Recurrent.resolve_backend``) is kept unless a challenger's median is more than
@@ -36,7 +37,7 @@ else ``~/.cache/rnnkit``); the tables live in its ``backends/`` folder, and
 ``rnnkit backends`` shows (``--clear`` forgets) them.
 
 The disk cache is advisory and never trusted blindly: a file that is unreadable,
-truncated, not JSON, of another schema, torch version or machine, or whose entry
+truncated, not JSON, of another schema, torch version, machine or backend code, or whose entry
 names a backend that cannot run the stack is ignored and the key re-measured. Writes
 go to a temporary file that replaces the table atomically, under an exclusive
 ``flock`` that also spans the measuring, so two processes on one machine (DDP ranks,
@@ -280,13 +281,37 @@ def machine() -> str:
     return f"{model}; {os.cpu_count()} cores; {platform.machine()}; {platform.system()}"
 
 
+# The files whose code the candidates run: a table measured on other code is stale
+# (a faster compiled loop must not lose to the slower one's recorded time).
+_BACKEND_CODE = ("bptt", "native.py", "projection.py", "recurrent.py", "unrolling.py")
+
+
+@functools.cache
+def code() -> str:
+    """A digest of the backends' code (:data:`_BACKEND_CODE`, read from the package)."""
+    return code_digest(Path(__file__).parent)
+
+
+def code_digest(package: Path) -> str:
+    """The digest of :data:`_BACKEND_CODE` under ``package``; missing files count as empty."""
+    digest = hashlib.sha256()
+    for name in _BACKEND_CODE:
+        path = package / name
+        files = sorted(path.glob("*.[cph]*")) if path.is_dir() else [path]
+        for file in files:
+            with contextlib.suppress(OSError):
+                digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def identity() -> dict[str, Any]:
-    """What a table must match to be used: schema, torch version, machine."""
-    return {"schema": SCHEMA, "torch": torch.__version__, "machine": machine()}
+    """What a table must match to be used: schema, torch version, machine, backend code."""
+    return {"schema": SCHEMA, "torch": torch.__version__, "machine": machine(), "code": code()}
 
 
 def cache_path(directory: Path | None = None) -> Path:
-    """This machine's and torch version's table in ``directory`` (default :func:`cache_dir`)."""
+    """The table of this machine, torch version and backend code in ``directory``
+    (default :func:`cache_dir`)."""
     digest = hashlib.sha256(json.dumps(identity(), sort_keys=True).encode()).hexdigest()[:16]
     return (directory or cache_dir()) / f"v{SCHEMA}-{digest}.json"
 

@@ -119,8 +119,8 @@ def test_unneeded_gradients_are_not_computed() -> None:
 @contextlib.contextmanager
 def forced(setting: str, path: str) -> Iterator[None]:
     """Force one of the compiled loops' library choices (loops.cpp): ``setting`` is the
-    op that sets it, ``step_product`` (the per-step products) or ``weight_grad_path``
-    (the backward's weight gradients)."""
+    op that sets it, ``step_product`` (the per-step products), ``weight_grad_path``
+    (the backward's weight gradients) or ``input_grad_path`` (its input gradients)."""
     set_path = getattr(compiled.load(), setting)
     previous = set_path(path)
     try:
@@ -177,9 +177,21 @@ def test_every_weight_gradient_path_gives_the_python_loops_numbers_in_float32(
 
 
 @pytest.mark.usefixtures("built")
-def test_a_bad_weight_gradient_path_is_refused() -> None:
-    with pytest.raises(RuntimeError, match="weight_grad_path expects"):
-        compiled.load().weight_grad_path("mkl")
+@pytest.mark.parametrize("path", ["auto", "onednn", "aten"])
+@pytest.mark.parametrize("chunk", [0, 3], ids=["planned", "chunk3"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_input_gradient_path_gives_the_python_loops_numbers_in_float32(
+    name: str, ragged: bool, chunk: int, path: str
+) -> None:
+    assert_float32_match(name, ragged, "input_grad_path", path, chunk)
+
+
+@pytest.mark.usefixtures("built")
+@pytest.mark.parametrize("setting", ["weight_grad_path", "input_grad_path"])
+def test_a_bad_gradient_path_is_refused(setting: str) -> None:
+    with pytest.raises(RuntimeError, match=f"{setting} expects"):
+        getattr(compiled.load(), setting)("mkl")
 
 
 @pytest.mark.usefixtures("built")

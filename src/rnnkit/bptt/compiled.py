@@ -152,8 +152,8 @@ def _build() -> Any:
 
 
 # What RNNKIT_PROJECTION pins in the loops' own measured choices (loops.cpp): the
-# per-step product's path and the backward's weight-gradient library.
-_PINS = {"blas": ("packed", "aten"), "onednn": ("onednn", "onednn")}
+# per-step product's path, the backward's weight-gradient library and its input-gradient one.
+_PINS = {"blas": ("packed", "aten", "aten"), "onednn": ("onednn", "onednn", "onednn")}
 
 
 def _pinned(ops: Any) -> Any:
@@ -166,6 +166,7 @@ def _pinned(ops: Any) -> Any:
     if pins is not None:
         ops.step_product(pins[0])
         ops.weight_grad_path(pins[1])
+        ops.input_grad_path(pins[2])
     return ops
 
 

@@ -386,12 +386,11 @@ def _rnn_kernel(
     sizes = _loop_sizes(batch_sizes, T, B)
     # Y starts as U·x_t + b for every step; step t adds W·h_{t−1} in place, then f.
     Y = project(x.reshape(T * B, I), w_ih, _combined_bias(b_ih, b_hh)).view(T, B, H)
-    w_t = _right_operand(w_hh, T)  # (H, H)
     loops = compiled.loops_for(x, h0, w_hh)
     if loops is not None:
-        loops.rnn_forward(Y, h0, w_t, sizes or (), relu)
+        loops.rnn_forward(Y, h0, w_hh.t(), sizes or (), relu)  # the loops prepare W once
     else:
-        FusedRNN._forward_loop(Y, h0, w_t, sizes, relu)
+        FusedRNN._forward_loop(Y, h0, _right_operand(w_hh, T), sizes, relu)
     return Y, _take_last(Y, sizes)
 
 
@@ -599,6 +598,14 @@ def _permute_blocks(
     return torch.cat(blocks, dim=0)
 
 
+def _permuted_rows_transposed(tensor: Tensor, order: tuple[int, ...]) -> Tensor:
+    """:func:`_permute_blocks` of a (4H, K) matrix, as the transposed view of a
+    contiguous (K, 4H) one: one copy, already laid out for the compiled loops, whose
+    oneDNN products read the transpose (a second, transposing copy otherwise)."""
+    blocks = tensor.t().chunk(4, dim=1)
+    return torch.cat([blocks[k] for k in order], dim=1).t()
+
+
 def _lstm_kernel(
     x: Tensor,
     h0: Tensor,
@@ -637,13 +644,12 @@ def _lstm_kernel(
     bias2 = _permute_blocks(_combined_bias(b_ih, b_hh), order, 2.0)
     # A starts as U·x_t + b (g rows doubled) and becomes [o, i, f, ĝ] step by step.
     A = project(x.reshape(T * B, I), u2, bias2).view(T, B, 4 * H)
-    w_t = w2.t().contiguous()  # (H, 4H): a contiguous right operand multiplies faster
     loops = compiled.loops_for(x, h0, c0, w_hh)
     if loops is not None:
-        C, Y = loops.lstm_forward(A, h0, c0, w_t, sizes or ())
+        C, Y = loops.lstm_forward(A, h0, c0, w2.t(), sizes or ())  # the loops prepare W once
     else:
         # The backward recomputes tanh(c_t), as the compiled one does.
-        C, _, Y = FusedLSTM._forward_loop(A, h0, c0, w_t, sizes)
+        C, _, Y = FusedLSTM._forward_loop(A, h0, c0, _right_operand(w2, T), sizes)
     return Y, _take_last(Y, sizes), _take_last(C, sizes), A, C
 
 
@@ -693,10 +699,12 @@ def _lstm_backward_kernel(
     T, B = Y.shape[0], Y.shape[1]
     sizes = _loop_sizes(batch_sizes, T, B)
     wanted = (needs[0], needs[3], needs[4], needs[5] or needs[6])  # x, U, W, b
-    u = _permute_blocks(w_ih, _LSTM_TO_INTERNAL)  # U and W in the internal gate order
-    w = _permute_blocks(w_hh, _LSTM_TO_INTERNAL)
-    assert u is not None and w is not None
     loops = compiled.loops_for(Y)
+    # U and W in the internal gate order
+    permute = _permuted_rows_transposed if loops is not None else _permute_blocks
+    u = permute(w_ih, _LSTM_TO_INTERNAL)
+    w = permute(w_hh, _LSTM_TO_INTERNAL)
+    assert u is not None and w is not None
     if loops is not None:
         G, final = _loop_output_grads(grad_Y, grad_h, Y, sizes)
         dx, dU, dW, db, dh0, carry = loops.lstm_backward(
@@ -930,12 +938,11 @@ def _gru_kernel(
         S[:, :, : 2 * H] += b_hh[: 2 * H]
     N = S[:, :, 2 * H :].clone()  # U_n·x + b_in, (T, B, H); becomes n_t step by step
     S[:, :, 2 * H :] = 0.0 if b_hh is None else b_hh[2 * H :]
-    w_t = _right_operand(w_hh, T)  # (H, 3H)
     loops = compiled.loops_for(x, h0, w_hh)
     if loops is not None:
-        Y = loops.gru_forward(S, N, h0, w_t, sizes or ())
+        Y = loops.gru_forward(S, N, h0, w_hh.t(), sizes or ())  # the loops prepare W once
     else:
-        Y = FusedGRU._forward_loop(S, N, h0, w_t, sizes)
+        Y = FusedGRU._forward_loop(S, N, h0, _right_operand(w_hh, T), sizes)
     return Y, _take_last(Y, sizes), S, N
 
 

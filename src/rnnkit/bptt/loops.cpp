@@ -210,7 +210,7 @@ struct Libraries {
 };
 
 // MKL's CBLAS constants (mkl_cblas.h).
-constexpr int kRowMajor = 101, kNoTrans = 111, kPacked = 151, kBMatrix = 162;
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
 constexpr int64_t kOneDnnWork = int64_t{1} << 25;  // the static rule: oneDNN above this M·K·N
 // Preparing the matrix costs about as much as a few steps' products (a copy of it, or
 // oneDNN's reorder): a loop shorter than this keeps at::addmm. A decoder calling a
@@ -319,16 +319,20 @@ class StepProduct {
   void prepare(Path want) {
     const auto& libs = Libraries::get();
     const int64_t K = w_.size(0), N = w_.size(1);
+    // A (K, N) operand that is the transpose of a contiguous (N, K) matrix (the forward
+    // loops pass the weight as it lies) is read as it is: a transposing copy of a
+    // 1,024 × 256 matrix took 150 µs on the project's EPYC, a third of a step.
+    const bool transposed = !w_.is_contiguous() && w_.t().is_contiguous();
     if (want == Path::onednn && libs.onednn()) {
       path_ = Path::onednn;
       packed_ = libs.reorder->call(w_.t().contiguous(), rows_);  // (N, K), oneDNN's layout
     } else if (want != Path::aten && libs.pack != nullptr) {
       path_ = Path::packed;
-      const Tensor wc = w_.contiguous();
+      const Tensor wc = transposed ? w_ : w_.contiguous();
       const size_t bytes = libs.pack_size(kBMatrix, rows_, N, K);
       packed_ = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 16}, w_.options());
-      libs.pack(kRowMajor, kBMatrix, kNoTrans, rows_, N, K, 1.0f, wc.data_ptr<float>(), N,
-                packed_.data_ptr<float>());
+      libs.pack(kRowMajor, kBMatrix, transposed ? kTrans : kNoTrans, rows_, N, K, 1.0f,
+                wc.data_ptr<float>(), transposed ? K : N, packed_.data_ptr<float>());
     }
   }
 
@@ -456,15 +460,33 @@ bool onednn_grads_available(const at::TensorOptions& options) {
          Libraries::get().onednn();
 }
 
+// A chunk's ∂L/∂(pre-activations) D, the left factor of its weight gradients. oneDNN
+// reads a copy in its own tensor, made at the first use and shared: an RNN's or
+// LSTM's D feeds both ∂L/∂W and ∂L/∂U, and it is the widest operand (G·H columns).
+class GradRows {
+ public:
+  explicit GradRows(Tensor dense) : dense_(std::move(dense)) {}
+  const Tensor& dense() const { return dense_; }
+  const Tensor& onednn() const {
+    if (!copy_.defined()) copy_ = dense_.contiguous().to_mkldnn();
+    return copy_;
+  }
+
+ private:
+  Tensor dense_;
+  mutable Tensor copy_;
+};
+
 // dst += Dᵀ·X (D: (rows, M), X: (rows, K), dst: (M, K), any view).
-void add_weight_grad(Tensor dst, const Tensor& D, const Tensor& X, bool onednn) {
+void add_weight_grad(Tensor dst, const GradRows& D, const Tensor& X, bool onednn) {
   if (!onednn) {
-    dst.addmm_(D.t(), X);
+    dst.addmm_(D.dense().t(), X);
     return;
   }
-  const Tensor shape = at::empty({D.size(1), X.size(1)}, D.options().layout(c10::kMkldnn));
-  const auto grads = at::mkldnn_linear_backward_weights(D.contiguous().to_mkldnn(),
-                                                        X.contiguous().to_mkldnn(), shape, false);
+  const Tensor shape = at::empty({D.dense().size(1), X.size(1)},
+                                 D.dense().options().layout(c10::kMkldnn));
+  const auto grads = at::mkldnn_linear_backward_weights(D.onednn(), X.contiguous().to_mkldnn(),
+                                                        shape, false);
   dst.add_(std::get<0>(grads).to_dense());
 }
 
@@ -503,8 +525,9 @@ ChunkPlan plan_chunks(int64_t T, int64_t B, int64_t size_width, int64_t width, i
     const Tensor D = at::full({longer * B, width}, 0.01, scratch);
     const Tensor X = at::full({longer * B, H}, 0.01, scratch);
     Tensor dst = at::zeros({width, H}, scratch);
-    const bool faster = beats([&] { add_weight_grad(dst, D, X, true); },
-                              [&] { add_weight_grad(dst, D, X, false); });
+    // A fresh GradRows per call: each one pays for its copy of D.
+    const bool faster = beats([&] { add_weight_grad(dst, GradRows(D), X, true); },
+                              [&] { add_weight_grad(dst, GradRows(D), X, false); });
     found = kept.emplace(key, faster).first;
   }
   return found->second ? ChunkPlan{longer, true} : ChunkPlan{usual, false};
@@ -537,37 +560,100 @@ struct Chunks {
   }
 };
 
-// ∂L/∂W += Σ_t D_tᵀ·h_{t−1} over the chunk [t0, t0 + n): h_{−1} = h0, h_t = Y[t].
-void add_recurrent_term(Tensor& dW, const Tensor& D, const Tensor& Y, const Tensor& h0,
+// ∂L/∂W += Σ_t D_tᵀ·h_{t−1} over the chunk [t0, t0 + n): h_{−1} = h0, h_t = Y[t]. The
+// first chunk's h rows are [h0; Y[0 : n − 1]], copied together (H columns), so that
+// its D is read whole, as ∂L/∂U reads it.
+void add_recurrent_term(Tensor& dW, const GradRows& D, const Tensor& Y, const Tensor& h0,
                         int64_t t0, int64_t n, int64_t B, bool onednn) {
   const int64_t H = Y.size(2);
   if (t0 > 0) {
     add_weight_grad(dW, D, Y.narrow(0, t0 - 1, n).view({n * B, H}), onednn);
     return;
   }
-  dW.addmm_(D.narrow(0, 0, B).t(), h0);  // B rows: too short a sum for oneDNN
-  if (n > 1) {
-    add_weight_grad(dW, D.narrow(0, B, (n - 1) * B), Y.narrow(0, 0, n - 1).view({(n - 1) * B, H}),
-                    onednn);
-  }
+  const Tensor h = n == 1 ? h0 : at::cat({h0, Y.narrow(0, 0, n - 1).view({(n - 1) * B, H})});
+  add_weight_grad(dW, D, h, onednn);
 }
 
-// ∂L/∂x[t0 : t0 + n] = D·U, ∂L/∂U += Dᵀ·x, ∂L/∂b += Σ D, for the columns [c0, c0 + width)
-// of the gate blocks (U's rows).
-void add_input_terms(Tensor& dx, Tensor& dU, Tensor& db, const Tensor& D, const Tensor& x,
-                     const Tensor& U, int64_t t0, int64_t n, int64_t B, int64_t c0, bool first_part,
-                     bool onednn) {
-  const int64_t I = x.size(2), width = D.size(1);
-  if (dx.defined()) {
-    Tensor out = dx.narrow(0, t0, n).view({n * B, I});
-    if (first_part) {
-      at::mm_out(out, D, U.narrow(0, c0, width));
-    } else {
-      out.addmm_(D, U.narrow(0, c0, width));
-    }
+// The chunks' input gradients ∂L/∂x = D·U (D: a chunk's (rows, width), U: a block of
+// the input weight's rows, (width, I)). at::mm is MKL, which on the project's AVX-512
+// EPYC (2026-12-08, 2 threads) ran 1,600 × 1,024 by 1,024 × 256 in 5.0 ms where
+// oneDNN's inner product, on Uᵀ reordered once per backward, took 2.2 ms (2.3× over
+// 256 to 3,200 rows, I from 64 to 256). Which is faster depends on the CPU, so it is
+// measured at the first backward of each (rows, width, I, D's row stride, threads),
+// MKL the incumbent; "onednn" or "aten" forces one (tests, benchmarks).
+std::string& input_grad_forced() {
+  static std::string path = "auto";
+  return path;
+}
+
+std::string input_grad_path(std::string_view path) {
+  TORCH_CHECK(path == "auto" || path == "onednn" || path == "aten",
+              "rnnkit loops: input_grad_path expects auto, onednn or aten, got ", path);
+  std::string previous = input_grad_forced();
+  input_grad_forced() = std::string(path);
+  return previous;
+}
+
+class InputGrad {
+ public:
+  // U: (width, I), any strides; rows: the longest chunk's rows; stride: D's row stride
+  // (a GRU's reset and update columns are read in place from a wider chunk).
+  InputGrad(const Tensor& U, int64_t rows, int64_t stride, bool needed) : U_(U) {
+    if (!needed || !onednn_grads_available(U.options())) return;
+    const std::string& forced = input_grad_forced();
+    if (forced == "aten" || (forced == "auto" && !measured_onednn(rows, stride))) return;
+    weight_ = Libraries::get().reorder->call(U.t().contiguous(), rows);  // (I, width)
   }
+
+  // out (rows, I, contiguous) = D·U, or += D·U where `accumulate`.
+  void run(Tensor out, const Tensor& D, bool accumulate) const {
+    if (!weight_.defined()) {
+      accumulate ? void(out.addmm_(D, U_)) : void(at::mm_out(out, D, U_));
+      return;
+    }
+    const Tensor product = Libraries::get().linear->call(
+        D, weight_, std::nullopt, "none", c10::List<std::optional<c10::Scalar>>(), "");
+    accumulate ? void(out.add_(product)) : void(out.copy_(product));
+  }
+
+ private:
+  InputGrad(const Tensor& U, int64_t rows, bool onednn) : U_(U) {
+    if (onednn) weight_ = Libraries::get().reorder->call(U.t().contiguous(), rows);
+  }
+
+  bool measured_onednn(int64_t rows, int64_t stride) const {
+    const int64_t width = U_.size(0), I = U_.size(1);
+    static std::mutex mutex;
+    static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int>, bool> kept;
+    const std::lock_guard<std::mutex> lock(mutex);
+    const auto key = std::make_tuple(rows, width, I, stride, at::get_num_threads());
+    auto found = kept.find(key);
+    if (found == kept.end()) {
+      const auto scratch = U_.options().requires_grad(false);
+      const Tensor D = at::full({rows, stride}, 0.01, scratch).narrow(1, 0, width);
+      const Tensor U = at::full({width, I}, 0.01, scratch);
+      Tensor out = at::empty({rows, I}, scratch);
+      const InputGrad one(U, rows, true), two(U, rows, false);
+      found = kept.emplace(key, beats([&] { one.run(out, D, false); },
+                                      [&] { two.run(out, D, false); })).first;
+    }
+    return found->second;
+  }
+
+  Tensor U_;
+  Tensor weight_;  // Uᵀ in oneDNN's layout, where oneDNN runs the product
+};
+
+// ∂L/∂x[t0 : t0 + n] = D·U, ∂L/∂U += Dᵀ·x, ∂L/∂b += Σ D, for the columns [c0, c0 + width)
+// of the gate blocks (U's rows); `times_U` holds those rows of U.
+void add_input_terms(Tensor& dx, Tensor& dU, Tensor& db, const GradRows& rows,
+                     const Tensor& x, const InputGrad& times_U, int64_t t0, int64_t n, int64_t B,
+                     int64_t c0, bool first_part, bool onednn) {
+  const Tensor& D = rows.dense();
+  const int64_t I = x.size(2), width = D.size(1);
+  if (dx.defined()) times_U.run(dx.narrow(0, t0, n).view({n * B, I}), D, !first_part);
   if (dU.defined()) {
-    add_weight_grad(dU.narrow(0, c0, width), D, x.narrow(0, t0, n).view({n * B, I}), onednn);
+    add_weight_grad(dU.narrow(0, c0, width), rows, x.narrow(0, t0, n).view({n * B, I}), onednn);
   }
   if (db.defined()) db.narrow(0, c0, width).add_(D.sum(0));
 }
@@ -671,6 +757,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
   Chunks chunks(T, B, H, options, plan_chunks(T, B, H, H, H, options, chunk));
   Tensor delta = at::empty({B, H}, options);
   const StepProduct times_W(w_hh, B, T);
+  const InputGrad times_U(w_ih, chunks.K * B, H, dx.defined());
   AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "rnn_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t b = rows_at(batch_sizes, t, B);
@@ -691,8 +778,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
       if (t == chunks.first(t)) {
         const Tensor D = chunks.rows(t);
         const int64_t n = chunks.length(t);
-        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B, chunks.onednn);
-        add_input_terms(dx, dU, db, D, x, w_ih, t, n, B, 0, true, chunks.onednn);
+        const GradRows rows(D);
+        if (dW.defined()) add_recurrent_term(dW, rows, Y, h0, t, n, B, chunks.onednn);
+        add_input_terms(dx, dU, db, rows, x, times_U, t, n, B, 0, true, chunks.onednn);
       }
     }
   });
@@ -778,6 +866,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   Tensor dU = zeros_if(needs[1], {4 * H, I}, options), dW = zeros_if(needs[2], {4 * H, H}, options);
   Tensor db = zeros_if(needs[3], {4 * H}, options);
   Chunks chunks(T, B, 4 * H, options, plan_chunks(T, B, 4 * H, 4 * H, H, options, chunk));
+  const InputGrad times_U(u, chunks.K * B, 4 * H, dx.defined());
   Tensor carry = at::zeros({B, H}, options);
   Tensor delta = at::empty({B, H}, options);
   const bool has_grad_c = grad_c_.has_value() && grad_c_->defined();
@@ -814,8 +903,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
       if (t == chunks.first(t)) {
         const Tensor D = chunks.rows(t);
         const int64_t n = chunks.length(t);
-        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B, chunks.onednn);
-        add_input_terms(dx, dU, db, D, x, u, t, n, B, 0, true, chunks.onednn);
+        const GradRows rows(D);
+        if (dW.defined()) add_recurrent_term(dW, rows, Y, h0, t, n, B, chunks.onednn);
+        add_input_terms(dx, dU, db, rows, x, times_U, t, n, B, 0, true, chunks.onednn);
       }
     }
   });
@@ -895,6 +985,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
   Chunks slopes(T, B, H, options, plan);  // δ_t ⊙ ∂h/∂a^n, same chunk boundaries
   Tensor deltas[2] = {at::empty({B, H}, options), at::empty({B, H}, options)};  // δ_t, δ_{t+1}
   const StepProduct times_W(w_hh, B, T);
+  const InputGrad times_U(w_ih.narrow(0, 0, 2 * H), chunks.K * B, 3 * H, dx.defined());
+  const InputGrad times_Un(w_ih.narrow(0, 2 * H, H), chunks.K * B, H, dx.defined());
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "gru_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t b = rows_at(batch_sizes, t, B);
@@ -931,10 +1023,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
       if (t == chunks.first(t)) {
         const Tensor D = chunks.rows(t), Dn = slopes.rows(t);  // (n·B, 3H), (n·B, H)
         const int64_t n = chunks.length(t);
-        if (dW.defined()) add_recurrent_term(dW, D, Y, h0, t, n, B, chunks.onednn);
+        if (dW.defined()) add_recurrent_term(dW, GradRows(D), Y, h0, t, n, B, chunks.onednn);
         if (db_hh.defined()) db_hh.add_(D.sum(0));
-        add_input_terms(dx, dU, db_ih, D.narrow(1, 0, 2 * H), x, w_ih, t, n, B, 0, true, chunks.onednn);
-        add_input_terms(dx, dU, db_ih, Dn, x, w_ih, t, n, B, 2 * H, false, chunks.onednn);
+        add_input_terms(dx, dU, db_ih, GradRows(D.narrow(1, 0, 2 * H)), x, times_U, t, n, B, 0, true,
+                        chunks.onednn);
+        add_input_terms(dx, dU, db_ih, GradRows(Dn), x, times_Un, t, n, B, 2 * H, false,
+                        chunks.onednn);
       }
     }
   });
@@ -950,6 +1044,7 @@ TORCH_LIBRARY(rnnkit_loops, m) {
   m.def("step_product(str path) -> str", &step_product);
   m.def("step_product_path(Tensor w, int rows) -> str", &step_product_path);
   m.def("weight_grad_path(str path) -> str", &weight_grad_path);
+  m.def("input_grad_path(str path) -> str", &input_grad_path);
   m.def("rnn_forward(Tensor(a!) Y, Tensor h0, Tensor w_t, int[] batch_sizes, bool relu) -> Tensor(a!)",
         &rnn_forward);
   m.def("rnn_backward(Tensor G, Tensor? grad_h, Tensor Y, Tensor x, Tensor h0, Tensor w_ih, "

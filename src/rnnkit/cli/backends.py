@@ -62,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         note = " (none yet)"
     elif not entries:
-        note = " (unreadable, or not this machine's and torch's: ignored and re-measured)"
+        note = " (unreadable, or not this machine's, torch's and code's: ignored and re-measured)"
     else:
         note = ""
     print(f"table: {path}{note}")
-    print(f"machine: {tuning.machine()}; torch {tuning.identity()['torch']}")
+    print(f"machine: {tuning.machine()}; torch {tuning.identity()['torch']}; "
+          f"backend code {tuning.code()}")
     print(f"tuning: {state} ({why})")
     if not rows:
         print("no measured choices yet: the first forward of each new shape measures one")
