@@ -26,12 +26,22 @@ def built() -> None:
         pytest.skip(f"no compiled loops here: {compiled.status()}")
 
 
-def run(stack: Recurrent, x: Tensor, lengths: list[int] | None) -> list[Tensor]:
-    """Outputs, final state and every parameter's and the input's gradient."""
+def run(
+    stack: Recurrent, x: Tensor, lengths: list[int] | None, *, initial: bool = True
+) -> list[Tensor]:
+    """Outputs, final state and every parameter's and the input's gradient, and with
+    ``initial`` the gradient of a random initial state (the loops' ∂L/∂h0, ∂L/∂c0)."""
     x = x.detach().clone().requires_grad_()
-    out, final = stack(x, lengths=lengths)
+    state = None
+    leaves = [x, *stack.parameters()]
+    if initial:
+        torch.manual_seed(11)
+        zeros = stack.initial_state(x.shape[0], dtype=x.dtype)
+        state = type(zeros)(*(torch.randn_like(f).requires_grad_() for f in zeros))
+        leaves += list(state)
+    out, final = stack(x, state, lengths=lengths)
     loss = weighted_sum([out, *final])
-    grads = torch.autograd.grad(loss, [x, *stack.parameters()])
+    grads = torch.autograd.grad(loss, leaves)
     return [out, *final, *grads]
 
 
@@ -78,7 +88,7 @@ def test_compiled_float32_agrees_with_torch_nn_where_gates_saturate(name: str) -
     expected = run_torch(reference, x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        actual = run(stack, x, None)
+        actual = run(stack, x, None, initial=False)
     for a, b in zip(actual, expected, strict=True):
         assert torch.isfinite(a).all()
         # Relative to each tensor's largest entry: the Python loops measure 1–4e-7

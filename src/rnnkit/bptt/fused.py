@@ -430,7 +430,7 @@ def _rnn_backward_kernel(
     """
     T, B = Y.shape[0], Y.shape[1]
     sizes = _loop_sizes(batch_sizes, T, B)
-    wanted = (needs[0], needs[2], needs[3], needs[4] or needs[5])  # x, U, W, b
+    wanted = (needs[0], needs[2], needs[3], needs[4] or needs[5], needs[1])  # x, U, W, b, h0
     loops = compiled.loops_for(Y)
     if loops is not None:
         G, final = _loop_output_grads(grad_Y, grad_h, Y, sizes)
@@ -698,7 +698,7 @@ def _lstm_backward_kernel(
     """
     T, B = Y.shape[0], Y.shape[1]
     sizes = _loop_sizes(batch_sizes, T, B)
-    wanted = (needs[0], needs[3], needs[4], needs[5] or needs[6])  # x, U, W, b
+    wanted = (needs[0], needs[3], needs[4], needs[5] or needs[6], needs[1])  # x, U, W, b, h0
     loops = compiled.loops_for(Y)
     # U and W in the internal gate order
     permute = _permuted_rows_transposed if loops is not None else _permute_blocks
@@ -990,7 +990,7 @@ def _gru_backward_kernel(
     loops = compiled.loops_for(Y)
     if loops is not None:
         G, final = _loop_output_grads(grad_Y, grad_h, Y, sizes)
-        wanted = (needs[0], needs[2], needs[3], needs[4], needs[5])  # x, U, W, b_ih, b_hh
+        wanted = (needs[0], needs[2], needs[3], needs[4], needs[5], needs[1])  # … b_hh, h0
         dx, dU, dW, db_ih, db_hh, dh0 = loops.gru_backward(
             G, final, S, N, Y, x, h0, w_ih, w_hh, sizes or (), wanted, compiled.chunk
         )
