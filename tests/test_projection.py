@@ -199,7 +199,9 @@ def test_the_cli_refuses_a_bad_mode_before_any_work(
     ]
 
 
-@pytest.mark.parametrize(("mode", "pins"), [("blas", "packed aten aten"), ("onednn", "onednn onednn onednn")])
+@pytest.mark.parametrize(
+    ("mode", "pins"), [("blas", "packed aten aten"), ("onednn", "onednn onednn onednn")]
+)
 def test_the_variable_pins_the_compiled_loops_choices_too(mode: str, pins: str) -> None:
     import os
     import subprocess

@@ -66,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         note = ""
     print(f"table: {path}{note}")
-    print(f"machine: {tuning.machine()}; torch {tuning.identity()['torch']}; "
-          f"backend code {tuning.code()}")
+    print(
+        f"machine: {tuning.machine()}; torch {tuning.identity()['torch']}; "
+        f"backend code {tuning.code()}"
+    )
     print(f"tuning: {state} ({why})")
     if not rows:
         print("no measured choices yet: the first forward of each new shape measures one")
