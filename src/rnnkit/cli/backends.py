@@ -17,8 +17,9 @@ def register(subparsers: Any) -> None:
             "Recurrent(backend='auto') times the exact backends (fused, native) at the\n"
             "first forward of each new shape key and keeps the fastest, preferring the\n"
             "static rule's choice unless the other is over 5% faster. The choices are\n"
-            "cached per machine and torch version under $RNNKIT_CACHE_DIR/backends\n"
-            "(default ~/.cache/rnnkit/backends). RNNKIT_TUNE=0 turns the measuring off;\n"
+            "cached per machine, torch version and version of the backends' code under\n"
+            "$RNNKIT_CACHE_DIR/backends (default ~/.cache/rnnkit/backends). RNNKIT_TUNE=0\n"
+            "turns the measuring off; "
             "a model's backend key (--backend) pins one.\n\n"
             "example:\n"
             "  rnnkit backends\n"
@@ -30,7 +31,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--clear",
         action="store_true",
-        help="delete the cached tables (every machine and torch version in the folder)",
+        help="delete the cached tables (every machine, torch and code version in the folder)",
     )
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     parser.set_defaults(run=run)
