@@ -180,21 +180,13 @@ def test_every_step_product_path_gives_the_python_loops_numbers_in_float32(
 @pytest.mark.parametrize("chunk", [0, 3], ids=["planned", "chunk3"])
 @pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
 @pytest.mark.parametrize("name", NAMES)
-def test_every_weight_gradient_path_gives_the_python_loops_numbers_in_float32(
-    name: str, ragged: bool, chunk: int, path: str
+@pytest.mark.parametrize("setting", ["weight_grad_path", "input_grad_path"])
+def test_every_gradient_path_gives_the_python_loops_numbers_in_float32(
+    setting: str, name: str, ragged: bool, chunk: int, path: str
 ) -> None:
-    assert_float32_match(name, ragged, "weight_grad_path", path, chunk)
-
-
-@pytest.mark.usefixtures("built")
-@pytest.mark.parametrize("path", ["auto", "onednn", "aten"])
-@pytest.mark.parametrize("chunk", [0, 3], ids=["planned", "chunk3"])
-@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
-@pytest.mark.parametrize("name", NAMES)
-def test_every_input_gradient_path_gives_the_python_loops_numbers_in_float32(
-    name: str, ragged: bool, chunk: int, path: str
-) -> None:
-    assert_float32_match(name, ragged, "input_grad_path", path, chunk)
+    """The backward's weight gradients (``weight_grad_path``) and input gradients
+    (``input_grad_path``) by each library."""
+    assert_float32_match(name, ragged, setting, path, chunk)
 
 
 @pytest.mark.usefixtures("built")

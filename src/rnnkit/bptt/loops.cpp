@@ -238,6 +238,26 @@ bool beats(const std::function<void()>& challenger, const std::function<void()>&
   return median(a) < (1 - kMargin) * median(b);
 }
 
+// The measured choices of StepProduct, ChunkPlan and InputGrad: each is timed at the
+// first call with a new key (its shape and the thread count) and kept for the process.
+// One instance per choice; the lock also keeps two threads from timing at once.
+template <typename Key, typename Value>
+class Kept {
+ public:
+  Value get(const Key& key, const std::function<Value()>& measure) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    auto found = kept_.find(key);
+    if (found == kept_.end()) found = kept_.emplace(key, measure()).first;
+    return found->second;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<Key, Value> kept_;
+};
+
+using ShapeKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int>;
+
 // "auto" (measured), "static" (the threshold rule), or a path forced by name where
 // it can run ("aten" always can). Tests force each path to compare them; benchmarks
 // to time them.
@@ -345,26 +365,21 @@ class StepProduct {
     const int64_t K = w.size(0), N = w.size(1);
     const Path incumbent = static_path(K, N);
     if (!libs.onednn() || libs.pack == nullptr) return incumbent;
-    static std::mutex mutex;
-    static std::map<std::tuple<int64_t, int64_t, int64_t, int>, Path> kept;
-    const std::lock_guard<std::mutex> lock(mutex);
-    const auto key = std::make_tuple(rows, K, N, at::get_num_threads());
-    const auto found = kept.find(key);
-    if (found != kept.end()) return found->second;
-    const StepProduct one(w, rows, Path::onednn), two(w, rows, Path::packed);
-    const Tensor a = at::full({rows, K}, 0.01, w.options().requires_grad(false));
-    Tensor out = at::zeros({rows, N}, a.options());
-    auto times = [&](const StepProduct& p) {
-      return [&out, &a, rows, product = &p] {
-        product->add(out.data_ptr<float>(), a.data_ptr<float>(), rows);
+    static Kept<ShapeKey, Path> kept;
+    return kept.get({rows, K, N, 0, at::get_num_threads()}, [&] {
+      const StepProduct one(w, rows, Path::onednn), two(w, rows, Path::packed);
+      const Tensor a = at::full({rows, K}, 0.01, w.options().requires_grad(false));
+      Tensor out = at::zeros({rows, N}, a.options());
+      auto times = [&](const StepProduct& p) {
+        return [&out, &a, rows, product = &p] {
+          product->add(out.data_ptr<float>(), a.data_ptr<float>(), rows);
+        };
       };
-    };
-    const StepProduct& incumbent_product = incumbent == Path::onednn ? one : two;
-    const StepProduct& other_product = incumbent == Path::onednn ? two : one;
-    const Path other = incumbent == Path::onednn ? Path::packed : Path::onednn;
-    const Path choice = beats(times(other_product), times(incumbent_product)) ? other : incumbent;
-    kept.emplace(key, choice);
-    return choice;
+      const StepProduct& incumbent_product = incumbent == Path::onednn ? one : two;
+      const StepProduct& other_product = incumbent == Path::onednn ? two : one;
+      const Path other = incumbent == Path::onednn ? Path::packed : Path::onednn;
+      return beats(times(other_product), times(incumbent_product)) ? other : incumbent;
+    });
   }
 
   Tensor w_;
@@ -447,12 +462,18 @@ std::string& weight_grad_forced() {
   return path;
 }
 
-std::string weight_grad_path(std::string_view path) {
-  TORCH_CHECK(path == "auto" || path == "onednn" || path == "aten",
-              "rnnkit loops: weight_grad_path expects auto, onednn or aten, got ", path);
-  std::string previous = weight_grad_forced();
-  weight_grad_forced() = std::string(path);
+// Set one of the backward's library choices (`forced`: weight_grad_forced() or
+// input_grad_forced()) to auto, onednn or aten; returns the previous setting.
+std::string force_grad_path(std::string& forced, std::string_view path, const char* name) {
+  TORCH_CHECK(path == "auto" || path == "onednn" || path == "aten", "rnnkit loops: ", name,
+              " expects auto, onednn or aten, got ", path);
+  std::string previous = forced;
+  forced = std::string(path);
   return previous;
+}
+
+std::string weight_grad_path(std::string_view path) {
+  return force_grad_path(weight_grad_forced(), path, "weight_grad_path");
 }
 
 bool onednn_grads_available(const at::TensorOptions& options) {
@@ -515,22 +536,17 @@ ChunkPlan plan_chunks(int64_t T, int64_t B, int64_t size_width, int64_t width, i
   if (!available || forced == "aten") return {usual, false};
   if (forced == "onednn") return {longer, true};
   if (longer * B < kGradRows / 2) return {usual, false};  // too short a sum to pay
-  static std::mutex mutex;
-  static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int>, bool> kept;
-  const std::lock_guard<std::mutex> lock(mutex);
-  const auto key = std::make_tuple(B, width, H, longer, at::get_num_threads());
-  auto found = kept.find(key);
-  if (found == kept.end()) {
+  static Kept<ShapeKey, bool> kept;
+  const bool faster = kept.get({B, width, H, longer, at::get_num_threads()}, [&] {
     const auto scratch = options.requires_grad(false);
     const Tensor D = at::full({longer * B, width}, 0.01, scratch);
     const Tensor X = at::full({longer * B, H}, 0.01, scratch);
     Tensor dst = at::zeros({width, H}, scratch);
     // A fresh GradRows per call: each one pays for its copy of D.
-    const bool faster = beats([&] { add_weight_grad(dst, GradRows(D), X, true); },
-                              [&] { add_weight_grad(dst, GradRows(D), X, false); });
-    found = kept.emplace(key, faster).first;
-  }
-  return found->second ? ChunkPlan{longer, true} : ChunkPlan{usual, false};
+    return beats([&] { add_weight_grad(dst, GradRows(D), X, true); },
+                 [&] { add_weight_grad(dst, GradRows(D), X, false); });
+  });
+  return faster ? ChunkPlan{longer, true} : ChunkPlan{usual, false};
 }
 
 struct Chunks {
@@ -587,11 +603,7 @@ std::string& input_grad_forced() {
 }
 
 std::string input_grad_path(std::string_view path) {
-  TORCH_CHECK(path == "auto" || path == "onednn" || path == "aten",
-              "rnnkit loops: input_grad_path expects auto, onednn or aten, got ", path);
-  std::string previous = input_grad_forced();
-  input_grad_forced() = std::string(path);
-  return previous;
+  return force_grad_path(input_grad_forced(), path, "input_grad_path");
 }
 
 class InputGrad {
@@ -623,21 +635,15 @@ class InputGrad {
 
   bool measured_onednn(int64_t rows, int64_t stride) const {
     const int64_t width = U_.size(0), I = U_.size(1);
-    static std::mutex mutex;
-    static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int>, bool> kept;
-    const std::lock_guard<std::mutex> lock(mutex);
-    const auto key = std::make_tuple(rows, width, I, stride, at::get_num_threads());
-    auto found = kept.find(key);
-    if (found == kept.end()) {
+    static Kept<ShapeKey, bool> kept;
+    return kept.get({rows, width, I, stride, at::get_num_threads()}, [&] {
       const auto scratch = U_.options().requires_grad(false);
       const Tensor D = at::full({rows, stride}, 0.01, scratch).narrow(1, 0, width);
       const Tensor U = at::full({width, I}, 0.01, scratch);
       Tensor out = at::empty({rows, I}, scratch);
       const InputGrad one(U, rows, true), two(U, rows, false);
-      found = kept.emplace(key, beats([&] { one.run(out, D, false); },
-                                      [&] { two.run(out, D, false); })).first;
-    }
-    return found->second;
+      return beats([&] { one.run(out, D, false); }, [&] { two.run(out, D, false); });
+    });
   }
 
   Tensor U_;
