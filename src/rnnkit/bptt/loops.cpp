@@ -209,6 +209,12 @@ struct Libraries {
   bool onednn() const { return linear.has_value() && at::globalContext().userEnabledMkldnn(); }
 };
 
+// x·wᵀ by oneDNN's bare inner product, w as mkldnn::_reorder_linear_weight left it.
+Tensor onednn_product(const Tensor& x, const Tensor& packed) {
+  return Libraries::get().linear->call(x, packed, std::nullopt, "none",
+                                       c10::List<std::optional<c10::Scalar>>(), "");
+}
+
 // MKL's CBLAS constants (mkl_cblas.h).
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
 constexpr int64_t kOneDnnWork = int64_t{1} << 25;  // the static rule: oneDNN above this M·K·N
@@ -316,9 +322,8 @@ class StepProduct {
         return out;
       }
       if (path_ == Path::onednn) {
-        product_ = Libraries::get().linear->call(
-            at::from_blob(const_cast<float*>(a), {m, K}, w_.options()), packed_, std::nullopt,
-            "none", c10::List<std::optional<c10::Scalar>>(), "");
+        product_ = onednn_product(at::from_blob(const_cast<float*>(a), {m, K}, w_.options()),
+                                  packed_);
         return product_.data_ptr<float>();
       }
     }
@@ -623,8 +628,7 @@ class InputGrad {
       accumulate ? void(out.addmm_(D, U_)) : void(at::mm_out(out, D, U_));
       return;
     }
-    const Tensor product = Libraries::get().linear->call(
-        D, weight_, std::nullopt, "none", c10::List<std::optional<c10::Scalar>>(), "");
+    const Tensor product = onednn_product(D, weight_);
     accumulate ? void(out.add_(product)) : void(out.copy_(product));
   }
 
